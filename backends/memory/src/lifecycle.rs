@@ -1,0 +1,344 @@
+//! The rules of the job lifecycle: which transition each call makes, and when.
+//!
+//! These functions are the reference semantics the other backends match; the crate
+//! docs summarize them. Every change to a stored job goes through
+//! [`crate::store::JobMut::change`].
+
+use std::{collections::HashSet, time::Duration};
+
+use haul_core::{
+    AttemptError, Claim, Error, HeartbeatOutcome, JobId, JobOutcome, JobRecord, JobState, NewJob, Report,
+    ReportOutcome, RescueOutcome, Result, Retention, Timestamp, validate_kind_name, validate_queue_name,
+};
+
+use crate::{
+    store::Store,
+    time::{after, before},
+    wake::Wake,
+};
+
+/// The error recorded when a lease runs out before its holder reports.
+pub(crate) const LEASE_EXPIRED: &str = "lease expired: the worker holding the job stopped heartbeating";
+
+/// What [`Store::claim`] needs besides the clock.
+pub(crate) struct ClaimRequest<'a> {
+    pub(crate) queues: &'a [String],
+    pub(crate) limit: usize,
+    pub(crate) lease: Duration,
+    pub(crate) worker_id: &'a str,
+}
+
+impl Store {
+    /// Validates the whole batch, then stores every job of it.
+    pub(crate) fn enqueue(&mut self, jobs: Vec<NewJob>, now: Timestamp, wake: &mut Wake) -> Result<Vec<JobId>> {
+        self.validate_batch(&jobs)?;
+        let ids = jobs.iter().map(|job| job.id).collect();
+        for job in jobs {
+            let record = new_record(job, now);
+            if record.state == JobState::Available {
+                wake.add(&record.queue);
+            }
+            self.insert(record);
+        }
+        Ok(ids)
+    }
+
+    fn validate_batch(&self, jobs: &[NewJob]) -> Result<()> {
+        let mut seen = HashSet::with_capacity(if jobs.len() > 1 { jobs.len() } else { 0 });
+        for job in jobs {
+            validate_queue_name(&job.queue)?;
+            validate_kind_name(&job.kind)?;
+            if job.max_attempts == 0 {
+                return Err(Error::InvalidArgument(
+                    format!("job {} of kind `{}` has max_attempts 0; it needs at least 1", job.id, job.kind).into(),
+                ));
+            }
+            if !job.args.is_object() {
+                return Err(Error::InvalidArgument(
+                    format!("job {} of kind `{}` has arguments that are not a JSON object", job.id, job.kind).into(),
+                ));
+            }
+            if self.contains(job.id) || (jobs.len() > 1 && !seen.insert(job.id)) {
+                return Err(Error::DuplicateId(job.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims up to `request.limit` available jobs, in claim order.
+    pub(crate) fn claim(&mut self, request: &ClaimRequest<'_>, now: Timestamp) -> Vec<JobRecord> {
+        if request.limit == 0 {
+            return Vec::new();
+        }
+        let deadline = after(now, request.lease);
+        let ids = self.claimable(request.queues, request.limit);
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let token = self.new_token();
+            if let Some(mut job) = self.job_mut(id) {
+                job.change(|job| {
+                    job.state = JobState::Running;
+                    job.attempt = job.attempt.saturating_add(1);
+                    job.attempted_at = Some(now);
+                    job.lease_token = Some(token);
+                    job.lease_expires_at = Some(deadline);
+                    job.claimed_by = Some(request.worker_id.to_owned());
+                });
+                claimed.push(job.get().clone());
+            }
+        }
+        claimed
+    }
+
+    /// Applies each outcome whose claim still holds its job; rejects the others.
+    pub(crate) fn report(&mut self, reports: Vec<Report>, now: Timestamp, wake: &mut Wake) -> Result<ReportOutcome> {
+        // Convert first, so an outcome this backend does not know fails the whole call
+        // before anything changed.
+        let reports = reports
+            .into_iter()
+            .map(|Report { claim, outcome }| Ok((claim, Outcome::try_from(outcome)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut outcome = ReportOutcome::default();
+        for (claim, result) in reports {
+            match self.job_mut(claim.id) {
+                Some(mut job) if holds(job.get(), claim) => {
+                    job.change(|job| apply(job, result, now));
+                    if job.get().state == JobState::Available {
+                        wake.add(&job.get().queue);
+                    }
+                    outcome.applied.push(claim.id);
+                }
+                _ => outcome.rejected.push(claim.id),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Extends the leases still held and tells which were cancelled or lost.
+    pub(crate) fn heartbeat(&mut self, claims: &[Claim], lease: Duration, now: Timestamp) -> HeartbeatOutcome {
+        let deadline = after(now, lease);
+        let mut outcome = HeartbeatOutcome::default();
+        for &claim in claims {
+            match self.job_mut(claim.id) {
+                Some(mut job) if holds(job.get(), claim) => {
+                    job.change(|job| job.lease_expires_at = Some(deadline));
+                    outcome.extended.push(claim.id);
+                    if job.get().cancel_requested_at.is_some() {
+                        outcome.cancelled.push(claim.id);
+                    }
+                }
+                _ => outcome.lost.push(claim.id),
+            }
+        }
+        outcome
+    }
+
+    /// Makes due scheduled and retryable jobs available.
+    pub(crate) fn promote_due(&mut self, now: Timestamp, wake: &mut Wake) -> u64 {
+        let mut promoted = 0;
+        for id in self.due(now) {
+            if let Some(mut job) = self.job_mut(id) {
+                job.change(|job| job.state = JobState::Available);
+                wake.add(&job.get().queue);
+                promoted += 1;
+            }
+        }
+        promoted
+    }
+
+    /// Ends the expired leases.
+    pub(crate) fn rescue_expired(&mut self, now: Timestamp, wake: &mut Wake) -> RescueOutcome {
+        let mut outcome = RescueOutcome::default();
+        for id in self.expired(now) {
+            let Some(mut job) = self.job_mut(id) else { continue };
+            let state = job.change(|job| {
+                release(job);
+                if job.cancel_requested_at.is_some() {
+                    finish(job, JobState::Cancelled, now);
+                } else {
+                    record_error(job, now, LEASE_EXPIRED.to_owned());
+                    if job.attempt >= job.max_attempts {
+                        finish(job, JobState::Discarded, now);
+                    } else {
+                        job.state = JobState::Available;
+                        job.run_at = now;
+                    }
+                }
+                job.state
+            });
+            match state {
+                JobState::Cancelled => outcome.cancelled += 1,
+                JobState::Discarded => outcome.discarded += 1,
+                _ => {
+                    wake.add(&job.get().queue);
+                    outcome.rescued += 1;
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Deletes up to `limit` finished jobs older than `retention`, oldest first.
+    pub(crate) fn prune(&mut self, retention: &Retention, limit: usize, now: Timestamp) -> u64 {
+        let ids = self.prunable(|state| retention.for_state(state).map(|keep| before(now, keep)), limit);
+        let mut pruned = 0;
+        for id in ids {
+            if self.delete(id).is_some() {
+                pruned += 1;
+            }
+        }
+        pruned
+    }
+
+    /// Cancels a pending job now, or asks the holder of a running one to stop.
+    pub(crate) fn cancel(&mut self, id: JobId, now: Timestamp) -> Result<JobRecord> {
+        let mut job = self.job_mut(id).ok_or(Error::NotFound(id))?;
+        match job.get().state {
+            JobState::Scheduled | JobState::Available | JobState::Retryable => {
+                job.change(|job| finish(job, JobState::Cancelled, now));
+            }
+            JobState::Running => job.change(|job| {
+                job.cancel_requested_at.get_or_insert(now);
+            }),
+            state @ (JobState::Completed | JobState::Discarded | JobState::Cancelled) => {
+                return Err(Error::InvalidState {
+                    id,
+                    state,
+                    operation: "cancel",
+                    expected: "scheduled, available, retryable or running",
+                });
+            }
+        }
+        Ok(job.get().clone())
+    }
+
+    /// Makes a job that is not running available now, with one more attempt if needed.
+    pub(crate) fn retry(&mut self, id: JobId, now: Timestamp, wake: &mut Wake) -> Result<JobRecord> {
+        let mut job = self.job_mut(id).ok_or(Error::NotFound(id))?;
+        if job.get().state == JobState::Running {
+            return Err(Error::InvalidState {
+                id,
+                state: JobState::Running,
+                operation: "retry",
+                expected: "scheduled, available, retryable, completed, discarded or cancelled",
+            });
+        }
+        job.change(|job| {
+            job.state = JobState::Available;
+            job.run_at = now;
+            job.finished_at = None;
+            job.cancel_requested_at = None;
+            release(job);
+            if job.attempt >= job.max_attempts {
+                job.max_attempts = job.attempt.saturating_add(1);
+            }
+        });
+        wake.add(&job.get().queue);
+        Ok(job.get().clone())
+    }
+}
+
+/// A [`JobOutcome`] this backend knows how to apply.
+enum Outcome {
+    Completed,
+    Failed { error: String, retry_in: Duration },
+    Discarded { reason: String },
+    Cancelled,
+    Snoozed { delay: Duration },
+}
+
+impl TryFrom<JobOutcome> for Outcome {
+    type Error = Error;
+
+    fn try_from(outcome: JobOutcome) -> Result<Self> {
+        Ok(match outcome {
+            JobOutcome::Completed => Self::Completed,
+            JobOutcome::Failed { error, retry_in } => Self::Failed { error, retry_in },
+            JobOutcome::Discarded { reason } => Self::Discarded { reason },
+            JobOutcome::Cancelled => Self::Cancelled,
+            JobOutcome::Snoozed { delay } => Self::Snoozed { delay },
+            other => {
+                return Err(Error::InvalidArgument(
+                    format!("the memory backend does not support the outcome {other:?}").into(),
+                ));
+            }
+        })
+    }
+}
+
+/// Applies the outcome of a held job's attempt. A requested cancel wins over a retry
+/// or a snooze: the job will not run again.
+fn apply(job: &mut JobRecord, outcome: Outcome, now: Timestamp) {
+    release(job);
+    let cancel_requested = job.cancel_requested_at.is_some();
+    match outcome {
+        Outcome::Completed => finish(job, JobState::Completed, now),
+        Outcome::Failed { error, retry_in } => {
+            record_error(job, now, error);
+            if cancel_requested {
+                finish(job, JobState::Cancelled, now);
+            } else if job.attempt >= job.max_attempts {
+                finish(job, JobState::Discarded, now);
+            } else {
+                job.state = JobState::Retryable;
+                job.run_at = after(now, retry_in);
+            }
+        }
+        Outcome::Discarded { reason } => {
+            record_error(job, now, reason);
+            finish(job, JobState::Discarded, now);
+        }
+        Outcome::Cancelled => finish(job, JobState::Cancelled, now),
+        Outcome::Snoozed { .. } if cancel_requested => finish(job, JobState::Cancelled, now),
+        Outcome::Snoozed { delay } => {
+            job.attempt = job.attempt.saturating_sub(1);
+            job.run_at = after(now, delay);
+            job.state = if delay.is_zero() { JobState::Available } else { JobState::Scheduled };
+        }
+    }
+}
+
+/// Whether `claim` is the current claim of `job`.
+fn holds(job: &JobRecord, claim: Claim) -> bool {
+    job.state == JobState::Running && job.lease_token == Some(claim.token)
+}
+
+/// Clears the lease of a job leaving `running` (its `attempted_at` stays).
+fn release(job: &mut JobRecord) {
+    job.lease_token = None;
+    job.lease_expires_at = None;
+    job.claimed_by = None;
+}
+
+fn finish(job: &mut JobRecord, state: JobState, now: Timestamp) {
+    job.state = state;
+    job.finished_at = Some(now);
+}
+
+fn record_error(job: &mut JobRecord, now: Timestamp, message: String) {
+    job.errors.push(AttemptError { attempt: job.attempt, at: now, message });
+}
+
+/// The stored form of a new job. Every field is set here, whatever defaults the
+/// constructor picks.
+fn new_record(job: NewJob, now: Timestamp) -> JobRecord {
+    let NewJob { id, kind, args, queue, priority, run_at, max_attempts, timeout, .. } = job;
+    let run_at = run_at.resolve(now);
+    let mut record = JobRecord::new(id, kind, args);
+    record.queue = queue;
+    record.priority = priority;
+    record.state = if run_at > now { JobState::Scheduled } else { JobState::Available };
+    record.attempt = 0;
+    record.max_attempts = max_attempts;
+    record.timeout = timeout;
+    record.run_at = run_at;
+    record.created_at = now;
+    record.attempted_at = None;
+    record.finished_at = None;
+    record.cancel_requested_at = None;
+    record.errors = Vec::new();
+    record.lease_token = None;
+    record.lease_expires_at = None;
+    record.claimed_by = None;
+    record
+}

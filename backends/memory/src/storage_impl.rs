@@ -1,0 +1,123 @@
+//! [`Storage`] for [`MemoryStorage`]: lock the store, read the clock, call the
+//! lifecycle rule, then send the wake-ups once the lock is released.
+
+use std::sync::{MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use haul_core::{
+    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, ListParams,
+    PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups,
+    validate_queue_name,
+};
+
+use crate::{MemoryStorage, lifecycle::ClaimRequest, store::Store, time::now_or_clock, wake::Wake};
+
+impl MemoryStorage {
+    /// The locked store. A poisoned lock is taken over: nothing panics while holding it
+    /// outside of debug assertions, and a job queue must keep serving.
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.shared.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `call` on the locked store, then sends the wake-ups it gathered.
+    fn with_wake<R>(&self, call: impl FnOnce(&mut Store, &mut Wake) -> R) -> R {
+        let mut wake = Wake::default();
+        let result = call(&mut self.store(), &mut wake);
+        wake.send(&self.shared.wakeups);
+        result
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn enqueue(&self, params: EnqueueParams) -> Result<EnqueueOutcome> {
+        let now = now_or_clock(params.now);
+        let ids = self.with_wake(|store, wake| store.enqueue(params.jobs, now, wake))?;
+        Ok(EnqueueOutcome::new(ids))
+    }
+
+    async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
+        for queue in &params.queues {
+            validate_queue_name(queue)?;
+        }
+        let now = now_or_clock(params.now);
+        let request = ClaimRequest {
+            queues: &params.queues,
+            limit: params.limit,
+            lease: params.lease,
+            worker_id: &params.worker_id,
+        };
+        Ok(self.store().claim(&request, now))
+    }
+
+    async fn report(&self, params: ReportParams) -> Result<ReportOutcome> {
+        let now = now_or_clock(params.now);
+        self.with_wake(|store, wake| store.report(params.reports, now, wake))
+    }
+
+    async fn heartbeat(&self, params: HeartbeatParams) -> Result<HeartbeatOutcome> {
+        let now = now_or_clock(params.now);
+        Ok(self.store().heartbeat(&params.claims, params.lease, now))
+    }
+
+    async fn promote_due(&self, now: Option<Timestamp>) -> Result<u64> {
+        let now = now_or_clock(now);
+        Ok(self.with_wake(|store, wake| store.promote_due(now, wake)))
+    }
+
+    async fn rescue_expired(&self, now: Option<Timestamp>) -> Result<RescueOutcome> {
+        let now = now_or_clock(now);
+        Ok(self.with_wake(|store, wake| store.rescue_expired(now, wake)))
+    }
+
+    async fn prune(&self, params: PruneParams) -> Result<u64> {
+        let now = now_or_clock(params.now);
+        Ok(self.store().prune(&params.retention, params.limit, now))
+    }
+
+    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+        let now = now_or_clock(now);
+        self.store().cancel(id, now)
+    }
+
+    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+        let now = now_or_clock(now);
+        self.with_wake(|store, wake| store.retry(id, now, wake))
+    }
+
+    async fn pause_queue(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        self.store().set_paused(queue, true);
+        Ok(())
+    }
+
+    async fn resume_queue(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        self.store().set_paused(queue, false);
+        self.shared.wakeups.notify(queue);
+        Ok(())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        Ok(self.store().get(id).cloned())
+    }
+
+    async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>> {
+        if let Some(queue) = &params.queue {
+            validate_queue_name(queue)?;
+        }
+        Ok(self.store().list(&params))
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCounts>> {
+        Ok(self.store().counts())
+    }
+
+    async fn subscribe(&self) -> Result<Wakeups> {
+        Ok(self.shared.wakeups.subscribe())
+    }
+}

@@ -1,0 +1,213 @@
+//! The jobs, their indexes, and the one way to change a stored job.
+//!
+//! A record is only ever changed through [`JobMut::change`], which takes the job out
+//! of its index, applies the change, and puts it back under its new key. Every state
+//! transition of [`crate::lifecycle`] goes through it, so the indexes always agree
+//! with the records.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Bound,
+};
+
+use haul_core::{JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts, Timestamp};
+
+use crate::index::{FINISHED_STATES, Index, QueueIndex, TimeKey};
+
+/// Every job of one storage, with its indexes.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    /// The records by id. Ids are UUIDv7, so id order is creation order: listing
+    /// follows it, and claims (mostly FIFO) walk neighbouring records.
+    jobs: BTreeMap<JobId, JobRecord>,
+    /// The secondary indexes.
+    index: Index,
+    /// Where lease tokens come from.
+    tokens: TokenSource,
+}
+
+/// Lease tokens: a random prefix per store and a counter, so every claim of this
+/// store gets a distinct token without asking the OS for randomness each time.
+/// Tokens fence a claim against later claims of the same job; they are not secrets.
+#[derive(Debug)]
+struct TokenSource {
+    prefix: u64,
+    next: u64,
+}
+
+impl Default for TokenSource {
+    fn default() -> Self {
+        Self { prefix: LeaseToken::new().0.as_u64_pair().1, next: 0 }
+    }
+}
+
+/// Write access to one stored job that keeps the indexes in step.
+pub(crate) struct JobMut<'a> {
+    job: &'a mut JobRecord,
+    index: &'a mut Index,
+}
+
+impl JobMut<'_> {
+    /// The job as stored.
+    pub(crate) fn get(&self) -> &JobRecord {
+        self.job
+    }
+
+    /// Changes the job and re-indexes it under its new state and keys.
+    pub(crate) fn change<R>(&mut self, change: impl FnOnce(&mut JobRecord) -> R) -> R {
+        self.index.remove(self.job);
+        let result = change(self.job);
+        self.index.insert(self.job);
+        result
+    }
+}
+
+impl Store {
+    /// Whether a job has this id.
+    pub(crate) fn contains(&self, id: JobId) -> bool {
+        self.jobs.contains_key(&id)
+    }
+
+    /// The job with this id.
+    pub(crate) fn get(&self, id: JobId) -> Option<&JobRecord> {
+        self.jobs.get(&id)
+    }
+
+    /// Write access to the job with this id.
+    pub(crate) fn job_mut(&mut self, id: JobId) -> Option<JobMut<'_>> {
+        let job = self.jobs.get_mut(&id)?;
+        Some(JobMut { job, index: &mut self.index })
+    }
+
+    /// Stores a new job. The caller has checked that its id is unused.
+    pub(crate) fn insert(&mut self, job: JobRecord) {
+        debug_assert!(!self.jobs.contains_key(&job.id), "job {} inserted twice", job.id);
+        self.index.insert(&job);
+        self.jobs.insert(job.id, job);
+    }
+
+    /// A lease token never issued before by this store.
+    pub(crate) fn new_token(&mut self) -> LeaseToken {
+        self.tokens.next = self.tokens.next.wrapping_add(1);
+        LeaseToken(uuid::Uuid::from_u64_pair(self.tokens.prefix, self.tokens.next))
+    }
+
+    /// Deletes a job for good.
+    pub(crate) fn delete(&mut self, id: JobId) -> Option<JobRecord> {
+        let job = self.jobs.remove(&id)?;
+        self.index.remove(&job);
+        self.index.forget_if_unused(&job.queue);
+        Some(job)
+    }
+
+    /// Pauses or resumes `queue` (a valid name, with or without jobs).
+    pub(crate) fn set_paused(&mut self, queue: &str, paused: bool) {
+        match self.index.queues.get_mut(queue) {
+            Some(entry) => entry.paused = paused,
+            None if paused => {
+                self.index.queues.insert(queue.to_owned(), QueueIndex { paused, ..QueueIndex::default() });
+            }
+            None => {}
+        }
+        self.index.forget_if_unused(queue);
+    }
+
+    /// The ids of up to `limit` available jobs of the unpaused `queues`, in claim order.
+    pub(crate) fn claimable(&self, queues: &[String], limit: usize) -> Vec<JobId> {
+        let mut open = queues
+            .iter()
+            .filter_map(|name| self.index.queues.get(name.as_str()))
+            .filter(|queue| !queue.paused && !queue.available.is_empty());
+        let (Some(first), second) = (open.next(), open.next()) else { return Vec::new() };
+        let Some(second) = second else {
+            return first.available.iter().take(limit).map(|&(_, _, id)| id).collect();
+        };
+        // Several queues: merge their heads. A queue named twice yields the same keys
+        // twice, which `dedup` removes once sorted.
+        let mut keys: Vec<_> = [first, second]
+            .into_iter()
+            .chain(open)
+            .flat_map(|queue| queue.available.iter().take(limit).copied())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.truncate(limit);
+        keys.into_iter().map(|(_, _, id)| id).collect()
+    }
+
+    /// The ids of scheduled and retryable jobs due at `now`.
+    pub(crate) fn due(&self, now: Timestamp) -> Vec<JobId> {
+        ids_until(&self.index.pending, now)
+    }
+
+    /// The ids of running jobs whose lease deadline is at or before `now`.
+    pub(crate) fn expired(&self, now: Timestamp) -> Vec<JobId> {
+        ids_until(&self.index.running, now)
+    }
+
+    /// The ids of up to `limit` finished jobs that finished at or before the cutoff of
+    /// their state (`None`: keep them), oldest first.
+    pub(crate) fn prunable(&self, cutoff: impl Fn(JobState) -> Option<Timestamp>, limit: usize) -> Vec<JobId> {
+        let mut keys: Vec<TimeKey> = Vec::new();
+        for (state, finished) in FINISHED_STATES.into_iter().zip(&self.index.finished) {
+            if let Some(cutoff) = cutoff(state) {
+                keys.extend(finished.iter().take_while(|&&(at, _)| at <= cutoff).take(limit).copied());
+            }
+        }
+        keys.sort_unstable();
+        keys.truncate(limit);
+        keys.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The jobs matching `params`, in id order.
+    pub(crate) fn list(&self, params: &ListParams) -> Vec<JobRecord> {
+        let start = params.after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.jobs
+            .range((start, Bound::Unbounded))
+            .map(|(_, job)| job)
+            .filter(|job| params.queue.as_ref().is_none_or(|queue| job.queue == *queue))
+            .filter(|job| params.states.is_empty() || params.states.contains(&job.state))
+            .filter(|job| params.kind.as_ref().is_none_or(|kind| job.kind == *kind))
+            .take(params.limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Counts per queue (queues with jobs or paused), by queue name.
+    pub(crate) fn counts(&self) -> Vec<QueueCounts> {
+        let mut counts: Vec<QueueCounts> = self
+            .index
+            .queues
+            .iter()
+            .map(|(name, queue)| {
+                let states: BTreeMap<JobState, u64> =
+                    JobState::ALL.into_iter().zip(queue.counts).filter(|&(_, count)| count > 0).collect();
+                QueueCounts::new(name.clone(), queue.paused, states)
+            })
+            .collect();
+        counts.sort_unstable_by(|a, b| a.queue.cmp(&b.queue));
+        counts
+    }
+
+    /// Panics if an index disagrees with the records (tests only).
+    #[cfg(test)]
+    pub(crate) fn assert_consistent(&self) {
+        let mut rebuilt = Index::default();
+        for job in self.jobs.values() {
+            rebuilt.insert(job);
+        }
+        for (name, queue) in &self.index.queues {
+            assert!(!queue.is_forgettable(), "queue `{name}` is kept without jobs or pause");
+            if queue.paused {
+                let entry = rebuilt.queues.entry(name.clone()).or_default();
+                entry.paused = true;
+            }
+        }
+        assert_eq!(self.index, rebuilt, "indexes drifted from the records");
+        assert!(self.jobs.iter().all(|(id, job)| *id == job.id), "a job is stored under another id");
+    }
+}
+
+fn ids_until(set: &BTreeSet<TimeKey>, until: Timestamp) -> Vec<JobId> {
+    set.iter().take_while(|&&(at, _)| at <= until).map(|&(_, id)| id).collect()
+}

@@ -1,0 +1,139 @@
+//! Randomized transitions that check the indexes never drift from the records.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use haul_core::{Claim, JobId, JobOutcome, JobRecord, JobState, NewJob, Report, Retention, RunAt};
+use serde_json::json;
+
+use crate::{lifecycle::ClaimRequest, store::Store, wake::Wake};
+
+/// A small deterministic generator (xorshift64*), so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        if items.is_empty() { None } else { items.get(self.below(items.len() as u64) as usize) }
+    }
+}
+
+const QUEUES: [&str; 3] = ["a", "b", "c"];
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Checks what every state implies about the other fields.
+fn assert_fields_match_state(job: &JobRecord) {
+    let running = job.state == JobState::Running;
+    assert_eq!(job.lease_token.is_some(), running, "{job:?}");
+    assert_eq!(job.lease_expires_at.is_some(), running, "{job:?}");
+    assert_eq!(job.claimed_by.is_some(), running, "{job:?}");
+    assert_eq!(job.finished_at.is_some(), job.state.is_finished(), "{job:?}");
+    assert!(job.cancel_requested_at.is_none() || running || job.state.is_finished(), "{job:?}");
+    assert!(job.attempt <= job.max_attempts, "{job:?}");
+}
+
+#[test]
+fn indexes_stay_consistent_through_four_thousand_random_transitions() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut store = Store::default();
+    let mut now = Utc::now();
+    let mut ids: Vec<JobId> = Vec::new();
+    let mut claims: Vec<Claim> = Vec::new();
+    let mut seen_states = std::collections::BTreeSet::new();
+
+    for step in 0..4_000 {
+        let mut wake = Wake::default();
+        match rng.below(12) {
+            0 | 1 => {
+                let batch = (0..=rng.below(2))
+                    .map(|_| {
+                        let queue = *rng.pick(&QUEUES).unwrap_or(&"a");
+                        let run_at = match rng.below(3) {
+                            0 => RunAt::Now,
+                            1 => RunAt::In(secs(rng.below(30))),
+                            _ => RunAt::At(now - TimeDelta::seconds(rng.below(30) as i64)),
+                        };
+                        NewJob::new("work", json!({ "n": step }))
+                            .queue(queue)
+                            .priority(rng.below(3) as i16 - 1)
+                            .max_attempts(1 + rng.below(3) as u32)
+                            .run_at(run_at)
+                    })
+                    .collect::<Vec<_>>();
+                ids.extend(store.enqueue(batch, now, &mut wake).unwrap());
+            }
+            2 | 3 => {
+                let queues: Vec<String> =
+                    QUEUES.iter().filter(|_| rng.below(2) == 0).map(|q| (*q).to_owned()).collect();
+                let request = ClaimRequest {
+                    queues: &queues,
+                    limit: rng.below(8) as usize,
+                    lease: secs(rng.below(20)),
+                    worker_id: "w",
+                };
+                for job in store.claim(&request, now) {
+                    claims.push(job.claim().unwrap());
+                }
+            }
+            4 | 5 => {
+                if let Some(&claim) = rng.pick(&claims) {
+                    let outcome = match rng.below(5) {
+                        0 => JobOutcome::Completed,
+                        1 => JobOutcome::Failed { error: "boom".into(), retry_in: secs(rng.below(10)) },
+                        2 => JobOutcome::Discarded { reason: "no".into() },
+                        3 => JobOutcome::Cancelled,
+                        _ => JobOutcome::Snoozed { delay: secs(rng.below(3)) },
+                    };
+                    store.report(vec![Report { claim, outcome }], now, &mut wake).unwrap();
+                }
+            }
+            6 => {
+                let held: Vec<Claim> = claims.iter().copied().filter(|_| rng.below(2) == 0).collect();
+                store.heartbeat(&held, secs(rng.below(20)), now);
+            }
+            7 => {
+                store.promote_due(now, &mut wake);
+                store.rescue_expired(now, &mut wake);
+            }
+            8 => {
+                store.prune(&Retention::all(secs(rng.below(60))), rng.below(50) as usize, now);
+            }
+            9 => {
+                if let Some(&id) = rng.pick(&ids) {
+                    let _ = if rng.below(2) == 0 { store.cancel(id, now) } else { store.retry(id, now, &mut wake) };
+                }
+            }
+            10 => {
+                let queue = *rng.pick(&QUEUES).unwrap_or(&"a");
+                store.set_paused(queue, rng.below(2) == 0);
+            }
+            _ => now += TimeDelta::seconds(rng.below(8) as i64),
+        }
+        store.assert_consistent();
+        for &id in &ids {
+            if let Some(job) = store.get(id) {
+                assert_fields_match_state(job);
+                seen_states.insert(job.state);
+            }
+        }
+        // Keep the scans of the test itself short.
+        ids.retain(|&id| store.contains(id));
+        claims.retain(|claim| store.get(claim.id).is_some_and(|job| job.lease_token == Some(claim.token)));
+    }
+    assert_eq!(seen_states.len(), JobState::ALL.len(), "the walk should visit every state: {seen_states:?}");
+}

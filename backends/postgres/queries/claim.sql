@@ -1,0 +1,47 @@
+-- Claims up to $3 available jobs from the queues $2 (paused queues excepted), in
+-- priority, run_at, id order. One statement. For each queue, the lateral SELECT walks
+-- the partial index `jobs_available_idx` (queue, priority, run_at, id) in claim order
+-- and locks what it picks with FOR UPDATE SKIP LOCKED: rows another claimer holds are
+-- skipped, never waited on. The best $3 of those are claimed; the few extra rows
+-- locked when several queues are claimed at once are released when the statement ends.
+--
+-- $1 now        timestamptz  clock override (NULL: the database clock)
+-- $2 queues     text[]
+-- $3 limit      bigint
+-- $4 lease_us   bigint       lease length in microseconds
+-- $5 worker_id  text
+--
+-- Returns the claimed jobs (unordered; the caller sorts them).
+WITH ctx AS (
+    SELECT coalesce($1::timestamptz, now()) AS now
+),
+active AS (
+    SELECT DISTINCT q.name
+    FROM unnest($2::text[]) AS q (name)
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues AS p WHERE p.name = q.name AND p.paused)
+),
+picked AS (
+    SELECT c.id
+    FROM active AS a
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at
+        FROM {schema}.jobs AS j
+        WHERE j.state = 'available'
+          AND j.queue = a.name
+        ORDER BY j.priority, j.run_at, j.id
+        LIMIT $3
+        FOR UPDATE OF j SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority, c.run_at, c.id
+    LIMIT $3
+)
+UPDATE {schema}.jobs AS j
+SET state            = 'running',
+    attempt          = j.attempt + 1,
+    attempted_at     = ctx.now,
+    lease_token      = gen_random_uuid(),
+    lease_expires_at = ctx.now + $4::bigint * interval '1 microsecond',
+    claimed_by       = $5::text
+FROM ctx
+WHERE j.id IN (SELECT id FROM picked)
+RETURNING j.*

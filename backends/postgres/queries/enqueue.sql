@@ -1,0 +1,44 @@
+-- Inserts a batch of jobs in one statement (atomic) and sends one NOTIFY per queue
+-- that received available jobs.
+--
+-- $1  now           timestamptz   clock override (NULL: the database clock)
+-- $2  ids           uuid[]
+-- $3  kinds         text[]
+-- $4  args          jsonb[]       JSON objects
+-- $5  queues        text[]
+-- $6  priorities    smallint[]
+-- $7  run_ats       timestamptz[] absolute run_at, NULL when relative
+-- $8  delays_us     bigint[]      delay after now in microseconds (used when run_at is NULL)
+-- $9  max_attempts  integer[]
+-- $10 timeouts_ms   bigint[]      NULL entries: no timeout
+--
+-- Returns one row: `notified` (number of queues notified).
+WITH ctx AS (
+    SELECT coalesce($1::timestamptz, now()) AS now
+),
+input AS (
+    SELECT *
+    FROM unnest(
+        $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::smallint[],
+        $7::timestamptz[], $8::bigint[], $9::integer[], $10::bigint[]
+    ) AS t (id, kind, args, queue, priority, run_at, delay_us, max_attempts, timeout_ms)
+),
+resolved AS (
+    SELECT input.*,
+           coalesce(input.run_at, ctx.now + input.delay_us * interval '1 microsecond') AS due,
+           ctx.now
+    FROM input CROSS JOIN ctx
+),
+inserted AS (
+    INSERT INTO {schema}.jobs (id, kind, args, queue, priority, state, attempt, max_attempts, timeout_ms, run_at, created_at)
+    SELECT id, kind, args, queue, priority,
+           CASE WHEN due > now THEN 'scheduled' ELSE 'available' END,
+           0, max_attempts, timeout_ms, due, now
+    FROM resolved
+    RETURNING queue, state
+),
+notified AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS q
+)
+SELECT count(*) AS notified FROM notified

@@ -1,0 +1,32 @@
+-- Extends the leases of held jobs, each fenced by its claim (id + lease token of a
+-- running job). Rows are locked in id order first, so concurrent batches cannot
+-- deadlock.
+--
+-- $1 now       timestamptz  clock override (NULL: the database clock)
+-- $2 ids       uuid[]
+-- $3 tokens    uuid[]
+-- $4 lease_us  bigint       new lease length in microseconds, counted from now
+--
+-- Returns one row per extended lease: `id`, `cancel_requested` (bool).
+WITH ctx AS (
+    SELECT coalesce($1::timestamptz, now()) AS now
+),
+input AS (
+    SELECT * FROM unnest($2::uuid[], $3::uuid[]) AS t (id, token)
+),
+locked AS (
+    SELECT j.id
+    FROM {schema}.jobs AS j
+    JOIN input AS i ON i.id = j.id AND i.token = j.lease_token
+    WHERE j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+)
+UPDATE {schema}.jobs AS j
+SET lease_expires_at = ctx.now + $4::bigint * interval '1 microsecond'
+FROM input AS i, ctx
+WHERE j.id = i.id
+  AND j.lease_token = i.token
+  AND j.state = 'running'
+  AND j.id IN (SELECT id FROM locked)
+RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested

@@ -1,0 +1,32 @@
+-- Moves scheduled and retryable jobs whose run_at has come to available, and sends one
+-- NOTIFY per queue. Rows another transaction holds are skipped (SKIP LOCKED), so
+-- concurrent maintenance never waits or deadlocks.
+--
+-- $1 now  timestamptz  clock override (NULL: the database clock)
+--
+-- Returns one row: `promoted`, `notified`.
+WITH ctx AS (
+    SELECT coalesce($1::timestamptz, now()) AS now
+),
+due AS (
+    SELECT j.id
+    FROM {schema}.jobs AS j, ctx
+    WHERE j.state IN ('scheduled', 'retryable')
+      AND j.run_at <= ctx.now
+    FOR UPDATE OF j SKIP LOCKED
+),
+promoted AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'available'
+    FROM due, ctx
+    WHERE j.id = due.id
+      AND j.state IN ('scheduled', 'retryable')
+      AND j.run_at <= ctx.now
+    RETURNING j.queue
+),
+notified AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM promoted) AS q
+)
+SELECT (SELECT count(*) FROM promoted) AS promoted,
+       (SELECT count(*) FROM notified) AS notified

@@ -1,0 +1,80 @@
+-- Applies a batch of attempt outcomes, each fenced by its claim (id + lease token of a
+-- running job); outcomes whose claim no longer holds are left out of the result.
+-- Rows are locked in id order first, so concurrent batches cannot deadlock.
+--
+-- Outcomes: completed, failed (message, delay_us = retry_in), discarded (message),
+-- cancelled, snoozed (delay_us). A pending cancel request turns failed and snoozed
+-- into cancelled (a failure's error is still recorded).
+--
+-- $1 now        timestamptz  clock override (NULL: the database clock)
+-- $2 ids        uuid[]
+-- $3 tokens     uuid[]
+-- $4 outcomes   text[]
+-- $5 messages   text[]       NULL for outcomes without a message
+-- $6 delays_us  bigint[]     NULL for outcomes without a delay
+--
+-- Returns one row per applied outcome: `id`, `state` (the new state), `notified`.
+WITH ctx AS (
+    SELECT coalesce($1::timestamptz, now()) AS now
+),
+input AS (
+    SELECT *
+    FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[])
+        AS t (id, token, outcome, message, delay_us)
+),
+locked AS (
+    SELECT j.id
+    FROM {schema}.jobs AS j
+    JOIN input AS i ON i.id = j.id AND i.token = j.lease_token
+    WHERE j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+),
+updated AS (
+    UPDATE {schema}.jobs AS j
+    SET state = CASE
+            WHEN i.outcome IN ('completed', 'cancelled', 'discarded') THEN i.outcome
+            WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+            WHEN i.outcome = 'failed' AND j.attempt >= j.max_attempts THEN 'discarded'
+            WHEN i.outcome = 'failed' THEN 'retryable'
+            WHEN i.delay_us <= 0 THEN 'available'
+            ELSE 'scheduled'
+        END,
+        finished_at = CASE
+            WHEN i.outcome IN ('completed', 'cancelled', 'discarded')
+              OR j.cancel_requested_at IS NOT NULL
+              OR (i.outcome = 'failed' AND j.attempt >= j.max_attempts) THEN ctx.now
+            ELSE NULL
+        END,
+        run_at = CASE
+            WHEN i.outcome IN ('completed', 'cancelled', 'discarded')
+              OR j.cancel_requested_at IS NOT NULL
+              OR (i.outcome = 'failed' AND j.attempt >= j.max_attempts) THEN j.run_at
+            ELSE ctx.now + i.delay_us * interval '1 microsecond'
+        END,
+        attempt = CASE
+            WHEN i.outcome = 'snoozed' AND j.cancel_requested_at IS NULL THEN greatest(j.attempt - 1, 0)
+            ELSE j.attempt
+        END,
+        errors = CASE
+            WHEN i.outcome IN ('failed', 'discarded') THEN
+                j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, 'at', ctx.now, 'message', i.message))
+            ELSE j.errors
+        END,
+        lease_token      = NULL,
+        lease_expires_at = NULL,
+        claimed_by       = NULL
+    FROM input AS i, ctx
+    WHERE j.id = i.id
+      AND j.lease_token = i.token
+      AND j.state = 'running'
+      AND j.id IN (SELECT id FROM locked)
+    RETURNING j.id, j.queue, j.state
+),
+notified AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM updated WHERE state = 'available') AS q
+)
+SELECT u.id, u.state, n.notified
+FROM updated AS u
+CROSS JOIN (SELECT count(*) AS notified FROM notified) AS n

@@ -1,0 +1,314 @@
+//! The [`Storage`] implementation: each operation is one statement from `queries/`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use haul_core::{
+    ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobId, JobOutcome, JobRecord,
+    ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp,
+    Wakeups, validate_queue_name,
+};
+use sqlx::{Row, postgres::PgRow};
+use uuid::Uuid;
+
+use crate::{
+    BACKEND, PostgresStorage,
+    error::map_sqlx_error,
+    listen::Listener,
+    row::{decode_record, micros, parse_state},
+};
+
+fn count(row: &PgRow, column: &str) -> Result<u64> {
+    let value: i64 = row.try_get(column).map_err(map_sqlx_error)?;
+    Ok(u64::try_from(value).unwrap_or(0))
+}
+
+fn limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// The outcome of a cancel or retry statement: `None` when the job does not exist,
+/// else its state before the statement and its record if the statement changed it.
+fn decode_change(row: Option<PgRow>) -> Result<Option<(haul_core::JobState, Option<JobRecord>)>> {
+    let Some(row) = row else { return Ok(None) };
+    let previous: String = row.try_get("previous_state").map_err(map_sqlx_error)?;
+    let previous = parse_state(&previous)?;
+    let changed: Option<Uuid> = row.try_get("id").map_err(map_sqlx_error)?;
+    let record = match changed {
+        Some(_) => Some(decode_record(&row)?),
+        None => None,
+    };
+    Ok(Some((previous, record)))
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn enqueue(&self, params: EnqueueParams) -> Result<EnqueueOutcome> {
+        self.insert(&self.inner.pool, params).await
+    }
+
+    async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
+        if params.limit == 0 || params.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(self.inner.queries.claim.clone())
+            .bind(params.now)
+            .bind(&params.queues)
+            .bind(limit(params.limit))
+            .bind(micros(params.lease))
+            .bind(&params.worker_id)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        let mut records = rows.iter().map(decode_record).collect::<Result<Vec<_>>>()?;
+        records.sort_by_key(|record| (record.priority, record.run_at, record.id));
+        Ok(records)
+    }
+
+    async fn report(&self, params: ReportParams) -> Result<ReportOutcome> {
+        let mut seen = HashSet::new();
+        let (mut ids, mut tokens, mut outcomes, mut messages, mut delays) = (vec![], vec![], vec![], vec![], vec![]);
+        for report in &params.reports {
+            // A second outcome for the same job in one batch finds the claim already spent.
+            if !seen.insert(report.claim.id) {
+                continue;
+            }
+            let (outcome, message, delay) = match &report.outcome {
+                JobOutcome::Completed => ("completed", None, None),
+                JobOutcome::Failed { error, retry_in } => ("failed", Some(error.as_str()), Some(micros(*retry_in))),
+                JobOutcome::Discarded { reason } => ("discarded", Some(reason.as_str()), None),
+                JobOutcome::Cancelled => ("cancelled", None, None),
+                JobOutcome::Snoozed { delay } => ("snoozed", None, Some(micros(*delay))),
+                other => return Err(Error::InvalidArgument(format!("unsupported job outcome {other:?}").into())),
+            };
+            ids.push(report.claim.id.0);
+            tokens.push(report.claim.token.0);
+            outcomes.push(outcome);
+            messages.push(message);
+            delays.push(delay);
+        }
+        if ids.is_empty() {
+            return Ok(ReportOutcome::default());
+        }
+        let rows = sqlx::query(self.inner.queries.report.clone())
+            .bind(params.now)
+            .bind(&ids)
+            .bind(&tokens)
+            .bind(&outcomes)
+            .bind(&messages)
+            .bind(&delays)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        let applied_ids = rows
+            .iter()
+            .map(|row| row.try_get::<Uuid, _>("id").map_err(map_sqlx_error))
+            .collect::<Result<HashSet<_>>>()?;
+        let mut applied = Vec::new();
+        let mut rejected = Vec::new();
+        let mut seen = HashSet::new();
+        for report in &params.reports {
+            let id = report.claim.id;
+            if seen.insert(id) && applied_ids.contains(&id.0) {
+                applied.push(id);
+            } else {
+                rejected.push(id);
+            }
+        }
+        Ok(ReportOutcome::new(applied, rejected))
+    }
+
+    async fn heartbeat(&self, params: HeartbeatParams) -> Result<HeartbeatOutcome> {
+        if params.claims.is_empty() {
+            return Ok(HeartbeatOutcome::default());
+        }
+        let ids: Vec<Uuid> = params.claims.iter().map(|claim| claim.id.0).collect();
+        let tokens: Vec<Uuid> = params.claims.iter().map(|claim| claim.token.0).collect();
+        let rows = sqlx::query(self.inner.queries.heartbeat.clone())
+            .bind(params.now)
+            .bind(&ids)
+            .bind(&tokens)
+            .bind(micros(params.lease))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        let mut held = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: Uuid = row.try_get("id").map_err(map_sqlx_error)?;
+            let cancel_requested: bool = row.try_get("cancel_requested").map_err(map_sqlx_error)?;
+            held.insert(id, cancel_requested);
+        }
+        let mut outcome = HeartbeatOutcome::default();
+        let mut seen = HashSet::new();
+        for claim in &params.claims {
+            if !seen.insert(claim.id) {
+                continue;
+            }
+            match held.get(&claim.id.0) {
+                Some(cancel_requested) => {
+                    outcome.extended.push(claim.id);
+                    if *cancel_requested {
+                        outcome.cancelled.push(claim.id);
+                    }
+                }
+                None => outcome.lost.push(claim.id),
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn promote_due(&self, now: Option<Timestamp>) -> Result<u64> {
+        let row = sqlx::query(self.inner.queries.promote_due.clone())
+            .bind(now)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        count(&row, "promoted")
+    }
+
+    async fn rescue_expired(&self, now: Option<Timestamp>) -> Result<RescueOutcome> {
+        let row = sqlx::query(self.inner.queries.rescue_expired.clone())
+            .bind(now)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(RescueOutcome::new(count(&row, "rescued")?, count(&row, "discarded")?, count(&row, "cancelled")?))
+    }
+
+    async fn prune(&self, params: PruneParams) -> Result<u64> {
+        if params.limit == 0 {
+            return Ok(0);
+        }
+        let retention = params.retention;
+        let result = sqlx::query(self.inner.queries.prune.clone())
+            .bind(params.now)
+            .bind(micros(retention.completed))
+            .bind(micros(retention.discarded))
+            .bind(micros(retention.cancelled))
+            .bind(limit(params.limit))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+        let row = sqlx::query(self.inner.queries.cancel.clone())
+            .bind(id.0)
+            .bind(now)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        match decode_change(row)? {
+            None => Err(Error::NotFound(id)),
+            Some((_, Some(record))) => Ok(record),
+            Some((state, None)) => Err(Error::InvalidState {
+                id,
+                state,
+                operation: "cancel",
+                expected: "scheduled, available, retryable or running",
+            }),
+        }
+    }
+
+    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+        let row = sqlx::query(self.inner.queries.retry.clone())
+            .bind(id.0)
+            .bind(now)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        match decode_change(row)? {
+            None => Err(Error::NotFound(id)),
+            Some((_, Some(record))) => Ok(record),
+            Some((state, None)) => Err(Error::InvalidState {
+                id,
+                state,
+                operation: "retry",
+                expected: "scheduled, available, retryable, completed, discarded or cancelled",
+            }),
+        }
+    }
+
+    async fn pause_queue(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        sqlx::query(self.inner.queries.pause_queue.clone())
+            .bind(queue)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    async fn resume_queue(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        sqlx::query(self.inner.queries.resume_queue.clone())
+            .bind(queue)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(self.inner.queries.get.clone())
+            .bind(id.0)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        row.as_ref().map(decode_record).transpose()
+    }
+
+    async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>> {
+        if params.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
+        let rows = sqlx::query(self.inner.queries.list.clone())
+            .bind(params.queue.as_deref())
+            .bind(&states)
+            .bind(params.kind.as_deref())
+            .bind(params.after.map(|id| id.0))
+            .bind(limit(params.limit))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        rows.iter().map(decode_record).collect()
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCounts>> {
+        let rows =
+            sqlx::query(self.inner.queries.counts.clone()).fetch_all(&self.inner.pool).await.map_err(map_sqlx_error)?;
+        let mut queues: BTreeMap<String, QueueCounts> = BTreeMap::new();
+        for row in &rows {
+            let queue: String = row.try_get("queue").map_err(map_sqlx_error)?;
+            let state: Option<String> = row.try_get("state").map_err(map_sqlx_error)?;
+            let paused: bool = row.try_get("paused").map_err(map_sqlx_error)?;
+            let jobs = count(row, "jobs")?;
+            let entry = queues.entry(queue.clone()).or_insert_with(|| QueueCounts::new(queue, false, BTreeMap::new()));
+            entry.paused |= paused;
+            if let Some(state) = state {
+                if jobs > 0 {
+                    entry.states.insert(parse_state(&state)?, jobs);
+                }
+            }
+        }
+        Ok(queues.into_values().collect())
+    }
+
+    async fn subscribe(&self) -> Result<Wakeups> {
+        let mut listener = self.inner.listener.lock().await;
+        if let Some(listener) = listener.as_ref() {
+            return Ok(listener.sender().subscribe());
+        }
+        let options = (*self.inner.pool.connect_options()).clone();
+        let started = Listener::start(options, self.inner.channel.clone()).await?;
+        let wakeups = started.sender().subscribe();
+        *listener = Some(started);
+        Ok(wakeups)
+    }
+}

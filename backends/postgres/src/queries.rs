@@ -1,0 +1,65 @@
+//! The SQL of every operation, from `queries/*.sql`, with the schema filled in once.
+
+use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
+
+/// Every statement the storage runs, rendered for one schema.
+#[derive(Debug)]
+pub(crate) struct Queries {
+    pub(crate) enqueue: SqlStr,
+    pub(crate) claim: SqlStr,
+    pub(crate) report: SqlStr,
+    pub(crate) heartbeat: SqlStr,
+    pub(crate) promote_due: SqlStr,
+    pub(crate) rescue_expired: SqlStr,
+    pub(crate) prune: SqlStr,
+    pub(crate) cancel: SqlStr,
+    pub(crate) retry: SqlStr,
+    pub(crate) pause_queue: SqlStr,
+    pub(crate) resume_queue: SqlStr,
+    pub(crate) get: SqlStr,
+    pub(crate) list: SqlStr,
+    pub(crate) counts: SqlStr,
+}
+
+impl Queries {
+    /// Renders the queries for `schema` and the NOTIFY `channel`. Both must already be
+    /// validated (`[a-z][a-z0-9_]*`): the schema goes in as a quoted identifier, the
+    /// channel as a string literal.
+    pub(crate) fn new(schema: &str, channel: &str) -> Self {
+        let schema = format!("\"{schema}\"");
+        let channel = format!("'{channel}'");
+        let render =
+            |sql: &str| AssertSqlSafe(sql.replace("{schema}", &schema).replace("{channel}", &channel)).into_sql_str();
+        Self {
+            enqueue: render(include_str!("../queries/enqueue.sql")),
+            claim: render(include_str!("../queries/claim.sql")),
+            report: render(include_str!("../queries/report.sql")),
+            heartbeat: render(include_str!("../queries/heartbeat.sql")),
+            promote_due: render(include_str!("../queries/promote_due.sql")),
+            rescue_expired: render(include_str!("../queries/rescue_expired.sql")),
+            prune: render(include_str!("../queries/prune.sql")),
+            cancel: render(include_str!("../queries/cancel.sql")),
+            retry: render(include_str!("../queries/retry.sql")),
+            pause_queue: render(include_str!("../queries/pause_queue.sql")),
+            resume_queue: render(include_str!("../queries/resume_queue.sql")),
+            get: render(include_str!("../queries/get.sql")),
+            list: render(include_str!("../queries/list.sql")),
+            counts: render(include_str!("../queries/counts.sql")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_is_filled_in() {
+        let queries = Queries::new("tenant_1", "haul_tenant_1");
+        for sql in [&queries.enqueue, &queries.claim, &queries.report, &queries.retry, &queries.counts] {
+            assert!(!sql.as_str().contains('{'), "{}", sql.as_str());
+        }
+        assert!(queries.claim.as_str().contains("\"tenant_1\".jobs"));
+        assert!(queries.enqueue.as_str().contains("pg_notify('haul_tenant_1'"));
+    }
+}

@@ -1,0 +1,97 @@
+//! Rows to records, and Rust values to SQL parameters.
+
+use std::time::Duration;
+
+use haul_core::{AttemptError, JobId, JobRecord, JobState, LeaseToken, Result, Timestamp};
+use sqlx::{Row, postgres::PgRow};
+use uuid::Uuid;
+
+use crate::error::{corrupt, map_sqlx_error};
+
+/// The longest delay, lease or retention sent to the database (1,000 years): longer
+/// ones are capped so `now ± delay` stays within PostgreSQL's timestamp range.
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(1000 * 366 * 24 * 3600);
+
+/// A delay in whole microseconds, capped at [`MAX_DELAY`].
+pub(crate) fn micros(delay: Duration) -> i64 {
+    i64::try_from(delay.min(MAX_DELAY).as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A per-attempt timeout in whole milliseconds, rounded up so a short timeout never
+/// becomes zero.
+pub(crate) fn timeout_ms(timeout: Duration) -> i64 {
+    i64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// Parses a stored state name; an unknown one means the row is corrupt.
+pub(crate) fn parse_state(state: &str) -> Result<JobState> {
+    state.parse().map_err(|_| corrupt(format!("unknown job state `{state}` in the jobs table")))
+}
+
+fn column<'r, T>(row: &'r PgRow, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(name).map_err(map_sqlx_error)
+}
+
+fn count(row: &PgRow, name: &str, value: i32) -> Result<u32> {
+    u32::try_from(value)
+        .map_err(|_| corrupt(format!("negative `{name}` ({value}) in row {:?}", row.try_get::<Uuid, _>("id").ok())))
+}
+
+/// Decodes a full row of the jobs table.
+pub(crate) fn decode_record(row: &PgRow) -> Result<JobRecord> {
+    let id: Uuid = column(row, "id")?;
+    let state: String = column(row, "state")?;
+    let attempt: i32 = column(row, "attempt")?;
+    let max_attempts: i32 = column(row, "max_attempts")?;
+    let timeout: Option<i64> = column(row, "timeout_ms")?;
+    let timeout = timeout
+        .map(|ms| u64::try_from(ms).map(Duration::from_millis))
+        .transpose()
+        .map_err(|_| corrupt(format!("negative `timeout_ms` in job {id}")))?;
+    let errors: serde_json::Value = column(row, "errors")?;
+    let errors: Vec<AttemptError> = serde_json::from_value(errors)
+        .map_err(|error| corrupt(format!("the `errors` of job {id} are not a list of attempt errors: {error}")))?;
+    let lease_token: Option<Uuid> = column(row, "lease_token")?;
+
+    let mut record = JobRecord::new(JobId(id), column::<String>(row, "kind")?, column(row, "args")?);
+    record.queue = column(row, "queue")?;
+    record.priority = column(row, "priority")?;
+    record.state = parse_state(&state)?;
+    record.attempt = count(row, "attempt", attempt)?;
+    record.max_attempts = count(row, "max_attempts", max_attempts)?;
+    record.timeout = timeout;
+    record.run_at = column::<Timestamp>(row, "run_at")?;
+    record.created_at = column::<Timestamp>(row, "created_at")?;
+    record.attempted_at = column(row, "attempted_at")?;
+    record.finished_at = column(row, "finished_at")?;
+    record.cancel_requested_at = column(row, "cancel_requested_at")?;
+    record.errors = errors;
+    record.lease_token = lease_token.map(LeaseToken);
+    record.lease_expires_at = column(row, "lease_expires_at")?;
+    record.claimed_by = column(row, "claimed_by")?;
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use haul_core::ErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn an_unknown_state_is_corrupt_data() {
+        assert_eq!(parse_state("exploded").err().and_then(|error| error.kind()), Some(ErrorKind::CorruptData));
+        assert_eq!(parse_state("running").ok(), Some(JobState::Running));
+    }
+
+    #[test]
+    fn delays_are_capped_and_timeouts_rounded_up() {
+        assert_eq!(micros(Duration::from_millis(1500)), 1_500_000);
+        assert_eq!(micros(Duration::MAX), micros(MAX_DELAY));
+        assert_eq!(timeout_ms(Duration::from_micros(1)), 1);
+        assert_eq!(timeout_ms(Duration::from_secs(5)), 5000);
+    }
+}

@@ -1,0 +1,265 @@
+//! [`PostgresStorage`]: construction, migrations and the extension methods.
+
+use std::sync::Arc;
+
+use haul_core::{EnqueueOutcome, EnqueueParams, Error, NewJob, Result, RunAt, validate_kind_name, validate_queue_name};
+use sqlx::{
+    PgConnection, Row,
+    migrate::Migrator,
+    postgres::{PgExecutor, PgPool, PgPoolOptions},
+};
+use tokio::sync::Mutex;
+
+use crate::{
+    config::{PostgresConfig, channel_name},
+    error::map_sqlx_error,
+    listen::Listener,
+    queries::Queries,
+    row::{micros, timeout_ms},
+};
+
+/// The embedded migrations (`backends/postgres/migrations/*.sql`).
+static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// Job storage in PostgreSQL: one `jobs` table in a configurable schema, claims with
+/// `FOR UPDATE SKIP LOCKED`, wake-ups with LISTEN/NOTIFY, and enqueue inside the
+/// application's own transaction ([`PostgresStorage::enqueue_in_tx`]).
+///
+/// Cheap to clone: clones share the pool and the LISTEN connection.
+#[derive(Clone)]
+pub struct PostgresStorage {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: PgPool,
+    pub(crate) schema: String,
+    pub(crate) channel: String,
+    pub(crate) queries: Queries,
+    pub(crate) listener: Mutex<Option<Listener>>,
+}
+
+impl PostgresStorage {
+    /// Connects a pool to `url` (default pool options) with the default schema
+    /// (`haul`). Runs no DDL: call [`PostgresStorage::migrate`] once to create the tables.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PostgresConfig::new()).await
+    }
+
+    /// Connects a pool to `url` (default pool options) with `config`.
+    pub async fn connect_with(url: &str, config: PostgresConfig) -> Result<Self> {
+        config.validate()?;
+        let pool = PgPoolOptions::new().connect(url).await.map_err(map_sqlx_error)?;
+        Self::from_pool_with(pool, config)
+    }
+
+    /// Uses an existing pool with the default schema (`haul`). Tune the pool (size,
+    /// timeouts) through [`PgPoolOptions`].
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self::build(pool, crate::config::DEFAULT_SCHEMA.to_owned())
+    }
+
+    /// Uses an existing pool with `config` ([`Error::InvalidName`] for a bad schema).
+    pub fn from_pool_with(pool: PgPool, config: PostgresConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self::build(pool, config.schema_name().to_owned()))
+    }
+
+    fn build(pool: PgPool, schema: String) -> Self {
+        let channel = channel_name(&schema);
+        let queries = Queries::new(&schema, &channel);
+        Self { inner: Arc::new(Inner { pool, schema, channel, queries, listener: Mutex::new(None) }) }
+    }
+
+    /// The pool, for the application's own queries and transactions.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// The LISTEN/NOTIFY channel of this schema (its payloads are queue names).
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// Creates the schema and applies the embedded migrations that it lacks, recording
+    /// them in `<schema>._sqlx_migrations`. Idempotent, and safe when several processes
+    /// call it at once: the migrations run under sqlx's advisory lock, on a dedicated
+    /// connection whose `search_path` is the schema (never one of the pool's).
+    pub async fn migrate(&self) -> Result<()> {
+        let schema = &self.inner.schema;
+        let mut migrator = Migrator::with_migrations(MIGRATIONS.iter().cloned().collect());
+        migrator.dangerous_set_table_name(format!("\"{schema}\"._sqlx_migrations"));
+        migrator.create_schema(format!("\"{schema}\""));
+        let options = (*self.inner.pool.connect_options()).clone().options([("search_path", schema.as_str())]);
+        // A pool of one dedicated connection (the migrator's advisory lock is held by
+        // the session, and the search_path must not leak into the application's pool).
+        let pool = PgPoolOptions::new().max_connections(1).connect_with(options).await.map_err(map_sqlx_error)?;
+        let result = migrator.run(&pool).await;
+        // Closing ends the session, and with it the advisory lock even after a failure.
+        pool.close().await;
+        result.map_err(|error| map_sqlx_error(sqlx::Error::Migrate(Box::new(error))))
+    }
+
+    /// Enqueues `jobs` on the caller's connection, typically inside the caller's own
+    /// transaction (`&mut *tx`): the jobs exist, and their wake-up is sent, only if that
+    /// transaction commits. Relative run times use the transaction's clock (`now()`,
+    /// the transaction's start).
+    ///
+    /// ```no_run
+    /// # async fn example(storage: haul_postgres::PostgresStorage) -> Result<(), Box<dyn std::error::Error>> {
+    /// use haul_core::NewJob;
+    ///
+    /// let mut tx = storage.pool().begin().await?;
+    /// sqlx::query("INSERT INTO users (email) VALUES ($1)").bind("a@b.c").execute(&mut *tx).await?;
+    /// let job = NewJob::new("send_welcome", serde_json::json!({ "email": "a@b.c" }));
+    /// storage.enqueue_in_tx(&mut tx, vec![job]).await?;
+    /// tx.commit().await?; // the user and the job, or neither
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_in_tx(&self, conn: &mut PgConnection, jobs: Vec<NewJob>) -> Result<EnqueueOutcome> {
+        self.insert(conn, EnqueueParams::new(jobs)).await
+    }
+
+    /// Validates and inserts a batch in one statement on `executor`.
+    pub(crate) async fn insert<'c>(
+        &self,
+        executor: impl PgExecutor<'c>,
+        params: EnqueueParams,
+    ) -> Result<EnqueueOutcome> {
+        let jobs = params.jobs;
+        if jobs.is_empty() {
+            return Ok(EnqueueOutcome::new(Vec::new()));
+        }
+        let mut columns = EnqueueColumns::with_capacity(jobs.len());
+        for job in &jobs {
+            columns.push(job)?;
+        }
+        sqlx::query(self.inner.queries.enqueue.clone())
+            .bind(params.now)
+            .bind(&columns.ids)
+            .bind(&columns.kinds)
+            .bind(&columns.args)
+            .bind(&columns.queues)
+            .bind(&columns.priorities)
+            .bind(&columns.run_ats)
+            .bind(&columns.delays_us)
+            .bind(&columns.max_attempts)
+            .bind(&columns.timeouts_ms)
+            .fetch_one(executor)
+            .await
+            .map_err(map_sqlx_error)?
+            .try_get::<i64, _>("notified")
+            .map_err(map_sqlx_error)?;
+        Ok(EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()))
+    }
+}
+
+impl std::fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStorage")
+            .field("schema", &self.inner.schema)
+            .field("channel", &self.inner.channel)
+            .field("pool", &self.inner.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A batch of new jobs as one array per column, for UNNEST.
+struct EnqueueColumns {
+    ids: Vec<uuid::Uuid>,
+    kinds: Vec<String>,
+    args: Vec<serde_json::Value>,
+    queues: Vec<String>,
+    priorities: Vec<i16>,
+    run_ats: Vec<Option<haul_core::Timestamp>>,
+    delays_us: Vec<i64>,
+    max_attempts: Vec<i32>,
+    timeouts_ms: Vec<Option<i64>>,
+}
+
+impl EnqueueColumns {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            ids: Vec::with_capacity(capacity),
+            kinds: Vec::with_capacity(capacity),
+            args: Vec::with_capacity(capacity),
+            queues: Vec::with_capacity(capacity),
+            priorities: Vec::with_capacity(capacity),
+            run_ats: Vec::with_capacity(capacity),
+            delays_us: Vec::with_capacity(capacity),
+            max_attempts: Vec::with_capacity(capacity),
+            timeouts_ms: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Validates `job` and appends it.
+    fn push(&mut self, job: &NewJob) -> Result<()> {
+        validate_queue_name(&job.queue)?;
+        validate_kind_name(&job.kind)?;
+        if job.max_attempts == 0 {
+            return Err(Error::InvalidArgument("max_attempts must be at least 1".into()));
+        }
+        let max_attempts = i32::try_from(job.max_attempts)
+            .map_err(|_| Error::InvalidArgument(format!("max_attempts must be at most {}", i32::MAX).into()))?;
+        if !job.args.is_object() {
+            return Err(Error::InvalidArgument(format!("arguments of `{}` must be a JSON object", job.kind).into()));
+        }
+        if contains_nul(&job.args) {
+            return Err(Error::InvalidArgument(
+                format!("arguments of `{}` contain a NUL character (\\u0000), which PostgreSQL cannot store", job.kind)
+                    .into(),
+            ));
+        }
+        let (run_at, delay_us) = match job.run_at {
+            RunAt::Now => (None, 0),
+            RunAt::At(at) => (Some(at), 0),
+            RunAt::In(delay) => (None, micros(delay)),
+        };
+        self.ids.push(job.id.0);
+        self.kinds.push(job.kind.clone());
+        self.args.push(job.args.clone());
+        self.queues.push(job.queue.clone());
+        self.priorities.push(job.priority);
+        self.run_ats.push(run_at);
+        self.delays_us.push(delay_us);
+        self.max_attempts.push(max_attempts);
+        self.timeouts_ms.push(job.timeout.map(timeout_ms));
+        Ok(())
+    }
+}
+
+/// Whether a JSON value holds the NUL character in a string or a key (jsonb rejects it).
+fn contains_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(fields) => fields.iter().any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_holding_a_nul_character_are_rejected_before_any_sql() {
+        let mut columns = EnqueueColumns::with_capacity(1);
+        for args in [
+            serde_json::json!({ "a": "x\u{0}y" }),
+            serde_json::json!({ "a\u{0}": 1 }),
+            serde_json::json!({ "a": [["\u{0}"]] }),
+        ] {
+            let job = NewJob::new("kind", args);
+            assert!(matches!(columns.push(&job), Err(Error::InvalidArgument(_))));
+        }
+        assert!(columns.push(&NewJob::new("kind", serde_json::json!({ "a": "x y" }))).is_ok());
+        assert_eq!(columns.ids.len(), 1);
+    }
+}

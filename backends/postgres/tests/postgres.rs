@@ -1,0 +1,384 @@
+//! Backend-only behaviour of haul-postgres against a real server
+//! (`HAUL_TEST_POSTGRES_URL`): migrations, transactional enqueue, claim concurrency
+//! and locking, the claim plan, LISTEN/NOTIFY, corrupt rows.
+
+mod common;
+
+use std::{collections::HashSet, time::Duration};
+
+use haul_core::{
+    ClaimParams, EnqueueParams, Error, ErrorKind, JobOutcome, JobState, ListParams, NewJob, Report, ReportParams,
+    RunAt, Storage,
+};
+use haul_postgres::{PostgresConfig, PostgresStorage};
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Row};
+use tokio::time::timeout;
+
+/// A bound on waits for real asynchrony; never a timing assertion.
+const GENEROUS: Duration = Duration::from_secs(20);
+
+fn job(queue: &str) -> NewJob {
+    NewJob::new("test_job", json!({ "n": 1 })).queue(queue)
+}
+
+async fn enqueue(storage: &PostgresStorage, queue: &str, count: usize) -> Vec<haul_core::JobId> {
+    let jobs = (0..count).map(|_| job(queue)).collect();
+    storage.enqueue(EnqueueParams::new(jobs)).await.expect("enqueue").ids
+}
+
+mod migrate {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn running_migrate_twice_and_concurrently_applies_each_migration_once() {
+        let (storage, guard) = common::unmigrated().await;
+        let schema = guard.schema.clone();
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let storage = PostgresStorage::from_pool_with(common::pool(2).await, PostgresConfig::new().schema(&schema))
+                .expect("valid schema");
+            tasks.push(tokio::spawn(async move { storage.migrate().await }));
+        }
+        for task in tasks {
+            task.await.expect("task").expect("concurrent migrate");
+        }
+        storage.migrate().await.expect("second migrate");
+        storage.migrate().await.expect("third migrate");
+
+        let applied: i64 =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM \"{schema}\"._sqlx_migrations")))
+                .fetch_one(storage.pool())
+                .await
+                .expect("migrations table");
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).expect("migrations").count();
+        assert_eq!(applied, i64::try_from(files).expect("count"));
+        assert_eq!(enqueue(&storage, "default", 1).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn connecting_creates_nothing_until_migrate_is_called() {
+        let (storage, guard) = common::unmigrated().await;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = $1)")
+                .bind(&guard.schema)
+                .fetch_one(storage.pool())
+                .await
+                .expect("query");
+        assert!(!exists);
+        let error = storage.enqueue(EnqueueParams::new(vec![job("default")])).await.expect_err("no table yet");
+        assert_eq!(error.kind(), Some(ErrorKind::Other));
+    }
+
+    #[tokio::test]
+    async fn a_schema_that_is_not_a_plain_name_is_rejected() {
+        let pool = common::pool(1).await;
+        for bad in ["Haul", "haul; DROP TABLE x", "1haul", "", "ha\"ul"] {
+            let result = PostgresStorage::from_pool_with(pool.clone(), PostgresConfig::new().schema(bad));
+            assert!(matches!(result, Err(Error::InvalidName { what: "namespace", .. })), "{bad:?}");
+        }
+    }
+}
+
+mod transactional_enqueue {
+    use super::*;
+
+    async fn users_table(storage: &PostgresStorage) -> String {
+        let table = format!("\"{}\".users", storage.schema());
+        sqlx::query(AssertSqlSafe(format!("CREATE TABLE {table} (email text PRIMARY KEY)")))
+            .execute(storage.pool())
+            .await
+            .expect("create users");
+        table
+    }
+
+    #[tokio::test]
+    async fn a_job_enqueued_in_a_committed_transaction_exists_with_the_data() {
+        let (storage, _guard) = common::storage().await;
+        let users = users_table(&storage).await;
+        let mut wakeups = storage.subscribe().await.expect("subscribe");
+
+        let mut tx = storage.pool().begin().await.expect("begin");
+        sqlx::query(AssertSqlSafe(format!("INSERT INTO {users} (email) VALUES ('a@b.c')")))
+            .execute(&mut *tx)
+            .await
+            .expect("insert user");
+        let ids = storage.enqueue_in_tx(&mut tx, vec![job("mail")]).await.expect("enqueue in tx").ids;
+        assert_eq!(storage.get(ids[0]).await.expect("get"), None, "invisible before commit");
+        tx.commit().await.expect("commit");
+
+        let record = storage.get(ids[0]).await.expect("get").expect("the job exists");
+        assert_eq!(record.state, JobState::Available);
+        assert!(timeout(GENEROUS, wakeups.wait_for(&["mail".to_owned()])).await.expect("wake-up after commit"));
+    }
+
+    #[tokio::test]
+    async fn a_job_enqueued_in_a_rolled_back_transaction_does_not_exist() {
+        let (storage, _guard) = common::storage().await;
+        let users = users_table(&storage).await;
+
+        let mut tx = storage.pool().begin().await.expect("begin");
+        sqlx::query(AssertSqlSafe(format!("INSERT INTO {users} (email) VALUES ('a@b.c')")))
+            .execute(&mut *tx)
+            .await
+            .expect("insert user");
+        let ids = storage.enqueue_in_tx(&mut tx, vec![job("mail"), job("mail")]).await.expect("enqueue in tx").ids;
+        tx.rollback().await.expect("rollback");
+
+        for id in ids {
+            assert_eq!(storage.get(id).await.expect("get"), None);
+        }
+        assert!(storage.list(ListParams::new()).await.expect("list").is_empty());
+        let users: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {users}")))
+            .fetch_one(storage.pool())
+            .await
+            .expect("count users");
+        assert_eq!(users, 0);
+    }
+}
+
+mod claim {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sixteen_concurrent_claimers_claim_each_job_exactly_once() {
+        let (storage, _guard) = common::storage().await;
+        let mut enqueued = HashSet::new();
+        for _ in 0..4 {
+            enqueued.extend(enqueue(&storage, "busy", 200).await);
+        }
+
+        let mut claimers = Vec::new();
+        for worker in 0..16 {
+            let storage = storage.clone();
+            claimers.push(tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                loop {
+                    let params = ClaimParams::new(["busy"], 7).worker_id(format!("worker-{worker}"));
+                    let batch = storage.claim(params).await.expect("claim");
+                    if batch.is_empty() {
+                        return claimed;
+                    }
+                    claimed.extend(batch);
+                }
+            }));
+        }
+        let mut seen = HashSet::new();
+        for claimer in claimers {
+            for record in claimer.await.expect("claimer") {
+                assert!(seen.insert(record.id), "job {} claimed twice", record.id);
+                assert_eq!(record.state, JobState::Running);
+                assert_eq!(record.attempt, 1);
+                assert!(record.lease_token.is_some());
+            }
+        }
+        assert_eq!(seen, enqueued);
+        let available = storage.list(ListParams::new().state(JobState::Available)).await.expect("list");
+        assert!(available.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_skips_rows_locked_by_another_transaction_instead_of_waiting() {
+        let (storage, _guard) = common::storage().await;
+        let ids = enqueue(&storage, "default", 10).await;
+
+        // Another transaction holds the four oldest jobs, and stays open during the claim.
+        let mut tx = storage.pool().begin().await.expect("begin");
+        let locked: Vec<uuid::Uuid> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT id FROM \"{}\".jobs ORDER BY id LIMIT 4 FOR UPDATE",
+            storage.schema()
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .expect("lock rows");
+        assert_eq!(locked.len(), 4);
+
+        let claimed = timeout(GENEROUS, storage.claim(ClaimParams::new(["default"], 10)))
+            .await
+            .expect("the claim must not wait for the open transaction")
+            .expect("claim");
+        let claimed: HashSet<_> = claimed.iter().map(|record| record.id.0).collect();
+        let expected: HashSet<_> = ids.iter().map(|id| id.0).filter(|id| !locked.contains(id)).collect();
+        assert_eq!(claimed, expected);
+
+        tx.rollback().await.expect("rollback");
+        let rest = storage.claim(ClaimParams::new(["default"], 10)).await.expect("claim the rest");
+        assert_eq!(rest.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_claim_query_can_use_the_partial_index_of_available_jobs() {
+        let (storage, _guard) = common::storage().await;
+        for _ in 0..5 {
+            enqueue(&storage, "default", 1000).await;
+            enqueue(&storage, "other", 1000).await;
+        }
+        let claimed = storage.claim(ClaimParams::new(["default"], 2500)).await.expect("claim");
+        assert_eq!(claimed.len(), 2500);
+        let schema = format!("\"{}\"", storage.schema());
+        sqlx::query(AssertSqlSafe(format!("ANALYZE {schema}.jobs"))).execute(storage.pool()).await.expect("analyze");
+
+        let plan = explain_claim(&storage, false).await;
+        println!("EXPLAIN claim (10,000 jobs, 2,500 running):\n{plan}");
+        let forced = explain_claim(&storage, true).await;
+        println!("EXPLAIN claim with enable_seqscan = off:\n{forced}");
+        assert!(forced.contains("jobs_available_idx"), "{forced}");
+    }
+}
+
+/// The plan of `queries/claim.sql` for one queue and 10 jobs.
+async fn explain_claim(storage: &PostgresStorage, without_seqscan: bool) -> String {
+    let claim_sql = include_str!("../queries/claim.sql").replace("{schema}", &format!("\"{}\"", storage.schema()));
+    let mut tx = storage.pool().begin().await.expect("begin");
+    if without_seqscan {
+        sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.expect("set");
+    }
+    let plan: Vec<String> = sqlx::query(AssertSqlSafe(format!("EXPLAIN {claim_sql}")))
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(vec!["default".to_owned()])
+        .bind(10_i64)
+        .bind(30_000_000_i64)
+        .bind("explain")
+        .fetch_all(&mut *tx)
+        .await
+        .expect("explain")
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect();
+    tx.rollback().await.expect("rollback");
+    plan.join("\n")
+}
+
+mod notify {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_subscriber_is_woken_when_jobs_are_enqueued() {
+        let (storage, _guard) = common::storage().await;
+        let mut wakeups = storage.subscribe().await.expect("subscribe");
+        enqueue(&storage, "mail", 3).await;
+        let woken = timeout(GENEROUS, wakeups.wait_for(&["mail".to_owned()])).await.expect("a wake-up");
+        assert!(woken);
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_job_sends_no_notification_until_it_is_promoted() {
+        let (storage, _guard) = common::storage().await;
+        let mut listener = sqlx::postgres::PgListener::connect(&common::url()).await.expect("listener");
+        listener.listen(storage.channel()).await.expect("listen");
+
+        let later = NewJob::new("test_job", json!({})).queue("later").run_at(RunAt::In(Duration::from_secs(60)));
+        storage.enqueue(EnqueueParams::new(vec![later])).await.expect("enqueue scheduled");
+        enqueue(&storage, "marker", 2).await;
+        let first = timeout(GENEROUS, listener.recv()).await.expect("a notification").expect("recv");
+        assert_eq!(first.payload(), "marker", "the scheduled job notified nobody; the batch of two notified once");
+
+        let promoted =
+            storage.promote_due(Some(chrono::Utc::now() + chrono::Duration::minutes(2))).await.expect("promote");
+        assert_eq!(promoted, 1);
+        let next = timeout(GENEROUS, listener.recv()).await.expect("a notification").expect("recv");
+        assert_eq!(next.payload(), "later");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_listener_listens_again_after_its_connection_is_killed() {
+        let (storage, _guard) = common::storage().await;
+        let mut wakeups = storage.subscribe().await.expect("subscribe");
+        let admin = common::pool(1).await;
+        let killed: Vec<bool> = sqlx::query_scalar(
+            r#"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = format('LISTEN "%s"', $1::text)"#,
+        )
+        .bind(storage.channel())
+        .fetch_all(&admin)
+        .await
+        .expect("terminate the listener");
+        assert_eq!(killed, vec![true], "exactly one LISTEN connection was killed");
+
+        // Notifications sent while the listener reconnects are lost (the workers' poll
+        // covers that): keep enqueueing until one gets through.
+        let woken = timeout(GENEROUS, async {
+            loop {
+                enqueue(&storage, "mail", 1).await;
+                if let Ok(woken) = timeout(Duration::from_millis(250), wakeups.wait_for(&["mail".to_owned()])).await {
+                    return woken;
+                }
+            }
+        })
+        .await
+        .expect("a wake-up after the reconnection");
+        assert!(woken);
+    }
+
+    #[tokio::test]
+    async fn subscribers_learn_that_the_storage_is_gone_when_it_is_dropped() {
+        let (storage, _guard) = common::storage().await;
+        let mut wakeups = storage.subscribe().await.expect("subscribe");
+        drop(storage);
+        let woken = timeout(GENEROUS, wakeups.wait_for(&["mail".to_owned()])).await.expect("the sender closes");
+        assert!(!woken);
+    }
+}
+
+mod data {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_row_with_an_unknown_state_is_reported_as_corrupt_data() {
+        let (storage, _guard) = common::storage().await;
+        let id = enqueue(&storage, "default", 1).await[0];
+        let jobs = format!("\"{}\".jobs", storage.schema());
+        sqlx::query(AssertSqlSafe(format!("ALTER TABLE {jobs} DROP CONSTRAINT jobs_state_check")))
+            .execute(storage.pool())
+            .await
+            .expect("drop check");
+        sqlx::query(AssertSqlSafe(format!("UPDATE {jobs} SET state = 'exploded' WHERE id = $1")))
+            .bind(id.0)
+            .execute(storage.pool())
+            .await
+            .expect("corrupt the row");
+        let error = storage.get(id).await.expect_err("corrupt row");
+        assert_eq!(error.kind(), Some(ErrorKind::CorruptData));
+        let error = storage.list(ListParams::new()).await.expect_err("corrupt row");
+        assert_eq!(error.kind(), Some(ErrorKind::CorruptData));
+    }
+
+    #[tokio::test]
+    async fn the_stored_form_is_plain_columns_an_operator_can_read() {
+        let (storage, _guard) = common::storage().await;
+        let new = NewJob::new("mail:send", json!({ "to": "a@b.c" })).queue("mail").priority(3).max_attempts(5);
+        let id = storage.enqueue(EnqueueParams::new(vec![new])).await.expect("enqueue").ids[0];
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT kind, args->>'to' AS to, queue, priority, state, attempt, max_attempts, errors::text AS errors FROM \"{}\".jobs WHERE id = $1",
+            storage.schema()
+        )))
+        .bind(id.0)
+        .fetch_one(storage.pool())
+        .await
+        .expect("read the row");
+        assert_eq!(row.get::<String, _>("kind"), "mail:send");
+        assert_eq!(row.get::<String, _>("to"), "a@b.c");
+        assert_eq!(row.get::<String, _>("queue"), "mail");
+        assert_eq!(row.get::<i16, _>("priority"), 3);
+        assert_eq!(row.get::<String, _>("state"), "available");
+        assert_eq!(row.get::<i32, _>("attempt"), 0);
+        assert_eq!(row.get::<i32, _>("max_attempts"), 5);
+        assert_eq!(row.get::<String, _>("errors"), "[]");
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_is_recorded_in_the_errors_column_and_read_back() {
+        let (storage, _guard) = common::storage().await;
+        let id = enqueue(&storage, "default", 1).await[0];
+        let claimed = storage.claim(ClaimParams::new(["default"], 1)).await.expect("claim");
+        let claim = claimed[0].claim().expect("a claim");
+        let outcome = JobOutcome::Failed { error: "boom".to_owned(), retry_in: Duration::from_secs(10) };
+        let report = storage.report(ReportParams::new(vec![Report { claim, outcome }])).await.expect("report");
+        assert_eq!(report.applied, vec![id]);
+        let record = storage.get(id).await.expect("get").expect("exists");
+        assert_eq!(record.state, JobState::Retryable);
+        assert_eq!(record.errors.len(), 1);
+        assert_eq!(record.errors[0].attempt, 1);
+        assert_eq!(record.errors[0].message, "boom");
+        assert_eq!(record.lease_token, None);
+    }
+}

@@ -1,0 +1,251 @@
+//! What a running handler knows about its job, and the application state it can ask for.
+
+use std::{
+    any::{Any, TypeId, type_name},
+    collections::HashMap,
+    fmt,
+    ops::Deref,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{JobError, JobId, Timestamp};
+
+/// Why a running job was asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The worker is shutting down and the grace period is over.
+    Shutdown,
+    /// The attempt ran longer than its timeout.
+    Timeout,
+    /// Someone cancelled the job.
+    Cancelled,
+    /// The worker lost the job's lease (another worker may hold it now).
+    LeaseLost,
+}
+
+/// The job a handler is running, and the signal that asks it to stop.
+///
+/// A handler takes it as an argument (`ctx: JobContext` or `ctx: &JobContext`) and
+/// `#[job]` injects it.
+#[derive(Clone)]
+pub struct JobContext {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    id: JobId,
+    kind: String,
+    queue: String,
+    attempt: u32,
+    max_attempts: u32,
+    enqueued_at: Timestamp,
+    stop: CancellationToken,
+    stop_reason: Mutex<Option<StopReason>>,
+    states: Arc<StateMap>,
+}
+
+impl JobContext {
+    /// A context for one attempt.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: JobId,
+        kind: impl Into<String>,
+        queue: impl Into<String>,
+        attempt: u32,
+        max_attempts: u32,
+        enqueued_at: Timestamp,
+        states: Arc<StateMap>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(ContextInner {
+                id,
+                kind: kind.into(),
+                queue: queue.into(),
+                attempt,
+                max_attempts,
+                enqueued_at,
+                stop: CancellationToken::new(),
+                stop_reason: Mutex::new(None),
+                states,
+            }),
+        }
+    }
+
+    /// A context for calling a job directly in a unit test, with the given state.
+    pub fn for_test(states: StateMap) -> Self {
+        Self::new(JobId::new(), "test", "default", 1, 1, chrono::Utc::now(), Arc::new(states))
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.inner.id
+    }
+
+    /// The job's kind name.
+    pub fn kind(&self) -> &str {
+        &self.inner.kind
+    }
+
+    /// The queue it was claimed from.
+    pub fn queue(&self) -> &str {
+        &self.inner.queue
+    }
+
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// How many attempts the job gets.
+    pub fn max_attempts(&self) -> u32 {
+        self.inner.max_attempts
+    }
+
+    /// When the job was enqueued.
+    pub fn enqueued_at(&self) -> Timestamp {
+        self.inner.enqueued_at
+    }
+
+    /// Fires when the handler should stop: shutdown after the grace period, timeout,
+    /// cancellation, or a lost lease. Handlers doing long work should watch it.
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.inner.stop
+    }
+
+    /// Why the stop token fired, if it did.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        *self.inner.stop_reason.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fires the stop token with a reason (the first reason wins).
+    pub fn stop(&self, reason: StopReason) {
+        {
+            let mut slot = self.inner.stop_reason.lock().unwrap_or_else(PoisonError::into_inner);
+            slot.get_or_insert(reason);
+        }
+        self.inner.stop.cancel();
+    }
+
+    /// The application state of type `T` registered on the worker.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<State<T>, JobError> {
+        self.inner.states.get::<T>().map(State).ok_or_else(|| {
+            JobError::fail(format!(
+                "no state of type `{}` is registered on this worker; add it with Worker::builder(..).state(..)",
+                type_name::<T>()
+            ))
+        })
+    }
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.inner.id)
+            .field("kind", &self.inner.kind)
+            .field("queue", &self.inner.queue)
+            .field("attempt", &self.inner.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Application state shared with handlers, injected by `#[job]` for arguments of
+/// type `State<T>`.
+#[derive(Debug)]
+pub struct State<T>(pub Arc<T>);
+
+impl<T> Clone for State<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Deref for State<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Values a `#[job]` handler can receive without them being stored with the job.
+pub trait FromContext: Sized {
+    /// Extracts the value from the running job's context.
+    fn from_context(ctx: &JobContext) -> Result<Self, JobError>;
+}
+
+impl<T: Send + Sync + 'static> FromContext for State<T> {
+    fn from_context(ctx: &JobContext) -> Result<Self, JobError> {
+        ctx.state::<T>()
+    }
+}
+
+impl FromContext for JobContext {
+    fn from_context(ctx: &JobContext) -> Result<Self, JobError> {
+        Ok(ctx.clone())
+    }
+}
+
+/// Application state by type, as registered on a worker.
+#[derive(Default)]
+pub struct StateMap {
+    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl StateMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the value of type `T`.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.values.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// Adds (or replaces) a value of type `T` that the caller keeps sharing.
+    pub fn insert_shared<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
+        self.values.insert(TypeId::of::<T>(), value);
+    }
+
+    /// Adds `value` and returns the map, for chaining.
+    pub fn with<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.insert(value);
+        self
+    }
+
+    /// The value of type `T`, if any.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.values.get(&TypeId::of::<T>()).and_then(|value| Arc::clone(value).downcast::<T>().ok())
+    }
+}
+
+impl fmt::Debug for StateMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateMap").field("len", &self.values.len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_is_found_by_type_and_missing_state_is_a_clear_failure() {
+        let ctx = JobContext::for_test(StateMap::new().with(41_u32));
+        assert_eq!(ctx.state::<u32>().map(|s| *s + 1).ok(), Some(42));
+        let missing = ctx.state::<String>().err();
+        assert!(missing.is_some_and(|e| e.message().contains("alloc::string::String")));
+    }
+
+    #[test]
+    fn first_stop_reason_wins() {
+        let ctx = JobContext::for_test(StateMap::new());
+        assert!(!ctx.stop_token().is_cancelled());
+        ctx.stop(StopReason::Timeout);
+        ctx.stop(StopReason::Shutdown);
+        assert!(ctx.stop_token().is_cancelled());
+        assert_eq!(ctx.stop_reason(), Some(StopReason::Timeout));
+    }
+}

@@ -1,0 +1,43 @@
+//! Core of [haul](https://docs.rs/haul): the `Job` and `Storage` traits, the worker
+//! runtime, and the types they share.
+//!
+//! Applications use the `haul` facade crate; backend authors implement [`Storage`]
+//! and run the conformance suite of `haul-integration-tests` against it. The
+//! `Storage` trait is **unstable until 1.0**.
+
+mod context;
+mod error;
+mod id;
+pub mod job;
+mod names;
+mod outcome;
+mod queue;
+mod record;
+mod retry;
+mod storage;
+mod wakeup;
+mod worker;
+
+pub use context::{FromContext, JobContext, State, StateMap, StopReason};
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use id::{Claim, JobId, LeaseToken};
+pub use job::{Job, JobKind, JobOptions};
+pub use names::{MAX_NAME_LEN, validate_kind_name, validate_namespace, validate_queue_name};
+pub use outcome::{Control, Discard, IntoJobResult, JobError, RetryAfter, Snooze};
+pub use queue::{DEFAULT_MAX_ARGS_BYTES, Enqueue, Queue};
+pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp};
+pub use retry::RetryPolicy;
+pub use storage::{
+    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, ListParams,
+    PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
+};
+pub use wakeup::{WakeupSender, Wakeups};
+pub use worker::{Worker, WorkerBuilder, shutdown_signal};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use inventory;
+    pub use serde;
+    pub use typetag;
+}

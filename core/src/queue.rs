@@ -1,0 +1,204 @@
+//! The producer handle: enqueue typed jobs, and the operator's calls on them.
+
+use std::{
+    future::{Future, IntoFuture},
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
+
+use crate::{
+    EnqueueParams, Error, Job, JobId, JobRecord, ListParams, NewJob, QueueCounts, Result, RunAt, Storage, Timestamp,
+    job::encode_args, validate_queue_name,
+};
+
+/// Largest serialized arguments accepted by default (1 MiB).
+pub const DEFAULT_MAX_ARGS_BYTES: usize = 1 << 20;
+
+/// Enqueues jobs into a storage, and gives an operator's calls on them
+/// (cancel, retry, get, list, counts, pause, resume). Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    storage: Arc<dyn Storage>,
+    max_args_bytes: usize,
+}
+
+impl Queue {
+    /// A producer for `storage`.
+    pub fn new(storage: impl Storage) -> Self {
+        Self { storage: Arc::new(storage), max_args_bytes: DEFAULT_MAX_ARGS_BYTES }
+    }
+
+    /// Sets the largest serialized arguments accepted ([`Error::PayloadTooLarge`] above it).
+    pub fn max_args_bytes(mut self, limit: usize) -> Self {
+        self.max_args_bytes = limit;
+        self
+    }
+
+    /// The storage this queue writes to.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Starts enqueueing `job`; set options on the returned builder, then `.await` it.
+    pub fn enqueue<J: Job + serde::Serialize>(&self, job: J) -> Enqueue<'_> {
+        Enqueue { queue: self, job: self.prepare(&job) }
+    }
+
+    /// Enqueues many jobs of one kind in one atomic batch, with their kind's options.
+    pub async fn enqueue_many<J, I>(&self, jobs: I) -> Result<Vec<JobId>>
+    where
+        J: Job + serde::Serialize,
+        I: IntoIterator<Item = J>,
+    {
+        let jobs = jobs.into_iter().map(|job| self.prepare(&job)).collect::<Result<Vec<_>>>()?;
+        self.insert(jobs).await
+    }
+
+    /// Inserts prepared jobs in one atomic batch (after validating them).
+    pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
+        for job in &jobs {
+            validate_new_job(job)?;
+        }
+        Ok(self.storage.enqueue(EnqueueParams::new(jobs)).await?.ids)
+    }
+
+    /// Turns a typed job into its stored form with its kind's options.
+    pub fn prepare<J: Job + serde::Serialize>(&self, job: &J) -> Result<NewJob> {
+        let kind = job.typetag_name();
+        let args = encode_args(job)?;
+        let size = args.to_string().len();
+        if size > self.max_args_bytes {
+            return Err(Error::PayloadTooLarge { kind: kind.to_owned(), size, limit: self.max_args_bytes });
+        }
+        let options = job.options();
+        let mut new = NewJob::new(kind, args)
+            .queue(options.queue.into_owned())
+            .priority(options.priority)
+            .max_attempts(options.max_attempts);
+        new.timeout = options.timeout;
+        Ok(new)
+    }
+
+    /// Cancels a job (see [`Storage::cancel`]).
+    pub async fn cancel(&self, id: JobId) -> Result<JobRecord> {
+        self.storage.cancel(id, None).await
+    }
+
+    /// Makes a discarded, cancelled or waiting job available now (see [`Storage::retry`]).
+    pub async fn retry(&self, id: JobId) -> Result<JobRecord> {
+        self.storage.retry(id, None).await
+    }
+
+    /// Looks up a job.
+    pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        self.storage.get(id).await
+    }
+
+    /// Lists jobs.
+    pub async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>> {
+        self.storage.list(params).await
+    }
+
+    /// Counts jobs per queue and state.
+    pub async fn counts(&self) -> Result<Vec<QueueCounts>> {
+        self.storage.counts().await
+    }
+
+    /// Pauses a queue: its jobs are not claimed until it is resumed.
+    pub async fn pause(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        self.storage.pause_queue(queue).await
+    }
+
+    /// Resumes a paused queue.
+    pub async fn resume(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        self.storage.resume_queue(queue).await
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("backend", &self.storage.backend_name())
+            .field("max_args_bytes", &self.max_args_bytes)
+            .finish()
+    }
+}
+
+fn validate_new_job(job: &NewJob) -> Result<()> {
+    validate_queue_name(&job.queue)?;
+    crate::validate_kind_name(&job.kind)?;
+    if job.max_attempts == 0 {
+        return Err(Error::InvalidArgument("max_attempts must be at least 1".into()));
+    }
+    if !job.args.is_object() {
+        return Err(Error::InvalidArgument(format!("arguments of `{}` must be a JSON object", job.kind).into()));
+    }
+    Ok(())
+}
+
+/// A job being enqueued: set per-enqueue options, then `.await` it for its id.
+#[must_use = "an enqueue does nothing until it is awaited"]
+pub struct Enqueue<'a> {
+    queue: &'a Queue,
+    job: Result<NewJob>,
+}
+
+impl Enqueue<'_> {
+    fn update(mut self, change: impl FnOnce(&mut NewJob)) -> Self {
+        if let Ok(job) = self.job.as_mut() {
+            change(job);
+        }
+        self
+    }
+
+    /// Runs the job no earlier than `at`.
+    pub fn run_at(self, at: Timestamp) -> Self {
+        self.update(|job| job.run_at = RunAt::At(at))
+    }
+
+    /// Runs the job no earlier than `delay` from now (the storage's clock).
+    pub fn run_in(self, delay: Duration) -> Self {
+        self.update(|job| job.run_at = RunAt::In(delay))
+    }
+
+    /// Overrides the priority (lower runs first).
+    pub fn priority(self, priority: i16) -> Self {
+        self.update(|job| job.priority = priority)
+    }
+
+    /// Overrides the queue.
+    pub fn queue(self, queue: impl Into<String>) -> Self {
+        let queue = queue.into();
+        self.update(|job| job.queue = queue)
+    }
+
+    /// Overrides the number of attempts.
+    pub fn max_attempts(self, max_attempts: u32) -> Self {
+        self.update(|job| job.max_attempts = max_attempts)
+    }
+
+    /// Overrides the per-attempt timeout.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.update(|job| job.timeout = Some(timeout))
+    }
+
+    /// The stored form this enqueue would insert.
+    pub fn into_new_job(self) -> Result<NewJob> {
+        self.job
+    }
+}
+
+impl<'a> IntoFuture for Enqueue<'a> {
+    type Output = Result<JobId>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<JobId>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let ids = self.queue.insert(vec![self.job?]).await?;
+            ids.into_iter().next().ok_or_else(|| Error::InvalidArgument("the storage returned no id".into()))
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! The stored form of a job and its states.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, JobId, LeaseToken};
+
+/// A point in time as stored by haul.
+pub type Timestamp = DateTime<Utc>;
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for its `run_at`.
+    Scheduled,
+    /// Ready to be claimed.
+    Available,
+    /// Held by a worker under a lease.
+    Running,
+    /// Failed and waiting for its next attempt.
+    Retryable,
+    /// Finished successfully (terminal).
+    Completed,
+    /// Gave up: attempts exhausted or discarded by its handler (terminal, can be retried by hand).
+    Discarded,
+    /// Cancelled before it finished (terminal, can be retried by hand).
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [JobState; 7] = [
+        Self::Scheduled,
+        Self::Available,
+        Self::Running,
+        Self::Retryable,
+        Self::Completed,
+        Self::Discarded,
+        Self::Cancelled,
+    ];
+
+    /// The lowercase name used in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Available => "available",
+            Self::Running => "running",
+            Self::Retryable => "retryable",
+            Self::Completed => "completed",
+            Self::Discarded => "discarded",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the job has finished (completed, discarded or cancelled).
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Discarded | Self::Cancelled)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| Error::InvalidArgument(format!("unknown job state `{s}`").into()))
+    }
+}
+
+/// A job to insert, as the storage sees it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct NewJob {
+    /// Its id, made by the client.
+    pub id: JobId,
+    /// The stable kind name.
+    pub kind: String,
+    /// The arguments, a JSON object.
+    pub args: serde_json::Value,
+    /// The queue it goes to.
+    pub queue: String,
+    /// Lower runs first.
+    pub priority: i16,
+    /// When it may first run, by the storage's clock.
+    pub run_at: RunAt,
+    /// How many attempts it gets before it is discarded.
+    pub max_attempts: u32,
+    /// How long one attempt may run; `None` means no limit.
+    pub timeout: Option<Duration>,
+}
+
+impl NewJob {
+    /// A job of `kind` with `args` on the `default` queue, priority 0, 20 attempts, due now.
+    pub fn new(kind: impl Into<String>, args: serde_json::Value) -> Self {
+        Self {
+            id: JobId::new(),
+            kind: kind.into(),
+            args,
+            queue: crate::job::DEFAULT_QUEUE.to_owned(),
+            priority: 0,
+            run_at: RunAt::Now,
+            max_attempts: crate::job::DEFAULT_MAX_ATTEMPTS,
+            timeout: None,
+        }
+    }
+
+    /// Sets the queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Sets the priority (lower runs first).
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets when the job may first run.
+    pub fn run_at(mut self, run_at: RunAt) -> Self {
+        self.run_at = run_at;
+        self
+    }
+
+    /// Sets the number of attempts.
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Sets the per-attempt timeout.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the id.
+    pub fn id(mut self, id: JobId) -> Self {
+        self.id = id;
+        self
+    }
+}
+
+/// When a new job may first run. Relative delays are measured on the storage's clock
+/// at insertion, so client clock skew does not move them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RunAt {
+    /// As soon as possible.
+    #[default]
+    Now,
+    /// At this instant.
+    At(Timestamp),
+    /// This long after insertion.
+    In(Duration),
+}
+
+impl RunAt {
+    /// The instant this resolves to, given the storage's `now`.
+    pub fn resolve(self, now: Timestamp) -> Timestamp {
+        match self {
+            Self::Now => now,
+            Self::At(at) => at,
+            Self::In(delay) => chrono::Duration::from_std(delay)
+                .ok()
+                .and_then(|delay| now.checked_add_signed(delay))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+}
+
+/// The error recorded for one failed attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// The attempt that failed (1-based).
+    pub attempt: u32,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// What the handler (or the runtime) said.
+    pub message: String,
+}
+
+/// A stored job, as `get`, `list` and `claim` return it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct JobRecord {
+    /// Its id.
+    pub id: JobId,
+    /// The stable kind name.
+    pub kind: String,
+    /// The arguments, a JSON object.
+    pub args: serde_json::Value,
+    /// Its queue.
+    pub queue: String,
+    /// Lower runs first.
+    pub priority: i16,
+    /// Its state.
+    pub state: JobState,
+    /// Attempts started so far (the running one included).
+    pub attempt: u32,
+    /// Attempts it gets before it is discarded.
+    pub max_attempts: u32,
+    /// Per-attempt timeout.
+    pub timeout: Option<Duration>,
+    /// When it is (or was) due.
+    pub run_at: Timestamp,
+    /// When it was enqueued.
+    pub created_at: Timestamp,
+    /// When its latest attempt started.
+    pub attempted_at: Option<Timestamp>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<Timestamp>,
+    /// When a cancel was requested while it was running.
+    pub cancel_requested_at: Option<Timestamp>,
+    /// One entry per failed attempt, oldest first.
+    pub errors: Vec<AttemptError>,
+    /// The token of the current claim (running jobs only).
+    pub lease_token: Option<LeaseToken>,
+    /// When the current lease expires (running jobs only).
+    pub lease_expires_at: Option<Timestamp>,
+    /// Who holds the current claim (running jobs only).
+    pub claimed_by: Option<String>,
+}
+
+impl JobRecord {
+    /// A record for backends to fill in: `available` on the default queue, created and
+    /// due now, priority 0, no attempt made yet, default max attempts; every other
+    /// field empty.
+    pub fn new(id: JobId, kind: impl Into<String>, args: serde_json::Value) -> Self {
+        let now = chrono::Utc::now();
+        Self {
+            id,
+            kind: kind.into(),
+            args,
+            queue: crate::job::DEFAULT_QUEUE.to_owned(),
+            priority: 0,
+            state: JobState::Available,
+            attempt: 0,
+            max_attempts: crate::job::DEFAULT_MAX_ATTEMPTS,
+            timeout: None,
+            run_at: now,
+            created_at: now,
+            attempted_at: None,
+            finished_at: None,
+            cancel_requested_at: None,
+            errors: Vec::new(),
+            lease_token: None,
+            lease_expires_at: None,
+            claimed_by: None,
+        }
+    }
+
+    /// The claim a holder presents for this job, if it is running.
+    pub fn claim(&self) -> Option<crate::Claim> {
+        self.lease_token.map(|token| crate::Claim { id: self.id, token })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_delay_saturates_instead_of_panicking() {
+        let now = chrono::Utc::now();
+        assert_eq!(RunAt::In(Duration::MAX).resolve(now), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(RunAt::In(Duration::from_secs(1)).resolve(now), now + chrono::Duration::seconds(1));
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>().ok(), Some(state));
+        }
+        assert!(matches!("done".parse::<JobState>(), Err(Error::InvalidArgument(_))));
+    }
+}

@@ -1,0 +1,519 @@
+//! The backend trait: what a storage must do, batch-first.
+//!
+//! **Unstable until 1.0.** The conformance suite in `haul-integration-tests` is the
+//! implementer's kit: a backend is correct when it passes it.
+//!
+//! Every time-dependent call takes an optional `now`. `None` means the storage's own
+//! clock (the database's `now()`, Redis `TIME`, the process clock for memory); tests
+//! pass a value to move the clock instead of sleeping.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+
+use crate::{Claim, JobId, JobRecord, JobState, NewJob, Result, Timestamp, Wakeups};
+
+/// A job storage. See the module docs for the contract.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// A short name for logs and errors (`"memory"`, `"postgres"`, `"redis"`).
+    fn backend_name(&self) -> &'static str;
+
+    /// Inserts a batch of jobs, atomically: either every job is stored or none is.
+    /// Jobs whose `run_at` is in the future are `scheduled`, the others `available`.
+    async fn enqueue(&self, params: EnqueueParams) -> Result<EnqueueOutcome>;
+
+    /// Claims up to `limit` available jobs from `queues` (paused queues excepted), in
+    /// priority, then `run_at`, then id order. Each claimed job becomes `running`, its
+    /// attempt count goes up by one, and it gets a fresh lease token and deadline.
+    /// No job is ever handed to two claimers.
+    async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>>;
+
+    /// Records the outcomes of attempts. Each is fenced by its claim: an outcome whose
+    /// lease token no longer matches a running job is rejected, not applied.
+    async fn report(&self, params: ReportParams) -> Result<ReportOutcome>;
+
+    /// Extends the leases of held jobs and tells which of them were cancelled or lost.
+    async fn heartbeat(&self, params: HeartbeatParams) -> Result<HeartbeatOutcome>;
+
+    /// Moves `scheduled` and `retryable` jobs whose `run_at` has come to `available`.
+    /// Returns how many moved.
+    async fn promote_due(&self, now: Option<Timestamp>) -> Result<u64>;
+
+    /// Ends the leases that expired: the job goes back to `available` (its attempt
+    /// stays counted), to `discarded` when no attempt is left, or to `cancelled` when a
+    /// cancel was requested.
+    async fn rescue_expired(&self, now: Option<Timestamp>) -> Result<RescueOutcome>;
+
+    /// Deletes finished jobs older than the retention policy, at most `limit` of them.
+    async fn prune(&self, params: PruneParams) -> Result<u64>;
+
+    /// Cancels a job. A scheduled, available or retryable job becomes `cancelled` and
+    /// never runs; a running job keeps running until its holder learns of the request
+    /// through [`Storage::heartbeat`]. A finished job is an [`crate::Error::InvalidState`].
+    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord>;
+
+    /// Makes a finished, scheduled or retryable job available now. If its attempts are
+    /// used up it gets one more. A running job is an [`crate::Error::InvalidState`].
+    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord>;
+
+    /// Stops claims from `queue` until it is resumed. Enqueueing still works.
+    async fn pause_queue(&self, queue: &str) -> Result<()>;
+
+    /// Lets claims from `queue` happen again.
+    async fn resume_queue(&self, queue: &str) -> Result<()>;
+
+    /// Looks up one job.
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>>;
+
+    /// Lists jobs matching the filters, in id (creation) order.
+    async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>>;
+
+    /// Counts jobs per queue and state, and tells which queues are paused.
+    async fn counts(&self) -> Result<Vec<QueueCounts>>;
+
+    /// Subscribes to wake-up signals sent when work becomes available.
+    async fn subscribe(&self) -> Result<Wakeups>;
+}
+
+/// Input of [`Storage::enqueue`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct EnqueueParams {
+    /// The jobs to insert.
+    pub jobs: Vec<NewJob>,
+    /// Clock override.
+    pub now: Option<Timestamp>,
+}
+
+impl EnqueueParams {
+    /// Enqueues `jobs`.
+    pub fn new(jobs: Vec<NewJob>) -> Self {
+        Self { jobs, now: None }
+    }
+
+    /// Sets the clock override.
+    pub fn now(mut self, now: Timestamp) -> Self {
+        self.now = Some(now);
+        self
+    }
+}
+
+/// Output of [`Storage::enqueue`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EnqueueOutcome {
+    /// The ids of the stored jobs, in input order.
+    pub ids: Vec<JobId>,
+}
+
+impl EnqueueOutcome {
+    /// An outcome listing `ids`.
+    pub fn new(ids: Vec<JobId>) -> Self {
+        Self { ids }
+    }
+}
+
+/// Input of [`Storage::claim`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClaimParams {
+    /// Queues to claim from.
+    pub queues: Vec<String>,
+    /// At most this many jobs.
+    pub limit: usize,
+    /// How long the lease lasts before it must be extended.
+    pub lease: Duration,
+    /// Who claims (recorded for operators).
+    pub worker_id: String,
+    /// Clock override.
+    pub now: Option<Timestamp>,
+}
+
+impl ClaimParams {
+    /// Claims up to `limit` jobs from `queues` with a 30 s lease.
+    pub fn new<Q: Into<String>>(queues: impl IntoIterator<Item = Q>, limit: usize) -> Self {
+        Self {
+            queues: queues.into_iter().map(Into::into).collect(),
+            limit,
+            lease: Duration::from_secs(30),
+            worker_id: "anonymous".to_owned(),
+            now: None,
+        }
+    }
+
+    /// Sets the lease length.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets the worker id.
+    pub fn worker_id(mut self, worker_id: impl Into<String>) -> Self {
+        self.worker_id = worker_id.into();
+        self
+    }
+
+    /// Sets the clock override.
+    pub fn now(mut self, now: Timestamp) -> Self {
+        self.now = Some(now);
+        self
+    }
+}
+
+/// What happened to one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JobOutcome {
+    /// The handler succeeded: `completed`.
+    Completed,
+    /// The attempt failed: `retryable` at now + `retry_in`, or `discarded` when no
+    /// attempt is left. The error is appended to the job's history.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// Give up now: `discarded`, the reason appended to the error history.
+    Discarded {
+        /// Why.
+        reason: String,
+    },
+    /// The holder stopped because the job was cancelled: `cancelled`.
+    Cancelled,
+    /// Run again after `delay` without spending the attempt: `scheduled` (or
+    /// `available` when the delay is zero), attempt count back down by one. Also how a
+    /// worker hands back jobs it could not finish before shutdown.
+    Snoozed {
+        /// Delay before the job is due again.
+        delay: Duration,
+    },
+}
+
+/// One fenced outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The claim the outcome belongs to.
+    pub claim: Claim,
+    /// What happened.
+    pub outcome: JobOutcome,
+}
+
+/// Input of [`Storage::report`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ReportParams {
+    /// The outcomes.
+    pub reports: Vec<Report>,
+    /// Clock override.
+    pub now: Option<Timestamp>,
+}
+
+impl ReportParams {
+    /// Reports `reports`.
+    pub fn new(reports: Vec<Report>) -> Self {
+        Self { reports, now: None }
+    }
+
+    /// Sets the clock override.
+    pub fn now(mut self, now: Timestamp) -> Self {
+        self.now = Some(now);
+        self
+    }
+}
+
+/// Output of [`Storage::report`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReportOutcome {
+    /// Jobs whose outcome was applied.
+    pub applied: Vec<JobId>,
+    /// Jobs whose outcome was rejected because the claim no longer holds them.
+    pub rejected: Vec<JobId>,
+}
+
+impl ReportOutcome {
+    /// An outcome from its parts.
+    pub fn new(applied: Vec<JobId>, rejected: Vec<JobId>) -> Self {
+        Self { applied, rejected }
+    }
+}
+
+/// Input of [`Storage::heartbeat`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HeartbeatParams {
+    /// The claims held.
+    pub claims: Vec<Claim>,
+    /// The new lease length, counted from now.
+    pub lease: Duration,
+    /// Clock override.
+    pub now: Option<Timestamp>,
+}
+
+impl HeartbeatParams {
+    /// Extends `claims` by `lease`.
+    pub fn new(claims: Vec<Claim>, lease: Duration) -> Self {
+        Self { claims, lease, now: None }
+    }
+
+    /// Sets the clock override.
+    pub fn now(mut self, now: Timestamp) -> Self {
+        self.now = Some(now);
+        self
+    }
+}
+
+/// Output of [`Storage::heartbeat`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeartbeatOutcome {
+    /// Claims whose lease was extended.
+    pub extended: Vec<JobId>,
+    /// Claims still held whose job was asked to cancel (their lease is extended too,
+    /// so the holder can report [`JobOutcome::Cancelled`]).
+    pub cancelled: Vec<JobId>,
+    /// Claims that no longer hold their job (lease expired and rescued, or finished).
+    pub lost: Vec<JobId>,
+}
+
+impl HeartbeatOutcome {
+    /// An outcome from its parts.
+    pub fn new(extended: Vec<JobId>, cancelled: Vec<JobId>, lost: Vec<JobId>) -> Self {
+        Self { extended, cancelled, lost }
+    }
+}
+
+/// Output of [`Storage::rescue_expired`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RescueOutcome {
+    /// Jobs made available again.
+    pub rescued: u64,
+    /// Jobs discarded because no attempt was left.
+    pub discarded: u64,
+    /// Jobs cancelled because a cancel had been requested.
+    pub cancelled: u64,
+}
+
+impl RescueOutcome {
+    /// An outcome from its parts.
+    pub fn new(rescued: u64, discarded: u64, cancelled: u64) -> Self {
+        Self { rescued, discarded, cancelled }
+    }
+}
+
+/// How long finished jobs are kept, per terminal state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// Completed jobs.
+    pub completed: Duration,
+    /// Discarded jobs.
+    pub discarded: Duration,
+    /// Cancelled jobs.
+    pub cancelled: Duration,
+}
+
+impl Retention {
+    /// The same retention for every terminal state.
+    pub fn all(keep: Duration) -> Self {
+        Self { completed: keep, discarded: keep, cancelled: keep }
+    }
+
+    /// Sets the retention of completed jobs.
+    pub fn completed(mut self, keep: Duration) -> Self {
+        self.completed = keep;
+        self
+    }
+
+    /// The retention for a terminal state, `None` for other states.
+    pub fn for_state(&self, state: JobState) -> Option<Duration> {
+        match state {
+            JobState::Completed => Some(self.completed),
+            JobState::Discarded => Some(self.discarded),
+            JobState::Cancelled => Some(self.cancelled),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Retention {
+    /// Completed jobs for a day, discarded and cancelled ones for a week.
+    fn default() -> Self {
+        Self {
+            completed: Duration::from_secs(24 * 3600),
+            discarded: Duration::from_secs(7 * 24 * 3600),
+            cancelled: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Input of [`Storage::prune`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PruneParams {
+    /// How long finished jobs are kept (measured from `finished_at`).
+    pub retention: Retention,
+    /// Delete at most this many jobs per call.
+    pub limit: usize,
+    /// Clock override.
+    pub now: Option<Timestamp>,
+}
+
+impl PruneParams {
+    /// Prunes by `retention`, at most 10,000 jobs.
+    pub fn new(retention: Retention) -> Self {
+        Self { retention, limit: 10_000, now: None }
+    }
+
+    /// Sets the batch limit.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Sets the clock override.
+    pub fn now(mut self, now: Timestamp) -> Self {
+        self.now = Some(now);
+        self
+    }
+}
+
+/// Input of [`Storage::list`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ListParams {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only these states (empty: all).
+    pub states: Vec<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only jobs with an id greater than this (cursor).
+    pub after: Option<JobId>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Default for ListParams {
+    fn default() -> Self {
+        Self { queue: None, states: Vec::new(), kind: None, after: None, limit: 100 }
+    }
+}
+
+impl ListParams {
+    /// Lists up to 100 jobs of any queue and state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Only `state` (can be called several times).
+    pub fn state(mut self, state: JobState) -> Self {
+        self.states.push(state);
+        self
+    }
+
+    /// Only `kind`.
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
+    }
+
+    /// Only ids after `id`.
+    pub fn after(mut self, id: JobId) -> Self {
+        self.after = Some(id);
+        self
+    }
+
+    /// At most `limit`.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// Job counts of one queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: String,
+    /// Whether it is paused.
+    pub paused: bool,
+    /// Jobs per state (states with no job are absent).
+    pub states: BTreeMap<JobState, u64>,
+}
+
+impl QueueCounts {
+    /// Counts of `queue`.
+    pub fn new(queue: impl Into<String>, paused: bool, states: BTreeMap<JobState, u64>) -> Self {
+        Self { queue: queue.into(), paused, states }
+    }
+
+    /// The count for one state.
+    pub fn get(&self, state: JobState) -> u64 {
+        self.states.get(&state).copied().unwrap_or(0)
+    }
+}
+
+/// A shared storage is a storage, so `Arc<dyn Storage>` (what `haul::connect`
+/// returns) works wherever a storage is expected.
+#[async_trait]
+impl<S: Storage + ?Sized> Storage for Arc<S> {
+    fn backend_name(&self) -> &'static str {
+        (**self).backend_name()
+    }
+    async fn enqueue(&self, params: EnqueueParams) -> Result<EnqueueOutcome> {
+        (**self).enqueue(params).await
+    }
+    async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
+        (**self).claim(params).await
+    }
+    async fn report(&self, params: ReportParams) -> Result<ReportOutcome> {
+        (**self).report(params).await
+    }
+    async fn heartbeat(&self, params: HeartbeatParams) -> Result<HeartbeatOutcome> {
+        (**self).heartbeat(params).await
+    }
+    async fn promote_due(&self, now: Option<Timestamp>) -> Result<u64> {
+        (**self).promote_due(now).await
+    }
+    async fn rescue_expired(&self, now: Option<Timestamp>) -> Result<RescueOutcome> {
+        (**self).rescue_expired(now).await
+    }
+    async fn prune(&self, params: PruneParams) -> Result<u64> {
+        (**self).prune(params).await
+    }
+    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+        (**self).cancel(id, now).await
+    }
+    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+        (**self).retry(id, now).await
+    }
+    async fn pause_queue(&self, queue: &str) -> Result<()> {
+        (**self).pause_queue(queue).await
+    }
+    async fn resume_queue(&self, queue: &str) -> Result<()> {
+        (**self).resume_queue(queue).await
+    }
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        (**self).get(id).await
+    }
+    async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>> {
+        (**self).list(params).await
+    }
+    async fn counts(&self) -> Result<Vec<QueueCounts>> {
+        (**self).counts().await
+    }
+    async fn subscribe(&self) -> Result<Wakeups> {
+        (**self).subscribe().await
+    }
+}

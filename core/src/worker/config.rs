@@ -1,0 +1,152 @@
+//! Worker settings and their builder.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{Error, Result, Retention, StateMap, Storage, validate_queue_name, worker::Worker};
+
+/// Settings of one worker; see [`WorkerBuilder`] for each one's meaning and default.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkerConfig {
+    pub(crate) worker_id: String,
+    pub(crate) queues: Vec<String>,
+    pub(crate) concurrency: usize,
+    pub(crate) poll_interval: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) maintenance_interval: Duration,
+    pub(crate) prune_interval: Duration,
+    pub(crate) retention: Retention,
+    pub(crate) flush_batch: usize,
+    pub(crate) final_flush_timeout: Duration,
+}
+
+impl WorkerConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.queues.is_empty() {
+            return Err(Error::InvalidArgument("a worker needs at least one queue".into()));
+        }
+        for queue in &self.queues {
+            validate_queue_name(queue)?;
+        }
+        if self.concurrency == 0 {
+            return Err(Error::InvalidArgument("concurrency must be at least 1".into()));
+        }
+        if self.lease < Duration::from_millis(100) {
+            return Err(Error::InvalidArgument("the lease must be at least 100 ms".into()));
+        }
+        for (name, value) in [
+            ("poll interval", self.poll_interval),
+            ("maintenance interval", self.maintenance_interval),
+            ("prune interval", self.prune_interval),
+        ] {
+            if value.is_zero() {
+                return Err(Error::InvalidArgument(format!("the {name} must not be zero").into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Worker`]. Start from [`Worker::builder`].
+#[must_use]
+pub struct WorkerBuilder {
+    storage: Arc<dyn Storage>,
+    states: StateMap,
+    config: WorkerConfig,
+}
+
+impl WorkerBuilder {
+    pub(crate) fn new(storage: Arc<dyn Storage>) -> Self {
+        let lease = Duration::from_secs(30);
+        Self {
+            storage,
+            states: StateMap::new(),
+            config: WorkerConfig {
+                worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
+                queues: vec![crate::job::DEFAULT_QUEUE.to_owned()],
+                concurrency: 10,
+                poll_interval: Duration::from_secs(1),
+                lease,
+                heartbeat_interval: lease / 3,
+                shutdown_grace: Duration::from_secs(10),
+                maintenance_interval: Duration::from_secs(1),
+                prune_interval: Duration::from_secs(60),
+                retention: Retention::default(),
+                flush_batch: 1000,
+                final_flush_timeout: Duration::from_secs(10),
+            },
+        }
+    }
+
+    /// Queues to work (default: `["default"]`).
+    pub fn queues<Q: Into<String>>(mut self, queues: impl IntoIterator<Item = Q>) -> Self {
+        self.config.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Jobs run at once (default: 10).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.config.concurrency = concurrency;
+        self
+    }
+
+    /// Registers application state that handlers receive as `State<T>`.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Registers application state the caller keeps a handle to; handlers receive it
+    /// as `State<T>` (not `State<Arc<T>>`).
+    pub fn shared_state<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.states.insert_shared(value);
+        self
+    }
+
+    /// How often to look for work when no wake-up arrives (default: 1 s).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval;
+        self
+    }
+
+    /// How long a claim lasts without a heartbeat (default: 30 s); heartbeats are sent
+    /// every third of it.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease;
+        self.config.heartbeat_interval = lease / 3;
+        self
+    }
+
+    /// How long running jobs may take to finish after shutdown begins before they are
+    /// stopped and handed back (default: 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// How often due jobs are promoted and expired leases rescued (default: 1 s).
+    pub fn maintenance_interval(mut self, interval: Duration) -> Self {
+        self.config.maintenance_interval = interval;
+        self
+    }
+
+    /// How long finished jobs are kept, and how often they are pruned (defaults:
+    /// [`Retention::default`], every 60 s).
+    pub fn retention(mut self, retention: Retention, prune_interval: Duration) -> Self {
+        self.config.retention = retention;
+        self.config.prune_interval = prune_interval;
+        self
+    }
+
+    /// The id recorded on claimed jobs (default: process id and a random suffix).
+    pub fn worker_id(mut self, worker_id: impl Into<String>) -> Self {
+        self.config.worker_id = worker_id.into();
+        self
+    }
+
+    /// Builds the worker. Settings are checked when it starts running.
+    pub fn build(self) -> Worker {
+        Worker::from_parts(self.storage, Arc::new(self.states), self.config)
+    }
+}

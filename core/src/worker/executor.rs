@@ -1,0 +1,184 @@
+//! Runs one claimed job and turns what happened into an outcome.
+
+use std::{any::Any, sync::Arc, time::Duration};
+
+use tracing::Instrument;
+
+use crate::{
+    Claim, Control, Error, JobContext, JobOutcome, JobRecord, Report, RetryPolicy, StateMap, StopReason,
+    job::decode_job, worker::held::HeldJobs,
+};
+
+/// What an executor needs, shared by all of a worker's executors.
+pub(crate) struct Executor {
+    pub(crate) states: Arc<StateMap>,
+    pub(crate) held: Arc<HeldJobs>,
+    pub(crate) reports: tokio::sync::mpsc::UnboundedSender<Report>,
+}
+
+impl Executor {
+    /// Runs `record` to an outcome and queues the outcome for flushing.
+    pub(crate) async fn run(&self, record: JobRecord) {
+        let Some(claim) = record.claim() else {
+            tracing::error!(id = %record.id, "storage returned a claimed job without a lease token; skipping it");
+            return;
+        };
+        let ctx = JobContext::new(
+            record.id,
+            record.kind.clone(),
+            record.queue.clone(),
+            record.attempt,
+            record.max_attempts,
+            record.created_at,
+            Arc::clone(&self.states),
+        );
+        self.held.insert(claim, ctx.clone());
+        let span = tracing::info_span!(
+            "haul.job",
+            id = %record.id,
+            kind = %record.kind,
+            queue = %record.queue,
+            attempt = record.attempt,
+        );
+        let outcome = execute(&record, ctx).instrument(span).await;
+        self.queue_report(claim, &record, outcome);
+    }
+
+    fn queue_report(&self, claim: Claim, record: &JobRecord, outcome: Option<JobOutcome>) {
+        let Some(outcome) = outcome else {
+            // The lease was lost: another worker may hold the job, so say nothing.
+            self.held.remove(claim.id);
+            return;
+        };
+        metrics::counter!(
+            "haul_jobs_finished_total",
+            "queue" => record.queue.clone(),
+            "kind" => record.kind.clone(),
+            "outcome" => outcome_label(&outcome),
+        )
+        .increment(1);
+        if self.reports.send(crate::Report { claim, outcome }).is_err() {
+            // The flusher is gone; the job stays running in storage and is rescued
+            // when its lease expires, so nothing is lost.
+            tracing::error!(id = %claim.id, "outcome flusher stopped; the job will be rescued after its lease");
+            self.held.remove(claim.id);
+        }
+    }
+}
+
+/// Runs one attempt. `None` means the outcome must not be reported (lease lost).
+async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOutcome> {
+    let job = match decode_job(&record.kind, &record.args) {
+        Ok(job) => job,
+        Err(error) => return Some(undecodable(record, &error)),
+    };
+    let options = job.options();
+    let timeout = record.timeout.or(options.timeout);
+    let started = std::time::Instant::now();
+    let handler = tokio::spawn(job.perform(ctx.clone()).in_current_span());
+    let abort = handler.abort_handle();
+    let finished = tokio::select! {
+        biased;
+        joined = handler => Some(joined),
+        () = sleep_or_forever(timeout) => {
+            ctx.stop(StopReason::Timeout);
+            None
+        }
+        () = ctx.stop_token().cancelled() => None,
+    };
+    metrics::histogram!("haul_job_duration_seconds", "queue" => record.queue.clone(), "kind" => record.kind.clone())
+        .record(started.elapsed().as_secs_f64());
+    let Some(joined) = finished else {
+        abort.abort();
+        return stopped_outcome(ctx.stop_reason(), timeout, &options.retry, record.attempt);
+    };
+    // A handler that watches its stop token may return before the runtime sees the
+    // token fire: once a stop was asked, the reason decides, except that work finished
+    // at shutdown counts as done.
+    if let Some(reason) = ctx.stop_reason()
+        && !(reason == StopReason::Shutdown && matches!(joined, Ok(Ok(()))))
+    {
+        return stopped_outcome(Some(reason), timeout, &options.retry, record.attempt);
+    }
+    Some(match joined {
+        Ok(Ok(())) => JobOutcome::Completed,
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "job failed");
+            match error.control() {
+                None => failed(error.message(), &options.retry, record.attempt),
+                Some(Control::RetryAfter(retry)) => {
+                    JobOutcome::Failed { error: error.message().to_owned(), retry_in: retry.0 }
+                }
+                Some(Control::Discard(discard)) => JobOutcome::Discarded { reason: discard.0.clone() },
+                Some(Control::Snooze(snooze)) => JobOutcome::Snoozed { delay: snooze.0 },
+            }
+        }
+        Err(join_error) if join_error.is_panic() => {
+            let message = format!("handler panicked: {}", panic_message(join_error.into_panic()));
+            tracing::error!(error = %message, "job panicked");
+            failed(&message, &options.retry, record.attempt)
+        }
+        Err(_) => failed("handler task was cancelled", &options.retry, record.attempt),
+    })
+}
+
+/// A job whose stored form cannot be turned back into a Rust value fails its attempt
+/// with the reason recorded: a newer (or older) deployment may still know it.
+fn undecodable(record: &JobRecord, error: &Error) -> JobOutcome {
+    tracing::error!(id = %record.id, kind = %record.kind, error = %error, "cannot decode job");
+    let mut message = error.to_string();
+    if let Some(source) = std::error::Error::source(error) {
+        message = format!("{message}: {source}");
+    }
+    failed(&message, &RetryPolicy::default(), record.attempt)
+}
+
+fn failed(message: &str, retry: &RetryPolicy, attempt: u32) -> JobOutcome {
+    JobOutcome::Failed { error: message.to_owned(), retry_in: retry.delay(attempt) }
+}
+
+fn stopped_outcome(
+    reason: Option<StopReason>,
+    timeout: Option<Duration>,
+    retry: &RetryPolicy,
+    attempt: u32,
+) -> Option<JobOutcome> {
+    match reason {
+        Some(StopReason::Timeout) => {
+            Some(failed(&format!("timed out after {:?}", timeout.unwrap_or_default()), retry, attempt))
+        }
+        Some(StopReason::Cancelled) => Some(JobOutcome::Cancelled),
+        // Handed back without spending the attempt.
+        Some(StopReason::Shutdown) | None => Some(JobOutcome::Snoozed { delay: Duration::ZERO }),
+        Some(StopReason::LeaseLost) => None,
+    }
+}
+
+async fn sleep_or_forever(timeout: Option<Duration>) {
+    match timeout {
+        Some(timeout) => tokio::time::sleep(timeout).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => (*message).to_owned(),
+            Err(_) => "a non-string panic payload".to_owned(),
+        },
+    }
+}
+
+fn outcome_label(outcome: &JobOutcome) -> &'static str {
+    match outcome {
+        JobOutcome::Completed => "completed",
+        JobOutcome::Failed { .. } => "failed",
+        JobOutcome::Discarded { .. } => "discarded",
+        JobOutcome::Cancelled => "cancelled",
+        JobOutcome::Snoozed { .. } => "snoozed",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    }
+}

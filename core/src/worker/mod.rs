@@ -1,0 +1,256 @@
+//! The worker runtime: claim, run, report, heartbeat, maintain, shut down gracefully.
+
+mod backoff;
+mod config;
+mod executor;
+mod flusher;
+mod heartbeat;
+mod held;
+mod maintenance;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use config::WorkerBuilder;
+use config::WorkerConfig;
+
+use crate::{
+    ClaimParams, Result, StateMap, StopReason, Storage, Wakeups, job::check_registered_kinds,
+};
+use backoff::StorageBackoff;
+use executor::Executor;
+use flusher::Flusher;
+use heartbeat::Heartbeat;
+use held::HeldJobs;
+use maintenance::Maintenance;
+
+/// Runs jobs from a storage.
+///
+/// One claimer fills free slots (the concurrency limit) with batched claims; each
+/// handler runs as its own tokio task; outcomes and heartbeats are written in
+/// batches; a maintenance loop promotes due jobs, rescues expired leases and prunes
+/// old ones. Storage errors are retried with backoff and never end the worker.
+pub struct Worker {
+    storage: Arc<dyn Storage>,
+    states: Arc<StateMap>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// Starts configuring a worker over `storage`.
+    pub fn builder(storage: impl Storage) -> WorkerBuilder {
+        WorkerBuilder::new(Arc::new(storage))
+    }
+
+    pub(crate) fn from_parts(storage: Arc<dyn Storage>, states: Arc<StateMap>, config: WorkerConfig) -> Self {
+        Self { storage, states, config }
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully: stops claiming,
+    /// lets running jobs finish within the grace period, stops the rest and hands
+    /// them back to storage (without spending their attempt), and writes every
+    /// outcome before returning.
+    ///
+    /// Fails at start on bad settings or when two job types register one kind name.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> Result<()> {
+        self.config.validate()?;
+        check_registered_kinds()?;
+        let config = self.config;
+        let held = Arc::new(HeldJobs::default());
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let give_up_flushing = CancellationToken::new();
+        let stop_background = CancellationToken::new();
+
+        let flusher = tokio::spawn(
+            Flusher { storage: Arc::clone(&self.storage), held: Arc::clone(&held), batch: config.flush_batch }
+                .run(report_rx, give_up_flushing.clone()),
+        );
+        let heartbeat = tokio::spawn(
+            Heartbeat {
+                storage: Arc::clone(&self.storage),
+                held: Arc::clone(&held),
+                lease: config.lease,
+                interval: config.heartbeat_interval,
+            }
+            .run(stop_background.clone()),
+        );
+        let maintenance = tokio::spawn(
+            Maintenance {
+                storage: Arc::clone(&self.storage),
+                interval: config.maintenance_interval,
+                prune_interval: config.prune_interval,
+                retention: config.retention,
+            }
+            .run(stop_background.clone()),
+        );
+
+        let executor =
+            Arc::new(Executor { states: self.states, held: Arc::clone(&held), reports: report_tx });
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let claimer =
+            Claimer { storage: Arc::clone(&self.storage), config: config.clone(), slots: Arc::clone(&slots), executor };
+        tracing::info!(worker_id = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
+
+        let stop_claiming = CancellationToken::new();
+        let claiming = claimer.run(stop_claiming.clone());
+        tokio::pin!(claiming);
+        tokio::select! {
+            () = signal => stop_claiming.cancel(),
+            () = &mut claiming => {}
+        }
+        // The claimer is gone once this returns, and with it its report sender.
+        claiming.await;
+
+        tracing::info!(in_flight = held.len(), grace = ?config.shutdown_grace, "shutting down");
+        let all_slots = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
+        let finished = tokio::time::timeout(config.shutdown_grace, slots.acquire_many(all_slots)).await;
+        if finished.is_err() {
+            tracing::warn!(in_flight = held.len(), "grace period over; stopping running jobs and handing them back");
+            held.stop_all(StopReason::Shutdown);
+            // Handlers are aborted at their next await; one that never yields is left to
+            // its lease (the job is rescued later, not lost).
+            if tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(all_slots)).await.is_err() {
+                tracing::error!("some handlers did not stop; their jobs will be rescued after their leases");
+            }
+        }
+
+        // Every executor has queued its outcome; the flusher drains and ends.
+        let flush_deadline = tokio::time::sleep(config.final_flush_timeout);
+        tokio::pin!(flush_deadline);
+        let mut flusher = flusher;
+        tokio::select! {
+            _ = &mut flusher => {}
+            () = &mut flush_deadline => {
+                give_up_flushing.cancel();
+                let _ = flusher.await;
+            }
+        }
+        stop_background.cancel();
+        let _ = tokio::join!(heartbeat, maintenance);
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+/// The claim loop: fills free slots with batched claims.
+struct Claimer {
+    storage: Arc<dyn Storage>,
+    config: WorkerConfig,
+    slots: Arc<Semaphore>,
+    executor: Arc<Executor>,
+}
+
+impl Claimer {
+    async fn run(self, stop: CancellationToken) {
+        let mut wakeups = self.subscribe().await;
+        let mut backoff = StorageBackoff::default();
+        loop {
+            let permits = tokio::select! {
+                permits = self.free_slots() => permits,
+                () = stop.cancelled() => return,
+            };
+            let wanted = permits.len();
+            let claimed = match self.claim(wanted).await {
+                Ok(claimed) => {
+                    backoff.reset();
+                    claimed
+                }
+                Err(error) => {
+                    drop(permits);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, ?delay, "claiming failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => continue,
+                        () = stop.cancelled() => return,
+                    }
+                }
+            };
+            let got = claimed.len();
+            for (record, permit) in claimed.into_iter().zip(permits) {
+                let executor = Arc::clone(&self.executor);
+                tokio::spawn(async move {
+                    executor.run(record).await;
+                    drop(permit);
+                });
+            }
+            if got < wanted {
+                tokio::select! {
+                    () = wait_for_work(&mut wakeups, &self.config.queues) => {}
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self) -> Option<Wakeups> {
+        match self.storage.subscribe().await {
+            Ok(wakeups) => Some(wakeups),
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe to wake-ups; polling only");
+                None
+            }
+        }
+    }
+
+    /// Waits for at least one free slot, then takes every free slot.
+    async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
+        let Ok(first) = Arc::clone(&self.slots).acquire_owned().await else {
+            return Vec::new();
+        };
+        let mut permits = vec![first];
+        while let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            permits.push(permit);
+        }
+        permits
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<crate::JobRecord>> {
+        let params = ClaimParams::new(self.config.queues.iter().cloned(), limit)
+            .lease(self.config.lease)
+            .worker_id(self.config.worker_id.clone());
+        self.storage.claim(params).await
+    }
+}
+
+async fn wait_for_work(wakeups: &mut Option<Wakeups>, queues: &[String]) {
+    if let Some(receiver) = wakeups
+        && receiver.wait_for(queues).await
+    {
+        return;
+    }
+    // No wake-ups (or their sender is gone): rely on the poll interval.
+    *wakeups = None;
+    std::future::pending().await
+
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM: pass it to [`Worker::run_until`].
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,253 @@
+//! Leases: expiry and rescue, heartbeats, and fencing of outcomes by the claim.
+
+use haul::{Claim, JobOutcome, JobState, storage::HeartbeatParams, storage::Report};
+
+use super::*;
+
+/// An outcome reported with the current claim finishes the job: `completed`, with its
+/// finish time, and the claim cleared.
+pub async fn completing_with_the_current_claim_finishes_the_job(storage: TestStorage) {
+    let record = running_job(&storage, job("q"), at(0)).await;
+    report_applied(&storage, claim_of(&record), JobOutcome::Completed, at(7)).await;
+
+    let done = get(&storage, record.id).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.finished_at, Some(at(7)));
+    assert_eq!(done.attempt, 1);
+    assert!(done.errors.is_empty());
+    assert_eq!(done.lease_token, None, "a finished job holds no lease");
+    assert_eq!(done.lease_expires_at, None);
+}
+
+/// A lease is not rescued before it expires; once expired the job is `available`
+/// again, its attempt still counted and the lost attempt recorded, and the next claim
+/// is the next attempt.
+pub async fn rescues_an_expired_lease_and_counts_the_attempt(storage: TestStorage) {
+    let record = running_job(&storage, job("q"), at(0)).await;
+    assert_eq!(record.lease_expires_at, Some(at(30)));
+
+    let early = storage.rescue_expired(Some(at(29))).await.expect("rescue succeeds");
+    assert_eq!((early.rescued, early.discarded, early.cancelled), (0, 0, 0));
+    assert_eq!(state_of(&storage, record.id).await, JobState::Running);
+
+    let rescued = storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
+    assert_eq!((rescued.rescued, rescued.discarded, rescued.cancelled), (1, 0, 0));
+    let back = get(&storage, record.id).await;
+    assert_eq!(back.state, JobState::Available);
+    assert_eq!(back.attempt, 1, "the lost attempt stays counted");
+    assert_eq!(back.errors.len(), 1, "the lost attempt is recorded");
+    assert_eq!(back.errors[0].attempt, 1);
+    assert_eq!(back.lease_token, None);
+    assert_eq!(back.finished_at, None);
+
+    let again = claim_only(&storage, "q", record.id, at(31)).await;
+    assert_eq!(again.attempt, 2);
+    assert_ne!(again.lease_token, record.lease_token);
+}
+
+/// An expired lease on the last attempt discards the job, keeping its history.
+pub async fn rescue_discards_a_job_with_no_attempt_left(storage: TestStorage) {
+    let record = running_job(&storage, job("q").max_attempts(1), at(0)).await;
+    let outcome = storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
+    assert_eq!((outcome.rescued, outcome.discarded, outcome.cancelled), (0, 1, 0));
+
+    let gone = get(&storage, record.id).await;
+    assert_eq!(gone.state, JobState::Discarded);
+    assert_eq!(gone.finished_at, Some(at(30)));
+    assert_eq!(gone.errors.len(), 1);
+    assert_eq!(gone.errors[0].attempt, 1);
+    assert!(claim(&storage, &["q"], 10, at(31)).await.is_empty());
+}
+
+/// An expired lease of a job whose cancel was requested ends it `cancelled`.
+pub async fn rescue_cancels_a_job_whose_cancel_was_requested(storage: TestStorage) {
+    let record = running_job(&storage, job("q"), at(0)).await;
+    storage.cancel(record.id, Some(at(5))).await.expect("cancel succeeds");
+    let outcome = storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
+    assert_eq!((outcome.rescued, outcome.discarded, outcome.cancelled), (0, 0, 1));
+
+    let gone = get(&storage, record.id).await;
+    assert_eq!(gone.state, JobState::Cancelled);
+    assert_eq!(gone.finished_at, Some(at(30)));
+    assert!(claim(&storage, &["q"], 10, at(31)).await.is_empty());
+}
+
+/// A heartbeat extends the lease from its own now, so the job is not rescued at the
+/// first deadline but is at the new one.
+pub async fn heartbeat_keeps_a_lease_alive(storage: TestStorage) {
+    let record = running_job(&storage, job("q"), at(0)).await;
+    let beat = storage
+        .heartbeat(HeartbeatParams::new(vec![claim_of(&record)], secs(30)).now(at(20)))
+        .await
+        .expect("heartbeat succeeds");
+    assert_eq!(beat.extended, vec![record.id]);
+    assert!(beat.cancelled.is_empty() && beat.lost.is_empty(), "{beat:?}");
+    assert_eq!(get(&storage, record.id).await.lease_expires_at, Some(at(50)));
+
+    let outcome = storage.rescue_expired(Some(at(40))).await.expect("rescue succeeds");
+    assert_eq!(outcome.rescued, 0, "the extended lease has not expired");
+    let still = get(&storage, record.id).await;
+    assert_eq!(still.state, JobState::Running);
+    assert_eq!(still.lease_token, record.lease_token, "a heartbeat keeps the claim's token");
+
+    let outcome = storage.rescue_expired(Some(at(50))).await.expect("rescue succeeds");
+    assert_eq!(outcome.rescued, 1);
+}
+
+/// A heartbeat for a claim that was rescued (and re-claimed by someone else) reports it
+/// lost and leaves the new holder's lease alone.
+pub async fn heartbeat_reports_a_rescued_claim_as_lost(storage: TestStorage) {
+    let stale = running_job(&storage, job("q"), at(0)).await;
+    storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
+    let beat = storage
+        .heartbeat(HeartbeatParams::new(vec![claim_of(&stale)], secs(30)).now(at(31)))
+        .await
+        .expect("heartbeat succeeds");
+    assert_eq!(beat.lost, vec![stale.id]);
+    assert!(beat.extended.is_empty() && beat.cancelled.is_empty(), "{beat:?}");
+
+    let current = claim_only(&storage, "q", stale.id, at(32)).await;
+    let beat = storage
+        .heartbeat(HeartbeatParams::new(vec![claim_of(&stale)], secs(300)).now(at(33)))
+        .await
+        .expect("heartbeat succeeds");
+    assert_eq!(beat.lost, vec![stale.id]);
+    let record = get(&storage, stale.id).await;
+    assert_eq!(record.lease_token, current.lease_token);
+    assert_eq!(record.lease_expires_at, Some(at(62)), "the stale heartbeat did not extend the new lease");
+}
+
+/// A heartbeat for a job that already finished reports it lost.
+pub async fn heartbeat_reports_a_finished_job_as_lost(storage: TestStorage) {
+    let record = running_job(&storage, job("q"), at(0)).await;
+    report_applied(&storage, claim_of(&record), JobOutcome::Completed, at(1)).await;
+    let beat = storage
+        .heartbeat(HeartbeatParams::new(vec![claim_of(&record)], secs(30)).now(at(2)))
+        .await
+        .expect("heartbeat succeeds");
+    assert_eq!(beat.lost, vec![record.id]);
+    assert!(beat.extended.is_empty());
+    assert_eq!(state_of(&storage, record.id).await, JobState::Completed);
+}
+
+/// A heartbeat of several claims sorts each into extended or lost.
+pub async fn heartbeat_sorts_a_batch_into_extended_and_lost(storage: TestStorage) {
+    let held = running_job(&storage, job("q"), at(0)).await;
+    let finished = running_job(&storage, job("q"), at(0)).await;
+    report_applied(&storage, claim_of(&finished), JobOutcome::Completed, at(1)).await;
+    let unknown = Claim { id: haul::JobId::new(), token: haul_core::LeaseToken::new() };
+
+    let beat = storage
+        .heartbeat(HeartbeatParams::new(vec![claim_of(&held), claim_of(&finished), unknown], secs(30)).now(at(2)))
+        .await
+        .expect("heartbeat succeeds");
+    assert_eq!(beat.extended, vec![held.id]);
+    let mut lost = beat.lost.clone();
+    lost.sort();
+    let mut expected = vec![finished.id, unknown.id];
+    expected.sort();
+    assert_eq!(lost, expected);
+}
+
+/// A holder whose lease expired cannot complete the job once someone else holds it:
+/// the outcome is rejected and the new holder's claim is untouched.
+pub async fn a_stale_holder_cannot_complete_a_job_someone_else_holds(storage: TestStorage) {
+    let stale = running_job(&storage, job("q"), at(0)).await;
+    storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
+    let current = claim_only(&storage, "q", stale.id, at(31)).await;
+
+    let outcome = report(&storage, claim_of(&stale), JobOutcome::Completed, at(32)).await;
+    assert_eq!(outcome.rejected, vec![stale.id]);
+    assert!(outcome.applied.is_empty());
+    let record = get(&storage, stale.id).await;
+    assert_eq!(record.state, JobState::Running);
+    assert_eq!(record.attempt, 2);
+    assert_eq!(record.lease_token, current.lease_token);
+
+    report_applied(&storage, claim_of(&current), JobOutcome::Completed, at(33)).await;
+    assert_eq!(state_of(&storage, stale.id).await, JobState::Completed);
+}
+
+/// A holder whose lease expired cannot fail the job either: its error is not recorded.
+pub async fn a_stale_holder_cannot_fail_a_job(storage: TestStorage) {
+    let stale = running_job(&storage, job("q"), at(0)).await;
+    storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
+    let before = get(&storage, stale.id).await;
+
+    let outcome = report(&storage, claim_of(&stale), failed("too late", secs(1)), at(31)).await;
+    assert_eq!(outcome.rejected, vec![stale.id]);
+    let after = get(&storage, stale.id).await;
+    assert_eq!(after.state, JobState::Available, "a rescued job stays available");
+    assert_eq!(after.errors, before.errors, "the stale failure is not recorded");
+    assert_eq!(after.attempt, 1);
+}
+
+/// An outcome whose token does not belong to the job, or for a job that does not
+/// exist, is rejected.
+pub async fn an_outcome_with_a_foreign_token_is_rejected(storage: TestStorage) {
+    let first = running_job(&storage, job("q"), at(0)).await;
+    let second = running_job(&storage, job("q"), at(0)).await;
+    let borrowed = Claim { id: first.id, token: claim_of(&second).token };
+    let unknown = Claim { id: haul::JobId::new(), token: haul_core::LeaseToken::new() };
+
+    let outcome = report_all(
+        &storage,
+        vec![
+            Report { claim: borrowed, outcome: JobOutcome::Completed },
+            Report { claim: unknown, outcome: JobOutcome::Completed },
+        ],
+        at(1),
+    )
+    .await;
+    assert!(outcome.applied.is_empty(), "{outcome:?}");
+    let mut rejected = outcome.rejected.clone();
+    rejected.sort();
+    let mut expected = vec![first.id, unknown.id];
+    expected.sort();
+    assert_eq!(rejected, expected);
+    assert_eq!(state_of(&storage, first.id).await, JobState::Running);
+    assert_eq!(state_of(&storage, second.id).await, JobState::Running);
+}
+
+/// The same outcome reported twice is applied once: the second finds no running claim.
+pub async fn an_outcome_reported_twice_is_applied_once(storage: TestStorage) {
+    let record = running_job(&storage, job("q"), at(0)).await;
+    report_applied(&storage, claim_of(&record), failed("first", secs(60)), at(1)).await;
+    let again = report(&storage, claim_of(&record), failed("second", secs(60)), at(2)).await;
+    assert_eq!(again.rejected, vec![record.id]);
+
+    let stored = get(&storage, record.id).await;
+    assert_eq!(stored.errors.len(), 1);
+    assert_eq!(stored.errors[0].message, "first");
+    assert_eq!(stored.run_at, at(61));
+}
+
+/// One report batch applies the outcomes of held jobs and rejects the others.
+pub async fn a_report_batch_applies_held_outcomes_and_rejects_the_rest(storage: TestStorage) {
+    let a = running_job(&storage, job("q"), at(0)).await;
+    let b = running_job(&storage, job("q"), at(0)).await;
+    let stale = running_job(&storage, job("q"), at(0)).await;
+    report_applied(&storage, claim_of(&stale), JobOutcome::Completed, at(1)).await;
+
+    let outcome = report_all(
+        &storage,
+        vec![
+            Report { claim: claim_of(&a), outcome: JobOutcome::Completed },
+            Report { claim: claim_of(&stale), outcome: failed("late", secs(1)) },
+            Report { claim: claim_of(&b), outcome: JobOutcome::Discarded { reason: "no".to_owned() } },
+        ],
+        at(2),
+    )
+    .await;
+    let mut applied = outcome.applied.clone();
+    applied.sort();
+    let mut expected = vec![a.id, b.id];
+    expected.sort();
+    assert_eq!(applied, expected);
+    assert_eq!(outcome.rejected, vec![stale.id]);
+    assert_eq!(state_of(&storage, a.id).await, JobState::Completed);
+    assert_eq!(state_of(&storage, b.id).await, JobState::Discarded);
+    let stale = get(&storage, stale.id).await;
+    assert_eq!(stale.state, JobState::Completed);
+    assert!(stale.errors.is_empty());
+}

@@ -1,0 +1,288 @@
+//! The worker runtime over the backend: jobs run to completion, failures are retried,
+//! panics and timeouts are recorded, shutdown loses nothing.
+//!
+//! The worker uses the storage's real clock, so these cases keep their delays short and
+//! wait for storage states with a generous deadline instead of moving the clock.
+
+use std::time::Duration;
+
+use haul::{JobId, JobRecord, JobState, NewJob, Queue, Worker, WorkerBuilder, storage::ListParams};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use super::{
+    jobs::{Script, Scripted, Tracker},
+    *,
+};
+
+/// A worker running in a task until [`RunningWorker::stop`].
+#[derive(Debug)]
+pub struct RunningWorker {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<haul::Result<()>>,
+}
+
+impl RunningWorker {
+    /// Starts a worker on `queue` over `storage`, with short intervals suited to tests;
+    /// `configure` adjusts the builder.
+    pub fn start(
+        storage: &TestStorage,
+        queue: &str,
+        tracker: &Tracker,
+        configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
+    ) -> Self {
+        let builder = Worker::builder(storage.clone())
+            .queues([queue])
+            .concurrency(4)
+            .poll_interval(Duration::from_millis(50))
+            .maintenance_interval(Duration::from_millis(50))
+            .lease(Duration::from_secs(5))
+            .shutdown_grace(Duration::from_secs(10))
+            .state(tracker.clone());
+        let worker = configure(builder).build();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    /// Signals shutdown and waits for the worker to return, which it must do cleanly.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let result = tokio::time::timeout(PATIENCE, self.task).await.expect("the worker stops in time");
+        result.expect("the worker task does not panic").expect("the worker returns Ok");
+    }
+}
+
+/// Enqueues scripted jobs on `queue` through [`Queue`], as an application would.
+pub async fn enqueue_scripts(storage: &TestStorage, queue: &str, scripts: Vec<Script>) -> Vec<JobId> {
+    let producer = Queue::new(storage.clone());
+    let jobs = scripts
+        .into_iter()
+        .map(|script| producer.prepare(&Scripted::new(script)).expect("a scripted job is valid").queue(queue))
+        .collect();
+    producer.insert(jobs).await.expect("enqueue succeeds")
+}
+
+/// Enqueues one scripted job on `queue`, adjusted by `adjust`.
+pub async fn enqueue_script(
+    storage: &TestStorage,
+    queue: &str,
+    script: Script,
+    adjust: impl FnOnce(NewJob) -> NewJob,
+) -> JobId {
+    let producer = Queue::new(storage.clone());
+    let job = producer.prepare(&Scripted::new(script)).expect("a scripted job is valid").queue(queue);
+    producer.insert(vec![adjust(job)]).await.expect("enqueue succeeds")[0]
+}
+
+/// Waits until job `id` is in `state` and returns it.
+pub async fn wait_for_state(storage: &TestStorage, id: JobId, state: JobState) -> JobRecord {
+    eventually(&format!("job {id} to be {state}"), || {
+        let storage = storage.clone();
+        async move { storage.get(id).await.expect("get succeeds").filter(|record| record.state == state) }
+    })
+    .await
+}
+
+/// Waits until every job of `queue` is in `state` and there are `count` of them.
+pub async fn wait_for_all(storage: &TestStorage, queue: &str, count: usize, state: JobState) -> Vec<JobRecord> {
+    eventually(&format!("{count} jobs of {queue} to be {state}"), || {
+        let storage = storage.clone();
+        let queue = queue.to_owned();
+        async move {
+            let jobs = storage.list(ListParams::new().queue(queue).limit(count + 1)).await.expect("list succeeds");
+            (jobs.len() == count && jobs.iter().all(|job| job.state == state)).then_some(jobs)
+        }
+    })
+    .await
+}
+
+/// A batch of jobs runs to completion, each exactly once and on its first attempt.
+pub async fn runs_a_batch_of_jobs_to_completion(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, "w.batch", vec![Script::Complete; 100]).await;
+    let worker = RunningWorker::start(&storage, "w.batch", &tracker, |builder| builder.concurrency(8));
+
+    let done = wait_for_all(&storage, "w.batch", ids.len(), JobState::Completed).await;
+    worker.stop().await;
+    for record in done {
+        assert_eq!(record.attempt, 1);
+        assert!(record.errors.is_empty());
+        assert!(record.finished_at.is_some());
+        assert_eq!(tracker.runs(record.id), vec![1], "job {} ran exactly once", record.id);
+    }
+}
+
+/// A graceful shutdown lets the jobs in flight finish and leaves the others available:
+/// no job is lost, left running, or run twice.
+pub async fn graceful_shutdown_lets_jobs_in_flight_finish_and_loses_none(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, "w.drain", vec![Script::Sleep { ms: 300 }; 12]).await;
+    let worker = RunningWorker::start(&storage, "w.drain", &tracker, |builder| builder.concurrency(4));
+
+    eventually("a job to start", || {
+        let tracker = tracker.clone();
+        async move { (!tracker.started().is_empty()).then_some(()) }
+    })
+    .await;
+    worker.stop().await;
+
+    let started = tracker.started();
+    let mut completed = 0;
+    for id in &ids {
+        let record = get(&storage, *id).await;
+        match record.state {
+            JobState::Completed => {
+                completed += 1;
+                assert_eq!(tracker.runs(*id), vec![1], "a completed job ran once");
+            }
+            JobState::Available => {
+                assert!(!started.contains(id), "a job that started was finished, not handed back");
+                assert_eq!(record.attempt, 0);
+            }
+            other => panic!("job {id} is {other} after shutdown; expected completed or available"),
+        }
+    }
+    assert!(completed >= 1, "the job in flight finished");
+    assert_eq!(completed, started.len(), "every started job completed");
+}
+
+/// Jobs still running when the grace period ends are stopped and handed back
+/// `available` without spending their attempt, and can be claimed again.
+pub async fn shutdown_after_the_grace_period_hands_running_jobs_back(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, "w.handback", vec![Script::Hang; 3]).await;
+    let worker = RunningWorker::start(&storage, "w.handback", &tracker, |builder| {
+        builder.concurrency(3).shutdown_grace(Duration::from_millis(200))
+    });
+    wait_for_all(&storage, "w.handback", 3, JobState::Running).await;
+    worker.stop().await;
+
+    for id in &ids {
+        let record = get(&storage, *id).await;
+        assert_eq!(record.state, JobState::Available, "job {id} is handed back");
+        assert_eq!(record.attempt, 0, "the interrupted attempt is not spent");
+        assert!(record.errors.is_empty());
+        assert_eq!(record.lease_token, None);
+        assert_eq!(tracker.runs(*id), vec![1]);
+    }
+    let queue = ["w.handback"];
+    let reclaimed = storage.claim(haul::storage::ClaimParams::new(queue, 10)).await.expect("claim succeeds");
+    assert_eq!(sorted_ids_of(&reclaimed), {
+        let mut ids = ids.clone();
+        ids.sort();
+        ids
+    });
+}
+
+/// A handler that panics fails its attempt with the panic message recorded, and the
+/// worker keeps running jobs.
+pub async fn a_panicking_handler_is_recorded_as_a_failed_attempt(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let worker = RunningWorker::start(&storage, "w.panic", &tracker, |builder| builder);
+    let panics = Script::Panic { message: "kaboom 7f3a".to_owned() };
+    let id = enqueue_script(&storage, "w.panic", panics, |job| job.max_attempts(2)).await;
+
+    let record = wait_for_state(&storage, id, JobState::Discarded).await;
+    assert_eq!(record.attempt, 2);
+    assert_eq!(record.errors.len(), 2, "each panic is a failed attempt");
+    assert!(record.errors.iter().all(|error| error.message.contains("kaboom 7f3a")), "{:?}", record.errors);
+    assert_eq!(tracker.runs(id), vec![1, 2]);
+
+    let after = enqueue_script(&storage, "w.panic", Script::Complete, |job| job).await;
+    wait_for_state(&storage, after, JobState::Completed).await;
+    worker.stop().await;
+}
+
+/// A handler that runs past its timeout is stopped, the attempt fails, and the job is
+/// retried.
+pub async fn a_timed_out_handler_is_retried(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let worker = RunningWorker::start(&storage, "w.timeout", &tracker, |builder| builder);
+    let id = enqueue_script(&storage, "w.timeout", Script::HangOnFirstAttempt, |job| {
+        job.timeout(Some(Duration::from_millis(200))).max_attempts(3)
+    })
+    .await;
+
+    let record = wait_for_state(&storage, id, JobState::Completed).await;
+    worker.stop().await;
+    assert_eq!(record.attempt, 2);
+    assert_eq!(record.errors.len(), 1, "the timed-out attempt is recorded");
+    assert_eq!(record.errors[0].attempt, 1);
+    assert_eq!(tracker.runs(id), vec![1, 2]);
+}
+
+/// A handler that fails is retried after its backoff until it succeeds, each failure
+/// recorded.
+pub async fn a_failing_handler_is_retried_until_it_succeeds(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let worker = RunningWorker::start(&storage, "w.retry", &tracker, |builder| builder);
+    let id = enqueue_script(&storage, "w.retry", Script::FailUntilAttempt { attempt: 3 }, |job| job).await;
+
+    let record = wait_for_state(&storage, id, JobState::Completed).await;
+    worker.stop().await;
+    assert_eq!(record.attempt, 3);
+    let history: Vec<_> = record.errors.iter().map(|error| (error.attempt, error.message.as_str())).collect();
+    assert_eq!(history, vec![(1, "attempt 1 fails on purpose"), (2, "attempt 2 fails on purpose")]);
+    assert_eq!(tracker.runs(id), vec![1, 2, 3]);
+}
+
+/// A handler that exhausts its attempts leaves the job discarded with every failure.
+pub async fn a_handler_failing_every_attempt_ends_discarded(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let worker = RunningWorker::start(&storage, "w.exhaust", &tracker, |builder| builder);
+    let script = Script::FailUntilAttempt { attempt: 100 };
+    let id = enqueue_script(&storage, "w.exhaust", script, |job| job.max_attempts(3)).await;
+
+    let record = wait_for_state(&storage, id, JobState::Discarded).await;
+    worker.stop().await;
+    assert_eq!(record.attempt, 3);
+    assert_eq!(record.errors.iter().map(|error| error.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(tracker.runs(id), vec![1, 2, 3]);
+}
+
+/// A handler that snoozes runs again later without spending an attempt.
+pub async fn a_snoozing_handler_runs_again_without_spending_an_attempt(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let worker = RunningWorker::start(&storage, "w.snooze", &tracker, |builder| builder);
+    let id = enqueue_script(&storage, "w.snooze", Script::SnoozeFirstRun { ms: 100 }, |job| job.max_attempts(1)).await;
+
+    let record = wait_for_state(&storage, id, JobState::Completed).await;
+    worker.stop().await;
+    assert_eq!(record.attempt, 1, "the snoozed run did not spend the only attempt");
+    assert!(record.errors.is_empty());
+    assert_eq!(tracker.runs(id), vec![1, 1]);
+}
+
+/// A handler that asks to discard ends the job `discarded` with its reason, at once.
+pub async fn a_discarding_handler_ends_the_job_discarded(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let worker = RunningWorker::start(&storage, "w.discard", &tracker, |builder| builder);
+    let script = Script::Discard { reason: "mailbox does not exist".to_owned() };
+    let id = enqueue_script(&storage, "w.discard", script, |job| job.max_attempts(5)).await;
+
+    let record = wait_for_state(&storage, id, JobState::Discarded).await;
+    worker.stop().await;
+    assert_eq!(record.attempt, 1);
+    assert_eq!(record.errors.len(), 1);
+    assert_eq!(record.errors[0].message, "mailbox does not exist");
+    assert_eq!(tracker.runs(id), vec![1]);
+}
+
+/// Cancelling a running job stops its handler (through the heartbeat) and ends it
+/// `cancelled`.
+pub async fn a_cancelled_running_job_stops_its_handler(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let worker =
+        RunningWorker::start(&storage, "w.cancel", &tracker, |builder| builder.lease(Duration::from_millis(600)));
+    let id = enqueue_script(&storage, "w.cancel", Script::Hang, |job| job).await;
+    wait_for_state(&storage, id, JobState::Running).await;
+
+    let requested = storage.cancel(id, None).await.expect("cancel succeeds");
+    assert_eq!(requested.state, JobState::Running);
+    let record = wait_for_state(&storage, id, JobState::Cancelled).await;
+    worker.stop().await;
+    assert!(record.finished_at.is_some());
+    assert_eq!(tracker.runs(id), vec![1]);
+}

@@ -1,0 +1,183 @@
+//! What a backend provides to run the suite: a fresh, isolated storage per case, and
+//! the capabilities it has.
+
+use std::{fmt, future::Future, sync::Arc};
+
+use haul::Storage;
+
+/// A shared storage, as every case receives it.
+pub type TestStorage = Arc<dyn Storage>;
+
+/// A boxed error from a harness (a service that cannot be reached, a schema that
+/// cannot be created…).
+pub type HarnessError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A feature of a backend that some cases need. A backend without it skips those cases
+/// and prints why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// [`Storage::subscribe`] delivers a wake-up when work arrives (rather than never).
+    Wakeups,
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Wakeups => "wake-ups",
+        })
+    }
+}
+
+/// The capabilities a backend lacks, each with the reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    missing: Vec<(Capability, &'static str)>,
+}
+
+impl Capabilities {
+    /// Every capability.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Declares `capability` missing, because of `reason`.
+    pub fn without(mut self, capability: Capability, reason: &'static str) -> Self {
+        self.missing.push((capability, reason));
+        self
+    }
+
+    /// The first of `required` that is missing, with its reason.
+    pub fn first_missing(&self, required: &[Capability]) -> Option<(Capability, &'static str)> {
+        required.iter().find_map(|needed| self.missing.iter().find(|(missing, _)| missing == needed).copied())
+    }
+}
+
+/// A backend under test.
+///
+/// The suite builds one harness per case (the expression given to
+/// [`conformance_suite!`](crate::conformance_suite) is evaluated in every test), asks
+/// it for one storage, runs the case, then calls [`Harness::cleanup`], even when the
+/// case failed.
+pub trait Harness: Send + Sync + 'static {
+    /// The backend's name, as in test output (`"memory"`, `"postgres"`, `"redis"`).
+    fn backend(&self) -> &'static str;
+
+    /// What this backend can do; cases needing something else are skipped.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all()
+    }
+
+    /// A fresh storage that no other case sees: a new instance, a schema of its own or
+    /// a key prefix of its own.
+    fn storage(&self) -> impl Future<Output = Result<TestStorage, HarnessError>> + Send;
+
+    /// Removes what [`Harness::storage`] created (a schema, keys). Default: nothing.
+    fn cleanup(&self) -> impl Future<Output = Result<(), HarnessError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// The in-memory backend: a new [`haul::MemoryStorage`] per case.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryHarness;
+
+impl MemoryHarness {
+    /// The harness.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl Harness for MemoryHarness {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn storage(&self) -> Result<TestStorage, HarnessError> {
+        Ok(Arc::new(haul::MemoryStorage::new()))
+    }
+}
+
+/// Runs one case on a fresh storage from `harness`: skips it (saying why) when a
+/// required capability is missing, and cleans up after it whether it passed or not.
+///
+/// Panics (failing the test) when the harness cannot provide a storage, or when the
+/// case panics.
+pub async fn run_case<H, F, Fut>(harness: H, case: &str, requires: &[Capability], body: F)
+where
+    H: Harness,
+    F: FnOnce(TestStorage) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let backend = harness.backend();
+    if let Some((capability, reason)) = harness.capabilities().first_missing(requires) {
+        eprintln!("skipped {backend}::{case}: the {backend} backend has no {capability} ({reason})");
+        return;
+    }
+    let storage = match harness.storage().await {
+        Ok(storage) => storage,
+        Err(error) => panic!("the {backend} harness could not provide a storage for {case}: {error}"),
+    };
+    let outcome = tokio::spawn(body(storage)).await;
+    let cleaned = harness.cleanup().await;
+    match outcome {
+        Ok(()) => {}
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => panic!("{backend}::{case} did not finish: {error}"),
+    }
+    if let Err(error) = cleaned {
+        panic!("the {backend} harness could not clean up after {case}: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_capability_is_reported_with_its_reason() {
+        let capabilities = Capabilities::all().without(Capability::Wakeups, "no pub/sub in this build");
+        assert_eq!(
+            capabilities.first_missing(&[Capability::Wakeups]),
+            Some((Capability::Wakeups, "no pub/sub in this build"))
+        );
+        assert_eq!(capabilities.first_missing(&[]), None);
+        assert_eq!(Capabilities::all().first_missing(&[Capability::Wakeups]), None);
+    }
+
+    #[tokio::test]
+    async fn a_case_needing_a_missing_capability_is_skipped_without_asking_for_storage() {
+        struct Unreachable;
+        impl Harness for Unreachable {
+            fn backend(&self) -> &'static str {
+                "unreachable"
+            }
+            fn capabilities(&self) -> Capabilities {
+                Capabilities::all().without(Capability::Wakeups, "test")
+            }
+            async fn storage(&self) -> Result<TestStorage, HarnessError> {
+                Err("no storage for skipped cases".into())
+            }
+        }
+        run_case(Unreachable, "area::case", &[Capability::Wakeups], |_storage| async {
+            panic!("a skipped case does not run")
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "could not provide a storage")]
+    async fn a_harness_that_cannot_provide_storage_fails_the_case() {
+        struct Broken;
+        impl Harness for Broken {
+            fn backend(&self) -> &'static str {
+                "broken"
+            }
+            async fn storage(&self) -> Result<TestStorage, HarnessError> {
+                Err("set HAUL_TEST_BROKEN_URL".into())
+            }
+        }
+        run_case(Broken, "area::case", &[], |_storage| async {}).await;
+    }
+}

@@ -1,0 +1,202 @@
+//! The conformance suite every haul storage backend must pass.
+//!
+//! Modelled on River's `riverdrivertest`: the cases are plain `async fn`s in
+//! [`cases`], one behaviour each, written once against the [`haul::Storage`] trait.
+//! [`conformance_suite!`] lists every case once and expands to one `#[tokio::test]`
+//! per case, so a backend joins the suite with one test file and a [`Harness`]:
+//!
+//! ```
+//! // tests/memory.rs
+//! mod memory {
+//!     haul_integration_tests::conformance_suite!(haul_integration_tests::MemoryHarness::new());
+//! }
+//! ```
+//!
+//! Test names then read `memory::claim::orders_by_priority_then_run_at_then_id`, and
+//! `cargo test -p haul-integration-tests -- memory::` runs the whole suite on one backend.
+//!
+//! Each case gets its own storage from the harness (a new instance, a schema or a key
+//! prefix of its own), so cases run in parallel and leave nothing behind. Storage cases
+//! pass an explicit `now` to every time-dependent call and move the clock instead of
+//! sleeping; worker cases run the real runtime and wait for storage states with a
+//! generous deadline.
+
+pub mod cases;
+pub mod harness;
+pub mod services;
+
+pub use harness::{Capabilities, Capability, Harness, HarnessError, MemoryHarness, TestStorage, run_case};
+
+/// Expands to the whole conformance suite for one backend: a module per area, a
+/// `#[tokio::test]` per case.
+///
+/// The argument is an expression building a [`Harness`]; it is evaluated once per
+/// test. Invoke it inside a module named after the backend so test names start with
+/// it. Cases that need a [`Capability`] the harness lacks print why and skip.
+///
+/// Adding a case: write the `pub async fn` in `src/cases/<area>.rs` and add its name
+/// below; every backend's suite then runs it.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($harness:expr $(,)?) => {
+        $crate::conformance_suite! { @areas $harness;
+            enqueue [current] {
+                round_trip_keeps_payload_and_options_exactly,
+                a_job_without_timeout_has_none,
+                returns_the_ids_in_input_order,
+                a_future_run_at_makes_the_job_scheduled,
+                a_past_or_present_run_at_makes_the_job_available,
+                a_batch_that_fails_stores_none_of_its_jobs,
+                an_empty_batch_stores_nothing,
+            }
+            claim [current] {
+                orders_by_priority_then_run_at_then_id,
+                claims_at_most_the_limit_taking_the_first_in_order,
+                a_limit_of_zero_claims_nothing,
+                claims_only_from_the_requested_queues,
+                records_attempt_lease_and_holder,
+                every_claim_gets_a_fresh_lease_token,
+                never_claims_running_or_finished_jobs,
+                skips_paused_queues,
+            }
+            schedule [current] {
+                never_claims_a_scheduled_job_before_it_is_due,
+                promotes_only_scheduled_jobs_that_are_due,
+                claims_a_scheduled_job_once_it_is_due,
+                promotes_retryable_jobs_when_their_backoff_ends,
+                promoted_jobs_are_claimed_in_run_at_order,
+                promotion_touches_no_other_state,
+            }
+            concurrency [multi_thread] {
+                racing_claimers_claim_each_job_exactly_once,
+                racing_claimers_run_each_attempt_exactly_once,
+                concurrent_enqueues_lose_no_job,
+            }
+            lease [current] {
+                completing_with_the_current_claim_finishes_the_job,
+                rescues_an_expired_lease_and_counts_the_attempt,
+                rescue_discards_a_job_with_no_attempt_left,
+                rescue_cancels_a_job_whose_cancel_was_requested,
+                heartbeat_keeps_a_lease_alive,
+                heartbeat_reports_a_rescued_claim_as_lost,
+                heartbeat_reports_a_finished_job_as_lost,
+                heartbeat_sorts_a_batch_into_extended_and_lost,
+                a_stale_holder_cannot_complete_a_job_someone_else_holds,
+                a_stale_holder_cannot_fail_a_job,
+                an_outcome_with_a_foreign_token_is_rejected,
+                an_outcome_reported_twice_is_applied_once,
+                a_report_batch_applies_held_outcomes_and_rejects_the_rest,
+            }
+            failure [current] {
+                a_failed_attempt_is_retried_at_the_backoff_time,
+                exhausting_max_attempts_discards_the_job_with_its_error_history,
+                a_discarded_outcome_ends_the_job_with_its_reason,
+                manual_retry_of_a_discarded_job_gives_it_one_more_attempt,
+                manual_retry_keeps_max_attempts_when_attempts_are_left,
+                manual_retry_of_a_waiting_job_makes_it_available_now,
+                manual_retry_of_a_running_job_is_an_invalid_state,
+                manual_retry_of_a_missing_job_is_not_found,
+                a_snooze_keeps_the_attempt,
+                a_snooze_of_zero_makes_the_job_available_at_once,
+                a_cancel_request_wins_over_a_failure,
+                a_cancel_request_wins_over_a_snooze,
+            }
+            cancel [current] {
+                an_available_job_cancelled_never_runs,
+                a_scheduled_job_cancelled_never_runs,
+                a_retryable_job_cancelled_never_runs_again,
+                a_running_job_cancelled_is_learned_through_heartbeat,
+                heartbeat_tells_only_the_cancelled_jobs,
+                a_running_job_that_completes_despite_a_cancel_request_is_completed,
+                cancelling_a_finished_job_is_an_invalid_state,
+                cancelling_a_missing_job_is_not_found,
+                a_cancelled_job_can_be_retried_by_hand,
+            }
+            admin [current] {
+                pausing_a_queue_holds_its_jobs_until_it_is_resumed,
+                pause_and_resume_are_idempotent,
+                counts_jobs_per_queue_and_state,
+                get_of_an_unknown_id_is_none,
+                list_filters_by_queue_state_and_kind,
+                list_pages_with_the_after_cursor,
+                list_returns_the_same_records_as_get,
+            }
+            retention [current] {
+                prunes_each_finished_state_after_its_own_retention,
+                prune_never_removes_unfinished_jobs,
+                prune_removes_at_most_its_limit,
+                retention_counts_from_the_finish_time,
+            }
+            bad_input [multi_thread] {
+                invalid_queue_names_are_rejected,
+                invalid_kind_names_are_rejected,
+                arguments_that_are_not_an_object_are_rejected,
+                zero_max_attempts_is_rejected,
+                a_batch_with_one_invalid_job_stores_nothing,
+                oversized_arguments_are_rejected,
+                a_job_of_an_unknown_kind_is_a_recorded_failure,
+                a_job_with_a_corrupt_payload_is_a_recorded_failure,
+            }
+            wakeup [multi_thread] {
+                a_subscriber_is_woken_after_an_available_job_is_enqueued requires(Wakeups),
+                every_subscriber_is_woken requires(Wakeups),
+                an_idle_worker_is_woken_by_new_work requires(Wakeups),
+            }
+            worker [multi_thread] {
+                runs_a_batch_of_jobs_to_completion,
+                graceful_shutdown_lets_jobs_in_flight_finish_and_loses_none,
+                shutdown_after_the_grace_period_hands_running_jobs_back,
+                a_panicking_handler_is_recorded_as_a_failed_attempt,
+                a_timed_out_handler_is_retried,
+                a_failing_handler_is_retried_until_it_succeeds,
+                a_handler_failing_every_attempt_ends_discarded,
+                a_snoozing_handler_runs_again_without_spending_an_attempt,
+                a_discarding_handler_ends_the_job_discarded,
+                a_cancelled_running_job_stops_its_handler,
+            }
+        }
+    };
+
+    (@areas $harness:expr;
+        $(
+            $area:ident [$flavor:ident] {
+                $( $case:ident $( requires( $($capability:ident),+ ) )? ),* $(,)?
+            }
+        )*
+    ) => {
+        $(
+            mod $area {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    $crate::conformance_suite! { @test $flavor; $harness; $area; $case;
+                        [$($($capability),+)?] }
+                )*
+            }
+        )*
+    };
+
+    (@test current; $harness:expr; $area:ident; $case:ident; [$($capability:ident),*]) => {
+        #[::tokio::test]
+        async fn $case() {
+            $crate::conformance_suite! { @run $harness; $area; $case; [$($capability),*] }
+        }
+    };
+
+    (@test multi_thread; $harness:expr; $area:ident; $case:ident; [$($capability:ident),*]) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            $crate::conformance_suite! { @run $harness; $area; $case; [$($capability),*] }
+        }
+    };
+
+    (@run $harness:expr; $area:ident; $case:ident; [$($capability:ident),*]) => {
+        $crate::harness::run_case(
+            $harness,
+            ::core::concat!(::core::stringify!($area), "::", ::core::stringify!($case)),
+            &[$($crate::harness::Capability::$capability),*],
+            $crate::cases::$area::$case,
+        )
+        .await
+    };
+}

@@ -1,0 +1,8 @@
+use haul::prelude::*;
+
+#[job]
+async fn envoyer_café(to: String) {
+    let _ = to;
+}
+
+fn main() {}

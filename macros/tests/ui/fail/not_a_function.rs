@@ -1,0 +1,8 @@
+use haul::prelude::*;
+
+#[job]
+struct SendEmail {
+    to: String,
+}
+
+fn main() {}

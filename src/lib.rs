@@ -1,0 +1,57 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod connect;
+
+pub use connect::connect;
+#[doc(inline)]
+pub use haul_core::{
+    AttemptError, Claim, Control, Discard, Enqueue, Error, ErrorKind, IntoJobResult, Job, JobContext, JobError, JobId,
+    JobOptions, JobOutcome, JobRecord, JobState, ListParams, NewJob, Queue, QueueCounts, Result, Retention,
+    RetryAfter, RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Worker, WorkerBuilder,
+    shutdown_signal,
+};
+/// The backend trait and its parameter types, for backend authors (unstable until 1.0).
+pub mod storage {
+    #[doc(inline)]
+    pub use haul_core::{
+        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, ListParams,
+        PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
+        WakeupSender, Wakeups,
+    };
+}
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+#[doc(inline)]
+pub use haul_macros::job;
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+#[doc(inline)]
+pub use haul_memory::MemoryStorage;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[doc(inline)]
+pub use haul_postgres::{PostgresConfig, PostgresStorage};
+
+/// Everything the quickstart needs, in one `use haul::prelude::*;`.
+pub mod prelude {
+    #[cfg(feature = "macros")]
+    pub use crate::job;
+    #[cfg(feature = "memory")]
+    pub use crate::MemoryStorage;
+    pub use crate::{
+        Discard, JobContext, JobError, JobId, JobRecord, JobState, ListParams, Queue, RetryAfter, RetryPolicy, Snooze, State, Storage, Worker,
+        shutdown_signal,
+    };
+    pub use std::time::Duration;
+}
+
+/// Paths used by the code `#[job]` generates. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use haul_core::__private::{async_trait, inventory, serde, typetag};
+    pub use haul_core::{FromContext, IntoJobResult, Job, JobContext, JobError, JobKind, JobOptions, RetryPolicy};
+    pub use std::boxed::Box;
+    pub use std::result::Result;
+    pub use std::time::Duration;
+}
