@@ -18,7 +18,9 @@ use haul_core::{Error, Result, Storage};
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
     let scheme = url.split_once("://").map(|(scheme, _)| scheme).ok_or_else(|| {
-        Error::InvalidArgument(format!("`{url}` is not a storage URL (expected memory://, postgres://… or redis://…)").into())
+        Error::InvalidArgument(
+            format!("`{url}` is not a storage URL (expected memory://, postgres://… or redis://…)").into(),
+        )
     })?;
     match scheme {
         "memory" => memory(),

@@ -7,17 +7,17 @@ pub use connect::connect;
 #[doc(inline)]
 pub use haul_core::{
     AttemptError, Claim, Control, Discard, Enqueue, Error, ErrorKind, IntoJobResult, Job, JobContext, JobError, JobId,
-    JobOptions, JobOutcome, JobRecord, JobState, ListParams, NewJob, Queue, QueueCounts, Result, Retention,
-    RetryAfter, RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Worker, WorkerBuilder,
-    shutdown_signal,
+    JobOptions, JobOutcome, JobRecord, JobState, ListParams, NewJob, Queue, QueueCounts, Result, Retention, RetryAfter,
+    RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Worker, WorkerBuilder, shutdown_signal,
 };
 /// The backend trait and its parameter types, for backend authors (unstable until 1.0).
 pub mod storage {
     #[doc(inline)]
     pub use haul_core::{
-        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, ListParams,
-        PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
-        WakeupSender, Wakeups,
+        ClaimParams, DEFAULT_MAX_ARGS_BYTES, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams,
+        JobOutcome, LeaseToken, ListParams, Timestamp,
+        PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage, WakeupSender,
+        Wakeups,
     };
 }
 #[cfg(feature = "macros")]
@@ -35,13 +35,13 @@ pub use haul_postgres::{PostgresConfig, PostgresStorage};
 
 /// Everything the quickstart needs, in one `use haul::prelude::*;`.
 pub mod prelude {
-    #[cfg(feature = "macros")]
-    pub use crate::job;
     #[cfg(feature = "memory")]
     pub use crate::MemoryStorage;
+    #[cfg(feature = "macros")]
+    pub use crate::job;
     pub use crate::{
-        Discard, JobContext, JobError, JobId, JobRecord, JobState, ListParams, Queue, RetryAfter, RetryPolicy, Snooze, State, Storage, Worker,
-        shutdown_signal,
+        Discard, JobContext, JobError, JobId, JobRecord, JobState, ListParams, Queue, RetryAfter, RetryPolicy, Snooze,
+        State, Storage, Worker, shutdown_signal,
     };
     pub use std::time::Duration;
 }

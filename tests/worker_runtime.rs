@@ -145,7 +145,11 @@ async fn shutdown_lets_running_jobs_finish_within_the_grace_period() {
     queue.enqueue_many((0..4).map(|_| Slow::new())).await.unwrap();
     let gate = Arc::new(Gate::default());
     let running = RunningWorker::start(
-        worker(&storage, "slow").concurrency(4).shutdown_grace(Duration::from_secs(30)).shared_state(Arc::clone(&gate)).build(),
+        worker(&storage, "slow")
+            .concurrency(4)
+            .shutdown_grace(Duration::from_secs(30))
+            .shared_state(Arc::clone(&gate))
+            .build(),
     );
     eventually("four handlers to start", || async { (gate.started.load(Ordering::SeqCst) == 4).then_some(()) }).await;
     running.stop().await.unwrap();
@@ -159,8 +163,13 @@ async fn a_stale_worker_cannot_complete_a_job_it_lost() {
     let queue = Queue::new(storage.clone());
     let id = queue.enqueue(Gated::new()).await.unwrap();
     let blocked = Arc::new(Gate { blocked: true, ..Gate::default() });
+    // One slot, held by the blocked handler: the stale worker cannot re-claim the job.
     let stale = RunningWorker::start(
-        worker(&storage, "gated").shutdown_grace(Duration::from_secs(30)).shared_state(Arc::clone(&blocked)).build(),
+        worker(&storage, "gated")
+            .concurrency(1)
+            .shutdown_grace(Duration::from_secs(30))
+            .shared_state(Arc::clone(&blocked))
+            .build(),
     );
     let held = job_in_state(&queue, id, JobState::Running).await;
 
@@ -175,8 +184,10 @@ async fn a_stale_worker_cannot_complete_a_job_it_lost() {
     // The stale worker's handler now succeeds: its outcome is rejected and the job
     // stays with the new holder.
     blocked.release.notify_one();
-    eventually("the stale handler to finish", || async { (blocked.finished.load(Ordering::SeqCst) == 1).then_some(()) })
-        .await;
+    eventually("the stale handler to finish", || async {
+        (blocked.finished.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
     stale.stop().await.unwrap();
     let job = queue.get(id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Running);
@@ -197,7 +208,9 @@ static SNOOZE_RUNS: AtomicUsize = AtomicUsize::new(0);
 #[job(queue = "instructions", max_attempts = 3)]
 async fn obeys(ctx: JobContext, instruction: String) -> Result<(), JobError> {
     match (instruction.as_str(), ctx.attempt()) {
-        ("snooze", _) if SNOOZE_RUNS.fetch_add(1, Ordering::SeqCst) == 0 => Err(Snooze(Duration::from_millis(10)).into()),
+        ("snooze", _) if SNOOZE_RUNS.fetch_add(1, Ordering::SeqCst) == 0 => {
+            Err(Snooze(Duration::from_millis(10)).into())
+        }
         ("retry_after", 1) => Err(RetryAfter(Duration::from_millis(10)).into()),
         ("discard", _) => Err(Discard("not worth it".into()).into()),
         _ => Ok(()),

@@ -80,7 +80,9 @@ pub enum Error {
         limit: usize,
     },
     /// A storage URL names a backend this build does not include.
-    #[error("`{scheme}://` needs the `{feature}` feature of haul, which this build does not enable (or whose backend is not released yet)")]
+    #[error(
+        "`{scheme}://` needs the `{feature}` feature of haul, which this build does not enable (or whose backend is not released yet)"
+    )]
     BackendNotAvailable {
         /// The URL scheme.
         scheme: String,

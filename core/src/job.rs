@@ -119,7 +119,8 @@ pub fn check_registered_kinds() -> Result<()> {
     for kind in registered_kinds() {
         crate::validate_kind_name(kind.name)?;
         if let Some(first) = seen.insert(kind.name, kind.rust_type) {
-            let (first, second) = if first <= kind.rust_type { (first, kind.rust_type) } else { (kind.rust_type, first) };
+            let (first, second) =
+                if first <= kind.rust_type { (first, kind.rust_type) } else { (kind.rust_type, first) };
             return Err(Error::DuplicateKind { kind: kind.name.to_owned(), first, second });
         }
     }

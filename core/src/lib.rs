@@ -28,8 +28,8 @@ pub use queue::{DEFAULT_MAX_ARGS_BYTES, Enqueue, Queue};
 pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp};
 pub use retry::RetryPolicy;
 pub use storage::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, ListParams,
-    PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
+    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, ListParams, PruneParams,
+    QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
 };
 pub use wakeup::{WakeupSender, Wakeups};
 pub use worker::{Worker, WorkerBuilder, shutdown_signal};

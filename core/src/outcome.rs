@@ -193,7 +193,9 @@ mod tests {
     fn instructions_are_recognised_through_any_error_type() {
         let snooze: Result<(), Snooze> = Err(Snooze(Duration::from_secs(5)));
         let err = snooze.into_job_result().err();
-        assert!(matches!(err.as_ref().and_then(JobError::control), Some(Control::Snooze(Snooze(d))) if d.as_secs() == 5));
+        assert!(
+            matches!(err.as_ref().and_then(JobError::control), Some(Control::Snooze(Snooze(d))) if d.as_secs() == 5)
+        );
 
         let discard: Result<(), JobError> = Err(JobError::discard("bad address"));
         let err = discard.into_job_result().err();

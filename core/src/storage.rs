@@ -21,6 +21,8 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Inserts a batch of jobs, atomically: either every job is stored or none is.
     /// Jobs whose `run_at` is in the future are `scheduled`, the others `available`.
+    /// An id already stored (or repeated in the batch) fails the whole batch with
+    /// [`crate::Error::DuplicateId`], leaving the stored job untouched.
     async fn enqueue(&self, params: EnqueueParams) -> Result<EnqueueOutcome>;
 
     /// Claims up to `limit` available jobs from `queues` (paused queues excepted), in
@@ -325,6 +327,18 @@ impl Retention {
     /// Sets the retention of completed jobs.
     pub fn completed(mut self, keep: Duration) -> Self {
         self.completed = keep;
+        self
+    }
+
+    /// Sets the retention of discarded jobs.
+    pub fn discarded(mut self, keep: Duration) -> Self {
+        self.discarded = keep;
+        self
+    }
+
+    /// Sets the retention of cancelled jobs.
+    pub fn cancelled(mut self, keep: Duration) -> Self {
+        self.cancelled = keep;
         self
     }
 

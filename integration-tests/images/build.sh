@@ -21,8 +21,7 @@
 # `tar | docker import` with ENTRYPOINT, CMD, ENV, EXPOSE.
 #
 # Needs root, debootstrap (installed with apt-get when missing) and a Docker engine that
-# answers. Idempotent: an image that already
-# exists is left alone. Environment:
+# answers. Idempotent: an image that already exists is left alone. Environment:
 #   HAUL_IMAGES_CACHE    where the debootstrap tarball and the work trees go
 #                        (default /var/cache/haul-images)
 #   HAUL_DEBIAN_MIRROR   the Debian mirror (default: the one apt uses for bookworm)

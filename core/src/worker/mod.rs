@@ -16,9 +16,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::WorkerBuilder;
 use config::WorkerConfig;
 
-use crate::{
-    ClaimParams, Result, StateMap, StopReason, Storage, Wakeups, job::check_registered_kinds,
-};
+use crate::{ClaimParams, Result, StateMap, StopReason, Storage, Wakeups, job::check_registered_kinds};
 use backoff::StorageBackoff;
 use executor::Executor;
 use flusher::Flusher;
@@ -86,8 +84,7 @@ impl Worker {
             .run(stop_background.clone()),
         );
 
-        let executor =
-            Arc::new(Executor { states: self.states, held: Arc::clone(&held), reports: report_tx });
+        let executor = Arc::new(Executor { states: self.states, held: Arc::clone(&held), reports: report_tx });
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let claimer =
             Claimer { storage: Arc::clone(&self.storage), config: config.clone(), slots: Arc::clone(&slots), executor };
@@ -224,7 +221,6 @@ async fn wait_for_work(wakeups: &mut Option<Wakeups>, queues: &[String]) {
     // No wake-ups (or their sender is gone): rely on the poll interval.
     *wakeups = None;
     std::future::pending().await
-
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM: pass it to [`Worker::run_until`].

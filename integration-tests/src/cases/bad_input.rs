@@ -86,7 +86,7 @@ pub async fn oversized_arguments_are_rejected(storage: TestStorage) {
     nothing_stored(&storage).await;
 
     let default_limit = Queue::new(storage.clone());
-    let huge = Scripted::new(Script::Discard { reason: "z".repeat(haul_core::DEFAULT_MAX_ARGS_BYTES + 1) });
+    let huge = Scripted::new(Script::Discard { reason: "z".repeat(haul::storage::DEFAULT_MAX_ARGS_BYTES + 1) });
     let error = default_limit.enqueue(huge).queue("q").await.expect_err("over the default limit is refused");
     assert!(matches!(error, Error::PayloadTooLarge { .. }), "{error:?}");
     nothing_stored(&storage).await;

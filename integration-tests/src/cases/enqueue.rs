@@ -106,7 +106,10 @@ pub async fn a_batch_that_fails_stores_none_of_its_jobs(storage: TestStorage) {
     let fresh = ordered_ids(2);
     let batch = vec![job("default").id(fresh[0]), job("other").id(fresh[1]), job("default").id(existing).priority(-9)];
     let result = storage.enqueue(EnqueueParams::new(batch).now(at(1))).await;
-    assert!(result.is_err(), "a batch reusing a stored id is rejected: {result:?}");
+    assert!(
+        matches!(result, Err(haul::Error::DuplicateId(id)) if id == existing),
+        "a batch reusing a stored id is rejected with DuplicateId: {result:?}"
+    );
 
     for id in fresh {
         assert_eq!(storage.get(id).await.expect("get succeeds"), None, "no job of the failed batch is stored");

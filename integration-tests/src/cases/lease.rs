@@ -135,7 +135,7 @@ pub async fn heartbeat_sorts_a_batch_into_extended_and_lost(storage: TestStorage
     let held = running_job(&storage, job("q"), at(0)).await;
     let finished = running_job(&storage, job("q"), at(0)).await;
     report_applied(&storage, claim_of(&finished), JobOutcome::Completed, at(1)).await;
-    let unknown = Claim { id: haul::JobId::new(), token: haul_core::LeaseToken::new() };
+    let unknown = Claim { id: haul::JobId::new(), token: haul::storage::LeaseToken::new() };
 
     let beat = storage
         .heartbeat(HeartbeatParams::new(vec![claim_of(&held), claim_of(&finished), unknown], secs(30)).now(at(2)))
@@ -188,7 +188,7 @@ pub async fn an_outcome_with_a_foreign_token_is_rejected(storage: TestStorage) {
     let first = running_job(&storage, job("q"), at(0)).await;
     let second = running_job(&storage, job("q"), at(0)).await;
     let borrowed = Claim { id: first.id, token: claim_of(&second).token };
-    let unknown = Claim { id: haul::JobId::new(), token: haul_core::LeaseToken::new() };
+    let unknown = Claim { id: haul::JobId::new(), token: haul::storage::LeaseToken::new() };
 
     let outcome = report_all(
         &storage,
