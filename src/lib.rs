@@ -15,9 +15,8 @@ pub mod storage {
     #[doc(inline)]
     pub use haul_core::{
         ClaimParams, DEFAULT_MAX_ARGS_BYTES, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams,
-        JobOutcome, LeaseToken, ListParams, Timestamp,
-        PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage, WakeupSender,
-        Wakeups,
+        JobOutcome, LeaseToken, ListParams, PruneParams, QueueCounts, Report, ReportOutcome, ReportParams,
+        RescueOutcome, Retention, Storage, Timestamp, WakeupSender, Wakeups,
     };
 }
 #[cfg(feature = "macros")]
