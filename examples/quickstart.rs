@@ -7,6 +7,9 @@
 //!
 //! A worker with 32 slots runs them, a progress line shows the counts, and a table
 //! accounts for every job at the end. Run with `cargo run --example quickstart`.
+//!
+//! Only the storage line is backend-specific: `examples/postgres.rs` runs the same
+//! `run` on PostgreSQL.
 
 use std::time::Instant;
 
@@ -49,8 +52,13 @@ async fn build_report(day: String) -> Result<(), JobError> {
 
 #[tokio::main]
 async fn main() -> haul::Result<()> {
-    let started = Instant::now();
     let storage = MemoryStorage::new();
+    run(storage).await
+}
+
+/// Everything after the storage line: enqueue, work, report.
+pub async fn run(storage: impl Storage + Clone) -> haul::Result<()> {
+    let started = Instant::now();
     let queue = Queue::new(storage.clone());
 
     let images = queue.enqueue_many((0..1_000).map(|i| ResizeImage::new(i, 640))).await?;

@@ -25,7 +25,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
     match scheme {
         "memory" => memory(),
         "postgres" | "postgresql" => postgres(url, scheme).await,
-        "redis" | "rediss" => not_available(scheme, "redis"),
+        "redis" | "rediss" => redis(url, scheme).await,
         other => Err(Error::InvalidArgument(
             format!("unknown storage scheme `{other}://` (expected memory://, postgres://… or redis://…)").into(),
         )),
@@ -54,6 +54,18 @@ async fn postgres(_url: &str, scheme: &str) -> Result<Arc<dyn Storage>> {
     not_available(scheme, "postgres")
 }
 
+/// Redis with the default key prefix (`haul`).
+#[cfg(feature = "redis")]
+async fn redis(url: &str, _scheme: &str) -> Result<Arc<dyn Storage>> {
+    Ok(Arc::new(haul_redis::RedisStorage::connect(url).await?))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(_url: &str, scheme: &str) -> Result<Arc<dyn Storage>> {
+    not_available(scheme, "redis")
+}
+
+#[cfg(not(all(feature = "memory", feature = "postgres", feature = "redis")))]
 fn not_available(scheme: &str, feature: &'static str) -> Result<Arc<dyn Storage>> {
     Err(Error::BackendNotAvailable { scheme: scheme.to_owned(), feature })
 }

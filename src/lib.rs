@@ -31,6 +31,10 @@ pub use haul_memory::MemoryStorage;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 #[doc(inline)]
 pub use haul_postgres::{PostgresConfig, PostgresStorage};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use haul_redis::{RedisConfig, RedisStorage};
 
 /// Everything the quickstart needs, in one `use haul::prelude::*;`.
 pub mod prelude {

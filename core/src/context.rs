@@ -5,12 +5,15 @@ use std::{
     collections::HashMap,
     fmt,
     ops::Deref,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{JobError, JobId, Timestamp};
+use crate::{Claim, JobError, JobId, LeaseToken, Timestamp};
 
 /// Why a running job was asked to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +39,7 @@ pub struct JobContext {
 
 struct ContextInner {
     id: JobId,
+    token: LeaseToken,
     kind: String,
     queue: String,
     attempt: u32,
@@ -43,14 +47,16 @@ struct ContextInner {
     enqueued_at: Timestamp,
     stop: CancellationToken,
     stop_reason: Mutex<Option<StopReason>>,
+    completed: AtomicBool,
     states: Arc<StateMap>,
 }
 
 impl JobContext {
-    /// A context for one attempt.
+    /// A context for one attempt, run under the claim `id` + `token`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: JobId,
+        token: LeaseToken,
         kind: impl Into<String>,
         queue: impl Into<String>,
         attempt: u32,
@@ -61,6 +67,7 @@ impl JobContext {
         Self {
             inner: Arc::new(ContextInner {
                 id,
+                token,
                 kind: kind.into(),
                 queue: queue.into(),
                 attempt,
@@ -68,19 +75,47 @@ impl JobContext {
                 enqueued_at,
                 stop: CancellationToken::new(),
                 stop_reason: Mutex::new(None),
+                completed: AtomicBool::new(false),
                 states,
             }),
         }
     }
 
-    /// A context for calling a job directly in a unit test, with the given state.
+    /// A context for calling a job directly in a unit test, with the given state (and a
+    /// fresh claim that no storage knows).
     pub fn for_test(states: StateMap) -> Self {
-        Self::new(JobId::new(), "test", "default", 1, 1, chrono::Utc::now(), Arc::new(states))
+        Self::new(JobId::new(), LeaseToken::new(), "test", "default", 1, 1, chrono::Utc::now(), Arc::new(states))
     }
 
     /// The job's id.
     pub fn id(&self) -> JobId {
         self.inner.id
+    }
+
+    /// The claim this attempt runs under: the job id and the lease token that fences
+    /// every write of its outcome. Backend extensions use it to write the outcome
+    /// themselves (see [`JobContext::mark_completed`]).
+    pub fn claim(&self) -> Claim {
+        Claim { id: self.inner.id, token: self.inner.token }
+    }
+
+    /// Records that this attempt's completion was already written to storage, fenced
+    /// by [`JobContext::claim`], so the worker must not report an outcome for it.
+    ///
+    /// For backend extensions that complete a job together with the handler's own
+    /// writes, such as haul-postgres's job-scoped transaction, which calls it once its
+    /// commit succeeded. A handler must not call it otherwise: a job marked but not
+    /// completed in storage stays running until its lease expires and is then rescued.
+    ///
+    /// Once marked, whatever the handler then returns (or a stop that follows), the
+    /// worker writes nothing for the attempt: storage already holds its outcome.
+    pub fn mark_completed(&self) {
+        self.inner.completed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`JobContext::mark_completed`] was called.
+    pub fn is_marked_completed(&self) -> bool {
+        self.inner.completed.load(Ordering::Acquire)
     }
 
     /// The job's kind name.
@@ -237,6 +272,18 @@ mod tests {
         assert_eq!(ctx.state::<u32>().map(|s| *s + 1).ok(), Some(42));
         let missing = ctx.state::<String>().err();
         assert!(missing.is_some_and(|e| e.message().contains("alloc::string::String")));
+    }
+
+    #[test]
+    fn a_context_exposes_its_claim_and_remembers_a_completion_mark() {
+        let ctx = JobContext::for_test(StateMap::new());
+        let other = JobContext::for_test(StateMap::new());
+        assert_eq!(ctx.claim().id, ctx.id());
+        assert_ne!(ctx.claim().token, other.claim().token);
+        assert!(!ctx.is_marked_completed());
+        ctx.clone().mark_completed();
+        assert!(ctx.is_marked_completed());
+        assert!(!other.is_marked_completed());
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub enum Error {
         /// The cargo feature that provides it.
         feature: &'static str,
     },
+    /// A write fenced by a claim found that the claim no longer holds: the job's lease
+    /// expired (it may be rescued and claimed by someone else) or its outcome was
+    /// already written. Nothing was changed.
+    #[error("the worker no longer holds job {0}")]
+    LeaseLost(JobId),
     /// The worker is shutting down and does not accept the operation.
     #[error("the worker is shutting down")]
     ShuttingDown,

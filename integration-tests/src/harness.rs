@@ -99,6 +99,142 @@ impl Harness for MemoryHarness {
     }
 }
 
+/// The PostgreSQL backend: a schema of its own per case (`haul_case_<random>`) on the
+/// server from [`crate::services::try_postgres_url`], migrated before the case and
+/// dropped (with everything in it) by [`Harness::cleanup`].
+#[derive(Clone, Debug)]
+pub struct PostgresHarness {
+    schema: String,
+}
+
+impl PostgresHarness {
+    /// A harness with a fresh schema name.
+    pub fn new() -> Self {
+        // The tail of a UUIDv7 is random; its head is the time, shared by parallel cases.
+        let random = uuid::Uuid::now_v7().simple().to_string();
+        Self { schema: format!("haul_case_{}", &random[16..]) }
+    }
+
+    /// The schema this harness creates and drops.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+}
+
+impl Default for PostgresHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness for PostgresHarness {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn storage(&self) -> Result<TestStorage, HarnessError> {
+        let url = crate::services::try_postgres_url().await?;
+        let config = haul::PostgresConfig::new().schema(&self.schema);
+        let storage = haul::PostgresStorage::connect_with(&url, config).await?;
+        storage.migrate().await?;
+        Ok(Arc::new(storage))
+    }
+
+    async fn cleanup(&self) -> Result<(), HarnessError> {
+        use sqlx::Connection as _;
+
+        let url = crate::services::try_postgres_url().await?;
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        // A case that left a transaction open must not hang the suite.
+        sqlx::query("SET lock_timeout = '60s'").execute(&mut conn).await?;
+        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
+}
+
+/// The environment variable that names the nodes of a Redis Cluster for the tests
+/// (comma-separated URLs, e.g. `redis://127.0.0.1:7000,redis://127.0.0.1:7001`).
+pub const REDIS_CLUSTER_URLS_VAR: &str = "HAUL_TEST_REDIS_CLUSTER_URLS";
+
+/// The Redis backend: a key prefix of its own per case (`haul_case_<random>`) on the
+/// server from [`crate::services::try_redis_url`] ([`RedisHarness::new`]) or on the
+/// cluster named by [`REDIS_CLUSTER_URLS_VAR`] ([`RedisHarness::cluster`]);
+/// [`Harness::cleanup`] deletes every key of that prefix.
+#[derive(Debug)]
+pub struct RedisHarness {
+    prefix: String,
+    cluster: bool,
+    storage: std::sync::Mutex<Option<haul::RedisStorage>>,
+}
+
+impl RedisHarness {
+    /// A harness on one server, with a fresh key prefix.
+    pub fn new() -> Self {
+        // The tail of a UUIDv7 is random; its head is the time, shared by parallel cases.
+        let random = uuid::Uuid::now_v7().simple().to_string();
+        Self { prefix: format!("haul_case_{}", &random[16..]), cluster: false, storage: std::sync::Mutex::new(None) }
+    }
+
+    /// A harness on the Redis Cluster named by [`REDIS_CLUSTER_URLS_VAR`], with a fresh
+    /// key prefix. Without the variable every case fails, saying how to set it.
+    pub fn cluster() -> Self {
+        Self { cluster: true, ..Self::new() }
+    }
+
+    async fn connect(&self) -> Result<haul::RedisStorage, HarnessError> {
+        let config = haul::RedisConfig::new().prefix(&self.prefix);
+        if !self.cluster {
+            let url = crate::services::try_redis_url().await?;
+            return Ok(haul::RedisStorage::connect_with(&url, config).await?);
+        }
+        let urls = std::env::var(REDIS_CLUSTER_URLS_VAR).unwrap_or_default();
+        let nodes: Vec<&str> = urls.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
+        if nodes.is_empty() {
+            return Err(format!(
+                "set {REDIS_CLUSTER_URLS_VAR} to the nodes of a Redis Cluster (comma-separated, e.g. \
+                 redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002); .ci/run starts one"
+            )
+            .into());
+        }
+        Ok(haul::RedisStorage::connect_cluster(nodes, config).await?)
+    }
+
+    /// The key prefix this harness uses and cleans up.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+impl Default for RedisHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness for RedisHarness {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn storage(&self) -> Result<TestStorage, HarnessError> {
+        let storage = self.connect().await?;
+        *self.storage.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(storage.clone());
+        Ok(Arc::new(storage))
+    }
+
+    async fn cleanup(&self) -> Result<(), HarnessError> {
+        let kept = self.storage.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let storage = match kept {
+            Some(storage) => storage,
+            None => self.connect().await?,
+        };
+        storage.purge().await?;
+        Ok(())
+    }
+}
+
 /// Runs one case on a fresh storage from `harness`: skips it (saying why) when a
 /// required capability is missing, and cleans up after it whether it passed or not.
 ///

@@ -25,7 +25,10 @@ pub mod cases;
 pub mod harness;
 pub mod services;
 
-pub use harness::{Capabilities, Capability, Harness, HarnessError, MemoryHarness, TestStorage, run_case};
+pub use harness::{
+    Capabilities, Capability, Harness, HarnessError, MemoryHarness, PostgresHarness, RedisHarness, TestStorage,
+    run_case,
+};
 
 /// Expands to the whole conformance suite for one backend: a module per area, a
 /// `#[tokio::test]` per case.

@@ -1,5 +1,7 @@
 -- Inserts a batch of jobs in one statement (atomic) and sends one NOTIFY per queue
--- that received available jobs.
+-- that received available jobs. When one of the ids is already stored, nothing is
+-- inserted and that id is returned as `duplicate` (an insert racing with this one on
+-- the same id still fails on the primary key instead).
 --
 -- $1  now           timestamptz   clock override (NULL: the database clock)
 -- $2  ids           uuid[]
@@ -12,7 +14,8 @@
 -- $9  max_attempts  integer[]
 -- $10 timeouts_ms   bigint[]      NULL entries: no timeout
 --
--- Returns one row: `notified` (number of queues notified).
+-- Returns one row: `duplicate` (a stored id of the batch, or NULL when the batch was
+-- inserted) and `notified` (number of queues notified).
 WITH ctx AS (
     SELECT coalesce($1::timestamptz, now()) AS now
 ),
@@ -29,16 +32,21 @@ resolved AS (
            ctx.now
     FROM input CROSS JOIN ctx
 ),
+existing AS (
+    SELECT j.id FROM {schema}.jobs AS j WHERE j.id = ANY ($2::uuid[]) LIMIT 1
+),
 inserted AS (
     INSERT INTO {schema}.jobs (id, kind, args, queue, priority, state, attempt, max_attempts, timeout_ms, run_at, created_at)
     SELECT id, kind, args, queue, priority,
            CASE WHEN due > now THEN 'scheduled' ELSE 'available' END,
            0, max_attempts, timeout_ms, due, now
     FROM resolved
+    WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING queue, state
 ),
 notified AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS q
 )
-SELECT count(*) AS notified FROM notified
+SELECT (SELECT id FROM existing) AS duplicate,
+       (SELECT count(*) FROM notified) AS notified

@@ -1,13 +1,16 @@
 //! The one place where driver errors become haul errors.
 
-use haul_core::{Error, ErrorKind};
-use sqlx::migrate::MigrateError;
+use haul_core::{Error, ErrorKind, JobId};
+use sqlx::{migrate::MigrateError, postgres::PgDatabaseError};
+use uuid::Uuid;
 
 use crate::BACKEND;
 
 /// Maps an sqlx error to a haul [`Error::Backend`] with the right [`ErrorKind`]; the
 /// sqlx error stays reachable through `source()`.
 ///
+/// - a job id that is already stored (the primary key `jobs_pkey` violated, which
+///   happens when two batches race with one id) is [`Error::DuplicateId`];
 /// - lost or refused connections, TLS failures, protocol errors, a closed pool, admin
 ///   shutdowns and "too many connections" are [`ErrorKind::Connection`];
 /// - a pool that gave no connection in time, a cancelled statement
@@ -20,8 +23,28 @@ use crate::BACKEND;
 ///   missing migration is [`ErrorKind::Other`];
 /// - anything else is [`ErrorKind::Other`] (a missing table says to run `migrate()`).
 pub(crate) fn map_sqlx_error(error: sqlx::Error) -> Error {
+    if let Some(id) = duplicate_job_id(&error) {
+        return Error::DuplicateId(id);
+    }
     let (kind, message) = classify(&error);
     Error::backend(BACKEND, kind, message, Some(Box::new(error)))
+}
+
+/// The id a batch collided on, when `error` is a violation of the jobs' primary key.
+fn duplicate_job_id(error: &sqlx::Error) -> Option<JobId> {
+    let sqlx::Error::Database(db) = error else { return None };
+    if db.code().as_deref() != Some("23505") || db.constraint() != Some("jobs_pkey") {
+        return None;
+    }
+    key_in_detail(db.try_downcast_ref::<PgDatabaseError>()?.detail()?)
+}
+
+/// The key of a unique violation's detail: `Key (id)=(<uuid>) already exists.` (the
+/// words are translated with `lc_messages`, the `=(…)` is not).
+fn key_in_detail(detail: &str) -> Option<JobId> {
+    let start = detail.find("=(")? + 2;
+    let end = start + detail[start..].find(')')?;
+    Uuid::parse_str(&detail[start..end]).ok().map(JobId)
 }
 
 fn classify(error: &sqlx::Error) -> (ErrorKind, String) {
@@ -185,8 +208,17 @@ mod tests {
     }
 
     #[test]
-    fn a_unique_violation_is_a_conflict() {
+    fn a_unique_violation_without_a_job_key_is_a_conflict() {
         assert_eq!(kind_of(server("23505")), Some(ErrorKind::Conflict));
+    }
+
+    #[test]
+    fn the_key_of_a_primary_key_violation_is_the_duplicate_id() {
+        let id = Uuid::now_v7();
+        assert_eq!(key_in_detail(&format!("Key (id)=({id}) already exists.")), Some(JobId(id)));
+        assert_eq!(key_in_detail(&format!("Schlüssel »(id)=({id})« existiert bereits.")), Some(JobId(id)));
+        assert_eq!(key_in_detail("Key (id)=(not-a-uuid) already exists."), None);
+        assert_eq!(key_in_detail("no key here"), None);
     }
 
     #[test]

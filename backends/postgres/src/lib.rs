@@ -3,12 +3,14 @@
 mod backend;
 mod config;
 mod error;
+mod job_tx;
 mod listen;
 mod queries;
 mod row;
 mod storage;
 
 pub use config::{DEFAULT_SCHEMA, PostgresConfig};
+pub use job_tx::JobTransaction;
 pub use storage::PostgresStorage;
 
 /// The name this backend reports in errors and logs.

@@ -8,6 +8,7 @@ pub(crate) struct Queries {
     pub(crate) enqueue: SqlStr,
     pub(crate) claim: SqlStr,
     pub(crate) report: SqlStr,
+    pub(crate) complete: SqlStr,
     pub(crate) heartbeat: SqlStr,
     pub(crate) promote_due: SqlStr,
     pub(crate) rescue_expired: SqlStr,
@@ -34,6 +35,7 @@ impl Queries {
             enqueue: render(include_str!("../queries/enqueue.sql")),
             claim: render(include_str!("../queries/claim.sql")),
             report: render(include_str!("../queries/report.sql")),
+            complete: render(include_str!("../queries/complete.sql")),
             heartbeat: render(include_str!("../queries/heartbeat.sql")),
             promote_due: render(include_str!("../queries/promote_due.sql")),
             rescue_expired: render(include_str!("../queries/rescue_expired.sql")),
@@ -56,7 +58,9 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled_in() {
         let queries = Queries::new("tenant_1", "haul_tenant_1");
-        for sql in [&queries.enqueue, &queries.claim, &queries.report, &queries.retry, &queries.counts] {
+        for sql in
+            [&queries.enqueue, &queries.claim, &queries.report, &queries.complete, &queries.retry, &queries.counts]
+        {
             assert!(!sql.as_str().contains('{'), "{}", sql.as_str());
         }
         assert!(queries.claim.as_str().contains("\"tenant_1\".jobs"));

@@ -1,8 +1,10 @@
 //! [`PostgresStorage`]: construction, migrations and the extension methods.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
-use haul_core::{EnqueueOutcome, EnqueueParams, Error, NewJob, Result, RunAt, validate_kind_name, validate_queue_name};
+use haul_core::{
+    EnqueueOutcome, EnqueueParams, Error, JobId, NewJob, Result, RunAt, validate_kind_name, validate_queue_name,
+};
 use sqlx::{
     PgConnection, Row,
     migrate::Migrator,
@@ -136,10 +138,14 @@ impl PostgresStorage {
             return Ok(EnqueueOutcome::new(Vec::new()));
         }
         let mut columns = EnqueueColumns::with_capacity(jobs.len());
+        let mut ids = HashSet::with_capacity(jobs.len());
         for job in &jobs {
+            if !ids.insert(job.id) {
+                return Err(Error::DuplicateId(job.id));
+            }
             columns.push(job)?;
         }
-        sqlx::query(self.inner.queries.enqueue.clone())
+        let row = sqlx::query(self.inner.queries.enqueue.clone())
             .bind(params.now)
             .bind(&columns.ids)
             .bind(&columns.kinds)
@@ -152,9 +158,11 @@ impl PostgresStorage {
             .bind(&columns.timeouts_ms)
             .fetch_one(executor)
             .await
-            .map_err(map_sqlx_error)?
-            .try_get::<i64, _>("notified")
             .map_err(map_sqlx_error)?;
+        let duplicate: Option<uuid::Uuid> = row.try_get("duplicate").map_err(map_sqlx_error)?;
+        if let Some(id) = duplicate {
+            return Err(Error::DuplicateId(JobId(id)));
+        }
         Ok(EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()))
     }
 }

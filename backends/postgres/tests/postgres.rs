@@ -137,6 +137,68 @@ mod transactional_enqueue {
     }
 }
 
+mod duplicate_ids {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stored_id_fails_the_batch_in_a_transaction_that_stays_usable() {
+        let (storage, _guard) = common::storage().await;
+        let existing = enqueue(&storage, "default", 1).await[0];
+        let fresh = job("default");
+        let fresh_id = fresh.id;
+
+        let mut tx = storage.pool().begin().await.expect("begin");
+        let result = storage.enqueue_in_tx(&mut tx, vec![fresh, job("default").id(existing)]).await;
+        assert!(matches!(result, Err(Error::DuplicateId(id)) if id == existing), "{result:?}");
+        let alive: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *tx).await.expect("the transaction is usable");
+        assert_eq!(alive, 1);
+        tx.commit().await.expect("commit");
+        assert_eq!(storage.get(fresh_id).await.expect("get"), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_loser_of_two_batches_racing_on_one_id_gets_duplicate_id() {
+        let (storage, _guard) = common::storage().await;
+        let contested = job("default");
+        let id = contested.id;
+
+        // The winner inserts the id and keeps its transaction open.
+        let mut winner = storage.pool().begin().await.expect("begin");
+        storage.enqueue_in_tx(&mut winner, vec![contested.clone()]).await.expect("winner enqueues");
+
+        // The loser does not see the uncommitted row, inserts, and waits on the key.
+        let other = job("default");
+        let other_id = other.id;
+        let loser = {
+            let storage = storage.clone();
+            tokio::spawn(async move { storage.enqueue(EnqueueParams::new(vec![other, contested])).await })
+        };
+        let admin = common::pool(1).await;
+        timeout(GENEROUS, async {
+            loop {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%Inserts a batch%'",
+                )
+                .fetch_one(&admin)
+                .await
+                .expect("pg_stat_activity");
+                if waiting > 0 {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the loser waits on the winner's row");
+        winner.commit().await.expect("winner commits");
+
+        let result = timeout(GENEROUS, loser).await.expect("the loser finishes").expect("task");
+        assert!(matches!(result, Err(Error::DuplicateId(duplicate)) if duplicate == id), "{result:?}");
+        assert_eq!(storage.get(other_id).await.expect("get"), None, "nothing of the losing batch is stored");
+        assert!(storage.get(id).await.expect("get").is_some());
+    }
+}
+
 mod claim {
     use super::*;
 

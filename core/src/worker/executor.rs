@@ -25,6 +25,7 @@ impl Executor {
         };
         let ctx = JobContext::new(
             record.id,
+            claim.token,
             record.kind.clone(),
             record.queue.clone(),
             record.attempt,
@@ -40,7 +41,18 @@ impl Executor {
             queue = %record.queue,
             attempt = record.attempt,
         );
-        let outcome = execute(&record, ctx).instrument(span).await;
+        let outcome = execute(&record, ctx.clone()).instrument(span).await;
+        if ctx.is_marked_completed() {
+            // A backend extension already wrote the completion under this claim (the
+            // handler's writes and the completion committed together): storage holds
+            // the outcome, and any report would find the claim spent.
+            if !matches!(outcome, Some(JobOutcome::Completed) | None) {
+                tracing::warn!(id = %record.id, "the job's completion was already committed; ignoring what followed it");
+            }
+            count_finished(&record, &JobOutcome::Completed);
+            self.held.remove(claim.id);
+            return;
+        }
         self.queue_report(claim, &record, outcome);
     }
 
@@ -50,13 +62,7 @@ impl Executor {
             self.held.remove(claim.id);
             return;
         };
-        metrics::counter!(
-            "haul_jobs_finished_total",
-            "queue" => record.queue.clone(),
-            "kind" => record.kind.clone(),
-            "outcome" => outcome_label(&outcome),
-        )
-        .increment(1);
+        count_finished(record, &outcome);
         if self.reports.send(crate::Report { claim, outcome }).is_err() {
             // The flusher is gone; the job stays running in storage and is rescued
             // when its lease expires, so nothing is lost.
@@ -64,6 +70,16 @@ impl Executor {
             self.held.remove(claim.id);
         }
     }
+}
+
+fn count_finished(record: &JobRecord, outcome: &JobOutcome) {
+    metrics::counter!(
+        "haul_jobs_finished_total",
+        "queue" => record.queue.clone(),
+        "kind" => record.kind.clone(),
+        "outcome" => outcome_label(outcome),
+    )
+    .increment(1);
 }
 
 /// Runs one attempt. `None` means the outcome must not be reported (lease lost).

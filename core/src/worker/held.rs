@@ -29,8 +29,10 @@ impl HeldJobs {
         self.lock().remove(&id);
     }
 
+    /// The claims whose lease still needs extending: a job whose completion was
+    /// already committed (a job-scoped transaction) holds no lease any more.
     pub(crate) fn claims(&self) -> Vec<Claim> {
-        self.lock().values().map(|(claim, _)| *claim).collect()
+        self.lock().values().filter(|(_, ctx)| !ctx.is_marked_completed()).map(|(claim, _)| *claim).collect()
     }
 
     pub(crate) fn len(&self) -> usize {

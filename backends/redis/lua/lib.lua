@@ -1,0 +1,138 @@
+-- lib.lua: helpers every haul script starts with (the crate prepends this file to
+-- each script before loading it, so a script's SHA covers both).
+--
+-- The common head of ARGV, read by read_head(), is the same for every per-queue script:
+--   ARGV[1]  clock override in µs since the Unix epoch ('' = the server's TIME)
+--   ARGV[2]  the pub/sub channel of wake-ups (its messages are queue names)
+--   ARGV[3]  how many global keys come first in KEYS (0, or 2: jobs index, queue set)
+--   ARGV[4]  G, the number of queue groups
+--   ARGV[5 .. 4+2G]  per group: the queue name, the prefix of its job hash keys
+-- KEYS: the global keys, then 8 keys per group, in this order: the sets of
+-- scheduled, available, running, retryable, completed, discarded and cancelled jobs,
+-- then the paused flag. The script-specific ARGV starts after the head.
+--
+-- Instants are integers in µs since the Unix epoch, clamped to ±(2^53 - 1) so that
+-- every one of them is an exact Lua number; they are written with num(), never with
+-- tostring() (which rounds to 14 digits).
+
+local MAX_TIME = 9007199254740991
+local GROUP_SIZE = 8
+
+local function num(n)
+  return string.format('%.0f', n)
+end
+
+local function clamp(t)
+  if t > MAX_TIME then return MAX_TIME end
+  if t < -MAX_TIME then return -MAX_TIME end
+  return t
+end
+
+-- The member of a job in the available set: run_at (16 digits) then the id, so that
+-- members of one priority (the score) sort by run_at, then by id.
+local function ready_member(run_at, id)
+  local t = tonumber(run_at)
+  if t < 0 then t = 0 end
+  return string.format('%016.0f', t) .. ':' .. id
+end
+
+-- The id inside an available-set member.
+local function member_id(member)
+  return string.sub(member, 18)
+end
+
+local function read_head()
+  local now
+  if ARGV[1] ~= '' then
+    now = tonumber(ARGV[1])
+  else
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  local globals = tonumber(ARGV[3])
+  local count = tonumber(ARGV[4])
+  local groups = {}
+  for g = 1, count do
+    local k = globals + (g - 1) * GROUP_SIZE
+    groups[g] = {
+      queue = ARGV[3 + 2 * g], prefix = ARGV[4 + 2 * g],
+      scheduled = KEYS[k + 1], available = KEYS[k + 2], running = KEYS[k + 3], retryable = KEYS[k + 4],
+      completed = KEYS[k + 5], discarded = KEYS[k + 6], cancelled = KEYS[k + 7], paused = KEYS[k + 8],
+      woken = false,
+    }
+  end
+  return now, ARGV[2], globals, groups, 5 + 2 * count
+end
+
+-- Sends one wake-up per queue that got available jobs.
+local function publish(channel, groups)
+  for _, group in ipairs(groups) do
+    if group.woken then redis.call('PUBLISH', channel, group.queue) end
+  end
+end
+
+-- Takes a job out of the set of its current state.
+local function unindex(group, id, state, run_at)
+  if state == 'available' then
+    redis.call('ZREM', group.available, ready_member(run_at, id))
+  elseif group[state] then
+    redis.call('ZREM', group[state], id)
+  end
+end
+
+local function make_available(group, key, id, priority, run_at)
+  redis.call('HSET', key, 'state', 'available', 'run_at', num(run_at))
+  redis.call('ZADD', group.available, priority, ready_member(run_at, id))
+  group.woken = true
+end
+
+-- scheduled or retryable, due at run_at.
+local function make_waiting(group, key, id, state, run_at)
+  redis.call('HSET', key, 'state', state, 'run_at', num(run_at))
+  redis.call('ZADD', group[state], num(run_at), id)
+end
+
+-- completed, discarded or cancelled, at now.
+local function finish(group, key, id, state, now)
+  redis.call('HSET', key, 'state', state, 'finished_at', num(now))
+  redis.call('ZADD', group[state], num(now), id)
+end
+
+-- Ends the claim of a running job (attempted_at stays).
+local function release(group, key, id)
+  redis.call('ZREM', group.running, id)
+  redis.call('HDEL', key, 'lease_token', 'lease_expires_at', 'claimed_by')
+end
+
+-- Appends {attempt, at, message} to the JSON array in the `errors` field.
+local function record_error(key, attempt, now, message)
+  local entry = '{"attempt":' .. num(attempt) .. ',"at":' .. num(now) .. ',"message":' .. cjson.encode(message) .. '}'
+  local errors = redis.call('HGET', key, 'errors')
+  if not errors or errors == '' or errors == '[]' then
+    errors = '[' .. entry .. ']'
+  else
+    errors = string.sub(errors, 1, -2) .. ',' .. entry .. ']'
+  end
+  redis.call('HSET', key, 'errors', errors)
+end
+
+-- Makes up to `limit` due scheduled and up to `limit` due retryable jobs available.
+-- Returns how many moved and whether a set had more than `limit` due.
+local function promote(group, now, limit)
+  local moved, more = 0, false
+  for _, state in ipairs({ 'scheduled', 'retryable' }) do
+    local ids = redis.call('ZRANGEBYSCORE', group[state], '-inf', num(now), 'LIMIT', 0, limit)
+    if #ids >= limit then more = true end
+    for _, id in ipairs(ids) do
+      local key = group.prefix .. id
+      redis.call('ZREM', group[state], id)
+      local f = redis.call('HMGET', key, 'state', 'priority', 'run_at')
+      if f[1] == state then
+        make_available(group, key, id, f[2], tonumber(f[3]))
+        moved = moved + 1
+      end
+    end
+  end
+  return moved, more
+end
+

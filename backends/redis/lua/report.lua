@@ -1,0 +1,60 @@
+-- report.lua: applies the outcomes of attempts, each fenced by its claim.
+--
+-- KEYS: 8 keys per queue group (see lib.lua); no global key.
+-- ARGV: the common head (lib.lua), then 6 values per outcome:
+--       group number, job id, lease token, outcome, text, µs
+--       outcome is 'completed', 'failed' (text = the error, µs = retry in),
+--       'discarded' (text = the reason), 'cancelled' or 'snoozed' (µs = the delay).
+-- Returns: one integer per outcome, in order: 1 applied, 0 rejected (the job is not
+--       running under this lease token).
+-- Effects: the lease is released (lease fields cleared, out of the running set);
+--       completed/discarded/cancelled get finished_at = now; a failure appends to
+--       `errors` and is retryable at now + µs, or discarded when attempt >=
+--       max_attempts; a snooze gives the attempt back and is scheduled at now + µs
+--       (available when µs = 0); a requested cancel turns a failure or a snooze into
+--       cancelled. One wake-up per queue that got available jobs.
+
+local now, channel, _, groups, first = read_head()
+
+local results = {}
+for j = first, #ARGV, 6 do
+  local group, id, token, outcome = groups[tonumber(ARGV[j])], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]
+  local key = group.prefix .. id
+  local f = redis.call('HMGET', key, 'state', 'lease_token', 'attempt', 'max_attempts', 'cancel_requested_at',
+    'priority')
+  if f[1] ~= 'running' or f[2] ~= token then
+    results[#results + 1] = 0
+  else
+    release(group, key, id)
+    local attempt, cancel = tonumber(f[3]), f[5] ~= false
+    if outcome == 'completed' then
+      finish(group, key, id, 'completed', now)
+    elseif outcome == 'failed' then
+      record_error(key, attempt, now, ARGV[j + 4])
+      if cancel then
+        finish(group, key, id, 'cancelled', now)
+      elseif attempt >= tonumber(f[4]) then
+        finish(group, key, id, 'discarded', now)
+      else
+        make_waiting(group, key, id, 'retryable', clamp(now + tonumber(ARGV[j + 5])))
+      end
+    elseif outcome == 'discarded' then
+      record_error(key, attempt, now, ARGV[j + 4])
+      finish(group, key, id, 'discarded', now)
+    elseif outcome == 'cancelled' or cancel then
+      finish(group, key, id, 'cancelled', now)
+    else
+      local delay = tonumber(ARGV[j + 5])
+      redis.call('HSET', key, 'attempt', num(math.max(attempt - 1, 0)))
+      if delay == 0 then
+        make_available(group, key, id, f[6], now)
+      else
+        make_waiting(group, key, id, 'scheduled', clamp(now + delay))
+      end
+    end
+    results[#results + 1] = 1
+  end
+end
+
+publish(channel, groups)
+return results

@@ -1,0 +1,234 @@
+//! The stored form: instants and durations as integer µs, a job as the fields of its
+//! hash, and the replies of the scripts.
+
+use std::{collections::HashMap, str::FromStr, time::Duration};
+
+use chrono::DateTime;
+use haul_core::{AttemptError, Error, JobId, JobRecord, JobState, LeaseToken, Result, Timestamp};
+use redis::Value;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::error::corrupt;
+
+/// The largest instant (in µs either side of the epoch) stored: 2^53 - 1, so that the
+/// Lua scripts, whose numbers are doubles, hold every instant exactly. That is about
+/// the year 2255; later instants are stored as this one.
+pub(crate) const MAX_MICROS: i64 = (1 << 53) - 1;
+
+/// An instant as stored: µs since the Unix epoch, clamped to ±[`MAX_MICROS`].
+pub(crate) fn micros(at: Timestamp) -> i64 {
+    at.timestamp_micros().clamp(-MAX_MICROS, MAX_MICROS)
+}
+
+/// A duration as stored: whole µs, at most [`MAX_MICROS`].
+pub(crate) fn duration_micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX).min(MAX_MICROS)
+}
+
+/// The clock override of a script: µs, or empty for the server's `TIME`.
+pub(crate) fn clock_arg(now: Option<Timestamp>) -> String {
+    now.map(|now| micros(now).to_string()).unwrap_or_default()
+}
+
+/// One entry of the `errors` field (a JSON array).
+#[derive(Deserialize)]
+struct StoredError {
+    attempt: u32,
+    at: i64,
+    message: String,
+}
+
+/// The fields of a job hash.
+pub(crate) type Fields = HashMap<String, String>;
+
+/// A job record from the fields of its hash.
+pub(crate) fn record_from_fields(fields: &Fields) -> Result<JobRecord> {
+    let id = JobId(parse_uuid(fields, "id")?);
+    let args = serde_json::from_str(required(fields, "args")?)
+        .map_err(|error| corrupt(format!("job {id}: field `args` is not JSON: {error}")))?;
+    let mut record = JobRecord::new(id, required(fields, "kind")?, args);
+    record.queue = required(fields, "queue")?.to_owned();
+    record.priority = parse(fields, "priority")?;
+    record.state = JobState::from_str(required(fields, "state")?)
+        .map_err(|_| corrupt(format!("job {id}: field `state` is not a job state")))?;
+    record.attempt = parse(fields, "attempt")?;
+    record.max_attempts = parse(fields, "max_attempts")?;
+    record.timeout = optional::<u64>(fields, "timeout")?.map(Duration::from_micros);
+    record.run_at = instant(fields, "run_at")?;
+    record.created_at = instant(fields, "created_at")?;
+    record.attempted_at = optional_instant(fields, "attempted_at")?;
+    record.finished_at = optional_instant(fields, "finished_at")?;
+    record.cancel_requested_at = optional_instant(fields, "cancel_requested_at")?;
+    record.errors = match fields.get("errors") {
+        None => Vec::new(),
+        Some(errors) => serde_json::from_str::<Vec<StoredError>>(errors)
+            .map_err(|error| corrupt(format!("job {id}: field `errors` is not an error list: {error}")))?
+            .into_iter()
+            .map(|error| {
+                Ok(AttemptError { attempt: error.attempt, at: from_micros(error.at)?, message: error.message })
+            })
+            .collect::<Result<_>>()?,
+    };
+    record.lease_token =
+        if fields.contains_key("lease_token") { Some(LeaseToken(parse_uuid(fields, "lease_token")?)) } else { None };
+    record.lease_expires_at = optional_instant(fields, "lease_expires_at")?;
+    record.claimed_by = fields.get("claimed_by").cloned();
+    Ok(record)
+}
+
+fn required<'a>(fields: &'a Fields, name: &str) -> Result<&'a str> {
+    fields.get(name).map(String::as_str).ok_or_else(|| missing(fields, name))
+}
+
+fn missing(fields: &Fields, name: &str) -> Error {
+    match fields.get("id") {
+        Some(id) => corrupt(format!("job {id} has no field `{name}`")),
+        None => corrupt(format!("a stored job has no field `{name}`")),
+    }
+}
+
+fn parse<T: FromStr>(fields: &Fields, name: &str) -> Result<T> {
+    let value = required(fields, name)?;
+    value.parse().map_err(|_| corrupt(format!("field `{name}` of a stored job has the unexpected value `{value}`")))
+}
+
+fn optional<T: FromStr>(fields: &Fields, name: &str) -> Result<Option<T>> {
+    if fields.contains_key(name) { parse(fields, name).map(Some) } else { Ok(None) }
+}
+
+fn parse_uuid(fields: &Fields, name: &str) -> Result<Uuid> {
+    parse(fields, name)
+}
+
+fn instant(fields: &Fields, name: &str) -> Result<Timestamp> {
+    from_micros(parse(fields, name)?)
+}
+
+fn optional_instant(fields: &Fields, name: &str) -> Result<Option<Timestamp>> {
+    optional(fields, name)?.map(from_micros).transpose()
+}
+
+fn from_micros(micros: i64) -> Result<Timestamp> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt(format!("{micros} µs is not a valid instant")))
+}
+
+/// Reading script replies.
+pub(crate) mod reply {
+    use super::*;
+
+    /// The items of an array reply.
+    pub(crate) fn array(value: Value) -> Result<Vec<Value>> {
+        match value {
+            Value::Array(items) | Value::Set(items) => Ok(items),
+            Value::Nil => Ok(Vec::new()),
+            other => Err(corrupt(format!("expected an array reply, got {other:?}"))),
+        }
+    }
+
+    /// A string reply.
+    pub(crate) fn string(value: Value) -> Result<String> {
+        match value {
+            Value::BulkString(bytes) => {
+                String::from_utf8(bytes).map_err(|_| corrupt("a reply is not valid UTF-8".to_owned()))
+            }
+            Value::SimpleString(text) => Ok(text),
+            Value::VerbatimString { text, .. } => Ok(text),
+            other => Err(corrupt(format!("expected a string reply, got {other:?}"))),
+        }
+    }
+
+    /// An integer reply.
+    pub(crate) fn int(value: Value) -> Result<i64> {
+        match value {
+            Value::Int(n) => Ok(n),
+            other => string(other)?.parse().map_err(|_| corrupt("expected an integer reply".to_owned())),
+        }
+    }
+
+    /// A HGETALL field list (flat, or a RESP3 map).
+    pub(crate) fn fields(value: Value) -> Result<Fields> {
+        if let Value::Map(pairs) = value {
+            return pairs.into_iter().map(|(field, value)| Ok((string(field)?, string(value)?))).collect();
+        }
+        let items = array(value)?;
+        if items.len() % 2 != 0 {
+            return Err(corrupt("a field list has an odd length".to_owned()));
+        }
+        let mut fields = Fields::with_capacity(items.len() / 2);
+        let mut items = items.into_iter();
+        while let (Some(field), Some(value)) = (items.next(), items.next()) {
+            fields.insert(string(field)?, string(value)?);
+        }
+        Ok(fields)
+    }
+
+    /// A job record from a HGETALL field list.
+    pub(crate) fn record(value: Value) -> Result<JobRecord> {
+        record_from_fields(&fields(value)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Fields {
+        pairs.iter().map(|(field, value)| ((*field).to_owned(), (*value).to_owned())).collect()
+    }
+
+    #[test]
+    fn instants_are_whole_microseconds_and_saturate() {
+        let at = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single().expect("valid");
+        assert_eq!(micros(at), 1_893_456_000_000_000);
+        assert_eq!(from_micros(micros(at)).ok(), Some(at));
+        assert_eq!(micros(DateTime::<Utc>::MAX_UTC), MAX_MICROS);
+        assert_eq!(micros(DateTime::<Utc>::MIN_UTC), -MAX_MICROS);
+        assert_eq!(duration_micros(Duration::MAX), MAX_MICROS);
+        assert_eq!(duration_micros(Duration::from_millis(1500)), 1_500_000);
+    }
+
+    #[test]
+    fn a_stored_job_reads_back_with_its_optional_fields() {
+        let id = JobId::new();
+        let token = LeaseToken::new();
+        let stored = fields(&[
+            ("id", &id.to_string()),
+            ("kind", "mail.send"),
+            ("args", r#"{"to":"a@b.c"}"#),
+            ("queue", "mail"),
+            ("priority", "-3"),
+            ("state", "running"),
+            ("attempt", "2"),
+            ("max_attempts", "5"),
+            ("timeout", "90000000"),
+            ("run_at", "1893456000000000"),
+            ("created_at", "1893456000000000"),
+            ("attempted_at", "1893456001000000"),
+            ("lease_token", &token.to_string()),
+            ("lease_expires_at", "1893456031000000"),
+            ("claimed_by", "host/1"),
+            ("errors", r#"[{"attempt":1,"at":1893456000500000,"message":"boom \/ \"x\""}]"#),
+        ]);
+        let record = record_from_fields(&stored).expect("a valid record");
+        assert_eq!(record.id, id);
+        assert_eq!(record.args, serde_json::json!({ "to": "a@b.c" }));
+        assert_eq!(record.priority, -3);
+        assert_eq!(record.state, JobState::Running);
+        assert_eq!(record.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(record.lease_token, Some(token));
+        assert_eq!(record.finished_at, None);
+        assert_eq!(record.errors.len(), 1);
+        assert_eq!(record.errors[0].message, "boom / \"x\"");
+        assert_eq!(record.errors[0].attempt, 1);
+    }
+
+    #[test]
+    fn a_job_missing_a_field_is_corrupt_data() {
+        let stored = fields(&[("id", &JobId::new().to_string()), ("kind", "k"), ("args", "{}")]);
+        let error = record_from_fields(&stored).expect_err("incomplete");
+        assert_eq!(error.kind(), Some(haul_core::ErrorKind::CorruptData));
+    }
+}

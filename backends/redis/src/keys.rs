@@ -1,0 +1,117 @@
+//! The key layout (documented in the crate docs): global keys share the hash tag
+//! `{<prefix>}`, the keys of one queue share `{<prefix>:<queue>}`.
+
+use haul_core::JobId;
+
+/// Every key set of one queue, in the order the scripts take them (see `lua/lib.lua`).
+pub(crate) const QUEUE_SETS: [&str; 7] =
+    ["scheduled", "available", "running", "retryable", "completed", "discarded", "cancelled"];
+
+/// Key names under one (validated) prefix.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`, which the caller has validated as a namespace.
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    /// The prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Sorted set of every job, score 0, members `<id>:<queue>` (so ids sort by creation).
+    pub(crate) fn jobs(&self) -> String {
+        format!("haul:{{{}}}:jobs", self.prefix)
+    }
+
+    /// Set of the names of queues that have (or had) jobs or were paused.
+    pub(crate) fn queues(&self) -> String {
+        format!("haul:{{{}}}:queues", self.prefix)
+    }
+
+    /// The pub/sub channel of wake-ups; messages are queue names.
+    pub(crate) fn channel(&self) -> String {
+        format!("haul:{{{}}}:wakeup", self.prefix)
+    }
+
+    /// The `SCAN` patterns that match every key of this prefix.
+    pub(crate) fn patterns(&self) -> [String; 2] {
+        [format!("haul:{{{}}}:*", self.prefix), format!("haul:{{{}:*", self.prefix)]
+    }
+
+    /// The keys of one queue.
+    pub(crate) fn queue(&self, queue: &str) -> QueueKeys {
+        QueueKeys { base: format!("haul:{{{}:{}}}:", self.prefix, queue), queue: queue.to_owned() }
+    }
+}
+
+/// The keys of one queue (all in the slot of the hash tag `{<prefix>:<queue>}`).
+#[derive(Clone, Debug)]
+pub(crate) struct QueueKeys {
+    base: String,
+    queue: String,
+}
+
+impl QueueKeys {
+    /// The queue name.
+    pub(crate) fn name(&self) -> &str {
+        &self.queue
+    }
+
+    /// The 8 keys of the queue group, in script order: the state sets, then the
+    /// paused flag.
+    pub(crate) fn group(&self) -> impl Iterator<Item = String> + '_ {
+        QUEUE_SETS.iter().map(|set| format!("{}{set}", self.base)).chain([self.paused()])
+    }
+
+    /// The ready set: available jobs in claim order.
+    pub(crate) fn available(&self) -> String {
+        format!("{}available", self.base)
+    }
+
+    /// The paused flag (exists when the queue is paused).
+    pub(crate) fn paused(&self) -> String {
+        format!("{}paused", self.base)
+    }
+
+    /// The prefix of job hash keys: `<prefix of the queue>job:`.
+    pub(crate) fn job_prefix(&self) -> String {
+        format!("{}job:", self.base)
+    }
+
+    /// The hash of one job.
+    pub(crate) fn job(&self, id: JobId) -> String {
+        format!("{}job:{id}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_queue_shares_its_hash_tag() {
+        let keys = Keys::new("app");
+        let queue = keys.queue("mail.high");
+        for key in queue.group().chain([queue.job(JobId::new()), queue.job_prefix()]) {
+            assert!(key.starts_with("haul:{app:mail.high}:"), "{key}");
+        }
+        assert_eq!(queue.group().count(), 8, "the state sets and the paused flag");
+        for key in [keys.jobs(), keys.queues(), keys.channel()] {
+            assert!(key.starts_with("haul:{app}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_scan_patterns_match_only_this_prefix() {
+        let patterns = Keys::new("t1").patterns();
+        assert_eq!(patterns, ["haul:{t1}:*".to_owned(), "haul:{t1:*".to_owned()]);
+        let other = Keys::new("t10");
+        assert!(!other.jobs().starts_with("haul:{t1}:") && !other.queue("q").paused().starts_with("haul:{t1:"));
+    }
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+mod codec;
+mod config;
+mod conn;
+mod error;
+mod keys;
+mod ops;
+mod scripts;
+mod storage;
+mod storage_impl;
+mod wakeup;
+
+pub use config::{DEFAULT_PREFIX, RedisConfig};
+pub use storage::RedisStorage;
+
+/// The name this backend reports in errors and logs.
+const BACKEND: &str = "redis";

@@ -1,0 +1,100 @@
+//! claim: one script promotes the due jobs of the requested queues and claims the best
+//! available ones.
+
+use haul_core::{ClaimParams, JobRecord, LeaseToken, Result, validate_queue_name};
+
+use super::distinct;
+use crate::{
+    RedisStorage,
+    codec::{duration_micros, reply},
+    keys::QueueKeys,
+    scripts::{scripts, with_head},
+};
+
+/// The most jobs one claim call returns.
+pub(crate) const MAX_CLAIM: usize = 10_000;
+
+/// The most due jobs a claim promotes per queue and set before claiming.
+const CLAIM_PROMOTE_LIMIT: usize = 1_000;
+
+impl RedisStorage {
+    pub(crate) async fn claim_jobs(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
+        for queue in &params.queues {
+            validate_queue_name(queue)?;
+        }
+        let limit = params.limit.min(MAX_CLAIM);
+        let names = distinct(params.queues.iter().map(String::as_str));
+        if limit == 0 || names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queues: Vec<QueueKeys> = names.iter().map(|name| self.inner.keys.queue(name)).collect();
+        let claimed = if !self.is_cluster() || queues.len() == 1 {
+            let refs: Vec<&QueueKeys> = queues.iter().collect();
+            self.claim_from(&refs, limit, &params).await?
+        } else {
+            self.claim_across_slots(&queues, limit, &params).await?
+        };
+        self.remember(claimed.iter().map(|job| (job.id, job.queue.as_str())));
+        Ok(claimed)
+    }
+
+    /// One run of `claim.lua` over `queues`.
+    async fn claim_from(&self, queues: &[&QueueKeys], limit: usize, params: &ClaimParams) -> Result<Vec<JobRecord>> {
+        let mut call = with_head(&scripts().claim, &self.inner.keys, params.now, false, queues);
+        call.arg(limit).arg(duration_micros(params.lease)).arg(&params.worker_id).arg(CLAIM_PROMOTE_LIMIT);
+        for _ in 0..limit {
+            call.arg(LeaseToken::new().to_string());
+        }
+        reply::array(self.run(&call).await?)?.into_iter().map(reply::record).collect()
+    }
+
+    /// On a cluster, the queues live in different slots: look at the heads of their
+    /// available sets first, share the limit out in claim order, then claim from each
+    /// queue its share. What is left (queues whose due jobs were not promoted yet, or
+    /// that lost a race) is claimed queue by queue.
+    async fn claim_across_slots(
+        &self,
+        queues: &[QueueKeys],
+        limit: usize,
+        params: &ClaimParams,
+    ) -> Result<Vec<JobRecord>> {
+        let mut commands = Vec::with_capacity(queues.len() * 2);
+        for queue in queues {
+            commands.push(redis::cmd("EXISTS").arg(queue.paused()).clone());
+            commands.push(redis::cmd("ZRANGE").arg(queue.available()).arg(0).arg(limit - 1).arg("WITHSCORES").clone());
+        }
+        let replies = self.query_all(commands).await?;
+        let mut heads: Vec<(f64, String, usize)> = Vec::new();
+        let mut replies = replies.into_iter();
+        for at in 0..queues.len() {
+            let (Some(paused), Some(head)) = (replies.next(), replies.next()) else { break };
+            if reply::int(paused)? != 0 {
+                continue;
+            }
+            let mut items = reply::array(head)?.into_iter();
+            while let (Some(member), Some(score)) = (items.next(), items.next()) {
+                let score = reply::string(score)?.parse::<f64>().unwrap_or(0.0);
+                heads.push((score, reply::string(member)?, at));
+            }
+        }
+        heads.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let mut shares = vec![0_usize; queues.len()];
+        for (_, _, at) in heads.iter().take(limit) {
+            shares[*at] += 1;
+        }
+
+        let mut claimed = Vec::new();
+        for (queue, share) in queues.iter().zip(&shares) {
+            if *share > 0 {
+                claimed.extend(self.claim_from(&[queue], *share, params).await?);
+            }
+        }
+        for queue in queues {
+            if claimed.len() >= limit {
+                break;
+            }
+            claimed.extend(self.claim_from(&[queue], limit - claimed.len(), params).await?);
+        }
+        Ok(claimed)
+    }
+}

@@ -1,0 +1,102 @@
+//! promote_due, rescue_expired and prune: one script over every known queue (per queue
+//! on a cluster), run again while a queue had more work than one run takes.
+
+use haul_core::{PruneParams, RescueOutcome, Result, Timestamp};
+
+use crate::{
+    RedisStorage,
+    codec::{duration_micros, reply},
+    keys::QueueKeys,
+    scripts::{scripts, with_head},
+};
+
+/// The most jobs one script run moves per queue and set, so that no run blocks the
+/// server for long.
+const BATCH: usize = 1_000;
+
+/// The error recorded against an attempt whose lease ran out (the memory backend's
+/// words).
+pub(crate) const LEASE_EXPIRED: &str = "lease expired: the worker holding the job stopped heartbeating";
+
+impl RedisStorage {
+    /// The queue groups of every known queue, as script runs: all in one on a server,
+    /// one per queue on a cluster.
+    async fn maintenance_runs(&self) -> Result<Vec<Vec<QueueKeys>>> {
+        let queues: Vec<QueueKeys> = self.queue_names().await?.iter().map(|name| self.inner.keys.queue(name)).collect();
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(if self.is_cluster() { queues.into_iter().map(|queue| vec![queue]).collect() } else { vec![queues] })
+    }
+
+    pub(crate) async fn promote(&self, now: Option<Timestamp>) -> Result<u64> {
+        let mut moved = 0;
+        for run in self.maintenance_runs().await? {
+            let queues: Vec<&QueueKeys> = run.iter().collect();
+            loop {
+                let mut call = with_head(&scripts().promote, &self.inner.keys, now, false, &queues);
+                call.arg(BATCH);
+                let mut result = reply::array(self.run(&call).await?)?.into_iter();
+                let (Some(count), Some(more)) = (result.next(), result.next()) else { break };
+                moved += u64::try_from(reply::int(count)?).unwrap_or(0);
+                if reply::int(more)? == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    pub(crate) async fn rescue(&self, now: Option<Timestamp>) -> Result<RescueOutcome> {
+        let mut outcome = RescueOutcome::default();
+        for run in self.maintenance_runs().await? {
+            let queues: Vec<&QueueKeys> = run.iter().collect();
+            loop {
+                let mut call = with_head(&scripts().rescue, &self.inner.keys, now, false, &queues);
+                call.arg(BATCH).arg(LEASE_EXPIRED);
+                let counts = reply::array(self.run(&call).await?)?
+                    .into_iter()
+                    .map(|count| reply::int(count).map(|count| u64::try_from(count).unwrap_or(0)))
+                    .collect::<Result<Vec<u64>>>()?;
+                let [rescued, discarded, cancelled, more] = counts[..] else { break };
+                outcome.rescued += rescued;
+                outcome.discarded += discarded;
+                outcome.cancelled += cancelled;
+                if more == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    pub(crate) async fn prune_finished(&self, params: PruneParams) -> Result<u64> {
+        let PruneParams { retention, limit, now, .. } = params;
+        let keep = [retention.completed, retention.discarded, retention.cancelled].map(duration_micros);
+        let global = !self.is_cluster();
+        let mut pruned = 0_u64;
+        for run in self.maintenance_runs().await? {
+            let left = limit.saturating_sub(usize::try_from(pruned).unwrap_or(usize::MAX));
+            if left == 0 {
+                break;
+            }
+            let queues: Vec<&QueueKeys> = run.iter().collect();
+            let mut call = with_head(&scripts().prune, &self.inner.keys, now, global, &queues);
+            call.arg(left).arg(keep[0]).arg(keep[1]).arg(keep[2]);
+            let members = reply::array(self.run(&call).await?)?
+                .into_iter()
+                .map(reply::string)
+                .collect::<Result<Vec<String>>>()?;
+            if !global && !members.is_empty() {
+                let _: u64 = redis::cmd("ZREM")
+                    .arg(self.inner.keys.jobs())
+                    .arg(&members)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(crate::error::map_redis_error)?;
+            }
+            pruned += members.len() as u64;
+        }
+        Ok(pruned)
+    }
+}

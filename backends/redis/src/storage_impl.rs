@@ -1,0 +1,76 @@
+//! [`Storage`] for [`RedisStorage`]: each call is one of the `ops` modules.
+
+use async_trait::async_trait;
+use haul_core::{
+    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, ListParams,
+    PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups,
+};
+
+use crate::{BACKEND, RedisStorage};
+
+#[async_trait]
+impl Storage for RedisStorage {
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn enqueue(&self, params: EnqueueParams) -> Result<EnqueueOutcome> {
+        self.enqueue_jobs(params).await
+    }
+
+    async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
+        self.claim_jobs(params).await
+    }
+
+    async fn report(&self, params: ReportParams) -> Result<ReportOutcome> {
+        self.report_outcomes(params).await
+    }
+
+    async fn heartbeat(&self, params: HeartbeatParams) -> Result<HeartbeatOutcome> {
+        self.heartbeat_claims(params).await
+    }
+
+    async fn promote_due(&self, now: Option<Timestamp>) -> Result<u64> {
+        self.promote(now).await
+    }
+
+    async fn rescue_expired(&self, now: Option<Timestamp>) -> Result<RescueOutcome> {
+        self.rescue(now).await
+    }
+
+    async fn prune(&self, params: PruneParams) -> Result<u64> {
+        self.prune_finished(params).await
+    }
+
+    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+        self.cancel_job(id, now).await
+    }
+
+    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+        self.retry_job(id, now).await
+    }
+
+    async fn pause_queue(&self, queue: &str) -> Result<()> {
+        self.set_paused(queue, true).await
+    }
+
+    async fn resume_queue(&self, queue: &str) -> Result<()> {
+        self.set_paused(queue, false).await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        self.get_job(id).await
+    }
+
+    async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>> {
+        self.list_jobs(params).await
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCounts>> {
+        self.queue_counts().await
+    }
+
+    async fn subscribe(&self) -> Result<Wakeups> {
+        self.subscribe_wakeups().await
+    }
+}

@@ -1,0 +1,63 @@
+//! Errors the backend reports: each a kind a caller can match, never a panic.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use haul_core::{EnqueueParams, Error, ErrorKind, NewJob, Storage};
+use haul_redis::{RedisConfig, RedisStorage};
+use redis::AsyncCommands;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_server_that_cannot_be_reached_is_a_connection_error() {
+    // Port 1 on the loopback interface: nothing listens there.
+    let error = RedisStorage::connect("redis://127.0.0.1:1").await.unwrap_err();
+    assert_eq!(error.kind(), Some(ErrorKind::Connection), "{error:?}");
+    assert!(error.is_transient());
+}
+
+#[tokio::test]
+async fn an_invalid_prefix_is_refused_before_connecting() {
+    for bad in ["", "Upper", "1st", "with space", "a{b}", "a:b"] {
+        let error =
+            RedisStorage::connect_with("redis://127.0.0.1:1", RedisConfig::new().prefix(bad)).await.unwrap_err();
+        assert!(matches!(error, Error::InvalidName { what: "namespace", .. }), "{bad:?}: {error:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_url_that_is_not_a_redis_url_is_refused() {
+    let error = RedisStorage::connect("postgres://localhost/db").await.unwrap_err();
+    assert!(matches!(error, Error::Backend { backend: "redis", kind: ErrorKind::Other, .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_stored_job_that_was_tampered_with_is_corrupt_data() {
+    let (storage, guard) = common::storage().await;
+    let ids = storage
+        .enqueue(EnqueueParams::new(vec![
+            NewJob::new("plain", json!({})).queue("q"),
+            NewJob::new("plain", json!({})).queue("q"),
+        ]))
+        .await
+        .unwrap()
+        .ids;
+    let mut conn = common::raw().await;
+    let key = |id| format!("haul:{{{}:q}}:job:{id}", guard.prefix);
+    let _: () = conn.hset(key(ids[0]), "args", "{not json").await.unwrap();
+    let _: () = conn.hset(key(ids[1]), "state", "sleeping").await.unwrap();
+
+    for id in ids {
+        let error = storage.get(id).await.unwrap_err();
+        assert_eq!(error.kind(), Some(ErrorKind::CorruptData), "{error:?}");
+        assert!(!error.is_transient());
+    }
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn a_tls_url_is_understood_and_an_unreachable_tls_server_is_a_connection_error() {
+    let error = RedisStorage::connect("rediss://127.0.0.1:1").await.unwrap_err();
+    assert_eq!(error.kind(), Some(ErrorKind::Connection), "{error:?}");
+}
