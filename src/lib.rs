@@ -8,7 +8,7 @@ pub use connect::connect;
 pub use haul_core::{
     AttemptError, Claim, Control, Discard, Enqueue, Error, ErrorKind, IntoJobResult, Job, JobContext, JobError, JobId,
     JobOptions, JobOutcome, JobRecord, JobState, ListParams, NewJob, Queue, QueueCounts, Result, Retention, RetryAfter,
-    RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Worker, WorkerBuilder, shutdown_signal,
+    RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Unique, Worker, WorkerBuilder, shutdown_signal,
 };
 /// The backend trait and its parameter types, for backend authors (unstable until 1.0).
 pub mod storage {
@@ -44,7 +44,7 @@ pub mod prelude {
     pub use crate::job;
     pub use crate::{
         Discard, JobContext, JobError, JobId, JobRecord, JobState, ListParams, Queue, RetryAfter, RetryPolicy, Snooze,
-        State, Storage, Worker, shutdown_signal,
+        State, Storage, Unique, Worker, shutdown_signal,
     };
     pub use std::time::Duration;
 }

@@ -94,6 +94,14 @@ pub enum Error {
     /// already written. Nothing was changed.
     #[error("the worker no longer holds job {0}")]
     LeaseLost(JobId),
+    /// The backend does not offer a feature the call asks for.
+    #[error("the {backend} backend does not support {feature}")]
+    Unsupported {
+        /// Which backend.
+        backend: &'static str,
+        /// The feature asked for.
+        feature: &'static str,
+    },
     /// The worker is shutting down and does not accept the operation.
     #[error("the worker is shutting down")]
     ShuttingDown,

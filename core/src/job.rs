@@ -44,6 +44,8 @@ pub struct JobOptions {
     pub timeout: Option<Duration>,
     /// Backoff between attempts.
     pub retry: RetryPolicy,
+    /// Unique by kind and arguments among unfinished jobs (see [`crate::Unique::by_args`]).
+    pub unique: bool,
 }
 
 impl JobOptions {
@@ -55,6 +57,7 @@ impl JobOptions {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             timeout: None,
             retry: RetryPolicy::exponential(Duration::from_secs(1)),
+            unique: false,
         }
     }
 
@@ -85,6 +88,12 @@ impl JobOptions {
     /// Sets the retry policy.
     pub const fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Makes jobs of this kind unique by their arguments among unfinished jobs.
+    pub const fn unique(mut self, unique: bool) -> Self {
+        self.unique = unique;
         self
     }
 }

@@ -25,7 +25,7 @@ pub use job::{Job, JobKind, JobOptions};
 pub use names::{MAX_NAME_LEN, validate_kind_name, validate_namespace, validate_queue_name};
 pub use outcome::{Control, Discard, IntoJobResult, JobError, RetryAfter, Snooze};
 pub use queue::{DEFAULT_MAX_ARGS_BYTES, Enqueue, Queue};
-pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp};
+pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp, Unique};
 pub use retry::RetryPolicy;
 pub use storage::{
     ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, ListParams, PruneParams,

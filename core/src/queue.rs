@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     EnqueueParams, Error, Job, JobId, JobRecord, ListParams, NewJob, QueueCounts, Result, RunAt, Storage, Timestamp,
-    job::encode_args, validate_queue_name,
+    Unique, job::encode_args, validate_queue_name,
 };
 
 /// Largest serialized arguments accepted by default (1 MiB).
@@ -77,6 +77,9 @@ impl Queue {
             .priority(options.priority)
             .max_attempts(options.max_attempts);
         new.timeout = options.timeout;
+        if options.unique {
+            new.unique = Some(Unique::by_args(&new.kind, &new.args));
+        }
         Ok(new)
     }
 
@@ -183,6 +186,17 @@ impl Enqueue<'_> {
     /// Overrides the per-attempt timeout.
     pub fn timeout(self, timeout: Duration) -> Self {
         self.update(|job| job.timeout = Some(timeout))
+    }
+
+    /// Makes the job unique by its kind and arguments among unfinished jobs: while such
+    /// a job exists, this enqueue inserts nothing and returns that job's id.
+    pub fn unique(self) -> Self {
+        self.update(|job| job.unique = Some(Unique::by_args(&job.kind, &job.args)))
+    }
+
+    /// Makes the job unique as `unique` says (key, blocking states, time window).
+    pub fn unique_with(self, unique: Unique) -> Self {
+        self.update(|job| job.unique = Some(unique))
     }
 
     /// The stored form this enqueue would insert.

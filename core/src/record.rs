@@ -98,6 +98,8 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// How long one attempt may run; `None` means no limit.
     pub timeout: Option<Duration>,
+    /// At most one job with this key at a time; see [`Unique`].
+    pub unique: Option<Unique>,
 }
 
 impl NewJob {
@@ -112,6 +114,7 @@ impl NewJob {
             run_at: RunAt::Now,
             max_attempts: crate::job::DEFAULT_MAX_ATTEMPTS,
             timeout: None,
+            unique: None,
         }
     }
 
@@ -145,10 +148,79 @@ impl NewJob {
         self
     }
 
+    /// Makes the job unique (see [`Unique`]).
+    pub fn unique(mut self, unique: Unique) -> Self {
+        self.unique = Some(unique);
+        self
+    }
+
     /// Sets the id.
     pub fn id(mut self, id: JobId) -> Self {
         self.id = id;
         self
+    }
+}
+
+/// Uniqueness of a job: an enqueue is skipped, and the existing job's id returned,
+/// while a stored job has the same key, is in one of `states`, and (when a window is
+/// set) was created less than `window` ago.
+///
+/// ```
+/// use std::time::Duration;
+/// use haul_core::{JobState, Unique};
+/// let unique = Unique::new("invoice:42").window(Duration::from_secs(3600));
+/// assert!(unique.states.contains(&JobState::Running));
+/// assert!(!unique.states.contains(&JobState::Completed));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Unique {
+    /// The key; jobs of any kind and queue that share it are duplicates.
+    pub key: String,
+    /// The states in which a stored job blocks a new one (default: every unfinished state).
+    pub states: Vec<JobState>,
+    /// Only jobs created less than this long ago block a new one (default: no limit).
+    pub window: Option<Duration>,
+}
+
+impl Unique {
+    /// Unique by `key` among unfinished jobs, with no time window.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            states: vec![JobState::Scheduled, JobState::Available, JobState::Running, JobState::Retryable],
+            window: None,
+        }
+    }
+
+    /// Unique by kind and arguments: the key is the kind and the arguments' JSON (object
+    /// keys sorted, so the same arguments always give the same key).
+    pub fn by_args(kind: &str, args: &serde_json::Value) -> Self {
+        Self::new(format!("{kind}:{args}"))
+    }
+
+    /// Sets the blocking states.
+    pub fn states(mut self, states: impl IntoIterator<Item = JobState>) -> Self {
+        self.states = states.into_iter().collect();
+        self
+    }
+
+    /// Sets the time window.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// Whether `job`, stored when `now` is the time, blocks a new job with this key.
+    pub fn is_blocked_by(&self, job: &JobRecord, now: Timestamp) -> bool {
+        job.unique_key.as_deref() == Some(self.key.as_str())
+            && self.states.contains(&job.state)
+            && self.window.is_none_or(|window| {
+                chrono::Duration::from_std(window)
+                    .ok()
+                    .and_then(|window| now.checked_sub_signed(window))
+                    .is_none_or(|since| job.created_at > since)
+            })
     }
 }
 
@@ -230,6 +302,8 @@ pub struct JobRecord {
     pub lease_expires_at: Option<Timestamp>,
     /// Who holds the current claim (running jobs only).
     pub claimed_by: Option<String>,
+    /// The uniqueness key it was enqueued with, if any.
+    pub unique_key: Option<String>,
 }
 
 impl JobRecord {
@@ -257,6 +331,7 @@ impl JobRecord {
             lease_token: None,
             lease_expires_at: None,
             claimed_by: None,
+            unique_key: None,
         }
     }
 

@@ -23,6 +23,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Jobs whose `run_at` is in the future are `scheduled`, the others `available`.
     /// An id already stored (or repeated in the batch) fails the whole batch with
     /// [`crate::Error::DuplicateId`], leaving the stored job untouched.
+    ///
+    /// A job with [`NewJob::unique`] set is not inserted while a stored job (or an
+    /// earlier job of the same batch) blocks it ([`crate::Unique::is_blocked_by`]): its
+    /// place in the returned ids holds the blocking job's id, which is also listed in
+    /// [`EnqueueOutcome::duplicates`]. A backend that cannot honour uniqueness must
+    /// reject such a job with an error, never store it as if it were not unique.
     async fn enqueue(&self, params: EnqueueParams) -> Result<EnqueueOutcome>;
 
     /// Claims up to `limit` available jobs from `queues` (paused queues excepted), in
@@ -105,14 +111,23 @@ impl EnqueueParams {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EnqueueOutcome {
-    /// The ids of the stored jobs, in input order.
+    /// One id per input job, in input order: the new job's, or for a unique job that was
+    /// skipped, the id of the job that blocked it.
     pub ids: Vec<JobId>,
+    /// The ids (among `ids`) of existing jobs that made a unique job be skipped.
+    pub duplicates: Vec<JobId>,
 }
 
 impl EnqueueOutcome {
-    /// An outcome listing `ids`.
+    /// An outcome listing `ids`, none of them a duplicate.
     pub fn new(ids: Vec<JobId>) -> Self {
-        Self { ids }
+        Self { ids, duplicates: Vec::new() }
+    }
+
+    /// Marks `ids` as duplicates.
+    pub fn with_duplicates(mut self, duplicates: Vec<JobId>) -> Self {
+        self.duplicates = duplicates;
+        self
     }
 }
 

@@ -19,12 +19,15 @@ pub type HarnessError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum Capability {
     /// [`Storage::subscribe`] delivers a wake-up when work arrives (rather than never).
     Wakeups,
+    /// [`haul::NewJob::unique`] is honoured (a backend without it rejects such jobs).
+    UniqueJobs,
 }
 
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Wakeups => "wake-ups",
+            Self::UniqueJobs => "unique jobs",
         })
     }
 }
@@ -128,6 +131,10 @@ impl Default for PostgresHarness {
 }
 
 impl Harness for PostgresHarness {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all().without(Capability::UniqueJobs, "unique jobs are not implemented in this backend yet")
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }
@@ -214,6 +221,10 @@ impl Default for RedisHarness {
 }
 
 impl Harness for RedisHarness {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all().without(Capability::UniqueJobs, "unique jobs are not implemented in this backend yet")
+    }
+
     fn backend(&self) -> &'static str {
         "redis"
     }

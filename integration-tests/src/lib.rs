@@ -140,6 +140,15 @@ macro_rules! conformance_suite {
                 a_job_of_an_unknown_kind_is_a_recorded_failure,
                 a_job_with_a_corrupt_payload_is_a_recorded_failure,
             }
+            unique [current] {
+                a_unique_job_is_skipped_while_an_unfinished_one_has_its_key requires(UniqueJobs),
+                different_keys_do_not_block_each_other requires(UniqueJobs),
+                the_unique_key_is_recorded_on_the_job requires(UniqueJobs),
+                a_finished_job_does_not_block_its_key requires(UniqueJobs),
+                the_blocking_states_can_include_finished_ones requires(UniqueJobs),
+                the_window_limits_how_far_back_a_key_blocks requires(UniqueJobs),
+                a_batch_keeps_only_the_first_job_of_a_key requires(UniqueJobs),
+            }
             wakeup [multi_thread] {
                 a_subscriber_is_woken_after_an_available_job_is_enqueued requires(Wakeups),
                 every_subscriber_is_woken requires(Wakeups),

@@ -4,7 +4,7 @@
 //! `validate.rs` checks the values themselves.
 
 use syn::{
-    Expr, Ident, LitInt, LitStr, Token,
+    Expr, Ident, LitBool, LitInt, LitStr, Token,
     parse::{Parse, ParseStream},
 };
 
@@ -15,10 +15,11 @@ mod kw {
     syn::custom_keyword!(max_attempts);
     syn::custom_keyword!(timeout);
     syn::custom_keyword!(backoff);
+    syn::custom_keyword!(unique);
 }
 
 /// Every option name, in the order the error message lists them.
-const OPTIONS: &str = "name, queue, priority, max_attempts, timeout, backoff";
+const OPTIONS: &str = "name, queue, priority, max_attempts, timeout, backoff, unique";
 
 /// The options as written, each `None` when absent.
 #[derive(Default)]
@@ -35,6 +36,8 @@ pub(crate) struct JobArgs {
     pub(crate) timeout: Option<LitStr>,
     /// `backoff = <expression of type RetryPolicy>`.
     pub(crate) backoff: Option<Expr>,
+    /// `unique = true`: unique by kind and arguments among unfinished jobs.
+    pub(crate) unique: Option<LitBool>,
 }
 
 /// An integer literal with an optional leading minus sign.
@@ -71,6 +74,8 @@ impl Parse for JobArgs {
                 set::<kw::timeout, _>(input, &mut args.timeout, "timeout")?;
             } else if lookahead.peek(kw::backoff) {
                 set::<kw::backoff, _>(input, &mut args.backoff, "backoff")?;
+            } else if lookahead.peek(kw::unique) {
+                set::<kw::unique, _>(input, &mut args.unique, "unique")?;
             } else if input.peek(Ident) {
                 let unknown: Ident = input.parse()?;
                 return Err(syn::Error::new(
@@ -139,10 +144,10 @@ mod tests {
 
     #[test]
     fn an_unknown_option_lists_the_known_ones() {
-        let err = parse(r#"unique = true"#).err().unwrap();
+        let err = parse(r#"retries = 3"#).err().unwrap();
         assert_eq!(
             err.to_string(),
-            "unknown argument `unique`; expected one of: name, queue, priority, max_attempts, timeout, backoff"
+            "unknown argument `retries`; expected one of: name, queue, priority, max_attempts, timeout, backoff, unique"
         );
     }
 

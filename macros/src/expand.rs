@@ -159,6 +159,9 @@ fn options_body(options: &Options) -> TokenStream {
     if let Some(backoff) = &options.backoff {
         body.extend(quote!(.retry(#backoff)));
     }
+    if options.unique {
+        body.extend(quote!(.unique(true)));
+    }
     body
 }
 

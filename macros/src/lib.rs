@@ -73,10 +73,13 @@ use proc_macro::TokenStream;
 /// | `max_attempts = 5` | at least 1 | `20` |
 /// | `timeout = "30s"` | a duration such as `"500ms"`, `"5m"`, `"1h 30m"` | none |
 /// | `backoff = expr` | any expression of type `RetryPolicy` | exponential from 1 s, capped at 1 h |
+/// | `unique = true` | while an unfinished job of this kind has the same arguments, an enqueue inserts nothing and returns that job's id | `false` |
 ///
 /// Keep `name` stable: it is what stored jobs refer to, so setting it lets the function be
 /// renamed without orphaning jobs already in storage. Every option but `name` and
-/// `backoff` can be overridden per enqueue.
+/// `backoff` can be overridden per enqueue (`unique` with `.unique()` or
+/// `.unique_with(Unique::new(key).window(..))`). Unique jobs are honoured by the memory
+/// backend; the PostgreSQL and Redis backends refuse them until they implement them.
 ///
 /// ```
 /// use haul::prelude::*;

@@ -89,6 +89,7 @@ pub(crate) struct Options {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) backoff: Option<Expr>,
+    pub(crate) unique: bool,
 }
 
 /// One parameter of the handler.
@@ -158,6 +159,7 @@ pub(crate) fn validate(args: syn::Result<JobArgs>, func: &ItemFn) -> syn::Result
         max_attempts: args.max_attempts.and_then(|max| check_max_attempts(&max, &mut errors)),
         timeout: args.timeout.and_then(|timeout| check_timeout(&timeout, &mut errors)),
         backoff: args.backoff,
+        unique: args.unique.is_some_and(|unique| unique.value),
     };
 
     let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg")).collect();

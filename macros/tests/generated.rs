@@ -36,7 +36,8 @@ impl std::fmt::Display for MailError {
     priority = -3,
     max_attempts = 5,
     timeout = "1m 30s",
-    backoff = RetryPolicy::fixed(Duration::from_secs(5))
+    backoff = RetryPolicy::fixed(Duration::from_secs(5)),
+    unique = true
 )]
 async fn send_email(outbox: State<Outbox>, to: String, subject: String) -> Result<(), MailError> {
     if to.is_empty() {
@@ -91,6 +92,11 @@ fn prepare_uses_the_options_of_the_attribute() {
     assert_eq!(job.priority, -3);
     assert_eq!(job.max_attempts, 5);
     assert_eq!(job.timeout, Some(Duration::from_secs(90)));
+    assert_eq!(
+        job.unique.map(|unique| unique.key),
+        Some(r#"send_email:{"subject":"hello","to":"ada@example.com"}"#.to_owned()),
+        "unique by kind and arguments"
+    );
     let options = SendEmail::new("", "").options();
     assert_eq!(options.retry, RetryPolicy::fixed(Duration::from_secs(5)));
 }
@@ -101,6 +107,7 @@ fn a_job_without_options_gets_the_defaults_and_its_function_name() {
     assert_eq!(job.kind, "ping");
     assert_eq!(job.args, json!({}));
     assert_eq!((job.queue.as_str(), job.priority, job.max_attempts, job.timeout), ("default", 0, 20, None));
+    assert_eq!(job.unique, None);
     assert_eq!(Ping::new().options(), haul::JobOptions::new());
 }
 

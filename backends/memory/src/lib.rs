@@ -21,7 +21,10 @@
 //!
 //! - **enqueue** validates the whole batch first (queue and kind names, at least one
 //!   attempt, arguments a JSON object, ids unused) and then stores all of it or none.
-//!   A job due after `now` is `scheduled`, otherwise `available`.
+//!   A job due after `now` is `scheduled`, otherwise `available`. A unique job that a
+//!   stored job (or an earlier job of the batch) blocks — same key, a blocking state,
+//!   created inside the window — is skipped and the blocking job's id returned in its
+//!   place and in `duplicates`.
 //! - **claim** takes `available` jobs of the unpaused queues in priority, `run_at`, id
 //!   order. Each becomes `running` with its attempt count up by one, a fresh lease
 //!   token, `lease_expires_at = now + lease`, and `claimed_by` set.

@@ -7,8 +7,8 @@
 use std::{collections::HashSet, time::Duration};
 
 use haul_core::{
-    AttemptError, Claim, Error, HeartbeatOutcome, JobId, JobOutcome, JobRecord, JobState, NewJob, Report,
-    ReportOutcome, RescueOutcome, Result, Retention, Timestamp, validate_kind_name, validate_queue_name,
+    AttemptError, Claim, EnqueueOutcome, Error, HeartbeatOutcome, JobId, JobOutcome, JobRecord, JobState, NewJob,
+    Report, ReportOutcome, RescueOutcome, Result, Retention, Timestamp, validate_kind_name, validate_queue_name,
 };
 
 use crate::{
@@ -30,17 +30,26 @@ pub(crate) struct ClaimRequest<'a> {
 
 impl Store {
     /// Validates the whole batch, then stores every job of it.
-    pub(crate) fn enqueue(&mut self, jobs: Vec<NewJob>, now: Timestamp, wake: &mut Wake) -> Result<Vec<JobId>> {
+    /// A unique job that a stored job (or an earlier one of the batch) blocks is not
+    /// stored: its place in the outcome holds the blocking job's id.
+    pub(crate) fn enqueue(&mut self, jobs: Vec<NewJob>, now: Timestamp, wake: &mut Wake) -> Result<EnqueueOutcome> {
         self.validate_batch(&jobs)?;
-        let ids = jobs.iter().map(|job| job.id).collect();
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut duplicates = Vec::new();
         for job in jobs {
+            if let Some(existing) = job.unique.as_ref().and_then(|unique| self.blocking(unique, now)) {
+                ids.push(existing);
+                duplicates.push(existing);
+                continue;
+            }
             let record = new_record(job, now);
             if record.state == JobState::Available {
                 wake.add(&record.queue);
             }
+            ids.push(record.id);
             self.insert(record);
         }
-        Ok(ids)
+        Ok(EnqueueOutcome::new(ids).with_duplicates(duplicates))
     }
 
     fn validate_batch(&self, jobs: &[NewJob]) -> Result<()> {
@@ -322,7 +331,7 @@ fn record_error(job: &mut JobRecord, now: Timestamp, message: String) {
 /// The stored form of a new job. Every field is set here, whatever defaults the
 /// constructor picks.
 fn new_record(job: NewJob, now: Timestamp) -> JobRecord {
-    let NewJob { id, kind, args, queue, priority, run_at, max_attempts, timeout, .. } = job;
+    let NewJob { id, kind, args, queue, priority, run_at, max_attempts, timeout, unique, .. } = job;
     let run_at = run_at.resolve(now);
     let mut record = JobRecord::new(id, kind, args);
     record.queue = queue;
@@ -340,5 +349,6 @@ fn new_record(job: NewJob, now: Timestamp) -> JobRecord {
     record.lease_token = None;
     record.lease_expires_at = None;
     record.claimed_by = None;
+    record.unique_key = unique.map(|unique| unique.key);
     record
 }

@@ -36,8 +36,7 @@ impl Storage for MemoryStorage {
 
     async fn enqueue(&self, params: EnqueueParams) -> Result<EnqueueOutcome> {
         let now = now_or_clock(params.now);
-        let ids = self.with_wake(|store, wake| store.enqueue(params.jobs, now, wake))?;
-        Ok(EnqueueOutcome::new(ids))
+        self.with_wake(|store, wake| store.enqueue(params.jobs, now, wake))
     }
 
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {

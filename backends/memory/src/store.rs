@@ -6,11 +6,11 @@
 //! with the records.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     ops::Bound,
 };
 
-use haul_core::{JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts, Timestamp};
+use haul_core::{JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts, Timestamp, Unique};
 
 use crate::index::{FINISHED_STATES, Index, QueueIndex, TimeKey};
 
@@ -24,6 +24,8 @@ pub(crate) struct Store {
     index: Index,
     /// Where lease tokens come from.
     tokens: TokenSource,
+    /// Jobs by uniqueness key (a key never changes once a job is stored).
+    unique: HashMap<String, BTreeSet<JobId>>,
 }
 
 /// Lease tokens: a random prefix per store and a counter, so every claim of this
@@ -83,7 +85,16 @@ impl Store {
     pub(crate) fn insert(&mut self, job: JobRecord) {
         debug_assert!(!self.jobs.contains_key(&job.id), "job {} inserted twice", job.id);
         self.index.insert(&job);
+        if let Some(key) = &job.unique_key {
+            self.unique.entry(key.clone()).or_default().insert(job.id);
+        }
         self.jobs.insert(job.id, job);
+    }
+
+    /// The oldest stored job that blocks a new job with `unique`, if any.
+    pub(crate) fn blocking(&self, unique: &Unique, now: Timestamp) -> Option<JobId> {
+        let ids = self.unique.get(&unique.key)?;
+        ids.iter().copied().find(|id| self.jobs.get(id).is_some_and(|job| unique.is_blocked_by(job, now)))
     }
 
     /// A lease token never issued before by this store.
@@ -97,6 +108,14 @@ impl Store {
         let job = self.jobs.remove(&id)?;
         self.index.remove(&job);
         self.index.forget_if_unused(&job.queue);
+        if let Some(key) = &job.unique_key
+            && let Some(ids) = self.unique.get_mut(key)
+        {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.unique.remove(key);
+            }
+        }
         Some(job)
     }
 

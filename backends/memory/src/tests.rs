@@ -75,7 +75,7 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                             .run_at(run_at)
                     })
                     .collect::<Vec<_>>();
-                ids.extend(store.enqueue(batch, now, &mut wake).unwrap());
+                ids.extend(store.enqueue(batch, now, &mut wake).unwrap().ids);
             }
             2 | 3 => {
                 let queues: Vec<String> =

@@ -212,6 +212,9 @@ impl EnqueueColumns {
         if job.max_attempts == 0 {
             return Err(Error::InvalidArgument("max_attempts must be at least 1".into()));
         }
+        if job.unique.is_some() {
+            return Err(Error::Unsupported { backend: crate::BACKEND, feature: "unique jobs (not implemented yet)" });
+        }
         let max_attempts = i32::try_from(job.max_attempts)
             .map_err(|_| Error::InvalidArgument(format!("max_attempts must be at most {}", i32::MAX).into()))?;
         if !job.args.is_object() {

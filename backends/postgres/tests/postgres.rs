@@ -444,3 +444,15 @@ mod data {
         assert_eq!(record.lease_token, None);
     }
 }
+
+/// Until unique jobs are implemented here, a unique job is refused, never stored as
+/// if it were not unique.
+#[tokio::test]
+async fn a_unique_job_is_refused_until_uniqueness_is_implemented() {
+    let (storage, _guard) = common::storage().await;
+    let job = haul_core::NewJob::new("report", serde_json::json!({})).unique(haul_core::Unique::new("k"));
+    let id = job.id;
+    let result = storage.enqueue(haul_core::EnqueueParams::new(vec![job])).await;
+    assert!(matches!(result, Err(haul_core::Error::Unsupported { backend: "postgres", .. })), "{result:?}");
+    assert_eq!(storage.get(id).await.unwrap(), None);
+}

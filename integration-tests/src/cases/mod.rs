@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod lease;
 pub mod retention;
 pub mod schedule;
+pub mod unique;
 pub mod wakeup;
 pub mod worker;
 

@@ -129,6 +129,9 @@ fn validate(jobs: &[NewJob]) -> Result<()> {
                 format!("job {} of kind `{}` has arguments that are not a JSON object", job.id, job.kind).into(),
             ));
         }
+        if job.unique.is_some() {
+            return Err(Error::Unsupported { backend: crate::BACKEND, feature: "unique jobs (not implemented yet)" });
+        }
         if !seen.insert(job.id) {
             return Err(Error::DuplicateId(job.id));
         }

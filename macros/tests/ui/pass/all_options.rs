@@ -10,6 +10,7 @@ use haul::prelude::*;
     max_attempts = 4_294_967_295,
     timeout = "1h 30m 15s",
     backoff = RetryPolicy::exponential(Duration::from_millis(500)).max_delay(Duration::from_secs(60)),
+    unique = true,
 )]
 async fn charge(customer_id: u64, cents: i64) -> Result<(), JobError> {
     let _ = (customer_id, cents);
