@@ -131,10 +131,6 @@ impl Default for PostgresHarness {
 }
 
 impl Harness for PostgresHarness {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::all().without(Capability::UniqueJobs, "unique jobs are not implemented in this backend yet")
-    }
-
     fn backend(&self) -> &'static str {
         "postgres"
     }
@@ -221,10 +217,6 @@ impl Default for RedisHarness {
 }
 
 impl Harness for RedisHarness {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::all().without(Capability::UniqueJobs, "unique jobs are not implemented in this backend yet")
-    }
-
     fn backend(&self) -> &'static str {
         "redis"
     }

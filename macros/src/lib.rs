@@ -78,8 +78,7 @@ use proc_macro::TokenStream;
 /// Keep `name` stable: it is what stored jobs refer to, so setting it lets the function be
 /// renamed without orphaning jobs already in storage. Every option but `name` and
 /// `backoff` can be overridden per enqueue (`unique` with `.unique()` or
-/// `.unique_with(Unique::new(key).window(..))`). Unique jobs are honoured by the memory
-/// backend; the PostgreSQL and Redis backends refuse them until they implement them.
+/// `.unique_with(Unique::new(key).window(..))`); every backend honours it.
 ///
 /// ```
 /// use haul::prelude::*;

@@ -13,6 +13,8 @@
 -- $8  delays_us     bigint[]      delay after now in microseconds (used when run_at is NULL)
 -- $9  max_attempts  integer[]
 -- $10 timeouts_ms   bigint[]      NULL entries: no timeout
+-- $11 unique_keys   text[]        NULL entries: not unique (uniqueness is resolved
+--                                 before this statement; see find_blocking.sql)
 --
 -- Returns one row: `duplicate` (a stored id of the batch, or NULL when the batch was
 -- inserted) and `notified` (number of queues notified).
@@ -23,8 +25,8 @@ input AS (
     SELECT *
     FROM unnest(
         $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::smallint[],
-        $7::timestamptz[], $8::bigint[], $9::integer[], $10::bigint[]
-    ) AS t (id, kind, args, queue, priority, run_at, delay_us, max_attempts, timeout_ms)
+        $7::timestamptz[], $8::bigint[], $9::integer[], $10::bigint[], $11::text[]
+    ) AS t (id, kind, args, queue, priority, run_at, delay_us, max_attempts, timeout_ms, unique_key)
 ),
 resolved AS (
     SELECT input.*,
@@ -36,10 +38,11 @@ existing AS (
     SELECT j.id FROM {schema}.jobs AS j WHERE j.id = ANY ($2::uuid[]) LIMIT 1
 ),
 inserted AS (
-    INSERT INTO {schema}.jobs (id, kind, args, queue, priority, state, attempt, max_attempts, timeout_ms, run_at, created_at)
+    INSERT INTO {schema}.jobs (id, kind, args, queue, priority, state, attempt, max_attempts, timeout_ms, run_at, created_at,
+                              unique_key)
     SELECT id, kind, args, queue, priority,
            CASE WHEN due > now THEN 'scheduled' ELSE 'available' END,
-           0, max_attempts, timeout_ms, due, now
+           0, max_attempts, timeout_ms, due, now, unique_key
     FROM resolved
     WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING queue, state

@@ -6,6 +6,8 @@ use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 #[derive(Debug)]
 pub(crate) struct Queries {
     pub(crate) enqueue: SqlStr,
+    pub(crate) lock_unique_keys: SqlStr,
+    pub(crate) find_blocking: SqlStr,
     pub(crate) claim: SqlStr,
     pub(crate) report: SqlStr,
     pub(crate) complete: SqlStr,
@@ -33,6 +35,8 @@ impl Queries {
             |sql: &str| AssertSqlSafe(sql.replace("{schema}", &schema).replace("{channel}", &channel)).into_sql_str();
         Self {
             enqueue: render(include_str!("../queries/enqueue.sql")),
+            lock_unique_keys: render(include_str!("../queries/lock_unique_keys.sql")),
+            find_blocking: render(include_str!("../queries/find_blocking.sql")),
             claim: render(include_str!("../queries/claim.sql")),
             report: render(include_str!("../queries/report.sql")),
             complete: render(include_str!("../queries/complete.sql")),
@@ -58,9 +62,15 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled_in() {
         let queries = Queries::new("tenant_1", "haul_tenant_1");
-        for sql in
-            [&queries.enqueue, &queries.claim, &queries.report, &queries.complete, &queries.retry, &queries.counts]
-        {
+        for sql in [
+            &queries.enqueue,
+            &queries.find_blocking,
+            &queries.claim,
+            &queries.report,
+            &queries.complete,
+            &queries.retry,
+            &queries.counts,
+        ] {
             assert!(!sql.as_str().contains('{'), "{}", sql.as_str());
         }
         assert!(queries.claim.as_str().contains("\"tenant_1\".jobs"));

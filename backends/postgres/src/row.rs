@@ -72,6 +72,7 @@ pub(crate) fn decode_record(row: &PgRow) -> Result<JobRecord> {
     record.lease_token = lease_token.map(LeaseToken);
     record.lease_expires_at = column(row, "lease_expires_at")?;
     record.claimed_by = column(row, "claimed_by")?;
+    record.unique_key = column(row, "unique_key")?;
     Ok(record)
 }
 

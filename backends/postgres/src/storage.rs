@@ -3,18 +3,19 @@
 use std::{collections::HashSet, sync::Arc};
 
 use haul_core::{
-    EnqueueOutcome, EnqueueParams, Error, JobId, NewJob, Result, RunAt, validate_kind_name, validate_queue_name,
+    EnqueueOutcome, EnqueueParams, Error, JobId, JobRecord, JobState, NewJob, Result, RunAt, Timestamp, Unique,
+    validate_kind_name, validate_queue_name,
 };
 use sqlx::{
-    PgConnection, Row,
+    Acquire, PgConnection, Postgres, Row,
     migrate::Migrator,
-    postgres::{PgExecutor, PgPool, PgPoolOptions},
+    postgres::{PgPool, PgPoolOptions},
 };
 use tokio::sync::Mutex;
 
 use crate::{
     config::{PostgresConfig, channel_name},
-    error::map_sqlx_error,
+    error::{corrupt, map_sqlx_error},
     listen::Listener,
     queries::Queries,
     row::{micros, timeout_ms},
@@ -112,6 +113,13 @@ impl PostgresStorage {
     /// transaction commits. Relative run times use the transaction's clock (`now()`,
     /// the transaction's start).
     ///
+    /// Unique jobs are honoured as by [`Storage::enqueue`](haul_core::Storage::enqueue),
+    /// in a savepoint: the advisory lock on each of their keys is held until the
+    /// caller's transaction ends, so a concurrent enqueue of the same key waits for it
+    /// (keep the transaction short), and sees the job only if it commits. The lookup
+    /// uses the transaction's snapshot: at `REPEATABLE READ` or above it cannot see a
+    /// job of the key committed after the transaction began.
+    ///
     /// ```no_run
     /// # async fn example(storage: haul_postgres::PostgresStorage) -> Result<(), Box<dyn std::error::Error>> {
     /// use haul_core::NewJob;
@@ -127,10 +135,12 @@ impl PostgresStorage {
         self.insert(conn, EnqueueParams::new(jobs)).await
     }
 
-    /// Validates and inserts a batch in one statement on `executor`.
+    /// Validates and inserts a batch. Without unique jobs: one statement. With unique
+    /// jobs: a short transaction (a savepoint inside the caller's) that locks the keys,
+    /// finds the blocking jobs, and inserts the jobs that nothing blocks.
     pub(crate) async fn insert<'c>(
         &self,
-        executor: impl PgExecutor<'c>,
+        conn: impl Acquire<'c, Database = Postgres>,
         params: EnqueueParams,
     ) -> Result<EnqueueOutcome> {
         let jobs = params.jobs;
@@ -145,8 +155,26 @@ impl PostgresStorage {
             }
             columns.push(job)?;
         }
+        if jobs.iter().all(|job| job.unique.is_none()) {
+            let mut conn = conn.acquire().await.map_err(map_sqlx_error)?;
+            self.insert_columns(&mut conn, params.now, &columns).await?;
+            return Ok(EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()));
+        }
+        let mut tx = conn.begin().await.map_err(map_sqlx_error)?;
+        let outcome = self.insert_unique(&mut tx, &jobs, params.now).await?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        Ok(outcome)
+    }
+
+    /// Inserts validated columns in one statement.
+    async fn insert_columns(
+        &self,
+        conn: &mut PgConnection,
+        now: Option<Timestamp>,
+        columns: &EnqueueColumns,
+    ) -> Result<()> {
         let row = sqlx::query(self.inner.queries.enqueue.clone())
-            .bind(params.now)
+            .bind(now)
             .bind(&columns.ids)
             .bind(&columns.kinds)
             .bind(&columns.args)
@@ -156,14 +184,104 @@ impl PostgresStorage {
             .bind(&columns.delays_us)
             .bind(&columns.max_attempts)
             .bind(&columns.timeouts_ms)
-            .fetch_one(executor)
+            .bind(&columns.unique_keys)
+            .fetch_one(conn)
             .await
             .map_err(map_sqlx_error)?;
         let duplicate: Option<uuid::Uuid> = row.try_get("duplicate").map_err(map_sqlx_error)?;
-        if let Some(id) = duplicate {
-            return Err(Error::DuplicateId(JobId(id)));
+        match duplicate {
+            Some(id) => Err(Error::DuplicateId(JobId(id))),
+            None => Ok(()),
         }
-        Ok(EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()))
+    }
+
+    /// Inserts a validated batch holding unique jobs, inside a transaction on `conn`:
+    /// locks the keys, then applies [`haul_core::Unique::is_blocked_by`] job by job, in
+    /// input order, against the stored jobs and the batch's earlier jobs.
+    async fn insert_unique(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+        now: Option<Timestamp>,
+    ) -> Result<EnqueueOutcome> {
+        let uniques: Vec<(usize, &Unique)> = jobs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, job)| job.unique.as_ref().map(|unique| (index, unique)))
+            .collect();
+        let keys: Vec<&str> = uniques.iter().map(|(_, unique)| unique.key.as_str()).collect();
+        sqlx::query(self.inner.queries.lock_unique_keys.clone())
+            .bind(&keys)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_sqlx_error)?;
+        let states: Vec<String> = uniques
+            .iter()
+            .map(|(_, unique)| unique.states.iter().map(|state| state.as_str()).collect::<Vec<_>>().join(","))
+            .collect();
+        let windows_us: Vec<Option<i64>> = uniques.iter().map(|(_, unique)| unique.window.map(micros)).collect();
+        let rows = sqlx::query(self.inner.queries.find_blocking.clone())
+            .bind(now)
+            .bind(&keys)
+            .bind(&states)
+            .bind(&windows_us)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_sqlx_error)?;
+        if rows.len() != uniques.len() {
+            return Err(corrupt(format!("expected {} rows of blocking jobs, got {}", uniques.len(), rows.len())));
+        }
+        let mut clock = None;
+        let mut stored: Vec<Option<(Timestamp, JobId)>> = vec![None; jobs.len()];
+        for ((index, _), row) in uniques.iter().zip(&rows) {
+            clock = Some(row.try_get::<Timestamp, _>("now").map_err(map_sqlx_error)?);
+            let id: Option<uuid::Uuid> = row.try_get("id").map_err(map_sqlx_error)?;
+            let created_at: Option<Timestamp> = row.try_get("created_at").map_err(map_sqlx_error)?;
+            if let (Some(id), Some(created_at), Some(slot)) = (id, created_at, stored.get_mut(*index)) {
+                *slot = Some((created_at, JobId(id)));
+            }
+        }
+        let clock = clock.ok_or_else(|| corrupt("no clock from the blocking-job lookup"))?;
+
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut duplicates = Vec::new();
+        let mut kept = EnqueueColumns::with_capacity(jobs.len());
+        // The batch's unique jobs inserted so far, as they will be stored.
+        let mut batch: Vec<JobRecord> = Vec::new();
+        for (job, stored) in jobs.iter().zip(stored) {
+            if let Some(unique) = &job.unique {
+                let earlier = batch
+                    .iter()
+                    .find(|record| unique.is_blocked_by(record, clock))
+                    .map(|record| (record.created_at, record.id));
+                if let Some((_, blocker)) = stored.into_iter().chain(earlier).min() {
+                    ids.push(blocker);
+                    duplicates.push(blocker);
+                    continue;
+                }
+                let mut record = JobRecord::new(job.id, job.kind.clone(), serde_json::Value::Null);
+                record.unique_key = Some(unique.key.clone());
+                record.created_at = clock;
+                record.state = if is_scheduled(job.run_at, clock) { JobState::Scheduled } else { JobState::Available };
+                batch.push(record);
+            }
+            kept.push(job)?;
+            ids.push(job.id);
+        }
+        if !kept.ids.is_empty() {
+            self.insert_columns(conn, now, &kept).await?;
+        }
+        Ok(EnqueueOutcome::new(ids).with_duplicates(duplicates))
+    }
+}
+
+/// Whether a job due at `run_at` is stored `scheduled` (rather than `available`) when
+/// inserted at `now`, as enqueue.sql decides it.
+fn is_scheduled(run_at: RunAt, now: Timestamp) -> bool {
+    match run_at {
+        RunAt::Now => false,
+        RunAt::At(at) => at > now,
+        RunAt::In(delay) => micros(delay) > 0,
     }
 }
 
@@ -188,6 +306,7 @@ struct EnqueueColumns {
     delays_us: Vec<i64>,
     max_attempts: Vec<i32>,
     timeouts_ms: Vec<Option<i64>>,
+    unique_keys: Vec<Option<String>>,
 }
 
 impl EnqueueColumns {
@@ -202,6 +321,7 @@ impl EnqueueColumns {
             delays_us: Vec::with_capacity(capacity),
             max_attempts: Vec::with_capacity(capacity),
             timeouts_ms: Vec::with_capacity(capacity),
+            unique_keys: Vec::with_capacity(capacity),
         }
     }
 
@@ -211,9 +331,6 @@ impl EnqueueColumns {
         validate_kind_name(&job.kind)?;
         if job.max_attempts == 0 {
             return Err(Error::InvalidArgument("max_attempts must be at least 1".into()));
-        }
-        if job.unique.is_some() {
-            return Err(Error::Unsupported { backend: crate::BACKEND, feature: "unique jobs (not implemented yet)" });
         }
         let max_attempts = i32::try_from(job.max_attempts)
             .map_err(|_| Error::InvalidArgument(format!("max_attempts must be at most {}", i32::MAX).into()))?;
@@ -240,6 +357,7 @@ impl EnqueueColumns {
         self.delays_us.push(delay_us);
         self.max_attempts.push(max_attempts);
         self.timeouts_ms.push(job.timeout.map(timeout_ms));
+        self.unique_keys.push(job.unique.as_ref().map(|unique| unique.key.clone()));
         Ok(())
     }
 }

@@ -445,14 +445,128 @@ mod data {
     }
 }
 
-/// Until unique jobs are implemented here, a unique job is refused, never stored as
-/// if it were not unique.
-#[tokio::test]
-async fn a_unique_job_is_refused_until_uniqueness_is_implemented() {
-    let (storage, _guard) = common::storage().await;
-    let job = haul_core::NewJob::new("report", serde_json::json!({})).unique(haul_core::Unique::new("k"));
-    let id = job.id;
-    let result = storage.enqueue(haul_core::EnqueueParams::new(vec![job])).await;
-    assert!(matches!(result, Err(haul_core::Error::Unsupported { backend: "postgres", .. })), "{result:?}");
-    assert_eq!(storage.get(id).await.unwrap(), None);
+mod unique {
+    use std::sync::Arc;
+
+    use haul_core::Unique;
+    use tokio::sync::Barrier;
+
+    use super::*;
+
+    async fn stored_jobs(storage: &PostgresStorage, schema: &str) -> i64 {
+        sqlx::query(AssertSqlSafe(format!("SELECT count(*) AS n FROM \"{schema}\".jobs")))
+            .fetch_one(storage.pool())
+            .await
+            .expect("count")
+            .get("n")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_enqueues_of_one_unique_key_store_one_job_and_all_get_its_id() {
+        let (storage, guard) = common::storage().await;
+        let barrier = Arc::new(Barrier::new(8));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (storage, barrier) = (storage.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let job = job("default").unique(Unique::new("invoice:42"));
+                storage.enqueue(EnqueueParams::new(vec![job])).await.expect("enqueue")
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(timeout(GENEROUS, task).await.expect("enqueue finishes").expect("task"));
+        }
+        assert_eq!(stored_jobs(&storage, &guard.schema).await, 1);
+        let ids: HashSet<_> = outcomes.iter().flat_map(|outcome| outcome.ids.iter().copied()).collect();
+        assert_eq!(ids.len(), 1, "every enqueue names the one stored job: {outcomes:?}");
+        assert_eq!(outcomes.iter().filter(|outcome| outcome.duplicates.is_empty()).count(), 1, "{outcomes:?}");
+    }
+
+    /// Whether an enqueue waits for the advisory lock of `key`.
+    async fn waits_for_key(storage: &PostgresStorage, key: &str) -> bool {
+        sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)) AS waiting",
+        )
+        .bind(key)
+        .fetch_one(storage.pool())
+        .await
+        .expect("pg_locks")
+        .get("waiting")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_enqueue_racing_an_uncommitted_unique_job_waits_and_gets_its_id_once_it_commits() {
+        let (storage, guard) = common::storage().await;
+        let key = guard.schema.clone(); // no other test locks this key
+        let mut tx = storage.pool().begin().await.expect("begin");
+        let first = storage
+            .enqueue_in_tx(&mut tx, vec![job("default").unique(Unique::new(&key))])
+            .await
+            .expect("enqueue in tx")
+            .ids;
+        let racer = {
+            let (storage, key) = (storage.clone(), key.clone());
+            tokio::spawn(async move {
+                storage.enqueue(EnqueueParams::new(vec![job("default").unique(Unique::new(key))])).await
+            })
+        };
+        timeout(GENEROUS, async {
+            while !racer.is_finished() && !waits_for_key(&storage, &key).await {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the racer waits or finishes");
+        assert!(!racer.is_finished(), "the racer must wait for the uncommitted job's transaction");
+        tx.commit().await.expect("commit");
+        let outcome = timeout(GENEROUS, racer).await.expect("racer finishes").expect("task").expect("enqueue");
+        assert_eq!(outcome.ids, first);
+        assert_eq!(outcome.duplicates, first);
+        assert_eq!(stored_jobs(&storage, &guard.schema).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_unique_job_of_a_rolled_back_transaction_does_not_block_its_key() {
+        let (storage, _guard) = common::storage().await;
+        let mut tx = storage.pool().begin().await.expect("begin");
+        let rolled_back = storage
+            .enqueue_in_tx(&mut tx, vec![job("default").unique(Unique::new("k"))])
+            .await
+            .expect("enqueue in tx")
+            .ids;
+        tx.rollback().await.expect("rollback");
+        let outcome =
+            storage.enqueue(EnqueueParams::new(vec![job("default").unique(Unique::new("k"))])).await.expect("enqueue");
+        assert!(outcome.duplicates.is_empty(), "{outcome:?}");
+        assert_ne!(outcome.ids, rolled_back);
+        assert_eq!(storage.get(rolled_back[0]).await.expect("get"), None);
+        let stored = storage.get(outcome.ids[0]).await.expect("get").expect("stored");
+        assert_eq!(stored.unique_key.as_deref(), Some("k"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_checks_each_job_against_stored_jobs_and_its_earlier_jobs() {
+        let (storage, guard) = common::storage().await;
+        let stored = storage
+            .enqueue(EnqueueParams::new(vec![job("default").unique(Unique::new("a"))]))
+            .await
+            .expect("enqueue")
+            .ids[0];
+        let fresh = job("default").unique(Unique::new("b"));
+        let fresh_id = fresh.id;
+        let batch = vec![
+            job("default").unique(Unique::new("a")),
+            fresh,
+            job("default"),
+            job("default").unique(Unique::new("b")),
+        ];
+        let plain_id = batch[2].id;
+        let outcome = storage.enqueue(EnqueueParams::new(batch)).await.expect("enqueue");
+        assert_eq!(outcome.ids, vec![stored, fresh_id, plain_id, fresh_id]);
+        assert_eq!(outcome.duplicates, vec![stored, fresh_id]);
+        assert_eq!(stored_jobs(&storage, &guard.schema).await, 3);
+    }
 }

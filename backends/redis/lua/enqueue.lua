@@ -1,24 +1,46 @@
 -- enqueue.lua: stores a batch of new jobs, all or none.
 --
--- KEYS: [1] the jobs index, [2] the queue set (when ARGV[3] = 2; absent when 0, on a
---       cluster, where reserve.lua indexes the batch first), then 8 keys per queue
---       group (see lib.lua).
--- ARGV: the common head (lib.lua), then 8 values per job:
---       group number, id, kind, args (JSON), priority, run_at, max_attempts, timeout
+-- KEYS: [1] the jobs index, [2] the queue set, [3] the unique index (when ARGV[3] = 3;
+--       absent when 0, on a cluster, where reserve.lua indexes the batch first), then
+--       8 keys per queue group (see lib.lua).
+-- ARGV: the common head (lib.lua), then C, the number of uniqueness checks, and per
+--       check: a unique-index member prefix '<len>:<key>:', n, and the n members of
+--       that prefix the client saw when it decided which jobs to skip (only with the
+--       unique index); then 10 values per job:
+--       group number, id, kind, args (JSON), priority, run_at, max_attempts, timeout,
+--       unique key, unique-index member
 --       run_at is 'n' (now), 'a<µs>' (at this instant) or 'd<µs>' (this long after now);
---       timeout is µs, or '' for none.
--- Returns: {} when stored; {'duplicate', id} when an id is already stored (nothing is
---       written then).
+--       timeout is µs, or '' for none; the unique key and member are '' for none.
+-- Returns: {} when stored; {'duplicate', id} when an id is already stored; {'changed'}
+--       when a checked prefix has a member the client did not see (a job with that key
+--       was enqueued meanwhile: the client decides again). Nothing is written then.
 -- Effects: each job hash is written, its id added to the scheduled or available set
---       (and to the jobs index); one wake-up per queue that got available jobs.
+--       (and to the jobs index, and to the unique index when it has a key); one wake-up
+--       per queue that got available jobs.
 
 local now, channel, globals, groups, first = read_head()
-local index, queues
-if globals == 2 then
-  index, queues = KEYS[1], KEYS[2]
+local index, queues, uniques
+if globals == 3 then
+  index, queues, uniques = KEYS[1], KEYS[2], KEYS[3]
 end
 
-for j = first, #ARGV, 8 do
+local checks = tonumber(ARGV[first])
+local at = first + 1
+local changed = false
+for _ = 1, checks do
+  local prefix, n = ARGV[at], tonumber(ARGV[at + 1])
+  local seen = {}
+  for k = 1, n do seen[ARGV[at + 1 + k]] = true end
+  at = at + 2 + n
+  if uniques then
+    for _, member in ipairs(redis.call('ZRANGEBYLEX', uniques, '[' .. prefix, '(' .. prefix .. '\255')) do
+      if not seen[member] then changed = true end
+    end
+  end
+end
+first = at
+
+for j = first, #ARGV, 10 do
   local group, id = groups[tonumber(ARGV[j])], ARGV[j + 1]
   if redis.call('EXISTS', group.prefix .. id) == 1 then
     return { 'duplicate', id }
@@ -27,8 +49,11 @@ for j = first, #ARGV, 8 do
     return { 'duplicate', id }
   end
 end
+if changed then
+  return { 'changed' }
+end
 
-for j = first, #ARGV, 8 do
+for j = first, #ARGV, 10 do
   local group = groups[tonumber(ARGV[j])]
   local id, priority, spec = ARGV[j + 1], ARGV[j + 4], ARGV[j + 5]
   local run_at = now
@@ -43,6 +68,12 @@ for j = first, #ARGV, 8 do
     'priority', priority, 'attempt', '0', 'max_attempts', ARGV[j + 6], 'created_at', num(now))
   if ARGV[j + 7] ~= '' then
     redis.call('HSET', key, 'timeout', ARGV[j + 7])
+  end
+  if ARGV[j + 9] ~= '' then
+    redis.call('HSET', key, 'unique_key', ARGV[j + 8])
+    if uniques then
+      redis.call('ZADD', uniques, 0, ARGV[j + 9])
+    end
   end
   if run_at > now then
     make_waiting(group, key, id, 'scheduled', run_at)

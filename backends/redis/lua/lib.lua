@@ -4,7 +4,8 @@
 -- The common head of ARGV, read by read_head(), is the same for every per-queue script:
 --   ARGV[1]  clock override in µs since the Unix epoch ('' = the server's TIME)
 --   ARGV[2]  the pub/sub channel of wake-ups (its messages are queue names)
---   ARGV[3]  how many global keys come first in KEYS (0, or 2: jobs index, queue set)
+--   ARGV[3]  how many global keys come first in KEYS (0, or 3: jobs index, queue set,
+--            unique index)
 --   ARGV[4]  G, the number of queue groups
 --   ARGV[5 .. 4+2G]  per group: the queue name, the prefix of its job hash keys
 -- KEYS: the global keys, then 8 keys per group, in this order: the sets of

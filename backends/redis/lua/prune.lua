@@ -1,14 +1,15 @@
 -- prune.lua: deletes up to `limit` finished jobs whose finish time is at or before
 -- the cutoff of their state, oldest first.
 --
--- KEYS: [1] the jobs index, [2] the queue set (when ARGV[3] = 2; absent when 0, on a
---       cluster, where the caller removes the returned members from the index), then 8
---       keys per queue group (see lib.lua).
+-- KEYS: [1] the jobs index, [2] the queue set, [3] the unique index (when ARGV[3] = 3;
+--       absent when 0, on a cluster, where the caller removes the returned members
+--       from the indexes), then 8 keys per queue group (see lib.lua).
 -- ARGV: the common head (lib.lua), then: limit, and how long (µs) completed, discarded
 --       and cancelled jobs are kept; a job goes once finished_at <= now - that.
--- Returns: the jobs deleted, each as its jobs-index member '<id>:<queue>'.
+-- Returns: two values per deleted job: its jobs-index member '<id>:<queue>', and its
+--       unique-index member '<len>:<key>:<id>:<queue>' ('' when it has no unique key).
 -- Effects: each job hash is deleted and its id removed from its finished set (and
---       from the jobs index).
+--       from the jobs index and the unique index).
 
 local now, _, globals, groups, first = read_head()
 local limit = tonumber(ARGV[first])
@@ -17,8 +18,8 @@ local cutoffs = {
   discarded = num(clamp(now - tonumber(ARGV[first + 2]))),
   cancelled = num(clamp(now - tonumber(ARGV[first + 3]))),
 }
-local index
-if globals == 2 then index = KEYS[1] end
+local index, uniques
+if globals == 3 then index, uniques = KEYS[1], KEYS[3] end
 
 local candidates = {}
 for _, group in ipairs(groups) do
@@ -38,10 +39,17 @@ local deleted = {}
 for j = 1, math.min(limit, #candidates) do
   local candidate = candidates[j]
   local id, group = candidate[2], candidate[3]
+  local unique_key = redis.call('HGET', group.prefix .. id, 'unique_key')
+  local unique_member = ''
+  if unique_key then
+    unique_member = string.len(unique_key) .. ':' .. unique_key .. ':' .. id .. ':' .. group.queue
+  end
   redis.call('DEL', group.prefix .. id)
   redis.call('ZREM', group[candidate[4]], id)
   local member = id .. ':' .. group.queue
   if index then redis.call('ZREM', index, member) end
+  if uniques and unique_member ~= '' then redis.call('ZREM', uniques, unique_member) end
   deleted[#deleted + 1] = member
+  deleted[#deleted + 1] = unique_member
 end
 return deleted

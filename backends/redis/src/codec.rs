@@ -74,6 +74,7 @@ pub(crate) fn record_from_fields(fields: &Fields) -> Result<JobRecord> {
         if fields.contains_key("lease_token") { Some(LeaseToken(parse_uuid(fields, "lease_token")?)) } else { None };
     record.lease_expires_at = optional_instant(fields, "lease_expires_at")?;
     record.claimed_by = fields.get("claimed_by").cloned();
+    record.unique_key = fields.get("unique_key").cloned();
     Ok(record)
 }
 
@@ -109,7 +110,7 @@ fn optional_instant(fields: &Fields, name: &str) -> Result<Option<Timestamp>> {
     optional(fields, name)?.map(from_micros).transpose()
 }
 
-fn from_micros(micros: i64) -> Result<Timestamp> {
+pub(crate) fn from_micros(micros: i64) -> Result<Timestamp> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt(format!("{micros} µs is not a valid instant")))
 }
 

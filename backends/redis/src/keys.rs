@@ -34,6 +34,12 @@ impl Keys {
         format!("haul:{{{}}}:queues", self.prefix)
     }
 
+    /// Sorted set of the jobs enqueued with a uniqueness key, score 0, members
+    /// `<key length>:<key>:<id>:<queue>` (see [`unique_member`]).
+    pub(crate) fn unique(&self) -> String {
+        format!("haul:{{{}}}:unique", self.prefix)
+    }
+
     /// The pub/sub channel of wake-ups; messages are queue names.
     pub(crate) fn channel(&self) -> String {
         format!("haul:{{{}}}:wakeup", self.prefix)
@@ -48,6 +54,17 @@ impl Keys {
     pub(crate) fn queue(&self, queue: &str) -> QueueKeys {
         QueueKeys { base: format!("haul:{{{}:{}}}:", self.prefix, queue), queue: queue.to_owned() }
     }
+}
+
+/// The start of every member of the unique index for the uniqueness key `key`: the
+/// key's length makes it unambiguous whatever bytes the key holds.
+pub(crate) fn unique_prefix(key: &str) -> String {
+    format!("{}:{key}:", key.len())
+}
+
+/// The member of the unique index for job `id` of `queue` with uniqueness key `key`.
+pub(crate) fn unique_member(key: &str, id: JobId, queue: &str) -> String {
+    format!("{}{id}:{queue}", unique_prefix(key))
 }
 
 /// The keys of one queue (all in the slot of the hash tag `{<prefix>:<queue>}`).
@@ -102,7 +119,7 @@ mod tests {
             assert!(key.starts_with("haul:{app:mail.high}:"), "{key}");
         }
         assert_eq!(queue.group().count(), 8, "the state sets and the paused flag");
-        for key in [keys.jobs(), keys.queues(), keys.channel()] {
+        for key in [keys.jobs(), keys.queues(), keys.unique(), keys.channel()] {
             assert!(key.starts_with("haul:{app}:"), "{key}");
         }
     }

@@ -56,7 +56,8 @@ pub(crate) fn scripts() -> &'static Scripts {
 }
 
 /// An invocation of a per-queue script with the common head of `lua/lib.lua`: the
-/// clock, the channel, the global keys when `global` (jobs index, queue set), then the
+/// clock, the channel, the global keys when `global` (jobs index, queue set, unique
+/// index), then the
 /// groups of `queues`. The caller appends the script's own arguments.
 pub(crate) fn with_head<'a>(
     script: &'a Script,
@@ -67,14 +68,14 @@ pub(crate) fn with_head<'a>(
 ) -> ScriptInvocation<'a> {
     let mut call = script.prepare_invoke();
     if global {
-        call.key(keys.jobs()).key(keys.queues());
+        call.key(keys.jobs()).key(keys.queues()).key(keys.unique());
     }
     for queue in queues {
         for key in queue.group() {
             call.key(key);
         }
     }
-    call.arg(clock_arg(now)).arg(keys.channel()).arg(if global { 2 } else { 0 }).arg(queues.len());
+    call.arg(clock_arg(now)).arg(keys.channel()).arg(if global { 3 } else { 0 }).arg(queues.len());
     for queue in queues {
         call.arg(queue.name()).arg(queue.job_prefix());
     }

@@ -161,7 +161,7 @@ impl RedisStorage {
     /// Every key the storage may have written, reached from the queue set.
     async fn reachable_keys(&self) -> Result<Vec<String>> {
         let keys = &self.inner.keys;
-        let mut found = vec![keys.jobs(), keys.queues()];
+        let mut found = vec![keys.jobs(), keys.queues(), keys.unique()];
         let mut conn = self.conn();
         for name in self.queue_names().await? {
             let queue = keys.queue(&name);

@@ -88,16 +88,3 @@ async fn purging_a_prefix_leaves_no_key_behind_and_spares_other_prefixes() {
     drop(other_guard);
     assert_eq!(common::keys_of(&guard.prefix).await, Vec::<String>::new());
 }
-
-/// Until unique jobs are implemented here, a unique job is refused, never stored as
-/// if it were not unique.
-#[tokio::test]
-async fn a_unique_job_is_refused_until_uniqueness_is_implemented() {
-    let (storage, guard) = common::storage().await;
-    let job = NewJob::new("report", json!({})).unique(haul_core::Unique::new("k"));
-    let id = job.id;
-    let result = storage.enqueue(EnqueueParams::new(vec![job])).await;
-    assert!(matches!(result, Err(haul_core::Error::Unsupported { backend: "redis", .. })), "{result:?}");
-    assert_eq!(storage.get(id).await.unwrap(), None);
-    drop(guard);
-}

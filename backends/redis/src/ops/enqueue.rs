@@ -1,21 +1,27 @@
-//! enqueue: validate the whole batch, then one script stores all of it or none.
+//! enqueue: validate the whole batch, decide which unique jobs to skip, then one script
+//! stores all of the rest or none.
 
 use std::collections::HashSet;
 
 use haul_core::{
-    EnqueueOutcome, EnqueueParams, Error, JobId, NewJob, Result, RunAt, validate_kind_name, validate_queue_name,
+    EnqueueOutcome, EnqueueParams, Error, ErrorKind, JobId, JobRecord, JobState, NewJob, Result, RunAt, Timestamp,
+    Unique, validate_kind_name, validate_queue_name,
 };
 use redis::Value;
 use uuid::Uuid;
 
 use super::distinct;
 use crate::{
-    RedisStorage,
-    codec::{duration_micros, micros, reply},
+    BACKEND, RedisStorage,
+    codec::{duration_micros, from_micros, micros, record_from_fields, reply},
     error::corrupt,
-    keys::QueueKeys,
+    keys::{QueueKeys, unique_member, unique_prefix},
     scripts::{scripts, with_head},
 };
+
+/// How many times an enqueue decides again which unique jobs to skip, when jobs with
+/// their keys keep being enqueued concurrently, before it fails with a conflict.
+const UNIQUE_ATTEMPTS: usize = 16;
 
 /// The values of one job in `enqueue.lua`'s ARGV, after its group number.
 struct Encoded {
@@ -26,6 +32,53 @@ struct Encoded {
     run_at: String,
     max_attempts: String,
     timeout: String,
+    unique_key: String,
+    unique_member: String,
+}
+
+/// The uniqueness check of one key: the unique-index member prefix of the key and the
+/// members seen when the skips were decided. The script refuses the batch if the key
+/// has members beyond them (a job with the key was enqueued meanwhile).
+struct Check {
+    prefix: String,
+    seen: Vec<String>,
+}
+
+/// A job that may block a unique job of the batch.
+enum Holder {
+    /// A stored job, as read back.
+    Stored(Box<JobRecord>),
+    /// An earlier job of the batch, or a job whose index entry exists but whose hash is
+    /// not written yet (on a cluster, between `reserve.lua` and `enqueue.lua`): a new
+    /// job, created now, in this state.
+    New { id: JobId, state: JobState },
+}
+
+impl Holder {
+    fn id(&self) -> JobId {
+        match self {
+            Self::Stored(record) => record.id,
+            Self::New { id, .. } => *id,
+        }
+    }
+
+    /// [`Unique::is_blocked_by`]; a new job was created now, so only an empty window
+    /// excludes it.
+    fn blocks(&self, unique: &Unique, now: Timestamp) -> bool {
+        match self {
+            Self::Stored(record) => unique.is_blocked_by(record, now),
+            Self::New { state, .. } => {
+                unique.states.contains(state) && unique.window.is_none_or(|window| !window.is_zero())
+            }
+        }
+    }
+}
+
+/// What an enqueue stores: per input job, `None` to store it or the id of the job that
+/// blocks it, and the checks the script makes.
+struct Plan {
+    skip: Vec<Option<JobId>>,
+    checks: Vec<Check>,
 }
 
 impl RedisStorage {
@@ -35,38 +88,161 @@ impl RedisStorage {
             return Ok(EnqueueOutcome::new(Vec::new()));
         }
         validate(&jobs)?;
-        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
-        let names = distinct(jobs.iter().map(|job| job.queue.as_str()));
-        let queues: Vec<QueueKeys> = names.iter().map(|name| self.inner.keys.queue(name)).collect();
         let encoded = jobs.iter().map(encode).collect::<Result<Vec<_>>>()?;
+        for _ in 0..UNIQUE_ATTEMPTS {
+            let plan = if jobs.iter().any(|job| job.unique.is_some()) {
+                self.plan_unique(&jobs, now).await?
+            } else {
+                Plan { skip: vec![None; jobs.len()], checks: Vec::new() }
+            };
+            let stored: Vec<(&NewJob, &Encoded)> = jobs
+                .iter()
+                .zip(&encoded)
+                .zip(&plan.skip)
+                .filter(|(_, skip)| skip.is_none())
+                .map(|(job, _)| job)
+                .collect();
+            if !stored.is_empty() && !self.store(&stored, &plan.checks, now).await? {
+                continue;
+            }
+            let ids = jobs.iter().zip(&plan.skip).map(|(job, skip)| skip.unwrap_or(job.id)).collect();
+            let duplicates = plan.skip.iter().flatten().copied().collect();
+            return Ok(EnqueueOutcome::new(ids).with_duplicates(duplicates));
+        }
+        Err(Error::backend(
+            BACKEND,
+            ErrorKind::Conflict,
+            format!("jobs with the same uniqueness keys were enqueued concurrently {UNIQUE_ATTEMPTS} times in a row"),
+            None,
+        ))
+    }
+
+    /// Reads the jobs that hold the batch's uniqueness keys and decides which jobs of
+    /// the batch they (or earlier jobs of the batch) block.
+    async fn plan_unique(&self, jobs: &[NewJob], now: Option<Timestamp>) -> Result<Plan> {
+        let keys = distinct(jobs.iter().filter_map(|job| job.unique.as_ref().map(|unique| unique.key.as_str())));
+        let index = self.inner.keys.unique();
+        let mut commands: Vec<redis::Cmd> = keys
+            .iter()
+            .map(|key| {
+                let prefix = unique_prefix(key);
+                let mut max = Vec::with_capacity(prefix.len() + 2);
+                max.push(b'(');
+                max.extend_from_slice(prefix.as_bytes());
+                max.push(0xff);
+                redis::cmd("ZRANGEBYLEX").arg(&index).arg(format!("[{prefix}")).arg(max).clone()
+            })
+            .collect();
+        if now.is_none() {
+            commands.push(redis::cmd("TIME"));
+        }
+        let mut replies = self.query_all(commands).await?;
+        let now = match now {
+            Some(now) => now,
+            None => server_time(replies.pop().unwrap_or(Value::Nil))?,
+        };
+        let seen = replies
+            .into_iter()
+            .map(|members| reply::array(members)?.into_iter().map(reply::string).collect::<Result<Vec<String>>>())
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut located = Vec::new();
+        for (at, members) in seen.iter().enumerate() {
+            let prefix = unique_prefix(keys[at]);
+            for member in members {
+                let (id, queue) = member
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| Some((rest.get(..36)?, rest.get(36..)?.strip_prefix(':')?)))
+                    .ok_or_else(|| corrupt(format!("`{member}` is not a unique-index member")))?;
+                let id = id.parse::<Uuid>().map_err(|_| corrupt(format!("`{member}` has no job id")))?;
+                located.push((at, JobId(id), queue));
+            }
+        }
+        let reads = located
+            .iter()
+            .map(|(_, id, queue)| redis::cmd("HGETALL").arg(self.inner.keys.queue(queue).job(*id)).clone());
+        let hashes = self.query_all(reads.collect()).await?;
+        let mut holders: Vec<Vec<Holder>> = keys.iter().map(|_| Vec::new()).collect();
+        for ((at, id, _), hash) in located.iter().zip(hashes) {
+            let fields = reply::fields(hash)?;
+            holders[*at].push(if fields.is_empty() {
+                Holder::New { id: *id, state: JobState::Available }
+            } else {
+                Holder::Stored(Box::new(record_from_fields(&fields)?))
+            });
+        }
+
+        let mut skip = Vec::with_capacity(jobs.len());
+        let mut stored_keys = Vec::new();
+        for job in jobs {
+            let Some(unique) = &job.unique else {
+                skip.push(None);
+                continue;
+            };
+            let at = keys.iter().position(|key| *key == unique.key).unwrap_or(0);
+            let blocking = holders[at].iter().filter(|holder| holder.blocks(unique, now)).map(Holder::id).min();
+            if blocking.is_none() {
+                holders[at].push(Holder::New { id: job.id, state: initial_state(job, now) });
+                if !stored_keys.contains(&at) {
+                    stored_keys.push(at);
+                }
+            }
+            skip.push(blocking);
+        }
+        let checks = stored_keys
+            .into_iter()
+            .map(|at| Check { prefix: unique_prefix(keys[at]), seen: seen[at].clone() })
+            .collect();
+        Ok(Plan { skip, checks })
+    }
+
+    /// Stores `jobs`, unless a check finds that a job with one of their keys was
+    /// enqueued meanwhile: then nothing is stored and the result is `false`.
+    async fn store(&self, jobs: &[(&NewJob, &Encoded)], checks: &[Check], now: Option<Timestamp>) -> Result<bool> {
+        let names = distinct(jobs.iter().map(|(job, _)| job.queue.as_str()));
+        let queues: Vec<QueueKeys> = names.iter().map(|name| self.inner.keys.queue(name)).collect();
         let groups: Vec<usize> =
-            jobs.iter().map(|job| names.iter().position(|name| *name == job.queue).unwrap_or(0) + 1).collect();
+            jobs.iter().map(|(job, _)| names.iter().position(|name| *name == job.queue).unwrap_or(0) + 1).collect();
 
         if !self.is_cluster() {
             let refs: Vec<&QueueKeys> = queues.iter().collect();
             let mut call = with_head(&scripts().enqueue, &self.inner.keys, now, true, &refs);
-            for (group, job) in groups.iter().zip(&encoded) {
+            push_checks(&mut call, checks);
+            for (group, (_, job)) in groups.iter().zip(jobs) {
                 push_job(&mut call, *group, job);
             }
-            check(self.run(&call).await?)?;
-            return Ok(EnqueueOutcome::new(ids));
+            return check(self.run(&call).await?);
         }
 
         // A cluster: index the batch in the prefix's slot (which also finds duplicate
-        // ids), then store it queue by queue.
-        let members: Vec<String> = jobs.iter().map(|job| format!("{}:{}", job.id, job.queue)).collect();
+        // ids and makes the uniqueness checks), then store it queue by queue.
+        let members: Vec<String> = jobs.iter().map(|(job, _)| format!("{}:{}", job.id, job.queue)).collect();
         let mut reserve = scripts().reserve.prepare_invoke();
-        reserve.key(self.inner.keys.jobs()).key(self.inner.keys.queues()).arg(names.len());
+        reserve
+            .key(self.inner.keys.jobs())
+            .key(self.inner.keys.queues())
+            .key(self.inner.keys.unique())
+            .arg(names.len());
         for name in &names {
             reserve.arg(*name);
+        }
+        push_checks(&mut reserve, checks);
+        let uniques: Vec<&String> =
+            jobs.iter().map(|(_, job)| &job.unique_member).filter(|member| !member.is_empty()).collect();
+        reserve.arg(uniques.len());
+        for member in &uniques {
+            reserve.arg(*member);
         }
         for member in &members {
             reserve.arg(member);
         }
-        check(self.run(&reserve).await?)?;
+        if !check(self.run(&reserve).await?)? {
+            return Ok(false);
+        }
         for (at, queue) in queues.iter().enumerate() {
             let mut call = with_head(&scripts().enqueue, &self.inner.keys, now, false, &[queue]);
-            for (group, job) in groups.iter().zip(&encoded) {
+            call.arg(0);
+            for (group, (_, job)) in groups.iter().zip(jobs) {
                 if *group == at + 1 {
                     push_job(&mut call, 1, job);
                 }
@@ -74,17 +250,60 @@ impl RedisStorage {
             let stored = self.run(&call).await.and_then(check);
             if let Err(error) = stored {
                 // Unindex the jobs of this queue and the next ones, which were not stored.
-                let unstored: Vec<&String> =
-                    groups.iter().zip(&members).filter(|(group, _)| **group > at).map(|(_, member)| member).collect();
-                let unindexed: redis::RedisResult<u64> =
-                    redis::cmd("ZREM").arg(self.inner.keys.jobs()).arg(unstored).query_async(&mut self.conn()).await;
+                let unstored = groups.iter().zip(jobs.iter().zip(&members)).filter(|(group, _)| **group > at);
+                let (mut index, mut unique) = (Vec::new(), Vec::new());
+                for (_, ((_, job), member)) in unstored {
+                    index.push(member);
+                    if !job.unique_member.is_empty() {
+                        unique.push(&job.unique_member);
+                    }
+                }
+                let mut unindexed: redis::RedisResult<u64> =
+                    redis::cmd("ZREM").arg(self.inner.keys.jobs()).arg(index).query_async(&mut self.conn()).await;
+                if unindexed.is_ok() && !unique.is_empty() {
+                    unindexed = redis::cmd("ZREM")
+                        .arg(self.inner.keys.unique())
+                        .arg(unique)
+                        .query_async(&mut self.conn())
+                        .await;
+                }
                 if let Err(cleanup) = unindexed {
                     tracing::warn!(%cleanup, "could not unindex the jobs of a failed enqueue");
                 }
                 return Err(error);
             }
         }
-        Ok(EnqueueOutcome::new(ids))
+        Ok(true)
+    }
+}
+
+/// The state a new job is stored in.
+fn initial_state(job: &NewJob, now: Timestamp) -> JobState {
+    let later = match job.run_at {
+        RunAt::Now => false,
+        RunAt::At(at) => micros(at) > micros(now),
+        RunAt::In(delay) => duration_micros(delay) > 0,
+    };
+    if later { JobState::Scheduled } else { JobState::Available }
+}
+
+/// The reply of `TIME`: seconds and microseconds.
+fn server_time(value: Value) -> Result<Timestamp> {
+    let parts = reply::array(value)?
+        .into_iter()
+        .map(|part| reply::string(part)?.parse::<i64>().map_err(|_| corrupt("`TIME` replied a non-number")))
+        .collect::<Result<Vec<i64>>>()?;
+    let [seconds, fraction] = parts[..] else { return Err(corrupt("`TIME` replied other than two numbers")) };
+    from_micros(seconds.saturating_mul(1_000_000).saturating_add(fraction))
+}
+
+fn push_checks(call: &mut redis::ScriptInvocation<'_>, checks: &[Check]) {
+    call.arg(checks.len());
+    for check in checks {
+        call.arg(&check.prefix).arg(check.seen.len());
+        for member in &check.seen {
+            call.arg(member);
+        }
     }
 }
 
@@ -96,20 +315,26 @@ fn push_job(call: &mut redis::ScriptInvocation<'_>, group: usize, job: &Encoded)
         .arg(&job.priority)
         .arg(&job.run_at)
         .arg(&job.max_attempts)
-        .arg(&job.timeout);
+        .arg(&job.timeout)
+        .arg(&job.unique_key)
+        .arg(&job.unique_member);
 }
 
-/// The reply of `enqueue.lua` or `reserve.lua`: `{}`, or `{'duplicate', id}`.
-fn check(value: Value) -> Result<()> {
+/// The reply of `enqueue.lua` or `reserve.lua`: `{}` (true), `{'changed'}` (false), or
+/// `{'duplicate', id}`.
+fn check(value: Value) -> Result<bool> {
     let mut items = reply::array(value)?.into_iter();
     match items.next() {
-        None => Ok(()),
-        Some(status) if reply::string(status.clone())? == "duplicate" => {
-            let id = items.next().map(reply::string).transpose()?.unwrap_or_default();
-            let id = id.parse::<Uuid>().map_err(|_| corrupt(format!("`{id}` is not a job id")))?;
-            Err(Error::DuplicateId(JobId(id)))
-        }
-        Some(other) => Err(corrupt(format!("unexpected reply {other:?} from enqueue"))),
+        None => Ok(true),
+        Some(status) => match reply::string(status)?.as_str() {
+            "changed" => Ok(false),
+            "duplicate" => {
+                let id = items.next().map(reply::string).transpose()?.unwrap_or_default();
+                let id = id.parse::<Uuid>().map_err(|_| corrupt(format!("`{id}` is not a job id")))?;
+                Err(Error::DuplicateId(JobId(id)))
+            }
+            other => Err(corrupt(format!("unexpected reply `{other}` from enqueue"))),
+        },
     }
 }
 
@@ -129,9 +354,6 @@ fn validate(jobs: &[NewJob]) -> Result<()> {
                 format!("job {} of kind `{}` has arguments that are not a JSON object", job.id, job.kind).into(),
             ));
         }
-        if job.unique.is_some() {
-            return Err(Error::Unsupported { backend: crate::BACKEND, feature: "unique jobs (not implemented yet)" });
-        }
         if !seen.insert(job.id) {
             return Err(Error::DuplicateId(job.id));
         }
@@ -147,6 +369,10 @@ fn encode(job: &NewJob) -> Result<Encoded> {
         RunAt::At(at) => format!("a{}", micros(at)),
         RunAt::In(delay) => format!("d{}", duration_micros(delay)),
     };
+    let (unique_key, unique_member) = match &job.unique {
+        Some(unique) => (unique.key.clone(), unique_member(&unique.key, job.id, &job.queue)),
+        None => (String::new(), String::new()),
+    };
     Ok(Encoded {
         id: job.id.to_string(),
         kind: job.kind.clone(),
@@ -155,5 +381,7 @@ fn encode(job: &NewJob) -> Result<Encoded> {
         run_at,
         max_attempts: job.max_attempts.to_string(),
         timeout: job.timeout.map(|timeout| duration_micros(timeout).to_string()).unwrap_or_default(),
+        unique_key,
+        unique_member,
     })
 }

@@ -83,10 +83,13 @@ impl RedisStorage {
             let queues: Vec<&QueueKeys> = run.iter().collect();
             let mut call = with_head(&scripts().prune, &self.inner.keys, now, global, &queues);
             call.arg(left).arg(keep[0]).arg(keep[1]).arg(keep[2]);
-            let members = reply::array(self.run(&call).await?)?
+            let reply = reply::array(self.run(&call).await?)?
                 .into_iter()
                 .map(reply::string)
                 .collect::<Result<Vec<String>>>()?;
+            // Pairs: the jobs-index member, then the unique-index member ('' for none).
+            let members: Vec<&String> = reply.iter().step_by(2).collect();
+            let uniques: Vec<&String> = reply.iter().skip(1).step_by(2).filter(|member| !member.is_empty()).collect();
             if !global && !members.is_empty() {
                 let _: u64 = redis::cmd("ZREM")
                     .arg(self.inner.keys.jobs())
@@ -94,6 +97,14 @@ impl RedisStorage {
                     .query_async(&mut self.conn())
                     .await
                     .map_err(crate::error::map_redis_error)?;
+                if !uniques.is_empty() {
+                    let _: u64 = redis::cmd("ZREM")
+                        .arg(self.inner.keys.unique())
+                        .arg(&uniques)
+                        .query_async(&mut self.conn())
+                        .await
+                        .map_err(crate::error::map_redis_error)?;
+                }
             }
             pruned += members.len() as u64;
         }
