@@ -1,9 +1,17 @@
 //! `haul-bench`: measures haul's backends and prints a table (and JSON with `--json`).
 //!
 //! ```text
-//! cargo run --release -p haul-bench -- --backend memory --jobs 20000 --concurrency 32
+//! cargo run --release -p haul-bench -- --backend all --jobs 20000 --concurrency 32
 //! ```
+//!
+//! PostgreSQL is reached at `HAUL_BENCH_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`); every workload runs in a fresh schema that
+//! is dropped at its end. Redis is reached at `HAUL_BENCH_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`), each workload under a fresh key prefix that is purged at its end.
 
+mod backends;
+mod floor;
+mod ui;
 mod workloads;
 
 use std::{path::PathBuf, time::Duration};
@@ -11,9 +19,17 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
+/// The error type of the harness.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The PostgreSQL URL when `HAUL_BENCH_POSTGRES_URL` is not set.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The Redis URL when `HAUL_BENCH_REDIS_URL` is not set.
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
 /// Command-line settings.
 #[derive(Debug, Parser)]
-#[command(about = "Measure haul's throughput on each backend")]
+#[command(about = "Measure haul's throughput and latency on each backend")]
 struct Args {
     /// Backend to measure.
     #[arg(long, value_enum, default_value_t = BackendChoice::Memory)]
@@ -21,74 +37,299 @@ struct Args {
     /// Jobs per workload.
     #[arg(long, default_value_t = 20_000)]
     jobs: usize,
-    /// Worker concurrency for the drain workload.
+    /// Worker concurrency (slots per worker instance).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Producer rate of the steady-state workload, in jobs per second.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u32,
+    /// Duration of the steady-state workload's production, in seconds (at most `--jobs` jobs).
+    #[arg(long, default_value_t = 3.0)]
+    steady_seconds: f64,
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum BackendChoice {
     Memory,
+    Postgres,
+    Redis,
     All,
 }
 
+impl BackendChoice {
+    fn includes(self, other: BackendChoice) -> bool {
+        self == BackendChoice::All || self == other
+    }
+}
+
+/// The settings every workload reads.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Settings {
+    pub(crate) jobs: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) rate: u32,
+    pub(crate) steady_seconds: f64,
+}
+
+/// Which floor figure a haul figure is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FloorOf {
+    /// Batched raw inserts.
+    Enqueue,
+    /// Single-row raw inserts from 32 producers.
+    EnqueueOneByOne,
+    /// Raw claim + complete by 1,000.
+    Drain,
+}
+
+/// Enqueue-to-start latency percentiles, in milliseconds.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) p50_ms: f64,
+    pub(crate) p90_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+}
+
+impl Latency {
+    /// The percentiles of `micros` (sorted in place); `None` when it is empty.
+    pub(crate) fn of(micros: &mut [u64]) -> Option<Self> {
+        if micros.is_empty() {
+            return None;
+        }
+        micros.sort_unstable();
+        let at = |q: f64| {
+            let index = ((micros.len() as f64 * q).ceil() as usize).clamp(1, micros.len()) - 1;
+            micros[index] as f64 / 1_000.0
+        };
+        Some(Self { p50_ms: at(0.50), p90_ms: at(0.90), p99_ms: at(0.99), max_ms: at(1.0) })
+    }
+}
+
 /// One measured figure.
-#[derive(Debug, Serialize)]
-struct Figure {
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Figure {
     backend: &'static str,
-    workload: &'static str,
+    workload: String,
     jobs: usize,
     seconds: f64,
     jobs_per_second: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<usize>,
+    /// Enqueue-to-start latency, from the start of the enqueue call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency: Option<Latency>,
+    /// The same, from the return of the enqueue call (the job is committed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_after_return: Option<Latency>,
+    /// The floor figure this one is compared with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compared_with: Option<FloorOf>,
+    /// Set on the floor's own figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    floor_of: Option<FloorOf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    floor_jobs_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_to_floor: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 impl Figure {
-    fn new(backend: &'static str, workload: &'static str, jobs: usize, elapsed: Duration) -> Self {
+    pub(crate) fn new(backend: &'static str, workload: &str, jobs: usize, elapsed: Duration) -> Self {
         let seconds = elapsed.as_secs_f64();
-        Self { backend, workload, jobs, seconds, jobs_per_second: jobs as f64 / seconds.max(f64::EPSILON) }
+        Self {
+            backend,
+            workload: workload.to_owned(),
+            jobs,
+            seconds,
+            jobs_per_second: jobs as f64 / seconds.max(f64::EPSILON),
+            workers: None,
+            latency: None,
+            latency_after_return: None,
+            compared_with: None,
+            floor_of: None,
+            floor_jobs_per_second: None,
+            ratio_to_floor: None,
+            note: None,
+        }
+    }
+
+    /// Compares this figure with the floor's `kind` figure of its backend, if it has one.
+    pub(crate) fn floor(mut self, kind: FloorOf) -> Self {
+        self.compared_with = Some(kind);
+        self
+    }
+
+    /// Marks this figure as the floor's `kind` figure.
+    pub(crate) fn floor_figure(mut self, kind: FloorOf) -> Self {
+        self.floor_of = Some(kind);
+        self
+    }
+
+    pub(crate) fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    pub(crate) fn latency(mut self, latency: Option<Latency>) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    pub(crate) fn latency_after_return(mut self, latency: Option<Latency>) -> Self {
+        self.latency_after_return = latency;
+        self
+    }
+
+    pub(crate) fn note(mut self, note: String) -> Self {
+        self.note = Some(note);
+        self
+    }
+}
+
+/// Fills in the ratios of every figure that has a floor figure on its backend.
+fn compare_with_floors(figures: &mut [Figure]) {
+    let floors: Vec<(&'static str, FloorOf, f64)> =
+        figures.iter().filter_map(|f| f.floor_of.map(|kind| (f.backend, kind, f.jobs_per_second))).collect();
+    for figure in figures.iter_mut() {
+        let Some(kind) = figure.compared_with else { continue };
+        if let Some((_, _, floor)) = floors.iter().find(|(backend, k, _)| *backend == figure.backend && *k == kind) {
+            figure.floor_jobs_per_second = Some(*floor);
+            figure.ratio_to_floor = Some(figure.jobs_per_second / floor);
+        }
     }
 }
 
 #[derive(Debug, Serialize)]
 struct RunReport<'a> {
-    settings: Settings<'a>,
+    machine: Machine,
+    versions: Versions,
+    git_commit: String,
+    settings: ReportSettings<'a>,
+    notes: &'a [String],
     figures: &'a [Figure],
 }
 
 #[derive(Debug, Serialize)]
-struct Settings<'a> {
-    backend: BackendChoice,
-    jobs: usize,
-    concurrency: usize,
+struct Machine {
     cpus: usize,
-    haul_version: &'a str,
-    git_commit: String,
+    kernel: String,
+    /// `/proc/loadavg` when the run started (other work on the machine skews figures).
+    load_at_start: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Versions {
+    haul: &'static str,
+    rustc: String,
+    postgres: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReportSettings<'a> {
+    backend: BackendChoice,
+    #[serde(flatten)]
+    workloads: &'a Settings,
+    batch: usize,
+    producers: usize,
+    floor_claimers: usize,
+    postgres_url: Option<String>,
+    redis_url: Option<String>,
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    let load_at_start =
+        std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "unknown".to_owned(), |l| l.trim().to_owned());
+    let settings = Settings {
+        jobs: args.jobs,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        steady_seconds: args.steady_seconds,
+    };
+    let ui = ui::Ui::new();
     let mut figures = Vec::new();
-    match args.backend {
-        BackendChoice::Memory | BackendChoice::All => {
-            figures.extend(workloads::memory(args.jobs, args.concurrency).await?);
-        }
+    let mut notes = Vec::new();
+    let mut postgres_version = None;
+    let postgres_url = std::env::var("HAUL_BENCH_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+    let redis_url = std::env::var("HAUL_BENCH_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
+
+    if args.backend.includes(BackendChoice::Memory) {
+        figures.extend(workloads::suite(&mut backends::Memory, &settings, &ui).await?);
     }
+    if args.backend.includes(BackendChoice::Postgres) {
+        let mut pg = backends::Postgres::connect(&postgres_url).await?;
+        postgres_version = pg.server_version().await.ok();
+        notes.push(format!(
+            "postgres: autovacuum is {} on this server; the harness runs ANALYZE on the jobs table after \
+             pre-enqueueing for each drain (fsync {}, synchronous_commit {}; each workload in a fresh schema)",
+            pg.setting("autovacuum").await,
+            pg.setting("fsync").await,
+            pg.setting("synchronous_commit").await,
+        ));
+        let result = async {
+            let mut measured = floor::postgres(&mut pg, settings.jobs, &ui).await?;
+            measured.extend(workloads::suite(&mut pg, &settings, &ui).await?);
+            Ok::<_, BoxError>(measured)
+        }
+        .await;
+        let cleaned = pg.cleanup().await;
+        figures.extend(result?);
+        cleaned?;
+    }
+    notes.push(format!(
+        "drain and scaling: no-op jobs, pre-enqueued, timed until every job is completed in storage; each worker \
+         instance has {} slots and its own storage handle (for postgres its own pool; scaling runs 1, 2 and 4 \
+         instances in this process)",
+        settings.concurrency
+    ));
+    notes.push(
+        "steady: one worker with the default 1 s poll interval (jobs start on wake-ups); p50/p90/p99 are from \
+         the start of the enqueue call to the handler's start (the note gives them from the call's return); \
+         jobs/s is the achieved rate"
+            .to_owned(),
+    );
+    if args.backend.includes(BackendChoice::Redis) {
+        figures.extend(workloads::suite(&mut backends::Redis::new(&redis_url), &settings, &ui).await?);
+        notes.push("redis: each workload under a fresh key prefix, purged at its end; no raw-Lua floor yet".to_owned());
+    }
+    compare_with_floors(&mut figures);
     print_table(&figures);
+    for note in &notes {
+        println!("note: {note}");
+    }
+
     if let Some(path) = &args.json {
         let report = RunReport {
-            settings: Settings {
-                backend: args.backend,
-                jobs: args.jobs,
-                concurrency: args.concurrency,
+            machine: Machine {
                 cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-                haul_version: env!("CARGO_PKG_VERSION"),
-                git_commit: git_commit(),
+                kernel: command_output("uname", &["-srm"]),
+                load_at_start,
             },
+            versions: Versions {
+                haul: env!("CARGO_PKG_VERSION"),
+                rustc: command_output("rustc", &["--version"]),
+                postgres: postgres_version,
+            },
+            git_commit: git_commit(),
+            settings: ReportSettings {
+                backend: args.backend,
+                workloads: &settings,
+                batch: workloads::BATCH,
+                producers: workloads::PRODUCERS,
+                floor_claimers: floor::FLOOR_CLAIMERS,
+                postgres_url: args.backend.includes(BackendChoice::Postgres).then(|| redact(&postgres_url)),
+                redis_url: args.backend.includes(BackendChoice::Redis).then(|| redact(&redis_url)),
+            },
+            notes: &notes,
             figures: &figures,
         };
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -98,21 +339,96 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn print_table(figures: &[Figure]) {
-    println!("{:<8} {:<28} {:>8} {:>10} {:>12}", "backend", "workload", "jobs", "seconds", "jobs/s");
-    for figure in figures {
+    let dash = || "-".to_owned();
+    let ms = |value: Option<f64>| value.map_or_else(dash, |v| format!("{v:.2}"));
+    println!(
+        "\n{:<9} {:<38} {:>7} {:>8} {:>10} {:>8} {:>8} {:>8} {:>9}",
+        "backend", "workload", "jobs", "seconds", "jobs/s", "p50 ms", "p90 ms", "p99 ms", "vs floor"
+    );
+    for f in figures {
+        let ratio = f.ratio_to_floor.map_or_else(dash, |r| format!("{r:.2}x"));
         println!(
-            "{:<8} {:<28} {:>8} {:>10.3} {:>12.0}",
-            figure.backend, figure.workload, figure.jobs, figure.seconds, figure.jobs_per_second
+            "{:<9} {:<38} {:>7} {:>8.3} {:>10.0} {:>8} {:>8} {:>8} {:>9}",
+            f.backend,
+            f.workload,
+            f.jobs,
+            f.seconds,
+            f.jobs_per_second,
+            ms(f.latency.map(|l| l.p50_ms)),
+            ms(f.latency.map(|l| l.p90_ms)),
+            ms(f.latency.map(|l| l.p99_ms)),
+            ratio
         );
+        if let Some(note) = &f.note {
+            println!("{:<9} ({note})", "");
+        }
+    }
+    println!();
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 
-fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
+/// The trimmed standard output of a command, or `unknown`.
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
         .output()
         .ok()
         .filter(|out| out.status.success())
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The commit checked out, with `-dirty` when the tree has uncommitted changes.
+fn git_commit() -> String {
+    let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|out| out.status.success() && !out.stdout.is_empty());
+    if dirty { format!("{commit}-dirty") } else { commit }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_taken_from_the_sorted_samples() {
+        let mut micros: Vec<u64> = (1..=100).rev().map(|ms| ms * 1_000).collect();
+        let latency = Latency::of(&mut micros).expect("samples");
+        assert_eq!((latency.p50_ms, latency.p90_ms, latency.p99_ms, latency.max_ms), (50.0, 90.0, 99.0, 100.0));
+        assert!(Latency::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn figures_are_compared_with_the_floor_of_their_own_backend_only() {
+        let second = Duration::from_secs(1);
+        let mut figures = vec![
+            Figure::new("postgres", "floor drain", 1_000, second).floor_figure(FloorOf::Drain),
+            Figure::new("postgres", "drain", 500, second).floor(FloorOf::Drain),
+            Figure::new("postgres", "enqueue", 500, second).floor(FloorOf::Enqueue),
+            Figure::new("redis", "drain", 500, second).floor(FloorOf::Drain),
+        ];
+        compare_with_floors(&mut figures);
+        let ratios: Vec<Option<f64>> = figures.iter().map(|f| f.ratio_to_floor).collect();
+        assert_eq!(ratios, [None, Some(0.5), None, None]);
+    }
+
+    #[test]
+    fn urls_in_the_report_lose_their_password() {
+        assert_eq!(redact("postgres://app:secret@db:5432/x"), "postgres://app@db:5432/x");
+        assert_eq!(redact("postgres://postgres@127.0.0.1:5432/test"), "postgres://postgres@127.0.0.1:5432/test");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
 }

@@ -1,22 +1,71 @@
-//! The measured workloads, written once over any storage.
+//! The measured workloads, written once over any storage ([`Backend`]).
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use haul::{JobState, MemoryStorage, Queue, Storage, Worker, job};
-use tokio::sync::Notify;
+use std::collections::HashMap;
 
-use crate::Figure;
+use haul::{JobContext, JobId, JobState, Queue, Storage, Worker, job};
+use tokio::{
+    sync::{Notify, Semaphore},
+    task::JoinSet,
+};
+
+use crate::{BoxError, Figure, FloorOf, Latency, Settings, ui::Ui};
+
+/// Jobs per batch in the batched enqueues.
+pub(crate) const BATCH: usize = 1_000;
+/// Concurrent producers of the one-by-one enqueue (and the most in flight in steady state).
+pub(crate) const PRODUCERS: usize = 32;
+/// Poll interval of the drain workers (wake-ups do the rest).
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+/// How long the steady-state workload waits for its last jobs once the producers stop.
+const STEADY_GRACE: Duration = Duration::from_secs(30);
+
+/// A storage to measure, created fresh for each workload.
+pub(crate) trait Backend {
+    /// The storage type.
+    type Storage: Storage + Clone;
+
+    /// The backend's name in the table.
+    fn name(&self) -> &'static str;
+
+    /// A fresh, empty storage for one workload.
+    async fn fresh(&mut self) -> Result<Self::Storage, BoxError>;
+
+    /// Another handle on the same storage, as a separate worker process would have.
+    async fn attach(&self, storage: &Self::Storage) -> Result<Self::Storage, BoxError>;
+
+    /// Called after jobs were pre-enqueued and before they are worked (statistics).
+    async fn settle(&self, storage: &Self::Storage) -> Result<(), BoxError>;
+
+    /// Lets go of a handle from [`Backend::attach`].
+    async fn detach(&self, storage: Self::Storage) -> Result<(), BoxError>;
+
+    /// Lets go of a storage from [`Backend::fresh`] and deletes what it holds.
+    async fn release(&mut self, storage: Self::Storage) -> Result<(), BoxError>;
+}
+
+/// The instant every enqueue-to-start latency is measured from.
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Microseconds since [`base`].
+fn now_micros() -> u64 {
+    u64::try_from(base().elapsed().as_micros()).unwrap_or(u64::MAX)
+}
 
 /// Counts handler runs and wakes the harness when the target is reached.
 #[derive(Default)]
-struct Progress {
-    done: AtomicUsize,
+pub(crate) struct Progress {
+    done: Arc<AtomicUsize>,
     target: AtomicUsize,
     reached: Notify,
 }
@@ -31,91 +80,286 @@ async fn noop(progress: haul::State<Progress>) -> Result<(), haul::JobError> {
     Ok(())
 }
 
-const BATCH: usize = 1_000;
-const PRODUCERS: usize = 32;
+/// Enqueue-to-start latencies seen by the handler of [`Timed`].
+#[derive(Default)]
+pub(crate) struct Latencies {
+    done: Arc<AtomicUsize>,
+    /// Each job's id and start, in microseconds since [`base`].
+    starts: Mutex<Vec<(JobId, u64)>>,
+    last_start: Mutex<Option<Instant>>,
+}
 
-/// Every workload on the memory backend, each on a fresh storage.
-pub(crate) async fn memory(jobs: usize, concurrency: usize) -> haul::Result<Vec<Figure>> {
-    Ok(vec![
-        enqueue_batched("memory", MemoryStorage::new(), jobs).await?,
-        enqueue_one_by_one("memory", MemoryStorage::new(), jobs).await?,
-        drain("memory", MemoryStorage::new(), jobs, concurrency).await?,
-    ])
+/// A no-op job that records when it started.
+#[job(queue = "bench")]
+async fn timed(ctx: JobContext, latencies: haul::State<Latencies>, enqueued_us: u64) -> Result<(), haul::JobError> {
+    let now = now_micros();
+    // The enqueue instant is also in the producer's records; the argument keeps the job
+    // self-describing (and its args a realistic size).
+    let _ = enqueued_us;
+    if let Ok(mut starts) = latencies.starts.lock() {
+        starts.push((ctx.id(), now));
+    }
+    if let Ok(mut last) = latencies.last_start.lock() {
+        *last = Some(Instant::now());
+    }
+    latencies.done.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Every workload on `backend`, each on a fresh storage.
+pub(crate) async fn suite<B: Backend>(backend: &mut B, settings: &Settings, ui: &Ui) -> Result<Vec<Figure>, BoxError> {
+    let mut figures =
+        vec![enqueue_batched(backend, settings.jobs, ui).await?, enqueue_one_by_one(backend, settings.jobs, ui).await?];
+    let drain_label = format!("drain, c={}", settings.concurrency);
+    figures.push(drain(backend, &drain_label, settings.jobs, 1, settings.concurrency, ui).await?);
+    figures.push(steady(backend, settings, ui).await?);
+    for instances in [1, 2, 4] {
+        let label =
+            format!("scaling, {instances} worker{} c={}", if instances == 1 { "" } else { "s" }, settings.concurrency);
+        figures.push(drain(backend, &label, settings.jobs, instances, settings.concurrency, ui).await?);
+    }
+    Ok(figures)
+}
+
+/// Runs `work` on a fresh storage and releases the storage whatever the outcome.
+async fn on_fresh<B: Backend, T>(
+    backend: &mut B,
+    work: impl AsyncFnOnce(&B, &B::Storage) -> Result<T, BoxError>,
+) -> Result<T, BoxError> {
+    let storage = backend.fresh().await?;
+    let result = work(backend, &storage).await;
+    let released = backend.release(storage).await;
+    let value = result?;
+    released?;
+    Ok(value)
+}
+
+/// Enqueues `jobs` no-op jobs in batches of 1,000, counting them in `counter`.
+async fn enqueue_noops(queue: &Queue, jobs: usize, counter: &AtomicUsize) -> Result<(), BoxError> {
+    let mut left = jobs;
+    while left > 0 {
+        let n = left.min(BATCH);
+        queue.enqueue_many((0..n).map(|_| Noop::new())).await?;
+        counter.fetch_add(n, Ordering::Relaxed);
+        left -= n;
+    }
+    Ok(())
 }
 
 /// `jobs` jobs enqueued in batches of 1,000.
-async fn enqueue_batched(backend: &'static str, storage: impl Storage, jobs: usize) -> haul::Result<Figure> {
-    let queue = Queue::new(storage);
-    let started = Instant::now();
-    let mut left = jobs;
-    while left > 0 {
-        let n = left.min(BATCH);
-        queue.enqueue_many((0..n).map(|_| Noop::new())).await?;
-        left -= n;
-    }
-    Ok(Figure::new(backend, "enqueue (batches of 1,000)", jobs, started.elapsed()))
+async fn enqueue_batched<B: Backend>(backend: &mut B, jobs: usize, ui: &Ui) -> Result<Figure, BoxError> {
+    let name = backend.name();
+    let label = "enqueue, batches of 1,000";
+    on_fresh(backend, async |_, storage| {
+        let queue = Queue::new(storage.clone());
+        let bar = ui.bar(name, label, jobs);
+        let started = Instant::now();
+        enqueue_noops(&queue, jobs, bar.counter()).await?;
+        let elapsed = started.elapsed();
+        bar.finish(jobs, elapsed);
+        Ok(Figure::new(name, label, jobs, elapsed).floor(FloorOf::Enqueue))
+    })
+    .await
 }
 
 /// `jobs` jobs enqueued one at a time by 32 concurrent producers.
-async fn enqueue_one_by_one(backend: &'static str, storage: impl Storage, jobs: usize) -> haul::Result<Figure> {
-    let queue = Queue::new(storage);
-    let started = Instant::now();
-    let producers: Vec<_> = (0..PRODUCERS)
-        .map(|p| {
+async fn enqueue_one_by_one<B: Backend>(backend: &mut B, jobs: usize, ui: &Ui) -> Result<Figure, BoxError> {
+    let name = backend.name();
+    let label = "enqueue, 1 by 1, 32 producers";
+    on_fresh(backend, async |_, storage| {
+        let queue = Queue::new(storage.clone());
+        let bar = ui.bar(name, label, jobs);
+        let started = Instant::now();
+        let mut producers = JoinSet::new();
+        for p in 0..PRODUCERS {
             let queue = queue.clone();
+            let counter = Arc::clone(bar.counter_arc());
             let share = jobs / PRODUCERS + usize::from(p < jobs % PRODUCERS);
-            tokio::spawn(async move {
+            producers.spawn(async move {
                 for _ in 0..share {
                     queue.enqueue(Noop::new()).await?;
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok::<_, haul::Error>(())
-            })
-        })
-        .collect();
-    for producer in producers {
-        producer.await.map_err(|e| haul::Error::InvalidArgument(e.to_string().into()))??;
-    }
-    Ok(Figure::new(backend, "enqueue (1 by 1, 32 producers)", jobs, started.elapsed()))
+            });
+        }
+        while let Some(joined) = producers.join_next().await {
+            joined??;
+        }
+        let elapsed = started.elapsed();
+        bar.finish(jobs, elapsed);
+        Ok(Figure::new(name, label, jobs, elapsed).floor(FloorOf::EnqueueOneByOne))
+    })
+    .await
 }
 
-/// `jobs` pre-enqueued no-op jobs worked at `concurrency`, timed until every one is
-/// completed in storage.
-async fn drain(
-    backend: &'static str,
-    storage: impl Storage + Clone,
+/// Sum of the completed jobs over every queue.
+async fn completed(queue: &Queue) -> Result<usize, BoxError> {
+    let total: u64 = queue.counts().await?.iter().map(|c| c.get(JobState::Completed)).sum();
+    Ok(usize::try_from(total).unwrap_or(usize::MAX))
+}
+
+/// `jobs` pre-enqueued no-op jobs worked by `instances` workers of `concurrency` slots
+/// each, timed until every one is completed in storage.
+async fn drain<B: Backend>(
+    backend: &mut B,
+    label: &str,
     jobs: usize,
+    instances: usize,
     concurrency: usize,
-) -> haul::Result<Figure> {
-    let queue = Queue::new(storage.clone());
-    let mut left = jobs;
-    while left > 0 {
-        let n = left.min(BATCH);
-        queue.enqueue_many((0..n).map(|_| Noop::new())).await?;
-        left -= n;
-    }
-    let progress = Arc::new(Progress::default());
-    progress.target.store(jobs, Ordering::Relaxed);
-    let worker = Worker::builder(storage)
-        .queues(["bench"])
-        .concurrency(concurrency)
-        .shared_state(Arc::clone(&progress))
-        .poll_interval(Duration::from_millis(100))
-        .build();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let started = Instant::now();
-    let running = tokio::spawn(worker.run_until(async {
-        let _ = stopped.await;
-    }));
-    progress.reached.notified().await;
-    loop {
-        let completed: u64 = queue.counts().await?.iter().map(|c| c.get(JobState::Completed)).sum();
-        if completed as usize >= jobs {
-            break;
+    ui: &Ui,
+) -> Result<Figure, BoxError> {
+    let name = backend.name();
+    on_fresh(backend, async |backend, storage| {
+        let queue = Queue::new(storage.clone());
+        let prepare = ui.bar(name, &format!("{label} (pre-enqueue)"), jobs);
+        enqueue_noops(&queue, jobs, prepare.counter()).await?;
+        backend.settle(storage).await?;
+        prepare.clear();
+
+        let progress = Arc::new(Progress::default());
+        progress.target.store(jobs, Ordering::Relaxed);
+        let bar = ui.bar_on(name, label, jobs, Arc::clone(&progress.done));
+        let mut handles = Vec::with_capacity(instances);
+        for _ in 0..instances {
+            handles.push(backend.attach(storage).await?);
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let elapsed = started.elapsed();
-    let _ = stop.send(());
-    running.await.map_err(|e| haul::Error::InvalidArgument(e.to_string().into()))??;
-    Ok(Figure::new(backend, "drain (no-op, concurrency)", jobs, elapsed))
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let started = Instant::now();
+        let mut workers = JoinSet::new();
+        for handle in &handles {
+            let worker = Worker::builder(handle.clone())
+                .queues(["bench"])
+                .concurrency(concurrency)
+                .shared_state(Arc::clone(&progress))
+                .poll_interval(DRAIN_POLL)
+                .build();
+            let mut stopped = stopped.clone();
+            workers.spawn(worker.run_until(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }));
+        }
+        progress.reached.notified().await;
+        while completed(&queue).await? < jobs {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let elapsed = started.elapsed();
+        let _ = stop.send(true);
+        while let Some(joined) = workers.join_next().await {
+            joined??;
+        }
+        for handle in handles {
+            backend.detach(handle).await?;
+        }
+        bar.finish(jobs, elapsed);
+        Ok(Figure::new(name, label, jobs, elapsed).floor(FloorOf::Drain).workers(instances))
+    })
+    .await
+}
+
+/// Producers at `settings.rate` jobs/s for `settings.steady_seconds` (or fewer when
+/// `settings.jobs` jobs take less) with one worker running: enqueue-to-start latency and
+/// the achieved rate.
+async fn steady<B: Backend>(backend: &mut B, settings: &Settings, ui: &Ui) -> Result<Figure, BoxError> {
+    let name = backend.name();
+    let rate = f64::from(settings.rate.max(1));
+    let total = ((rate * settings.steady_seconds) as usize).min(settings.jobs).max(1);
+    let label = format!("steady {}/s, {:.1} s", settings.rate, total as f64 / rate);
+    on_fresh(backend, async |backend, storage| {
+        let queue = Queue::new(storage.clone());
+        let latencies = Arc::new(Latencies::default());
+        let bar = ui.bar_on(name, &label, total, Arc::clone(&latencies.done));
+        // The worker has its own storage handle (as a separate process would: for
+        // PostgreSQL, its own pool), and the default poll interval (1 s): jobs start on
+        // wake-ups, not polls.
+        let handle = backend.attach(storage).await?;
+        let worker = Worker::builder(handle.clone())
+            .queues(["bench"])
+            .concurrency(settings.concurrency)
+            .shared_state(Arc::clone(&latencies))
+            .build();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(worker.run_until(async {
+            let _ = stopped.await;
+        }));
+        // Let the worker start listening before the first job.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let in_flight = Arc::new(Semaphore::new(PRODUCERS));
+        let mut producers = JoinSet::new();
+        let mut ticks = tokio::time::interval(Duration::from_millis(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let started = Instant::now();
+        let mut sent = 0;
+        let mut calls = Vec::with_capacity(total);
+        while sent < total {
+            ticks.tick().await;
+            let due = ((started.elapsed().as_secs_f64() * rate) as usize).min(total);
+            while sent < due {
+                let permit = Arc::clone(&in_flight).acquire_owned().await?;
+                let queue = queue.clone();
+                producers.spawn(async move {
+                    let at = now_micros();
+                    let enqueued = queue.enqueue(Timed::new(at)).await;
+                    drop(permit);
+                    enqueued.map(|id| (id, at, now_micros()))
+                });
+                sent += 1;
+            }
+            while let Some(joined) = producers.try_join_next() {
+                calls.push(joined??);
+            }
+        }
+        while let Some(joined) = producers.join_next().await {
+            calls.push(joined??);
+        }
+        let produced = started.elapsed();
+        let deadline = Instant::now() + STEADY_GRACE;
+        while latencies.done.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let _ = stop.send(());
+        running.await??;
+        backend.detach(handle).await?;
+        let done = latencies.done.load(Ordering::Relaxed);
+        let last = latencies.last_start.lock().ok().and_then(|last| *last).unwrap_or_else(Instant::now);
+        let elapsed = last.saturating_duration_since(started).max(produced);
+        let starts: HashMap<JobId, u64> =
+            latencies.starts.lock().map(|s| s.iter().copied().collect()).unwrap_or_default();
+        // From the start of the enqueue call, and from its return (the commit), to the
+        // handler's start; and the enqueue call itself.
+        let (mut from_call, mut from_return, mut call_time) = (Vec::new(), Vec::new(), Vec::new());
+        for &(id, at, returned) in &calls {
+            call_time.push(returned.saturating_sub(at));
+            if let Some(&start) = starts.get(&id) {
+                from_call.push(start.saturating_sub(at));
+                from_return.push(start.saturating_sub(returned));
+            }
+        }
+        bar.finish(done, elapsed);
+        let after_return = Latency::of(&mut from_return);
+        let mut figure = Figure::new(name, &label, done, elapsed)
+            .latency(Latency::of(&mut from_call))
+            .latency_after_return(after_return);
+        let achieved = total as f64 / produced.as_secs_f64().max(f64::EPSILON);
+        let mut notes = Vec::new();
+        if achieved < 0.9 * rate {
+            notes.push(format!("the producers reached only {achieved:.0} of {rate:.0} jobs/s"));
+        }
+        if let (Some(call), Some(after)) = (Latency::of(&mut call_time), after_return) {
+            notes.push(format!(
+                "latency counts from the enqueue call's start; the call took p50 {:.2} / p99 {:.2} ms; \
+                 from its return to the start: p50 {:.2} / p90 {:.2} / p99 {:.2} ms",
+                call.p50_ms, call.p99_ms, after.p50_ms, after.p90_ms, after.p99_ms
+            ));
+        }
+        if done < total {
+            notes.push(format!("only {done} of {total} jobs started within {} s", STEADY_GRACE.as_secs()));
+        }
+        if !notes.is_empty() {
+            figure = figure.note(notes.join("; "));
+        }
+        Ok(figure)
+    })
+    .await
 }
