@@ -55,11 +55,9 @@ impl Queue {
         self.insert(jobs).await
     }
 
-    /// Inserts prepared jobs in one atomic batch (after validating them).
+    /// Inserts prepared jobs in one atomic batch (the storage validates them with
+    /// [`NewJob::validate_batch`]).
     pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
-        for job in &jobs {
-            validate_new_job(job)?;
-        }
         Ok(self.storage.enqueue(EnqueueParams::new(jobs)).await?.ids)
     }
 
@@ -128,18 +126,6 @@ impl std::fmt::Debug for Queue {
             .field("max_args_bytes", &self.max_args_bytes)
             .finish()
     }
-}
-
-fn validate_new_job(job: &NewJob) -> Result<()> {
-    validate_queue_name(&job.queue)?;
-    crate::validate_kind_name(&job.kind)?;
-    if job.max_attempts == 0 {
-        return Err(Error::InvalidArgument("max_attempts must be at least 1".into()));
-    }
-    if !job.args.is_object() {
-        return Err(Error::InvalidArgument(format!("arguments of `{}` must be a JSON object", job.kind).into()));
-    }
-    Ok(())
 }
 
 /// A job being enqueued: set per-enqueue options, then `.await` it for its id.

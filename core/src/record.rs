@@ -159,6 +159,37 @@ impl NewJob {
         self.id = id;
         self
     }
+
+    /// Checks what every storage requires of a new job: valid queue and kind names, at
+    /// least one attempt, and arguments that are a JSON object.
+    pub fn validate(&self) -> Result<(), Error> {
+        crate::validate_queue_name(&self.queue)?;
+        crate::validate_kind_name(&self.kind)?;
+        if self.max_attempts == 0 {
+            return Err(Error::InvalidArgument(
+                format!("job {} of kind `{}` has max_attempts 0; it needs at least 1", self.id, self.kind).into(),
+            ));
+        }
+        if !self.args.is_object() {
+            return Err(Error::InvalidArgument(
+                format!("job {} of kind `{}` has arguments that are not a JSON object", self.id, self.kind).into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a batch before anything is stored: every job [valid](Self::validate), and
+    /// no id twice ([`Error::DuplicateId`]). Backends call it first in `enqueue`.
+    pub fn validate_batch(jobs: &[NewJob]) -> Result<(), Error> {
+        let mut seen = std::collections::HashSet::with_capacity(if jobs.len() > 1 { jobs.len() } else { 0 });
+        for job in jobs {
+            job.validate()?;
+            if jobs.len() > 1 && !seen.insert(job.id) {
+                return Err(Error::DuplicateId(job.id));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Uniqueness of a job: an enqueue is skipped, and the existing job's id returned,

@@ -4,11 +4,11 @@
 //! docs summarize them. Every change to a stored job goes through
 //! [`crate::store::JobMut::change`].
 
-use std::{collections::HashSet, time::Duration};
+use std::time::Duration;
 
 use haul_core::{
     AttemptError, Claim, EnqueueOutcome, Error, HeartbeatOutcome, JobId, JobOutcome, JobRecord, JobState, NewJob,
-    Report, ReportOutcome, RescueOutcome, Result, Retention, Timestamp, validate_kind_name, validate_queue_name,
+    Report, ReportOutcome, RescueOutcome, Result, Retention, Timestamp,
 };
 
 use crate::{
@@ -52,26 +52,13 @@ impl Store {
         Ok(EnqueueOutcome::new(ids).with_duplicates(duplicates))
     }
 
+    /// The batch's own checks ([`NewJob::validate_batch`]), then ids already stored.
     fn validate_batch(&self, jobs: &[NewJob]) -> Result<()> {
-        let mut seen = HashSet::with_capacity(if jobs.len() > 1 { jobs.len() } else { 0 });
-        for job in jobs {
-            validate_queue_name(&job.queue)?;
-            validate_kind_name(&job.kind)?;
-            if job.max_attempts == 0 {
-                return Err(Error::InvalidArgument(
-                    format!("job {} of kind `{}` has max_attempts 0; it needs at least 1", job.id, job.kind).into(),
-                ));
-            }
-            if !job.args.is_object() {
-                return Err(Error::InvalidArgument(
-                    format!("job {} of kind `{}` has arguments that are not a JSON object", job.id, job.kind).into(),
-                ));
-            }
-            if self.contains(job.id) || (jobs.len() > 1 && !seen.insert(job.id)) {
-                return Err(Error::DuplicateId(job.id));
-            }
+        NewJob::validate_batch(jobs)?;
+        match jobs.iter().find(|job| self.contains(job.id)) {
+            Some(job) => Err(Error::DuplicateId(job.id)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Claims up to `request.limit` available jobs, in claim order.

@@ -1,10 +1,9 @@
 //! [`PostgresStorage`]: construction, migrations and the extension methods.
 
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 use haul_core::{
     EnqueueOutcome, EnqueueParams, Error, JobId, JobRecord, JobState, NewJob, Result, RunAt, Timestamp, Unique,
-    validate_kind_name, validate_queue_name,
 };
 use sqlx::{
     Acquire, PgConnection, Postgres, Row,
@@ -147,12 +146,9 @@ impl PostgresStorage {
         if jobs.is_empty() {
             return Ok(EnqueueOutcome::new(Vec::new()));
         }
+        NewJob::validate_batch(&jobs)?;
         let mut columns = EnqueueColumns::with_capacity(jobs.len());
-        let mut ids = HashSet::with_capacity(jobs.len());
         for job in &jobs {
-            if !ids.insert(job.id) {
-                return Err(Error::DuplicateId(job.id));
-            }
             columns.push(job)?;
         }
         if jobs.iter().all(|job| job.unique.is_none()) {
@@ -325,18 +321,11 @@ impl EnqueueColumns {
         }
     }
 
-    /// Validates `job` and appends it.
+    /// Appends `job` (checked by [`NewJob::validate_batch`]), refusing what PostgreSQL
+    /// cannot store.
     fn push(&mut self, job: &NewJob) -> Result<()> {
-        validate_queue_name(&job.queue)?;
-        validate_kind_name(&job.kind)?;
-        if job.max_attempts == 0 {
-            return Err(Error::InvalidArgument("max_attempts must be at least 1".into()));
-        }
         let max_attempts = i32::try_from(job.max_attempts)
             .map_err(|_| Error::InvalidArgument(format!("max_attempts must be at most {}", i32::MAX).into()))?;
-        if !job.args.is_object() {
-            return Err(Error::InvalidArgument(format!("arguments of `{}` must be a JSON object", job.kind).into()));
-        }
         if contains_nul(&job.args) {
             return Err(Error::InvalidArgument(
                 format!("arguments of `{}` contain a NUL character (\\u0000), which PostgreSQL cannot store", job.kind)

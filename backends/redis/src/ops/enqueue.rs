@@ -1,11 +1,9 @@
 //! enqueue: validate the whole batch, decide which unique jobs to skip, then one script
 //! stores all of the rest or none.
 
-use std::collections::HashSet;
-
 use haul_core::{
     EnqueueOutcome, EnqueueParams, Error, ErrorKind, JobId, JobRecord, JobState, NewJob, Result, RunAt, Timestamp,
-    Unique, validate_kind_name, validate_queue_name,
+    Unique,
 };
 use redis::Value;
 use uuid::Uuid;
@@ -87,7 +85,7 @@ impl RedisStorage {
         if jobs.is_empty() {
             return Ok(EnqueueOutcome::new(Vec::new()));
         }
-        validate(&jobs)?;
+        NewJob::validate_batch(&jobs)?;
         let encoded = jobs.iter().map(encode).collect::<Result<Vec<_>>>()?;
         for _ in 0..UNIQUE_ATTEMPTS {
             let plan = if jobs.iter().any(|job| job.unique.is_some()) {
@@ -336,29 +334,6 @@ fn check(value: Value) -> Result<bool> {
             other => Err(corrupt(format!("unexpected reply `{other}` from enqueue"))),
         },
     }
-}
-
-/// Checks the whole batch before anything is sent: names, attempts, arguments, ids.
-fn validate(jobs: &[NewJob]) -> Result<()> {
-    let mut seen = HashSet::with_capacity(jobs.len());
-    for job in jobs {
-        validate_queue_name(&job.queue)?;
-        validate_kind_name(&job.kind)?;
-        if job.max_attempts == 0 {
-            return Err(Error::InvalidArgument(
-                format!("job {} of kind `{}` has max_attempts 0; it needs at least 1", job.id, job.kind).into(),
-            ));
-        }
-        if !job.args.is_object() {
-            return Err(Error::InvalidArgument(
-                format!("job {} of kind `{}` has arguments that are not a JSON object", job.id, job.kind).into(),
-            ));
-        }
-        if !seen.insert(job.id) {
-            return Err(Error::DuplicateId(job.id));
-        }
-    }
-    Ok(())
 }
 
 fn encode(job: &NewJob) -> Result<Encoded> {
