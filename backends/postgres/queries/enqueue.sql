@@ -1,5 +1,9 @@
--- Inserts a batch of jobs in one statement (atomic) and sends one NOTIFY per queue
--- that received available jobs. When one of the ids is already stored, nothing is
+-- Inserts a batch of jobs in one statement (atomic). With $12 true it also sends one
+-- NOTIFY per queue that received available jobs, delivered when the enclosing
+-- transaction commits (the caller's own transaction: enqueue_in_tx). With $12 false it
+-- sends none and the caller notifies after its commit (the pool's enqueue: see
+-- src/notify.rs; a NOTIFY in the insert's own transaction makes concurrent enqueues
+-- commit one at a time). When one of the ids is already stored, nothing is
 -- inserted and that id is returned as `duplicate` (an insert racing with this one on
 -- the same id still fails on the primary key instead).
 --
@@ -15,9 +19,11 @@
 -- $10 timeouts_ms   bigint[]      NULL entries: no timeout
 -- $11 unique_keys   text[]        NULL entries: not unique (uniqueness is resolved
 --                                 before this statement; see find_blocking.sql)
+-- $12 notify        boolean       whether to NOTIFY here
 --
 -- Returns one row: `duplicate` (a stored id of the batch, or NULL when the batch was
--- inserted) and `notified` (number of queues notified).
+-- inserted), `available` (the distinct queues that received available jobs, NULL when
+-- none did) and `notified` (number of queues notified here).
 WITH ctx AS (
     SELECT coalesce($1::timestamptz, now()) AS now
 ),
@@ -47,9 +53,14 @@ inserted AS (
     WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING queue, state
 ),
+available AS (
+    SELECT DISTINCT queue FROM inserted WHERE state = 'available'
+),
 notified AS (
-    SELECT pg_notify({channel}, q.queue)
-    FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS q
+    SELECT pg_notify({channel}, a.queue)
+    FROM available AS a
+    WHERE $12::boolean
 )
 SELECT (SELECT id FROM existing) AS duplicate,
+       (SELECT array_agg(queue) FROM available) AS available,
        (SELECT count(*) FROM notified) AS notified

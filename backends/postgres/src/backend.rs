@@ -16,6 +16,7 @@ use crate::{
     error::map_sqlx_error,
     listen::Listener,
     row::{decode_record, micros, parse_state},
+    storage::WakeUp,
 };
 
 fn count(row: &PgRow, column: &str) -> Result<u64> {
@@ -48,7 +49,9 @@ impl Storage for PostgresStorage {
     }
 
     async fn enqueue(&self, params: EnqueueParams) -> Result<EnqueueOutcome> {
-        self.insert(&self.inner.pool, params).await
+        let inserted = self.insert(&self.inner.pool, params, WakeUp::AfterCommit).await?;
+        self.wake_after_commit(inserted.available);
+        Ok(inserted.outcome)
     }
 
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
@@ -308,6 +311,8 @@ impl Storage for PostgresStorage {
         let options = (*self.inner.pool.connect_options()).clone();
         let started = Listener::start(options, self.inner.channel.clone()).await?;
         let wakeups = started.sender().subscribe();
+        // Set once: the listener, once started, is kept for the storage's life.
+        let _ = self.inner.local_wakeups.set(started.sender().clone());
         *listener = Some(started);
         Ok(wakeups)
     }

@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod job_tx;
 mod listen;
+mod notify;
 mod queries;
 mod row;
 mod storage;

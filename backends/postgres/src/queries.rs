@@ -6,6 +6,7 @@ use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 #[derive(Debug)]
 pub(crate) struct Queries {
     pub(crate) enqueue: SqlStr,
+    pub(crate) notify: SqlStr,
     pub(crate) lock_unique_keys: SqlStr,
     pub(crate) find_blocking: SqlStr,
     pub(crate) claim: SqlStr,
@@ -35,6 +36,7 @@ impl Queries {
             |sql: &str| AssertSqlSafe(sql.replace("{schema}", &schema).replace("{channel}", &channel)).into_sql_str();
         Self {
             enqueue: render(include_str!("../queries/enqueue.sql")),
+            notify: render(include_str!("../queries/notify.sql")),
             lock_unique_keys: render(include_str!("../queries/lock_unique_keys.sql")),
             find_blocking: render(include_str!("../queries/find_blocking.sql")),
             claim: render(include_str!("../queries/claim.sql")),
@@ -64,6 +66,7 @@ mod tests {
         let queries = Queries::new("tenant_1", "haul_tenant_1");
         for sql in [
             &queries.enqueue,
+            &queries.notify,
             &queries.find_blocking,
             &queries.claim,
             &queries.report,

@@ -1,9 +1,10 @@
 //! [`PostgresStorage`]: construction, migrations and the extension methods.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use haul_core::{
     EnqueueOutcome, EnqueueParams, Error, JobId, JobRecord, JobState, NewJob, Result, RunAt, Timestamp, Unique,
+    WakeupSender,
 };
 use sqlx::{
     Acquire, PgConnection, Postgres, Row,
@@ -16,6 +17,7 @@ use crate::{
     config::{PostgresConfig, channel_name},
     error::{corrupt, map_sqlx_error},
     listen::Listener,
+    notify::Notifier,
     queries::Queries,
     row::{micros, timeout_ms},
 };
@@ -39,6 +41,27 @@ pub(crate) struct Inner {
     pub(crate) channel: String,
     pub(crate) queries: Queries,
     pub(crate) listener: Mutex<Option<Listener>>,
+    /// The sender of this storage's listener once it runs: jobs enqueued through this
+    /// storage wake its own subscribers directly too.
+    pub(crate) local_wakeups: OnceLock<WakeupSender>,
+    /// Sends the NOTIFY of jobs enqueued through the pool, after their commit; started
+    /// by the first such enqueue.
+    pub(crate) notifier: OnceLock<Notifier>,
+}
+
+/// Where an insert's wake-ups are sent from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WakeUp {
+    /// By the insert statement, in the caller's transaction: delivered when it commits.
+    InTransaction,
+    /// By the caller once the insert committed ([`PostgresStorage::wake_after_commit`]).
+    AfterCommit,
+}
+
+/// What an insert did: its outcome, and the queues that received available jobs.
+pub(crate) struct Inserted {
+    pub(crate) outcome: EnqueueOutcome,
+    pub(crate) available: Vec<String>,
 }
 
 impl PostgresStorage {
@@ -70,7 +93,17 @@ impl PostgresStorage {
     fn build(pool: PgPool, schema: String) -> Self {
         let channel = channel_name(&schema);
         let queries = Queries::new(&schema, &channel);
-        Self { inner: Arc::new(Inner { pool, schema, channel, queries, listener: Mutex::new(None) }) }
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                schema,
+                channel,
+                queries,
+                listener: Mutex::new(None),
+                local_wakeups: OnceLock::new(),
+                notifier: OnceLock::new(),
+            }),
+        }
     }
 
     /// The pool, for the application's own queries and transactions.
@@ -131,20 +164,42 @@ impl PostgresStorage {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue_in_tx(&self, conn: &mut PgConnection, jobs: Vec<NewJob>) -> Result<EnqueueOutcome> {
-        self.insert(conn, EnqueueParams::new(jobs)).await
+        let inserted = self.insert(conn, EnqueueParams::new(jobs), WakeUp::InTransaction).await?;
+        Ok(inserted.outcome)
+    }
+
+    /// Wakes the workers of `queues`, whose new jobs are committed: this storage's own
+    /// subscribers at once, and every listener through a NOTIFY from the notifier task.
+    pub(crate) fn wake_after_commit(&self, queues: Vec<String>) {
+        if queues.is_empty() {
+            return;
+        }
+        if let Some(sender) = self.inner.local_wakeups.get() {
+            for queue in &queues {
+                sender.notify(queue);
+            }
+        }
+        let inner = &self.inner;
+        inner
+            .notifier
+            .get_or_init(|| Notifier::start(inner.pool.clone(), inner.queries.notify.clone(), inner.channel.clone()))
+            .request(queues);
     }
 
     /// Validates and inserts a batch. Without unique jobs: one statement. With unique
     /// jobs: a short transaction (a savepoint inside the caller's) that locks the keys,
-    /// finds the blocking jobs, and inserts the jobs that nothing blocks.
+    /// finds the blocking jobs, and inserts the jobs that nothing blocks. With
+    /// [`WakeUp::AfterCommit`] it sends no NOTIFY: the caller wakes
+    /// [`Inserted::available`] once the insert is committed.
     pub(crate) async fn insert<'c>(
         &self,
         conn: impl Acquire<'c, Database = Postgres>,
         params: EnqueueParams,
-    ) -> Result<EnqueueOutcome> {
+        wake_up: WakeUp,
+    ) -> Result<Inserted> {
         let jobs = params.jobs;
         if jobs.is_empty() {
-            return Ok(EnqueueOutcome::new(Vec::new()));
+            return Ok(Inserted { outcome: EnqueueOutcome::new(Vec::new()), available: Vec::new() });
         }
         NewJob::validate_batch(&jobs)?;
         let mut columns = EnqueueColumns::with_capacity(jobs.len());
@@ -153,22 +208,24 @@ impl PostgresStorage {
         }
         if jobs.iter().all(|job| job.unique.is_none()) {
             let mut conn = conn.acquire().await.map_err(map_sqlx_error)?;
-            self.insert_columns(&mut conn, params.now, &columns).await?;
-            return Ok(EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()));
+            let available = self.insert_columns(&mut conn, params.now, &columns, wake_up).await?;
+            return Ok(Inserted { outcome: EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()), available });
         }
         let mut tx = conn.begin().await.map_err(map_sqlx_error)?;
-        let outcome = self.insert_unique(&mut tx, &jobs, params.now).await?;
+        let inserted = self.insert_unique(&mut tx, &jobs, params.now, wake_up).await?;
         tx.commit().await.map_err(map_sqlx_error)?;
-        Ok(outcome)
+        Ok(inserted)
     }
 
-    /// Inserts validated columns in one statement.
+    /// Inserts validated columns in one statement; returns the queues that received
+    /// available jobs.
     async fn insert_columns(
         &self,
         conn: &mut PgConnection,
         now: Option<Timestamp>,
         columns: &EnqueueColumns,
-    ) -> Result<()> {
+        wake_up: WakeUp,
+    ) -> Result<Vec<String>> {
         let row = sqlx::query(self.inner.queries.enqueue.clone())
             .bind(now)
             .bind(&columns.ids)
@@ -181,14 +238,16 @@ impl PostgresStorage {
             .bind(&columns.max_attempts)
             .bind(&columns.timeouts_ms)
             .bind(&columns.unique_keys)
+            .bind(wake_up == WakeUp::InTransaction)
             .fetch_one(conn)
             .await
             .map_err(map_sqlx_error)?;
         let duplicate: Option<uuid::Uuid> = row.try_get("duplicate").map_err(map_sqlx_error)?;
-        match duplicate {
-            Some(id) => Err(Error::DuplicateId(JobId(id))),
-            None => Ok(()),
+        if let Some(id) = duplicate {
+            return Err(Error::DuplicateId(JobId(id)));
         }
+        let available: Option<Vec<String>> = row.try_get("available").map_err(map_sqlx_error)?;
+        Ok(available.unwrap_or_default())
     }
 
     /// Inserts a validated batch holding unique jobs, inside a transaction on `conn`:
@@ -199,7 +258,8 @@ impl PostgresStorage {
         conn: &mut PgConnection,
         jobs: &[NewJob],
         now: Option<Timestamp>,
-    ) -> Result<EnqueueOutcome> {
+        wake_up: WakeUp,
+    ) -> Result<Inserted> {
         let uniques: Vec<(usize, &Unique)> = jobs
             .iter()
             .enumerate()
@@ -264,10 +324,9 @@ impl PostgresStorage {
             kept.push(job)?;
             ids.push(job.id);
         }
-        if !kept.ids.is_empty() {
-            self.insert_columns(conn, now, &kept).await?;
-        }
-        Ok(EnqueueOutcome::new(ids).with_duplicates(duplicates))
+        let available =
+            if kept.ids.is_empty() { Vec::new() } else { self.insert_columns(conn, now, &kept, wake_up).await? };
+        Ok(Inserted { outcome: EnqueueOutcome::new(ids).with_duplicates(duplicates), available })
     }
 }
 

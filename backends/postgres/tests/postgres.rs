@@ -314,6 +314,83 @@ async fn explain_claim(storage: &PostgresStorage, without_seqscan: bool) -> Stri
 mod notify {
     use super::*;
 
+    /// Another handle on `storage`'s schema, with a pool of its own (as another process
+    /// would have): its enqueues can wake `storage`'s subscribers only through NOTIFY.
+    async fn other_handle(storage: &PostgresStorage) -> PostgresStorage {
+        PostgresStorage::from_pool_with(common::pool(5).await, PostgresConfig::new().schema(storage.schema()))
+            .expect("a valid schema")
+    }
+
+    #[tokio::test]
+    async fn an_enqueue_through_the_pool_notifies_listeners_once_the_job_is_committed() {
+        let (storage, _guard) = common::storage().await;
+        let mut listener = sqlx::postgres::PgListener::connect(&common::url()).await.expect("listener");
+        listener.listen(storage.channel()).await.expect("listen");
+
+        let ids = enqueue(&storage, "mail", 1).await;
+        let notification = timeout(GENEROUS, listener.recv()).await.expect("a notification").expect("recv");
+        assert_eq!(notification.payload(), "mail");
+        // Sent after the commit: a claimer woken by it finds the job.
+        let other = other_handle(&storage).await;
+        let claimed = other.claim(ClaimParams::new(["mail"], 10)).await.expect("claim");
+        assert_eq!(claimed.iter().map(|record| record.id).collect::<Vec<_>>(), ids);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_queue_of_concurrent_enqueues_is_notified() {
+        let (storage, _guard) = common::storage().await;
+        let mut listener = sqlx::postgres::PgListener::connect(&common::url()).await.expect("listener");
+        listener.listen(storage.channel()).await.expect("listen");
+
+        let queues: HashSet<String> = (0..40).map(|n| format!("queue-{n}")).collect();
+        let mut enqueues = tokio::task::JoinSet::new();
+        for queue in queues.clone() {
+            let storage = storage.clone();
+            enqueues.spawn(async move { enqueue(&storage, &queue, 1).await });
+        }
+        while let Some(joined) = enqueues.join_next().await {
+            joined.expect("enqueue task");
+        }
+        let mut seen = HashSet::new();
+        timeout(GENEROUS, async {
+            while seen.len() < queues.len() {
+                let notification = listener.recv().await.expect("recv");
+                seen.insert(notification.payload().to_owned());
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("notified {} of {} queues", seen.len(), queues.len()));
+        assert_eq!(seen, queues);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_of_another_storage_is_woken_by_an_enqueue() {
+        let (storage, _guard) = common::storage().await;
+        let worker_side = other_handle(&storage).await;
+        let mut wakeups = worker_side.subscribe().await.expect("subscribe");
+        enqueue(&storage, "mail", 1).await;
+        let woken = timeout(GENEROUS, wakeups.wait_for(&["mail".to_owned()])).await.expect("a wake-up");
+        assert!(woken);
+    }
+
+    #[tokio::test]
+    async fn a_job_enqueued_in_a_transaction_notifies_when_the_transaction_commits() {
+        let (storage, _guard) = common::storage().await;
+        let mut listener = sqlx::postgres::PgListener::connect(&common::url()).await.expect("listener");
+        listener.listen(storage.channel()).await.expect("listen");
+
+        let mut tx = storage.pool().begin().await.expect("begin");
+        storage.enqueue_in_tx(&mut tx, vec![job("in-tx")]).await.expect("enqueue in tx");
+        // An enqueue committed meanwhile is notified first: the transaction's job is
+        // not notified before its commit.
+        enqueue(&storage, "marker", 1).await;
+        let first = timeout(GENEROUS, listener.recv()).await.expect("a notification").expect("recv");
+        assert_eq!(first.payload(), "marker");
+        tx.commit().await.expect("commit");
+        let next = timeout(GENEROUS, listener.recv()).await.expect("a notification").expect("recv");
+        assert_eq!(next.payload(), "in-tx");
+    }
+
     #[tokio::test]
     async fn a_subscriber_is_woken_when_jobs_are_enqueued() {
         let (storage, _guard) = common::storage().await;
@@ -357,10 +434,12 @@ mod notify {
         assert_eq!(killed, vec![true], "exactly one LISTEN connection was killed");
 
         // Notifications sent while the listener reconnects are lost (the workers' poll
-        // covers that): keep enqueueing until one gets through.
+        // covers that): keep enqueueing until one gets through. The enqueues go through
+        // another handle, which does not wake this storage's subscribers directly.
+        let producer = other_handle(&storage).await;
         let woken = timeout(GENEROUS, async {
             loop {
-                enqueue(&storage, "mail", 1).await;
+                enqueue(&producer, "mail", 1).await;
                 if let Ok(woken) = timeout(Duration::from_millis(250), wakeups.wait_for(&["mail".to_owned()])).await {
                     return woken;
                 }
