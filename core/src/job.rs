@@ -149,10 +149,12 @@ pub fn decode_job(kind: &str, args: &serde_json::Value) -> Result<Box<dyn Job>> 
     if !is_registered(kind) {
         return Err(Error::UnknownKind(kind.to_owned()));
     }
-    let mut tagged = serde_json::Map::with_capacity(2);
-    tagged.insert("kind".to_owned(), serde_json::Value::String(kind.to_owned()));
-    tagged.insert("args".to_owned(), args.clone());
-    serde_json::from_value(serde_json::Value::Object(tagged))
+    // The tagged form `{"kind": .., "args": ..}` that typetag reads, presented by
+    // reference: no copy of the arguments, no map built per job.
+    let kind_entry = ("kind", serde_json::Value::String(kind.to_owned()));
+    let tagged = [(kind_entry.0, &kind_entry.1), ("args", args)];
+    let deserializer = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(tagged.into_iter());
+    <Box<dyn Job> as serde::Deserialize>::deserialize(deserializer)
         .map_err(|source| Error::Serialization { kind: kind.to_owned(), source })
 }
 

@@ -1,6 +1,6 @@
 //! Runs one claimed job and turns what happened into an outcome.
 
-use std::{any::Any, sync::Arc, time::Duration};
+use std::{any::Any, panic::AssertUnwindSafe, sync::Arc, task::Poll, time::Duration};
 
 use tracing::Instrument;
 
@@ -91,8 +91,16 @@ async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOutcome> {
     let options = job.options();
     let timeout = record.timeout.or(options.timeout);
     let started = std::time::Instant::now();
-    let handler = tokio::spawn(job.perform(ctx.clone()).in_current_span());
-    let abort = handler.abort_handle();
+    // The handler runs inside this task (no second spawn per job); a panic is caught
+    // at each poll and becomes a failed attempt, and a stop drops the handler.
+    let mut handler = job.perform(ctx.clone());
+    let handler = std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(cx))) {
+            Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    });
     let finished = tokio::select! {
         biased;
         joined = handler => Some(joined),
@@ -105,7 +113,6 @@ async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOutcome> {
     metrics::histogram!("haul_job_duration_seconds", "queue" => record.queue.clone(), "kind" => record.kind.clone())
         .record(started.elapsed().as_secs_f64());
     let Some(joined) = finished else {
-        abort.abort();
         return stopped_outcome(ctx.stop_reason(), timeout, &options.retry, record.attempt);
     };
     // A handler that watches its stop token may return before the runtime sees the
@@ -129,12 +136,11 @@ async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOutcome> {
                 Some(Control::Snooze(snooze)) => JobOutcome::Snoozed { delay: snooze.0 },
             }
         }
-        Err(join_error) if join_error.is_panic() => {
-            let message = format!("handler panicked: {}", panic_message(join_error.into_panic()));
+        Err(payload) => {
+            let message = format!("handler panicked: {}", panic_message(payload));
             tracing::error!(error = %message, "job panicked");
             failed(&message, &options.retry, record.attempt)
         }
-        Err(_) => failed("handler task was cancelled", &options.retry, record.attempt),
     })
 }
 
