@@ -1,5 +1,7 @@
-//! The PostgreSQL floor: the batched enqueue/claim/complete cycle as raw SQL on a
-//! minimal table, with no library around it.
+//! The floors: the batched enqueue/claim/complete cycle with no library around it, as raw
+//! SQL on a minimal table for PostgreSQL (here) and as minimal Lua for Redis ([`redis`]).
+
+pub(crate) mod redis;
 
 use std::time::Instant;
 
@@ -16,7 +18,7 @@ use crate::{
 /// Concurrent claim/complete loops of the floor's drain.
 pub(crate) const FLOOR_CLAIMERS: usize = 2;
 
-/// The floor's enqueue and drain figures, on a schema of its own (dropped at the end).
+/// The PostgreSQL floor's enqueue and drain figures, on a schema of its own (dropped at the end).
 pub(crate) async fn postgres(pg: &mut Postgres, jobs: usize, ui: &Ui) -> Result<Vec<Figure>, BoxError> {
     let schema = pg.schema_name("floor");
     let result = async {

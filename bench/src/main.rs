@@ -11,6 +11,7 @@
 
 mod backends;
 mod floor;
+mod long_tx;
 mod ui;
 mod workloads;
 
@@ -46,6 +47,14 @@ struct Args {
     /// Duration of the steady-state workload's production, in seconds (at most `--jobs` jobs).
     #[arg(long, default_value_t = 3.0)]
     steady_seconds: f64,
+    /// How long the long-transaction workload (PostgreSQL) holds its snapshot, in seconds
+    /// (0 skips the workload).
+    #[arg(long, default_value_t = 60.0)]
+    long_tx_seconds: f64,
+    /// How long the long-transaction workload runs before and after the held snapshot, in
+    /// seconds (default: the hold's length, at most 10 s).
+    #[arg(long)]
+    long_tx_phase_seconds: Option<f64>,
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -73,6 +82,10 @@ pub(crate) struct Settings {
     pub(crate) concurrency: usize,
     pub(crate) rate: u32,
     pub(crate) steady_seconds: f64,
+    /// The held snapshot's duration in the long-transaction workload (0: skipped).
+    pub(crate) long_tx_seconds: f64,
+    /// The before and after phases' duration in the long-transaction workload.
+    pub(crate) long_tx_phase_seconds: Option<f64>,
 }
 
 /// Which floor figure a haul figure is compared with.
@@ -137,6 +150,9 @@ pub(crate) struct Figure {
     floor_jobs_per_second: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_to_floor: Option<f64>,
+    /// Long-transaction phases: jobs/s relative to the phase before the held snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_to_before: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }
@@ -157,6 +173,7 @@ impl Figure {
             floor_of: None,
             floor_jobs_per_second: None,
             ratio_to_floor: None,
+            ratio_to_before: None,
             note: None,
         }
     }
@@ -185,6 +202,11 @@ impl Figure {
 
     pub(crate) fn latency_after_return(mut self, latency: Option<Latency>) -> Self {
         self.latency_after_return = latency;
+        self
+    }
+
+    pub(crate) fn ratio_to_before(mut self, ratio: f64) -> Self {
+        self.ratio_to_before = Some(ratio);
         self
     }
 
@@ -229,7 +251,12 @@ struct Machine {
 struct Versions {
     haul: &'static str,
     rustc: String,
+    /// `SHOW server_version`.
     postgres: Option<String>,
+    /// `SELECT version()`.
+    postgres_build: Option<String>,
+    /// `redis_version` from `INFO server`.
+    redis: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -254,11 +281,14 @@ async fn main() -> Result<(), BoxError> {
         concurrency: args.concurrency,
         rate: args.rate,
         steady_seconds: args.steady_seconds,
+        long_tx_seconds: args.long_tx_seconds,
+        long_tx_phase_seconds: args.long_tx_phase_seconds,
     };
+    let long_tx_plan = long_tx::Plan::new(args.long_tx_seconds, args.long_tx_phase_seconds);
     let ui = ui::Ui::new();
     let mut figures = Vec::new();
     let mut notes = Vec::new();
-    let mut postgres_version = None;
+    let (mut postgres_version, mut postgres_build, mut redis_version) = (None, None, None);
     let postgres_url = std::env::var("HAUL_BENCH_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
     let redis_url = std::env::var("HAUL_BENCH_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
 
@@ -267,7 +297,8 @@ async fn main() -> Result<(), BoxError> {
     }
     if args.backend.includes(BackendChoice::Postgres) {
         let mut pg = backends::Postgres::connect(&postgres_url).await?;
-        postgres_version = pg.server_version().await.ok();
+        postgres_version = Some(pg.setting("server_version").await);
+        postgres_build = pg.server_version().await.ok();
         notes.push(format!(
             "postgres: autovacuum is {} on this server; the harness runs ANALYZE on the jobs table after \
              pre-enqueueing for each drain (fsync {}, synchronous_commit {}; each workload in a fresh schema)",
@@ -275,9 +306,25 @@ async fn main() -> Result<(), BoxError> {
             pg.setting("fsync").await,
             pg.setting("synchronous_commit").await,
         ));
+        if let Some(plan) = long_tx_plan {
+            notes.push(format!(
+                "postgres long tx: one worker as in steady, producers at {}/s throughout; {:.0} s before, {:.0} s \
+                 while another connection holds a REPEATABLE READ transaction idle after one read of the jobs \
+                 table (its snapshot holds back the xmin horizon; rolled back at the end), {:.0} s after; jobs/s \
+                 counts the handler starts in each phase, p50/p99 are from the enqueue call's start for the jobs \
+                 enqueued in the phase",
+                settings.rate,
+                plan.phase.as_secs_f64(),
+                plan.hold.as_secs_f64(),
+                plan.phase.as_secs_f64(),
+            ));
+        }
         let result = async {
             let mut measured = floor::postgres(&mut pg, settings.jobs, &ui).await?;
             measured.extend(workloads::suite(&mut pg, &settings, &ui).await?);
+            if let Some(plan) = long_tx_plan {
+                measured.extend(long_tx::run(&mut pg, &settings, plan, &ui).await?);
+            }
             Ok::<_, BoxError>(measured)
         }
         .await;
@@ -298,8 +345,15 @@ async fn main() -> Result<(), BoxError> {
             .to_owned(),
     );
     if args.backend.includes(BackendChoice::Redis) {
+        redis_version = floor::redis::server_version(&redis_url).await.ok();
+        figures.extend(floor::redis::measure(&redis_url, settings.jobs, &ui).await?);
         figures.extend(workloads::suite(&mut backends::Redis::new(&redis_url), &settings, &ui).await?);
-        notes.push("redis: each workload under a fresh key prefix, purged at its end; no raw-Lua floor yet".to_owned());
+        notes.push(
+            "redis: each workload under a fresh key prefix, purged at its end; the floor is three minimal Lua \
+             scripts (a sorted set of available ids, a sorted set of running ids scored by lease deadline, a hash \
+             per job), no library around them"
+                .to_owned(),
+        );
     }
     compare_with_floors(&mut figures);
     print_table(&figures);
@@ -318,6 +372,8 @@ async fn main() -> Result<(), BoxError> {
                 haul: env!("CARGO_PKG_VERSION"),
                 rustc: command_output("rustc", &["--version"]),
                 postgres: postgres_version,
+                postgres_build,
+                redis: redis_version,
             },
             git_commit: git_commit(),
             settings: ReportSettings {

@@ -25,7 +25,7 @@ pub(crate) const PRODUCERS: usize = 32;
 /// Poll interval of the drain workers (wake-ups do the rest).
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// How long the steady-state workload waits for its last jobs once the producers stop.
-const STEADY_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const STEADY_GRACE: Duration = Duration::from_secs(30);
 
 /// A storage to measure, created fresh for each workload.
 pub(crate) trait Backend {
@@ -58,7 +58,7 @@ fn base() -> Instant {
 }
 
 /// Microseconds since [`base`].
-fn now_micros() -> u64 {
+pub(crate) fn now_micros() -> u64 {
     u64::try_from(base().elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -83,10 +83,10 @@ async fn noop(progress: haul::State<Progress>) -> Result<(), haul::JobError> {
 /// Enqueue-to-start latencies seen by the handler of [`Timed`].
 #[derive(Default)]
 pub(crate) struct Latencies {
-    done: Arc<AtomicUsize>,
+    pub(crate) done: Arc<AtomicUsize>,
     /// Each job's id and start, in microseconds since [`base`].
-    starts: Mutex<Vec<(JobId, u64)>>,
-    last_start: Mutex<Option<Instant>>,
+    pub(crate) starts: Mutex<Vec<(JobId, u64)>>,
+    pub(crate) last_start: Mutex<Option<Instant>>,
 }
 
 /// A no-op job that records when it started.
@@ -122,7 +122,7 @@ pub(crate) async fn suite<B: Backend>(backend: &mut B, settings: &Settings, ui: 
 }
 
 /// Runs `work` on a fresh storage and releases the storage whatever the outcome.
-async fn on_fresh<B: Backend, T>(
+pub(crate) async fn on_fresh<B: Backend, T>(
     backend: &mut B,
     work: impl AsyncFnOnce(&B, &B::Storage) -> Result<T, BoxError>,
 ) -> Result<T, BoxError> {
@@ -285,35 +285,8 @@ async fn steady<B: Backend>(backend: &mut B, settings: &Settings, ui: &Ui) -> Re
         // Let the worker start listening before the first job.
         tokio::time::sleep(Duration::from_millis(200)).await;
 
-        let in_flight = Arc::new(Semaphore::new(PRODUCERS));
-        let mut producers = JoinSet::new();
-        let mut ticks = tokio::time::interval(Duration::from_millis(1));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let started = Instant::now();
-        let mut sent = 0;
-        let mut calls = Vec::with_capacity(total);
-        while sent < total {
-            ticks.tick().await;
-            let due = ((started.elapsed().as_secs_f64() * rate) as usize).min(total);
-            while sent < due {
-                let permit = Arc::clone(&in_flight).acquire_owned().await?;
-                let queue = queue.clone();
-                producers.spawn(async move {
-                    let at = now_micros();
-                    let enqueued = queue.enqueue(Timed::new(at)).await;
-                    drop(permit);
-                    enqueued.map(|id| (id, at, now_micros()))
-                });
-                sent += 1;
-            }
-            while let Some(joined) = producers.try_join_next() {
-                calls.push(joined??);
-            }
-        }
-        while let Some(joined) = producers.join_next().await {
-            calls.push(joined??);
-        }
-        let produced = started.elapsed();
+        let (calls, produced) = produce(&queue, rate, total).await?;
         let deadline = Instant::now() + STEADY_GRACE;
         while latencies.done.load(Ordering::Relaxed) < total && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -362,4 +335,42 @@ async fn steady<B: Backend>(backend: &mut B, settings: &Settings, ui: &Ui) -> Re
         Ok(figure)
     })
     .await
+}
+
+/// One enqueue call of [`produce`]: the job's id, and the call's start and return in
+/// microseconds since [`base`].
+pub(crate) type Call = (JobId, u64, u64);
+
+/// Enqueues `total` [`Timed`] jobs at `rate` jobs/s, at most [`PRODUCERS`] calls in flight:
+/// every call, and how long the production took.
+pub(crate) async fn produce(queue: &Queue, rate: f64, total: usize) -> Result<(Vec<Call>, Duration), BoxError> {
+    let in_flight = Arc::new(Semaphore::new(PRODUCERS));
+    let mut producers = JoinSet::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut calls = Vec::with_capacity(total);
+    while sent < total {
+        ticks.tick().await;
+        let due = ((started.elapsed().as_secs_f64() * rate) as usize).min(total);
+        while sent < due {
+            let permit = Arc::clone(&in_flight).acquire_owned().await?;
+            let queue = queue.clone();
+            producers.spawn(async move {
+                let at = now_micros();
+                let enqueued = queue.enqueue(Timed::new(at)).await;
+                drop(permit);
+                enqueued.map(|id| (id, at, now_micros()))
+            });
+            sent += 1;
+        }
+        while let Some(joined) = producers.try_join_next() {
+            calls.push(joined??);
+        }
+    }
+    while let Some(joined) = producers.join_next().await {
+        calls.push(joined??);
+    }
+    Ok((calls, started.elapsed()))
 }
