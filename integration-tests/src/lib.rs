@@ -22,6 +22,7 @@
 //! generous deadline.
 
 pub mod cases;
+pub mod faults;
 pub mod harness;
 pub mod services;
 

@@ -177,17 +177,26 @@ pub fn job_at(queue: &str, run_at: Timestamp) -> NewJob {
 }
 
 /// Polls `check` until it returns `Some`, failing after [`PATIENCE`] with `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    eventually_within(PATIENCE, what, check).await
+}
+
+/// Polls `check` until it returns `Some`, failing after `patience` with `what`.
+pub async fn eventually_within<T, F, Fut>(patience: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {PATIENCE:?} waiting for {what}");
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {patience:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
