@@ -121,11 +121,12 @@ pub async fn a_killed_worker_loses_no_job(storage: TestStorage, start: impl Fn(&
 
     let runs = log.0.read();
     let rerun = assert_completed_at_least_once(&records, &runs);
-    let mut unflushed = 0;
+    let (mut unflushed, mut unstarted) = (0, 0);
     for record in &records {
         if held.contains(&record.id) {
             assert_eq!(record.attempt, 2, "job {} held by the killed worker ran again", record.id);
             unflushed += usize::from(ran(&before_kill, record.id, Event::Succeeded));
+            unstarted += usize::from(!ran(&before_kill, record.id, Event::Started));
         } else if ran(&before_kill, record.id, Event::Started) {
             assert_eq!(record.attempt, 1, "job {} the killed worker completed never ran again", record.id);
         }
@@ -133,7 +134,8 @@ pub async fn a_killed_worker_loses_no_job(storage: TestStorage, start: impl Fn(&
     assert_eq!(rerun, held.len(), "exactly the jobs the killed worker held ran twice");
     eprintln!(
         "killed worker: {JOBS} enqueued, {JOBS} completed; {} held at the kill and run again \
-         ({unflushed} of them had succeeded but their completion was not yet written)",
+         ({unflushed} of them had succeeded but their completion was not yet written, {unstarted} had been claimed \
+         but not started)",
         held.len()
     );
 }
