@@ -55,9 +55,34 @@ struct Args {
     /// seconds (default: the hold's length, at most 10 s).
     #[arg(long)]
     long_tx_phase_seconds: Option<f64>,
+    /// Workloads to run, comma-separated (default: all). The floor runs whenever a
+    /// workload compared with it runs.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::ALL)]
+    workloads: Vec<Workload>,
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// One workload of the suite, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Workload {
+    /// Batched and one-by-one enqueue.
+    Enqueue,
+    /// Pre-enqueued jobs worked by one worker.
+    Drain,
+    /// Producers at a fixed rate, enqueue-to-start latency.
+    Steady,
+    /// Drain by 1, 2 and 4 worker instances.
+    Scaling,
+    /// Steady state around a held snapshot (PostgreSQL).
+    LongTx,
+}
+
+impl Workload {
+    const ALL: [Workload; 5] =
+        [Workload::Enqueue, Workload::Drain, Workload::Steady, Workload::Scaling, Workload::LongTx];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -86,6 +111,20 @@ pub(crate) struct Settings {
     pub(crate) long_tx_seconds: f64,
     /// The before and after phases' duration in the long-transaction workload.
     pub(crate) long_tx_phase_seconds: Option<f64>,
+    /// The workloads to run.
+    pub(crate) workloads: Vec<Workload>,
+}
+
+impl Settings {
+    /// Whether `workload` is to run.
+    pub(crate) fn runs(&self, workload: Workload) -> bool {
+        self.workloads.contains(&workload)
+    }
+
+    /// Whether the floor is to run: some workload compared with it runs.
+    fn runs_floor(&self) -> bool {
+        [Workload::Enqueue, Workload::Drain, Workload::Scaling].iter().any(|w| self.runs(*w))
+    }
 }
 
 /// Which floor figure a haul figure is compared with.
@@ -283,8 +322,10 @@ async fn main() -> Result<(), BoxError> {
         steady_seconds: args.steady_seconds,
         long_tx_seconds: args.long_tx_seconds,
         long_tx_phase_seconds: args.long_tx_phase_seconds,
+        workloads: args.workloads.clone(),
     };
-    let long_tx_plan = long_tx::Plan::new(args.long_tx_seconds, args.long_tx_phase_seconds);
+    let long_tx_plan = long_tx::Plan::new(args.long_tx_seconds, args.long_tx_phase_seconds)
+        .filter(|_| settings.runs(Workload::LongTx));
     let ui = ui::Ui::new();
     let mut figures = Vec::new();
     let mut notes = Vec::new();
@@ -320,7 +361,10 @@ async fn main() -> Result<(), BoxError> {
             ));
         }
         let result = async {
-            let mut measured = floor::postgres(&mut pg, settings.jobs, &ui).await?;
+            let mut measured = Vec::new();
+            if settings.runs_floor() {
+                measured.extend(floor::postgres(&mut pg, settings.jobs, &ui).await?);
+            }
             measured.extend(workloads::suite(&mut pg, &settings, &ui).await?);
             if let Some(plan) = long_tx_plan {
                 measured.extend(long_tx::run(&mut pg, &settings, plan, &ui).await?);
@@ -346,7 +390,9 @@ async fn main() -> Result<(), BoxError> {
     );
     if args.backend.includes(BackendChoice::Redis) {
         redis_version = floor::redis::server_version(&redis_url).await.ok();
-        figures.extend(floor::redis::measure(&redis_url, settings.jobs, &ui).await?);
+        if settings.runs_floor() {
+            figures.extend(floor::redis::measure(&redis_url, settings.jobs, &ui).await?);
+        }
         figures.extend(workloads::suite(&mut backends::Redis::new(&redis_url), &settings, &ui).await?);
         notes.push(
             "redis: each workload under a fresh key prefix, purged at its end; the floor is three minimal Lua \

@@ -16,7 +16,7 @@ use tokio::{
     task::JoinSet,
 };
 
-use crate::{BoxError, Figure, FloorOf, Latency, Settings, ui::Ui};
+use crate::{BoxError, Figure, FloorOf, Latency, Settings, Workload, ui::Ui};
 
 /// Jobs per batch in the batched enqueues.
 pub(crate) const BATCH: usize = 1_000;
@@ -108,12 +108,20 @@ async fn timed(ctx: JobContext, latencies: haul::State<Latencies>, enqueued_us: 
 
 /// Every workload on `backend`, each on a fresh storage.
 pub(crate) async fn suite<B: Backend>(backend: &mut B, settings: &Settings, ui: &Ui) -> Result<Vec<Figure>, BoxError> {
-    let mut figures =
-        vec![enqueue_batched(backend, settings.jobs, ui).await?, enqueue_one_by_one(backend, settings.jobs, ui).await?];
-    let drain_label = format!("drain, c={}", settings.concurrency);
-    figures.push(drain(backend, &drain_label, settings.jobs, 1, settings.concurrency, ui).await?);
-    figures.push(steady(backend, settings, ui).await?);
-    for instances in [1, 2, 4] {
+    let mut figures = Vec::new();
+    if settings.runs(Workload::Enqueue) {
+        figures.push(enqueue_batched(backend, settings.jobs, ui).await?);
+        figures.push(enqueue_one_by_one(backend, settings.jobs, ui).await?);
+    }
+    if settings.runs(Workload::Drain) {
+        let drain_label = format!("drain, c={}", settings.concurrency);
+        figures.push(drain(backend, &drain_label, settings.jobs, 1, settings.concurrency, ui).await?);
+    }
+    if settings.runs(Workload::Steady) {
+        figures.push(steady(backend, settings, ui).await?);
+    }
+    let scaling: &[usize] = if settings.runs(Workload::Scaling) { &[1, 2, 4] } else { &[] };
+    for &instances in scaling {
         let label =
             format!("scaling, {instances} worker{} c={}", if instances == 1 { "" } else { "s" }, settings.concurrency);
         figures.push(drain(backend, &label, settings.jobs, instances, settings.concurrency, ui).await?);

@@ -4,6 +4,9 @@
 -- and locks what it picks with FOR UPDATE SKIP LOCKED: rows another claimer holds are
 -- skipped, never waited on. The best $3 of those are claimed; the few extra rows
 -- locked when several queues are claimed at once are released when the statement ends.
+-- The update finds the picked rows by their physical address (ctid), which their row
+-- lock keeps stable until commit: a TID scan, whatever the planner thinks of the
+-- table's size (joining on `id` let it choose a sequential scan from about 128 rows).
 --
 -- $1 now        timestamptz  clock override (NULL: the database clock)
 -- $2 queues     text[]
@@ -21,10 +24,10 @@ active AS (
     WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues AS p WHERE p.name = q.name AND p.paused)
 ),
 picked AS (
-    SELECT c.id
+    SELECT c.ctid
     FROM active AS a
     CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.run_at
+        SELECT j.ctid, j.id, j.priority, j.run_at
         FROM {schema}.jobs AS j
         WHERE j.state = 'available'
           AND j.queue = a.name
@@ -43,5 +46,5 @@ SET state            = 'running',
     lease_expires_at = ctx.now + $4::bigint * interval '1 microsecond',
     claimed_by       = $5::text
 FROM ctx
-WHERE j.id IN (SELECT id FROM picked)
+WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
 RETURNING j.*

@@ -1,6 +1,7 @@
 -- Extends the leases of held jobs, each fenced by its claim (id + lease token of a
 -- running job). Rows are locked in id order first, so concurrent batches cannot
--- deadlock.
+-- deadlock. Each input row finds its job through the primary key, and the update joins
+-- only the locked rows, so the plan stays linear in the batch (see report.sql).
 --
 -- $1 now       timestamptz  clock override (NULL: the database clock)
 -- $2 ids       uuid[]
@@ -16,17 +17,16 @@ input AS (
 ),
 locked AS (
     SELECT j.id
-    FROM {schema}.jobs AS j
-    JOIN input AS i ON i.id = j.id AND i.token = j.lease_token
-    WHERE j.state = 'running'
-    ORDER BY j.id
-    FOR UPDATE OF j
+    FROM (SELECT * FROM input ORDER BY id) AS i
+    CROSS JOIN LATERAL (
+        SELECT j.id
+        FROM {schema}.jobs AS j
+        WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
+        FOR UPDATE OF j
+    ) AS j
 )
 UPDATE {schema}.jobs AS j
 SET lease_expires_at = ctx.now + $4::bigint * interval '1 microsecond'
-FROM input AS i, ctx
+FROM locked AS i, ctx
 WHERE j.id = i.id
-  AND j.lease_token = i.token
-  AND j.state = 'running'
-  AND j.id IN (SELECT id FROM locked)
 RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested

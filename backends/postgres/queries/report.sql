@@ -2,6 +2,15 @@
 -- running job); outcomes whose claim no longer holds are left out of the result.
 -- Rows are locked in id order first, so concurrent batches cannot deadlock.
 --
+-- The plan must stay linear in the batch whatever the table's statistics say: each
+-- input row finds its job through the primary key (a LATERAL lookup: with statistics
+-- taken while no job was running, a join let the planner scan the whole table and
+-- rescan the input for every row), and the update joins only the locked rows, which
+-- carry their outcome (joining the input again was quadratic too). The update needs no
+-- second check of the claim: `locked` checked it on the row's latest version and holds
+-- the row lock until commit, and a filter on `state` here let the planner pick a full
+-- scan again.
+--
 -- Outcomes: completed, failed (message, delay_us = retry_in), discarded (message),
 -- cancelled, snoozed (delay_us). A pending cancel request turns failed and snoozed
 -- into cancelled (a failure's error is still recorded).
@@ -23,12 +32,14 @@ input AS (
         AS t (id, token, outcome, message, delay_us)
 ),
 locked AS (
-    SELECT j.id
-    FROM {schema}.jobs AS j
-    JOIN input AS i ON i.id = j.id AND i.token = j.lease_token
-    WHERE j.state = 'running'
-    ORDER BY j.id
-    FOR UPDATE OF j
+    SELECT j.id, i.outcome, i.message, i.delay_us
+    FROM (SELECT * FROM input ORDER BY id) AS i
+    CROSS JOIN LATERAL (
+        SELECT j.id
+        FROM {schema}.jobs AS j
+        WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
+        FOR UPDATE OF j
+    ) AS j
 ),
 updated AS (
     UPDATE {schema}.jobs AS j
@@ -64,17 +75,13 @@ updated AS (
         lease_token      = NULL,
         lease_expires_at = NULL,
         claimed_by       = NULL
-    FROM input AS i, ctx
+    FROM locked AS i, ctx
     WHERE j.id = i.id
-      AND j.lease_token = i.token
-      AND j.state = 'running'
-      AND j.id IN (SELECT id FROM locked)
     RETURNING j.id, j.queue, j.state
 ),
 notified AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM updated WHERE state = 'available') AS q
 )
-SELECT u.id, u.state, n.notified
+SELECT u.id, u.state, (SELECT count(*) FROM notified) AS notified
 FROM updated AS u
-CROSS JOIN (SELECT count(*) AS notified FROM notified) AS n
