@@ -41,6 +41,9 @@ struct Args {
     /// Worker concurrency (slots per worker instance).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Prefetch of the second drain figure (0: only the drain at the default prefetch of 0).
+    #[arg(long, default_value_t = 224)]
+    prefetch: usize,
     /// Producer rate of the steady-state workload, in jobs per second.
     #[arg(long, default_value_t = 2_000)]
     rate: u32,
@@ -105,6 +108,7 @@ impl BackendChoice {
 pub(crate) struct Settings {
     pub(crate) jobs: usize,
     pub(crate) concurrency: usize,
+    pub(crate) prefetch: usize,
     pub(crate) rate: u32,
     pub(crate) steady_seconds: f64,
     /// The held snapshot's duration in the long-transaction workload (0: skipped).
@@ -318,6 +322,7 @@ async fn main() -> Result<(), BoxError> {
     let settings = Settings {
         jobs: args.jobs,
         concurrency: args.concurrency,
+        prefetch: args.prefetch,
         rate: args.rate,
         steady_seconds: args.steady_seconds,
         long_tx_seconds: args.long_tx_seconds,

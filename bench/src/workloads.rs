@@ -115,7 +115,11 @@ pub(crate) async fn suite<B: Backend>(backend: &mut B, settings: &Settings, ui: 
     }
     if settings.runs(Workload::Drain) {
         let drain_label = format!("drain, c={}", settings.concurrency);
-        figures.push(drain(backend, &drain_label, settings.jobs, 1, settings.concurrency, ui).await?);
+        figures.push(drain(backend, &drain_label, settings.jobs, 1, settings.concurrency, 0, ui).await?);
+        if settings.prefetch > 0 {
+            let label = format!("drain, c={} prefetch {}", settings.concurrency, settings.prefetch);
+            figures.push(drain(backend, &label, settings.jobs, 1, settings.concurrency, settings.prefetch, ui).await?);
+        }
     }
     if settings.runs(Workload::Steady) {
         figures.push(steady(backend, settings, ui).await?);
@@ -124,7 +128,7 @@ pub(crate) async fn suite<B: Backend>(backend: &mut B, settings: &Settings, ui: 
     for &instances in scaling {
         let label =
             format!("scaling, {instances} worker{} c={}", if instances == 1 { "" } else { "s" }, settings.concurrency);
-        figures.push(drain(backend, &label, settings.jobs, instances, settings.concurrency, ui).await?);
+        figures.push(drain(backend, &label, settings.jobs, instances, settings.concurrency, 0, ui).await?);
     }
     Ok(figures)
 }
@@ -208,13 +212,14 @@ async fn completed(queue: &Queue) -> Result<usize, BoxError> {
 }
 
 /// `jobs` pre-enqueued no-op jobs worked by `instances` workers of `concurrency` slots
-/// each, timed until every one is completed in storage.
+/// (and `prefetch` jobs claimed ahead) each, timed until every one is completed in storage.
 async fn drain<B: Backend>(
     backend: &mut B,
     label: &str,
     jobs: usize,
     instances: usize,
     concurrency: usize,
+    prefetch: usize,
     ui: &Ui,
 ) -> Result<Figure, BoxError> {
     let name = backend.name();
@@ -239,6 +244,7 @@ async fn drain<B: Backend>(
             let worker = Worker::builder(handle.clone())
                 .queues(["bench"])
                 .concurrency(concurrency)
+                .prefetch(prefetch)
                 .shared_state(Arc::clone(&progress))
                 .poll_interval(DRAIN_POLL)
                 .build();

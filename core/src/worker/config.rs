@@ -10,6 +10,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) worker_id: String,
     pub(crate) queues: Vec<String>,
     pub(crate) concurrency: usize,
+    pub(crate) prefetch: usize,
     pub(crate) poll_interval: Duration,
     pub(crate) lease: Duration,
     pub(crate) heartbeat_interval: Duration,
@@ -31,6 +32,11 @@ impl WorkerConfig {
         }
         if self.concurrency == 0 {
             return Err(Error::InvalidArgument("concurrency must be at least 1".into()));
+        }
+        if self.concurrency.saturating_add(self.prefetch) > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(Error::InvalidArgument(
+                format!("concurrency + prefetch must be at most {}", tokio::sync::Semaphore::MAX_PERMITS).into(),
+            ));
         }
         if self.lease < Duration::from_millis(100) {
             return Err(Error::InvalidArgument("the lease must be at least 100 ms".into()));
@@ -66,6 +72,7 @@ impl WorkerBuilder {
                 worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
                 queues: vec![crate::job::DEFAULT_QUEUE.to_owned()],
                 concurrency: 10,
+                prefetch: 0,
                 poll_interval: Duration::from_secs(1),
                 lease,
                 heartbeat_interval: lease / 3,
@@ -88,6 +95,24 @@ impl WorkerBuilder {
     /// Jobs run at once (default: 10).
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.config.concurrency = concurrency;
+        self
+    }
+
+    /// Jobs claimed ahead of free slots (default: 0).
+    ///
+    /// With a prefetch, the worker keeps up to `concurrency + prefetch` jobs claimed:
+    /// the ones beyond the running `concurrency` wait in the worker, in claim order,
+    /// and start as slots free up. It claims again once half the prefetch has been
+    /// used, so each claim fetches many jobs in one round trip, which is what lets
+    /// short jobs run at the storage's batch speed.
+    ///
+    /// A prefetched job is claimed in storage while it waits: its attempt has begun,
+    /// its lease is extended by heartbeats, and no other worker can run it. At
+    /// shutdown, prefetched jobs that have not started are handed back at once without
+    /// spending their attempt. Use it for many short jobs; leave it at 0 for long ones,
+    /// which would wait here while another worker sits idle.
+    pub fn prefetch(mut self, prefetch: usize) -> Self {
+        self.config.prefetch = prefetch;
         self
     }
 

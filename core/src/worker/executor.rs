@@ -2,6 +2,8 @@
 
 use std::{any::Any, panic::AssertUnwindSafe, sync::Arc, task::Poll, time::Duration};
 
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
@@ -14,6 +16,10 @@ pub(crate) struct Executor {
     pub(crate) states: Arc<StateMap>,
     pub(crate) held: Arc<HeldJobs>,
     pub(crate) reports: tokio::sync::mpsc::UnboundedSender<Report>,
+    /// One permit per running handler (the worker's concurrency).
+    pub(crate) running: Arc<Semaphore>,
+    /// Fires when the worker stops claiming: jobs that have not started are handed back.
+    pub(crate) handing_back: CancellationToken,
 }
 
 impl Executor {
@@ -34,6 +40,19 @@ impl Executor {
             Arc::clone(&self.states),
         );
         self.held.insert(claim, ctx.clone());
+        // A prefetched job waits here for a running slot.
+        let slot = tokio::select! {
+            biased;
+            slot = Arc::clone(&self.running).acquire_owned() => slot.ok(),
+            () = self.handing_back.cancelled() => None,
+            () = ctx.stop_token().cancelled() => None,
+        };
+        let Some(_slot) = slot else {
+            let reason = ctx.stop_reason().unwrap_or(StopReason::Shutdown);
+            let outcome = stopped_outcome(Some(reason), None, &RetryPolicy::default(), record.attempt);
+            self.queue_report(claim, &record, outcome);
+            return;
+        };
         let span = tracing::info_span!(
             "haul.job",
             id = %record.id,

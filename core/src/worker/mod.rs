@@ -84,13 +84,27 @@ impl Worker {
             .run(stop_background.clone()),
         );
 
-        let executor = Arc::new(Executor { states: self.states, held: Arc::clone(&held), reports: report_tx });
-        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let stop_claiming = CancellationToken::new();
+        let executor = Arc::new(Executor {
+            states: self.states,
+            held: Arc::clone(&held),
+            reports: report_tx,
+            running: Arc::new(Semaphore::new(config.concurrency)),
+            handing_back: stop_claiming.clone(),
+        });
+        // One slot per job held: running, or prefetched and waiting to run.
+        let held_limit = config.concurrency.saturating_add(config.prefetch);
+        let slots = Arc::new(Semaphore::new(held_limit));
         let claimer =
             Claimer { storage: Arc::clone(&self.storage), config: config.clone(), slots: Arc::clone(&slots), executor };
-        tracing::info!(worker_id = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
+        tracing::info!(
+            worker_id = %config.worker_id,
+            queues = ?config.queues,
+            concurrency = config.concurrency,
+            prefetch = config.prefetch,
+            "worker started"
+        );
 
-        let stop_claiming = CancellationToken::new();
         let claiming = claimer.run(stop_claiming.clone());
         tokio::pin!(claiming);
         tokio::select! {
@@ -101,7 +115,7 @@ impl Worker {
         claiming.await;
 
         tracing::info!(in_flight = held.len(), grace = ?config.shutdown_grace, "shutting down");
-        let all_slots = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
+        let all_slots = u32::try_from(held_limit).unwrap_or(u32::MAX);
         let finished = tokio::time::timeout(config.shutdown_grace, slots.acquire_many(all_slots)).await;
         if finished.is_err() {
             tracing::warn!(in_flight = held.len(), "grace period over; stopping running jobs and handing them back");
@@ -131,7 +145,7 @@ impl Worker {
     }
 }
 
-/// The claim loop: fills free slots with batched claims.
+/// The claim loop: fills free slots (running and prefetch) with batched claims.
 struct Claimer {
     storage: Arc<dyn Storage>,
     config: WorkerConfig,
@@ -192,14 +206,19 @@ impl Claimer {
         }
     }
 
-    /// Waits for at least one free slot, then takes every free slot.
+    /// Waits until enough slots are free to be worth a claim (one without a prefetch,
+    /// half the prefetch with one), then takes every free slot, one permit per job.
     async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
-        let Ok(first) = Arc::clone(&self.slots).acquire_owned().await else {
+        let worth_a_claim = u32::try_from((self.config.prefetch / 2).max(1)).unwrap_or(u32::MAX);
+        let Ok(mut free) = Arc::clone(&self.slots).acquire_many_owned(worth_a_claim).await else {
             return Vec::new();
         };
-        let mut permits = vec![first];
-        while let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
-            permits.push(permit);
+        while let Ok(more) = Arc::clone(&self.slots).try_acquire_owned() {
+            free.merge(more);
+        }
+        let mut permits = Vec::with_capacity(free.num_permits());
+        while let Some(one) = free.split(1) {
+            permits.push(one);
         }
         permits
     }

@@ -176,6 +176,80 @@ pub async fn shutdown_after_the_grace_period_hands_running_jobs_back(storage: Te
     });
 }
 
+/// The jobs of `queue` in `state`.
+async fn jobs_in_state(storage: &TestStorage, queue: &str, state: JobState) -> Vec<JobRecord> {
+    let jobs = storage.list(ListParams::new().queue(queue).limit(1_000)).await.expect("list succeeds");
+    jobs.into_iter().filter(|job| job.state == state).collect()
+}
+
+/// A worker with a prefetch claims up to `concurrency + prefetch` jobs but runs only
+/// `concurrency` of them at once; the rest wait claimed, and nothing more is claimed.
+pub async fn a_prefetching_worker_claims_ahead_but_runs_only_its_concurrency(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, "w.prefetch", vec![Script::Hang; 12]).await;
+    let worker = RunningWorker::start(&storage, "w.prefetch", &tracker, |builder| {
+        builder.concurrency(2).prefetch(6).shutdown_grace(Duration::from_millis(200))
+    });
+    eventually("8 jobs to be claimed", || {
+        let storage = storage.clone();
+        async move { (jobs_in_state(&storage, "w.prefetch", JobState::Running).await.len() == 8).then_some(()) }
+    })
+    .await;
+    // Several poll intervals: the worker must neither start a third handler nor claim more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(tracker.started().len(), 2, "only `concurrency` handlers run");
+    assert_eq!(jobs_in_state(&storage, "w.prefetch", JobState::Running).await.len(), 8);
+    assert_eq!(jobs_in_state(&storage, "w.prefetch", JobState::Available).await.len(), 4);
+
+    worker.stop().await;
+    let started = tracker.started();
+    for id in &ids {
+        let record = get(&storage, *id).await;
+        assert_eq!(record.state, JobState::Available, "job {id} is handed back");
+        assert_eq!(record.attempt, 0, "a handed-back job keeps its attempt");
+        assert_eq!(tracker.runs(*id).len(), usize::from(started.contains(id)));
+    }
+}
+
+/// At shutdown, prefetched jobs that have not started are handed back at once: they do
+/// not start while the running job finishes within the grace period.
+pub async fn shutdown_hands_prefetched_jobs_back_without_running_them(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, "w.prefetch_stop", vec![Script::Sleep { ms: 1_000 }; 5]).await;
+    let worker = RunningWorker::start(&storage, "w.prefetch_stop", &tracker, |builder| {
+        builder.concurrency(1).prefetch(4).shutdown_grace(Duration::from_secs(10))
+    });
+    wait_for_all(&storage, "w.prefetch_stop", 5, JobState::Running).await;
+    worker.stop().await;
+
+    let started = tracker.started();
+    assert_eq!(started.len(), 1, "only the job that was running started");
+    for id in &ids {
+        let record = get(&storage, *id).await;
+        if started.contains(id) {
+            assert_eq!(record.state, JobState::Completed, "the running job finished within the grace period");
+        } else {
+            assert_eq!(record.state, JobState::Available, "prefetched job {id} is handed back");
+            assert_eq!(record.attempt, 0, "a handed-back job keeps its attempt");
+            assert_eq!(record.lease_token, None);
+        }
+    }
+}
+
+/// A worker with a prefetch runs a batch to completion, each job once, on its first attempt.
+pub async fn a_prefetching_worker_runs_every_job_once(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, "w.prefetch_all", vec![Script::Complete; 300]).await;
+    let worker =
+        RunningWorker::start(&storage, "w.prefetch_all", &tracker, |builder| builder.concurrency(4).prefetch(40));
+    let done = wait_for_all(&storage, "w.prefetch_all", ids.len(), JobState::Completed).await;
+    worker.stop().await;
+    for record in done {
+        assert_eq!(record.attempt, 1);
+        assert_eq!(tracker.runs(record.id), vec![1], "job {} ran exactly once", record.id);
+    }
+}
+
 /// A handler that panics fails its attempt with the panic message recorded, and the
 /// worker keeps running jobs.
 pub async fn a_panicking_handler_is_recorded_as_a_failed_attempt(storage: TestStorage) {
