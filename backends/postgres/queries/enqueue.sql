@@ -41,7 +41,12 @@ resolved AS (
     FROM input CROSS JOIN ctx
 ),
 existing AS (
-    SELECT j.id FROM {schema}.jobs AS j WHERE j.id = ANY ($2::uuid[]) LIMIT 1
+    -- One primary-key lookup per id: `j.id = ANY ($2) LIMIT 1` let the generic plan
+    -- scan the whole table in the hope of an early match.
+    SELECT found.id
+    FROM unnest($2::uuid[]) AS wanted (id)
+    CROSS JOIN LATERAL (SELECT j.id FROM {schema}.jobs AS j WHERE j.id = wanted.id LIMIT 1) AS found
+    LIMIT 1
 ),
 inserted AS (
     INSERT INTO {schema}.jobs (id, kind, args, queue, priority, state, attempt, max_attempts, timeout_ms, run_at, created_at,
