@@ -72,6 +72,8 @@ pub async fn run(storage: impl Storage + Clone) -> haul::Result<()> {
     let worker = Worker::builder(storage)
         .queues(["images", "default", "mail", "reports"])
         .concurrency(32)
+        // The image jobs are many and short: claim up to 64 more ahead of free slots.
+        .prefetch(64)
         .state(Mailer { from: "robot@example.com" })
         .maintenance_interval(Duration::from_millis(200))
         .build();
