@@ -4,14 +4,14 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use haul::{JobId, Queue, Worker};
+use haul::{JobId, Queue};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
 use crate::{
     BoxError, Figure, Latency, Settings,
     backends::Postgres,
     ui::Ui,
-    workloads::{self, Backend, Call, Latencies, STEADY_GRACE, now_micros},
+    workloads::{self, Backend, Call, Latencies, LatencyWorker, STEADY_GRACE, now_micros},
 };
 
 /// The longest before and after phases when `--long-tx-phase-seconds` is not given.
@@ -123,17 +123,7 @@ pub(crate) async fn run(pg: &mut Postgres, settings: &Settings, plan: Plan, ui: 
         let table = format!("\"{}\".jobs", storage.schema());
         let latencies = Arc::new(Latencies::default());
         let bar = ui.bar_on(name, &label, total, Arc::clone(&latencies.done));
-        let handle = pg.attach(storage).await?;
-        let worker = Worker::builder(handle.clone())
-            .queues(["bench"])
-            .concurrency(settings.concurrency)
-            .shared_state(Arc::clone(&latencies))
-            .build();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(worker.run_until(async {
-            let _ = stopped.await;
-        }));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let worker = LatencyWorker::start(pg, storage, settings, &latencies).await?;
 
         let start = now_micros();
         let mut observed = Observed::default();
@@ -158,10 +148,7 @@ pub(crate) async fn run(pg: &mut Postgres, settings: &Settings, plan: Plan, ui: 
         {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let _ = stop.send(());
-        let worked = running.await;
-        pg.detach(handle).await?;
-        worked??;
+        worker.stop(pg).await?;
         let (calls, _) = produced?;
         let (hold_start, hold_end) = held?;
         observed.dead[2] = dead_tuples(&admin, storage.schema()).await;

@@ -271,6 +271,48 @@ async fn drain<B: Backend>(
     .await
 }
 
+/// The worker of the latency workloads, recording handler starts in a [`Latencies`].
+///
+/// It has its own storage handle (as a separate process would: for PostgreSQL, its own
+/// pool), and the default poll interval (1 s): jobs start on wake-ups, not polls.
+pub(crate) struct LatencyWorker<S> {
+    handle: S,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<haul::Result<()>>,
+}
+
+impl<S: Storage + Clone> LatencyWorker<S> {
+    /// Starts the worker and gives it time to start listening before the first job.
+    pub(crate) async fn start<B: Backend<Storage = S>>(
+        backend: &B,
+        storage: &S,
+        settings: &Settings,
+        latencies: &Arc<Latencies>,
+    ) -> Result<Self, BoxError> {
+        let handle = backend.attach(storage).await?;
+        let worker = Worker::builder(handle.clone())
+            .queues(["bench"])
+            .concurrency(settings.concurrency)
+            .shared_state(Arc::clone(latencies))
+            .build();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(worker.run_until(async {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(Self { handle, stop, running })
+    }
+
+    /// Stops the worker, detaches its storage handle, and fails if the worker failed.
+    pub(crate) async fn stop<B: Backend<Storage = S>>(self, backend: &B) -> Result<(), BoxError> {
+        let _ = self.stop.send(());
+        let worked = self.running.await;
+        backend.detach(self.handle).await?;
+        worked??;
+        Ok(())
+    }
+}
+
 /// Producers at `settings.rate` jobs/s for `settings.steady_seconds` (or fewer when
 /// `settings.jobs` jobs take less) with one worker running: enqueue-to-start latency and
 /// the achieved rate.
@@ -283,21 +325,7 @@ async fn steady<B: Backend>(backend: &mut B, settings: &Settings, ui: &Ui) -> Re
         let queue = Queue::new(storage.clone());
         let latencies = Arc::new(Latencies::default());
         let bar = ui.bar_on(name, &label, total, Arc::clone(&latencies.done));
-        // The worker has its own storage handle (as a separate process would: for
-        // PostgreSQL, its own pool), and the default poll interval (1 s): jobs start on
-        // wake-ups, not polls.
-        let handle = backend.attach(storage).await?;
-        let worker = Worker::builder(handle.clone())
-            .queues(["bench"])
-            .concurrency(settings.concurrency)
-            .shared_state(Arc::clone(&latencies))
-            .build();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(worker.run_until(async {
-            let _ = stopped.await;
-        }));
-        // Let the worker start listening before the first job.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let worker = LatencyWorker::start(backend, storage, settings, &latencies).await?;
 
         let started = Instant::now();
         let (calls, produced) = produce(&queue, rate, total).await?;
@@ -305,9 +333,7 @@ async fn steady<B: Backend>(backend: &mut B, settings: &Settings, ui: &Ui) -> Re
         while latencies.done.load(Ordering::Relaxed) < total && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let _ = stop.send(());
-        running.await??;
-        backend.detach(handle).await?;
+        worker.stop(backend).await?;
         let done = latencies.done.load(Ordering::Relaxed);
         let last = latencies.last_start.lock().ok().and_then(|last| *last).unwrap_or_else(Instant::now);
         let elapsed = last.saturating_duration_since(started).max(produced);
