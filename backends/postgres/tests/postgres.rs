@@ -1,6 +1,7 @@
 //! Backend-only behaviour of haul-postgres against a real server
 //! (`HAUL_TEST_POSTGRES_URL`): migrations, transactional enqueue, claim concurrency
-//! and locking, the claim plan, LISTEN/NOTIFY, corrupt rows.
+//! and locking, the claim plan, plans that stay linear with stale statistics,
+//! LISTEN/NOTIFY, corrupt rows.
 
 mod common;
 
@@ -285,6 +286,155 @@ mod claim {
         let forced = explain_claim(&storage, true).await;
         println!("EXPLAIN claim with enable_seqscan = off:\n{forced}");
         assert!(forced.contains("jobs_available_idx"), "{forced}");
+    }
+}
+
+/// Plans that must stay linear in the batch whatever the table's statistics say. Each
+/// case reproduces statistics that misled the planner before (a table analyzed while
+/// no job was running, or never analyzed) and checks the executed plan's row counts,
+/// not its timing.
+mod plans {
+    use super::*;
+
+    /// The largest "Rows Removed by Join Filter" of any node of an EXPLAIN (ANALYZE,
+    /// FORMAT JSON) plan: how many row pairs a nested loop compared and threw away.
+    fn most_rows_removed_by_join_filter(plan: &serde_json::Value) -> u64 {
+        let own = plan.get("Rows Removed by Join Filter").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let children = plan.get("Plans").and_then(serde_json::Value::as_array).into_iter().flatten();
+        children.map(most_rows_removed_by_join_filter).fold(own, u64::max)
+    }
+
+    /// Whether some node of a JSON plan reads the whole jobs table.
+    fn scans_the_jobs_table(plan: &serde_json::Value) -> bool {
+        let own = plan["Node Type"] == "Seq Scan" && plan["Relation Name"] == "jobs";
+        let children = plan.get("Plans").and_then(serde_json::Value::as_array).into_iter().flatten();
+        own || children.into_iter().any(scans_the_jobs_table)
+    }
+
+    /// Runs `EXPLAIN (ANALYZE, FORMAT JSON)` of `sql` with `bind`'s parameters in a
+    /// transaction that is rolled back, and returns the top plan node.
+    async fn explain_analyze<'q>(
+        storage: &PostgresStorage,
+        sql: &str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> serde_json::Value {
+        let sql = sql.replace("{schema}", &format!("\"{}\"", storage.schema())).replace("{channel}", "'explain'");
+        let mut tx = storage.pool().begin().await.expect("begin");
+        let query = bind(sqlx::query(AssertSqlSafe(format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"))));
+        let explained: serde_json::Value = query.fetch_one(&mut *tx).await.expect("explain").get(0);
+        tx.rollback().await.expect("rollback");
+        explained[0]["Plan"].clone()
+    }
+
+    /// 20,000 jobs, analyzed while all were available, then all claimed: the statistics
+    /// say no job is running. Returns the claims (id, token) of 1,000 of them.
+    async fn running_jobs_the_statistics_do_not_know()
+    -> (PostgresStorage, common::SchemaGuard, Vec<(uuid::Uuid, uuid::Uuid)>) {
+        let (storage, guard) = common::storage().await;
+        for _ in 0..20 {
+            enqueue(&storage, "default", 1_000).await;
+        }
+        let schema = format!("\"{}\"", storage.schema());
+        sqlx::query(AssertSqlSafe(format!("ANALYZE {schema}.jobs"))).execute(storage.pool()).await.expect("analyze");
+        let claimed = storage.claim(ClaimParams::new(["default"], 20_000)).await.expect("claim");
+        assert_eq!(claimed.len(), 20_000);
+        let claims = claimed.iter().take(1_000).map(|record| record.claim().expect("a claimed job has a claim"));
+        let claims = claims.map(|claim| (claim.id.0, claim.token.0)).collect();
+        (storage, guard, claims)
+    }
+
+    #[tokio::test]
+    async fn an_outcome_batch_looks_each_job_up_once_with_stale_statistics() {
+        let (storage, _guard, claims) = running_jobs_the_statistics_do_not_know().await;
+        let (ids, tokens): (Vec<_>, Vec<_>) = claims.into_iter().unzip();
+        let n = ids.len();
+        let plan = explain_analyze(&storage, include_str!("../queries/report.sql"), |query| {
+            query
+                .bind(None::<chrono::DateTime<chrono::Utc>>)
+                .bind(ids)
+                .bind(tokens)
+                .bind(vec!["completed".to_owned(); n])
+                .bind(vec![None::<String>; n])
+                .bind(vec![None::<i64>; n])
+        })
+        .await;
+        assert_eq!(plan["Actual Rows"], 1_000, "every outcome applies: {plan}");
+        let removed = most_rows_removed_by_join_filter(&plan);
+        assert!(removed <= 1_000, "a join compared {removed} row pairs for 1,000 outcomes: {plan}");
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_batch_looks_each_job_up_once_with_stale_statistics() {
+        let (storage, _guard, claims) = running_jobs_the_statistics_do_not_know().await;
+        let (ids, tokens): (Vec<_>, Vec<_>) = claims.into_iter().unzip();
+        let plan = explain_analyze(&storage, include_str!("../queries/heartbeat.sql"), |query| {
+            query.bind(None::<chrono::DateTime<chrono::Utc>>).bind(ids).bind(tokens).bind(30_000_000_i64)
+        })
+        .await;
+        assert_eq!(plan["Actual Rows"], 1_000, "every lease is extended: {plan}");
+        let removed = most_rows_removed_by_join_filter(&plan);
+        assert!(removed <= 1_000, "a join compared {removed} row pairs for 1,000 heartbeats: {plan}");
+    }
+
+    #[tokio::test]
+    async fn a_large_claim_updates_the_picked_rows_without_reading_the_table() {
+        let (storage, _guard) = common::storage().await;
+        for _ in 0..20 {
+            enqueue(&storage, "default", 1_000).await;
+        }
+        let schema = format!("\"{}\"", storage.schema());
+        sqlx::query(AssertSqlSafe(format!("ANALYZE {schema}.jobs"))).execute(storage.pool()).await.expect("analyze");
+        let plan = explain_analyze(&storage, include_str!("../queries/claim.sql"), |query| {
+            query
+                .bind(None::<chrono::DateTime<chrono::Utc>>)
+                .bind(vec!["default".to_owned()])
+                .bind(500_i64)
+                .bind(30_000_000_i64)
+                .bind("explain")
+        })
+        .await;
+        assert_eq!(plan["Actual Rows"], 500, "the claim takes its limit: {plan}");
+        assert!(!scans_the_jobs_table(&plan), "{plan}");
+    }
+
+    /// A prepared enqueue switches to a generic plan after a few runs; on a table never
+    /// analyzed, the duplicate-id check must still go through the primary key, not read
+    /// the whole table.
+    #[tokio::test]
+    async fn the_generic_enqueue_plan_checks_ids_through_the_primary_key() {
+        let (storage, _guard) = common::storage().await;
+        enqueue(&storage, "default", 2_000).await;
+        let sql = include_str!("../queries/enqueue.sql")
+            .replace("{schema}", &format!("\"{}\"", storage.schema()))
+            .replace("{channel}", "'explain'");
+        let mut conn = storage.pool().acquire().await.expect("acquire");
+        for statement in [
+            "SET plan_cache_mode = force_generic_plan".to_owned(),
+            format!(
+                "PREPARE generic_enqueue (timestamptz, uuid[], text[], jsonb[], text[], smallint[], timestamptz[], \
+                 bigint[], integer[], bigint[], text[], boolean) AS {sql}"
+            ),
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *conn).await.expect("prepare");
+        }
+        let explain = "EXPLAIN (FORMAT TEXT) EXECUTE generic_enqueue (NULL, ARRAY[gen_random_uuid()], ARRAY['test_job'], \
+                       ARRAY['{}'::jsonb], ARRAY['default'], ARRAY[0::smallint], ARRAY[NULL::timestamptz], ARRAY[0::bigint], \
+                       ARRAY[3], ARRAY[NULL::bigint], ARRAY[NULL::text], false)";
+        let plan: Vec<String> = sqlx::query(explain)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.get::<String, _>(0))
+            .collect();
+        for statement in ["DEALLOCATE generic_enqueue", "RESET plan_cache_mode"] {
+            sqlx::raw_sql(statement).execute(&mut *conn).await.expect("reset");
+        }
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan on jobs"), "{plan}");
+        assert!(plan.contains("jobs_pkey"), "{plan}");
     }
 }
 
