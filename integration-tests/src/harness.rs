@@ -113,9 +113,7 @@ pub struct PostgresHarness {
 impl PostgresHarness {
     /// A harness with a fresh schema name.
     pub fn new() -> Self {
-        // The tail of a UUIDv7 is random; its head is the time, shared by parallel cases.
-        let random = uuid::Uuid::now_v7().simple().to_string();
-        Self { schema: format!("haul_case_{}", &random[16..]) }
+        Self { schema: fresh_name("haul_case") }
     }
 
     /// The schema this harness creates and drops.
@@ -144,17 +142,29 @@ impl Harness for PostgresHarness {
     }
 
     async fn cleanup(&self) -> Result<(), HarnessError> {
-        use sqlx::Connection as _;
-
         let url = crate::services::try_postgres_url().await?;
-        let mut conn = sqlx::PgConnection::connect(&url).await?;
-        // A case that left a transaction open must not hang the suite.
-        sqlx::query("SET lock_timeout = '60s'").execute(&mut conn).await?;
-        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
-        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await?;
-        conn.close().await?;
-        Ok(())
+        drop_schema(&url, &self.schema).await
     }
+}
+
+/// A schema or key-prefix name no other case uses: `<prefix>_<random>`.
+pub fn fresh_name(prefix: &str) -> String {
+    // The tail of a UUIDv7 is random; its head is the time, shared by parallel cases.
+    let random = uuid::Uuid::now_v7().simple().to_string();
+    format!("{prefix}_{}", &random[16..])
+}
+
+/// Drops `schema` and everything in it on the PostgreSQL server at `url`.
+pub async fn drop_schema(url: &str, schema: &str) -> Result<(), HarnessError> {
+    use sqlx::Connection as _;
+
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    // A case that left a transaction open must not hang the suite.
+    sqlx::query("SET lock_timeout = '60s'").execute(&mut conn).await?;
+    let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
 }
 
 /// The environment variable that names the nodes of a Redis Cluster for the tests
@@ -175,9 +185,7 @@ pub struct RedisHarness {
 impl RedisHarness {
     /// A harness on one server, with a fresh key prefix.
     pub fn new() -> Self {
-        // The tail of a UUIDv7 is random; its head is the time, shared by parallel cases.
-        let random = uuid::Uuid::now_v7().simple().to_string();
-        Self { prefix: format!("haul_case_{}", &random[16..]), cluster: false, storage: std::sync::Mutex::new(None) }
+        Self { prefix: fresh_name("haul_case"), cluster: false, storage: std::sync::Mutex::new(None) }
     }
 
     /// A harness on the Redis Cluster named by [`REDIS_CLUSTER_URLS_VAR`], with a fresh

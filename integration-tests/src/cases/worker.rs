@@ -38,12 +38,21 @@ impl RunningWorker {
             .lease(Duration::from_secs(5))
             .shutdown_grace(Duration::from_secs(10))
             .state(tracker.clone());
-        let worker = configure(builder).build();
+        Self::from_worker(configure(builder).build())
+    }
+
+    /// Runs `worker` in a task until [`RunningWorker::stop`].
+    pub fn from_worker(worker: Worker) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(worker.run_until(async move {
             let _ = stopped.await;
         }));
         Self { stop, task }
+    }
+
+    /// Whether the worker is still running (it stops only when asked, or on bad settings).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
     }
 
     /// Signals shutdown and waits for the worker to return, which it must do cleanly.

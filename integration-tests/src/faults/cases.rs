@@ -11,7 +11,6 @@ use std::{
 
 use haul::{Error, JobId, JobRecord, JobState, NewJob, Queue, storage::ListParams};
 use serde_json::json;
-use tokio::{sync::oneshot, task::JoinHandle};
 
 use super::{
     hosts::{HostedWorker, WorkerSpec},
@@ -205,28 +204,15 @@ pub async fn a_terminated_worker_hands_back_what_it_cannot_finish(
     );
 }
 
-/// A worker running in a task of the case's runtime.
-struct TaskWorker {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<haul::Result<()>>,
+/// Starts `spec`'s worker in a task of the case's runtime.
+fn start_task_worker(storage: &TestStorage, spec: &WorkerSpec) -> RunningWorker {
+    RunningWorker::from_worker(spec.build(storage.clone()))
 }
 
-impl TaskWorker {
-    fn start(storage: &TestStorage, spec: &WorkerSpec) -> Self {
-        let worker = spec.build(storage.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(worker.run_until(async move {
-            let _ = stopped.await;
-        }));
-        Self { stop, task }
-    }
-
-    async fn stop(self) {
-        assert!(!self.task.is_finished(), "the worker kept running through the fault");
-        let _ = self.stop.send(());
-        let result = tokio::time::timeout(PATIENCE, self.task).await.expect("the worker stops in time");
-        result.expect("the worker does not panic").expect("the worker returns Ok");
-    }
+/// Stops a worker that must have kept running through the fault.
+async fn stop_task_worker(worker: RunningWorker) {
+    assert!(worker.is_running(), "the worker kept running through the fault");
+    worker.stop().await;
 }
 
 /// The server is killed and started again while producers enqueue and a worker runs:
@@ -238,7 +224,7 @@ pub async fn a_restarted_server_loses_no_committed_job(server: &PrivateServer) {
     let queue = "faults.restart";
     let storage = server.target().prepare().await.expect("the private server takes the schema");
     let log = ScratchLog::new();
-    let worker = TaskWorker::start(&storage, &log.spec(queue, 8, 10_000, 5_000));
+    let worker = start_task_worker(&storage, &log.spec(queue, 8, 10_000, 5_000));
 
     let committed = Arc::new(Mutex::new(Vec::new()));
     let failed_calls = Arc::new(AtomicU64::new(0));
@@ -281,7 +267,7 @@ pub async fn a_restarted_server_loses_no_committed_job(server: &PrivateServer) {
     tokio::time::timeout(PATIENCE, producer).await.expect("the producer finishes").expect("the producer runs");
 
     let records = wait_all_completed(&storage, queue, JOBS).await;
-    worker.stop().await;
+    stop_task_worker(worker).await;
     let committed = committed.lock().unwrap_or_else(PoisonError::into_inner).clone();
     assert_eq!(committed.len(), JOBS);
     for id in &committed {
@@ -311,9 +297,9 @@ pub async fn cut_connections_lose_no_outcome(server: &PrivateServer) {
     enqueue_logged(&storage, short_queue, std::iter::repeat_n(5, SHORT)).await;
     enqueue_logged(&storage, long_queue, std::iter::repeat_n(2_500, LONG)).await;
 
-    let short_worker = TaskWorker::start(&storage, &log.spec(short_queue, 16, 3_000, 5_000));
+    let short_worker = start_task_worker(&storage, &log.spec(short_queue, 16, 3_000, 5_000));
     // Heartbeats every second, during jobs of 2.5 s.
-    let long_worker = TaskWorker::start(&storage, &log.spec(long_queue, LONG, 3_000, 5_000));
+    let long_worker = start_task_worker(&storage, &log.spec(long_queue, LONG, 3_000, 5_000));
 
     let cutting = AtomicBool::new(true);
     let cutter = async {
@@ -331,8 +317,8 @@ pub async fn cut_connections_lose_no_outcome(server: &PrivateServer) {
         (short, long)
     };
     let (cut, (short, long)) = tokio::join!(cutter, finished);
-    short_worker.stop().await;
-    long_worker.stop().await;
+    stop_task_worker(short_worker).await;
+    stop_task_worker(long_worker).await;
 
     assert!(cut > 0, "connections were cut");
     let runs = log.0.read();

@@ -39,21 +39,15 @@ pub enum Target {
     },
 }
 
-fn fresh_namespace() -> String {
-    // The tail of a UUIDv7 is random; its head is the time, shared by parallel cases.
-    let random = uuid::Uuid::now_v7().simple().to_string();
-    format!("haul_fault_{}", &random[16..])
-}
-
 impl Target {
     /// A fresh schema on the PostgreSQL server at `url`.
     pub fn postgres(url: impl Into<String>) -> Self {
-        Self::Postgres { url: url.into(), schema: fresh_namespace() }
+        Self::Postgres { url: url.into(), schema: crate::harness::fresh_name("haul_fault") }
     }
 
     /// A fresh key prefix on the Redis server at `url`.
     pub fn redis(url: impl Into<String>) -> Self {
-        Self::Redis { url: url.into(), prefix: fresh_namespace() }
+        Self::Redis { url: url.into(), prefix: crate::harness::fresh_name("haul_fault") }
     }
 
     /// The backend's name.
@@ -94,13 +88,7 @@ impl Target {
     /// Removes the namespace and everything in it.
     pub async fn cleanup(&self) -> Result<(), HarnessError> {
         match self {
-            Self::Postgres { url, schema } => {
-                let storage =
-                    haul::PostgresStorage::connect_with(url, haul::PostgresConfig::new().schema(schema)).await?;
-                let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                sqlx::query(sqlx::AssertSqlSafe(drop)).execute(storage.pool()).await?;
-                storage.pool().close().await;
-            }
+            Self::Postgres { url, schema } => crate::harness::drop_schema(url, schema).await?,
             Self::Redis { url, prefix } => {
                 let storage = haul::RedisStorage::connect_with(url, haul::RedisConfig::new().prefix(prefix)).await?;
                 storage.purge().await?;
