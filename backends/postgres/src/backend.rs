@@ -58,9 +58,12 @@ impl Storage for PostgresStorage {
         if params.limit == 0 || params.queues.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(self.inner.queries.claim.clone())
-            .bind(params.now)
-            .bind(&params.queues)
+        let queries = &self.inner.queries;
+        let query = match params.queues.as_slice() {
+            [queue] => sqlx::query(queries.claim_one_queue.clone()).bind(params.now).bind(queue),
+            queues => sqlx::query(queries.claim.clone()).bind(params.now).bind(queues),
+        };
+        let rows = query
             .bind(limit(params.limit))
             .bind(micros(params.lease))
             .bind(&params.worker_id)

@@ -397,6 +397,18 @@ mod plans {
         .await;
         assert_eq!(plan["Actual Rows"], 500, "the claim takes its limit: {plan}");
         assert!(!scans_the_jobs_table(&plan), "{plan}");
+
+        let plan = explain_analyze(&storage, include_str!("../queries/claim_one_queue.sql"), |query| {
+            query
+                .bind(None::<chrono::DateTime<chrono::Utc>>)
+                .bind("default")
+                .bind(500_i64)
+                .bind(30_000_000_i64)
+                .bind("explain")
+        })
+        .await;
+        assert_eq!(plan["Actual Rows"], 500, "the one-queue claim takes its limit: {plan}");
+        assert!(!scans_the_jobs_table(&plan), "{plan}");
     }
 
     /// A prepared enqueue switches to a generic plan after a few runs; on a table never
