@@ -1,5 +1,5 @@
 -- Claims up to $3 available jobs from the queues $2 (paused queues excepted), in
--- priority, run_at, id order. One statement. For each queue, the lateral SELECT walks
+-- priority, run_at, id order from each queue's walk start. One statement. For each queue, the lateral SELECT walks
 -- the partial index `jobs_available_idx` (queue, priority, run_at, id) in claim order
 -- and locks what it picks with FOR UPDATE SKIP LOCKED: rows another claimer holds are
 -- skipped, never waited on. The best $3 of those are claimed; the few extra rows
@@ -13,15 +13,24 @@
 -- $3 limit      bigint
 -- $4 lease_us   bigint       lease length in microseconds
 -- $5 worker_id  text
+-- $6 start_priorities smallint[]     per queue of $2, where its walk starts (NULL: at
+-- $7 start_run_ats    timestamptz[]  the beginning; see src/claim_start.rs)
+--
+-- The claim commits without waiting for its WAL flush (synchronous_commit off, for
+-- this statement only): a claim lost to a server crash leaves its job available, to
+-- be claimed again, and the outcome of the worker that ran it is rejected. Every
+-- later synchronous commit (that worker's outcome among them) flushes it first.
 --
 -- Returns the claimed jobs (unordered; the caller sorts them).
 WITH ctx AS (
-    SELECT coalesce($1::timestamptz, now()) AS now
+    SELECT coalesce($1::timestamptz, now()) AS now,
+           set_config('synchronous_commit', 'off', true) AS commit_mode
 ),
 active AS (
-    SELECT DISTINCT q.name
-    FROM unnest($2::text[]) AS q (name)
+    SELECT DISTINCT ON (q.name) q.name, q.start_priority, q.start_run_at
+    FROM unnest($2::text[], $6::smallint[], $7::timestamptz[]) AS q (name, start_priority, start_run_at)
     WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues AS p WHERE p.name = q.name AND p.paused)
+    ORDER BY q.name, q.start_priority NULLS FIRST, q.start_run_at NULLS FIRST
 ),
 picked AS (
     SELECT c.ctid
@@ -31,6 +40,8 @@ picked AS (
         FROM {schema}.jobs AS j
         WHERE j.state = 'available'
           AND j.queue = a.name
+          AND (j.priority, j.run_at)
+              >= (coalesce(a.start_priority, (-32768)::smallint), coalesce(a.start_run_at, '-infinity'))
         ORDER BY j.priority, j.run_at, j.id
         LIMIT $3
         FOR UPDATE OF j SKIP LOCKED

@@ -1,23 +1,32 @@
 -- claim.sql for a worker of one queue (the common case): the same claim, without the
 -- per-queue LATERAL over the unnested queue list. Its plan is simpler and quicker to
--- make, which matters because a claim is planned on every call (its LIMIT parameter
--- keeps PostgreSQL on custom plans).
+-- make, which matters while PostgreSQL plans each call (a prepared statement's first
+-- runs, and whenever its custom plans look cheaper than a generic one).
 --
 -- $1 now        timestamptz  clock override (NULL: the database clock)
 -- $2 queue      text
 -- $3 limit      bigint
 -- $4 lease_us   bigint       lease length in microseconds
 -- $5 worker_id  text
+-- $6 start_priority smallint     where the walk starts (NULL: at the beginning; see
+-- $7 start_run_at   timestamptz  src/claim_start.rs); an index condition, not a filter
+--
+-- The claim commits without waiting for its WAL flush (synchronous_commit off, for
+-- this statement only): a claim lost to a server crash leaves its job available, to
+-- be claimed again, and the outcome of the worker that ran it is rejected. Every
+-- later synchronous commit (that worker's outcome among them) flushes it first.
 --
 -- Returns the claimed jobs (unordered; the caller sorts them).
 WITH ctx AS (
-    SELECT coalesce($1::timestamptz, now()) AS now
+    SELECT coalesce($1::timestamptz, now()) AS now,
+           set_config('synchronous_commit', 'off', true) AS commit_mode
 ),
 picked AS (
     SELECT j.ctid
     FROM {schema}.jobs AS j
     WHERE j.state = 'available'
       AND j.queue = $2::text
+      AND (j.priority, j.run_at) >= (coalesce($6::smallint, (-32768)::smallint), coalesce($7::timestamptz, '-infinity'))
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues AS p WHERE p.name = $2::text AND p.paused)
     ORDER BY j.priority, j.run_at, j.id
     LIMIT $3

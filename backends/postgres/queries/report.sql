@@ -6,7 +6,11 @@
 -- input row finds its job through the primary key (a LATERAL lookup: with statistics
 -- taken while no job was running, a join let the planner scan the whole table and
 -- rescan the input for every row), and the update joins only the locked rows, which
--- carry their outcome (joining the input again was quadratic too). The update needs no
+-- carry their outcome (joining the input again was quadratic too). It reaches them by
+-- their physical address (ctid, stable while they are locked): a TID scan, where a join
+-- on `id` let the planner read the whole table whenever the statistics called it small
+-- (a table analyzed while nearly empty; under a long transaction's dead rows that took
+-- 10-20 ms per batch, whatever its size). The update needs no
 -- second check of the claim: `locked` checked it on the row's latest version and holds
 -- the row lock until commit, and a filter on `state` here let the planner pick a full
 -- scan again.
@@ -32,10 +36,10 @@ input AS (
         AS t (id, token, outcome, message, delay_us)
 ),
 locked AS (
-    SELECT j.id, i.outcome, i.message, i.delay_us
+    SELECT j.ctid, j.id, i.outcome, i.message, i.delay_us
     FROM (SELECT * FROM input ORDER BY id) AS i
     CROSS JOIN LATERAL (
-        SELECT j.id
+        SELECT j.ctid, j.id
         FROM {schema}.jobs AS j
         WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
         FOR UPDATE OF j
@@ -76,7 +80,8 @@ updated AS (
         lease_expires_at = NULL,
         claimed_by       = NULL
     FROM locked AS i, ctx
-    WHERE j.id = i.id
+    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM locked))
+      AND j.id = i.id
     RETURNING j.id, j.queue, j.state
 ),
 notified AS (

@@ -1,6 +1,9 @@
 //! The [`Storage`] implementation: each operation is one statement from `queries/`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use haul_core::{
@@ -13,6 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     BACKEND, PostgresStorage,
+    claim_start::is_slow,
     error::map_sqlx_error,
     listen::Listener,
     row::{decode_record, micros, parse_state},
@@ -42,6 +46,31 @@ fn decode_change(row: Option<PgRow>) -> Result<Option<(haul_core::JobState, Opti
     Ok(Some((previous, record)))
 }
 
+/// Runs `query` on a connection of `pool` and returns its rows and how long the
+/// statement took (timed once the connection is acquired: not a wait for the pool).
+///
+/// A slow statement has the connection's cached plans discarded (`DISCARD PLANS`): a
+/// prepared statement may have settled on a generic plan made while the jobs table was
+/// nearly empty (a sequential scan is the cheapest plan for a table of a few pages, and
+/// nothing replans it as the table grows until the next ANALYZE). The statements stay
+/// prepared and are planned again on their next run, with the table as it is.
+async fn timed_fetch_all<'q>(
+    pool: &sqlx::PgPool,
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<(Vec<PgRow>, Duration)> {
+    let mut conn = pool.acquire().await.map_err(map_sqlx_error)?;
+    let started = Instant::now();
+    let rows = query.fetch_all(&mut *conn).await.map_err(map_sqlx_error)?;
+    let elapsed = started.elapsed();
+    if is_slow(elapsed, rows.len()) {
+        tracing::debug!(?elapsed, rows = rows.len(), "slow statement; discarding the connection's cached plans");
+        if let Err(error) = sqlx::raw_sql("DISCARD PLANS").execute(&mut *conn).await {
+            tracing::warn!(%error, "cannot discard cached plans");
+        }
+    }
+    Ok((rows, elapsed))
+}
+
 #[async_trait]
 impl Storage for PostgresStorage {
     fn backend_name(&self) -> &'static str {
@@ -59,19 +88,30 @@ impl Storage for PostgresStorage {
             return Ok(Vec::new());
         }
         let queries = &self.inner.queries;
-        let query = match params.queues.as_slice() {
-            [queue] => sqlx::query(queries.claim_one_queue.clone()).bind(params.now).bind(queue),
-            queues => sqlx::query(queries.claim.clone()).bind(params.now).bind(queues),
+        let claim_starts = &self.inner.claim_starts;
+        let starts = claim_starts.starts(&params.queues, Instant::now());
+        let query = match (params.queues.as_slice(), starts.as_slice()) {
+            ([queue], [start]) => sqlx::query(queries.claim_one_queue.clone())
+                .bind(params.now)
+                .bind(queue)
+                .bind(limit(params.limit))
+                .bind(micros(params.lease))
+                .bind(&params.worker_id)
+                .bind(start.map(|start| start.priority))
+                .bind(start.map(|start| start.run_at)),
+            (queues, starts) => sqlx::query(queries.claim.clone())
+                .bind(params.now)
+                .bind(queues)
+                .bind(limit(params.limit))
+                .bind(micros(params.lease))
+                .bind(&params.worker_id)
+                .bind(starts.iter().map(|start| start.map(|start| start.priority)).collect::<Vec<_>>())
+                .bind(starts.iter().map(|start| start.map(|start| start.run_at)).collect::<Vec<_>>()),
         };
-        let rows = query
-            .bind(limit(params.limit))
-            .bind(micros(params.lease))
-            .bind(&params.worker_id)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
+        let (rows, elapsed) = timed_fetch_all(&self.inner.pool, query).await?;
         let mut records = rows.iter().map(decode_record).collect::<Result<Vec<_>>>()?;
         records.sort_by_key(|record| (record.priority, record.run_at, record.id));
+        claim_starts.record(&params.queues, &starts, &records, elapsed, Instant::now());
         Ok(records)
     }
 
@@ -100,16 +140,14 @@ impl Storage for PostgresStorage {
         if ids.is_empty() {
             return Ok(ReportOutcome::default());
         }
-        let rows = sqlx::query(self.inner.queries.report.clone())
+        let query = sqlx::query(self.inner.queries.report.clone())
             .bind(params.now)
             .bind(&ids)
             .bind(&tokens)
             .bind(&outcomes)
             .bind(&messages)
-            .bind(&delays)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
+            .bind(&delays);
+        let (rows, _) = timed_fetch_all(&self.inner.pool, query).await?;
         let applied_ids = rows
             .iter()
             .map(|row| row.try_get::<Uuid, _>("id").map_err(map_sqlx_error))

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
+mod claim_start;
 mod config;
 mod error;
 mod job_tx;

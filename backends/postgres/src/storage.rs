@@ -14,6 +14,7 @@ use sqlx::{
 use tokio::sync::Mutex;
 
 use crate::{
+    claim_start::ClaimStarts,
     config::{PostgresConfig, channel_name},
     error::{corrupt, map_sqlx_error},
     listen::Listener,
@@ -47,6 +48,8 @@ pub(crate) struct Inner {
     /// Sends the NOTIFY of jobs enqueued through the pool, after their commit; started
     /// by the first such enqueue.
     pub(crate) notifier: OnceLock<Notifier>,
+    /// Where claims start walking each queue (see [`ClaimStarts`]).
+    pub(crate) claim_starts: ClaimStarts,
 }
 
 /// Where an insert's wake-ups are sent from.
@@ -102,6 +105,7 @@ impl PostgresStorage {
                 listener: Mutex::new(None),
                 local_wakeups: OnceLock::new(),
                 notifier: OnceLock::new(),
+                claim_starts: ClaimStarts::default(),
             }),
         }
     }

@@ -269,6 +269,70 @@ mod claim {
         assert_eq!(rest.len(), 4);
     }
 
+    /// Runs a claim statement (`claim.sql` or `claim_one_queue.sql`, its parameters
+    /// bound by `bind`) in a transaction and returns the priorities of the jobs claimed
+    /// per queue, and the transaction's `synchronous_commit` after it.
+    async fn run_claim_sql<'q>(
+        storage: &PostgresStorage,
+        sql: &str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> (Vec<(String, i16)>, String) {
+        let sql = sql.replace("{schema}", &format!("\"{}\"", storage.schema()));
+        let mut tx = storage.pool().begin().await.expect("begin");
+        let rows = bind(sqlx::query(AssertSqlSafe(sql))).fetch_all(&mut *tx).await.expect("claim");
+        let mut claimed: Vec<(String, i16)> =
+            rows.iter().map(|row| (row.get::<String, _>("queue"), row.get::<i16, _>("priority"))).collect();
+        claimed.sort();
+        let commit_mode: String =
+            sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&mut *tx).await.expect("show");
+        tx.commit().await.expect("commit");
+        (claimed, commit_mode)
+    }
+
+    /// One job of each priority 0 to 3 in `queue`; returns the run_at of the priority 2 job.
+    async fn four_priorities(storage: &PostgresStorage, queue: &str) -> chrono::DateTime<chrono::Utc> {
+        let jobs = (0..4).map(|priority| job(queue).priority(priority)).collect();
+        let ids = storage.enqueue(EnqueueParams::new(jobs)).await.expect("enqueue").ids;
+        storage.get(ids[2]).await.expect("get").expect("stored").run_at
+    }
+
+    #[tokio::test]
+    async fn a_claim_walks_each_queue_from_its_start_and_alone_commits_without_waiting_for_the_flush() {
+        let (storage, _guard) = common::storage().await;
+        let start_run_at = four_priorities(&storage, "a").await;
+        four_priorities(&storage, "b").await;
+        let now = None::<chrono::DateTime<chrono::Utc>>;
+
+        let (claimed, commit_mode) = run_claim_sql(&storage, include_str!("../queries/claim_one_queue.sql"), |query| {
+            query.bind(now).bind("a").bind(10_i64).bind(30_000_000_i64).bind("w").bind(2_i16).bind(start_run_at)
+        })
+        .await;
+        assert_eq!(claimed, [("a".to_owned(), 2), ("a".to_owned(), 3)], "the one-queue claim starts at priority 2");
+        assert_eq!(commit_mode, "off", "the one-queue claim commits without waiting for its flush");
+
+        let (claimed, commit_mode) = run_claim_sql(&storage, include_str!("../queries/claim.sql"), |query| {
+            query
+                .bind(now)
+                .bind(vec!["a".to_owned(), "b".to_owned()])
+                .bind(10_i64)
+                .bind(30_000_000_i64)
+                .bind("w")
+                .bind(vec![None::<i16>, Some(1_i16)])
+                .bind(vec![None, Some(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH)])
+        })
+        .await;
+        let expected =
+            [("a", 0), ("a", 1), ("b", 1), ("b", 2), ("b", 3)].map(|(queue, priority)| (queue.to_owned(), priority));
+        assert_eq!(claimed, expected, "queue a from its beginning, queue b from priority 1");
+        assert_eq!(commit_mode, "off", "the claim commits without waiting for its flush");
+
+        let after: String =
+            sqlx::query_scalar("SHOW synchronous_commit").fetch_one(storage.pool()).await.expect("show");
+        assert_eq!(after, "on", "the setting ends with the claim's transaction");
+    }
+
     #[tokio::test]
     async fn the_claim_query_can_use_the_partial_index_of_available_jobs() {
         let (storage, _guard) = common::storage().await;
@@ -393,6 +457,8 @@ mod plans {
                 .bind(500_i64)
                 .bind(30_000_000_i64)
                 .bind("explain")
+                .bind(vec![None::<i16>])
+                .bind(vec![None::<chrono::DateTime<chrono::Utc>>])
         })
         .await;
         assert_eq!(plan["Actual Rows"], 500, "the claim takes its limit: {plan}");
@@ -405,10 +471,120 @@ mod plans {
                 .bind(500_i64)
                 .bind(30_000_000_i64)
                 .bind("explain")
+                .bind(None::<i16>)
+                .bind(None::<chrono::DateTime<chrono::Utc>>)
         })
         .await;
         assert_eq!(plan["Actual Rows"], 500, "the one-queue claim takes its limit: {plan}");
         assert!(!scans_the_jobs_table(&plan), "{plan}");
+    }
+
+    /// How the UPDATE of a JSON plan reads the jobs table for its target rows: the node
+    /// types under its ModifyTable node that scan `jobs`, InitPlans and SubPlans (the
+    /// CTEs that pick and lock the rows) left out.
+    fn update_target_scans(plan: &serde_json::Value) -> Vec<String> {
+        fn children(node: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+            node.get("Plans").and_then(serde_json::Value::as_array).into_iter().flatten()
+        }
+        fn modify_table(node: &serde_json::Value) -> Option<&serde_json::Value> {
+            if node["Node Type"] == "ModifyTable" {
+                return Some(node);
+            }
+            children(node).find_map(modify_table)
+        }
+        fn target_scans(node: &serde_json::Value, found: &mut Vec<String>) {
+            for child in children(node) {
+                if matches!(child["Parent Relationship"].as_str(), Some("InitPlan" | "SubPlan")) {
+                    continue;
+                }
+                if child["Relation Name"] == "jobs" {
+                    found.push(child["Node Type"].as_str().unwrap_or_default().to_owned());
+                }
+                target_scans(child, found);
+            }
+        }
+        let mut found = Vec::new();
+        if let Some(update) = modify_table(plan) {
+            target_scans(update, &mut found);
+        }
+        found
+    }
+
+    /// A batch of 1,000 outcomes or heartbeats on a table of 20,000 jobs: joined by id,
+    /// the planner may hash the whole table; the update reaches the rows it locked by
+    /// TID instead, whatever the statistics say.
+    #[tokio::test]
+    async fn outcome_and_heartbeat_batches_update_their_locked_rows_by_tid() {
+        let (storage, _guard, claims) = running_jobs_the_statistics_do_not_know().await;
+        let (ids, tokens): (Vec<_>, Vec<_>) = claims.into_iter().unzip();
+        let n = ids.len();
+        let (report_ids, report_tokens) = (ids.clone(), tokens.clone());
+        let report = explain_analyze(&storage, include_str!("../queries/report.sql"), |query| {
+            query
+                .bind(None::<chrono::DateTime<chrono::Utc>>)
+                .bind(report_ids)
+                .bind(report_tokens)
+                .bind(vec!["completed".to_owned(); n])
+                .bind(vec![None::<String>; n])
+                .bind(vec![None::<i64>; n])
+        })
+        .await;
+        let heartbeat = explain_analyze(&storage, include_str!("../queries/heartbeat.sql"), |query| {
+            query.bind(None::<chrono::DateTime<chrono::Utc>>).bind(ids).bind(tokens).bind(30_000_000_i64)
+        })
+        .await;
+        for (statement, plan) in [("report", report), ("heartbeat", heartbeat)] {
+            assert_eq!(update_target_scans(&plan), ["Tid Scan"], "{statement}: {plan}");
+        }
+    }
+
+    /// The index scan node of a JSON plan that reads `jobs_available_idx`.
+    fn claim_index_scan(plan: &serde_json::Value) -> Option<&serde_json::Value> {
+        if plan["Index Name"] == "jobs_available_idx" {
+            return Some(plan);
+        }
+        plan.get("Plans").and_then(serde_json::Value::as_array)?.iter().find_map(claim_index_scan)
+    }
+
+    /// A claim that starts its walk past the beginning positions the index scan there
+    /// (an index condition), instead of reading the entries before it and filtering them.
+    #[tokio::test]
+    async fn a_claim_walk_start_is_an_index_condition() {
+        let (storage, _guard) = common::storage().await;
+        enqueue(&storage, "default", 1_000).await;
+        let start = chrono::Utc::now() + chrono::Duration::days(1);
+        let plans = [
+            explain_analyze(&storage, include_str!("../queries/claim_one_queue.sql"), |query| {
+                query
+                    .bind(None::<chrono::DateTime<chrono::Utc>>)
+                    .bind("default")
+                    .bind(10_i64)
+                    .bind(30_000_000_i64)
+                    .bind("explain")
+                    .bind(0_i16)
+                    .bind(start)
+            })
+            .await,
+            explain_analyze(&storage, include_str!("../queries/claim.sql"), |query| {
+                query
+                    .bind(None::<chrono::DateTime<chrono::Utc>>)
+                    .bind(vec!["default".to_owned()])
+                    .bind(10_i64)
+                    .bind(30_000_000_i64)
+                    .bind("explain")
+                    .bind(vec![Some(0_i16)])
+                    .bind(vec![Some(start)])
+            })
+            .await,
+        ];
+        for plan in plans {
+            assert_eq!(plan["Actual Rows"], 0, "every job sorts before the start: {plan}");
+            let scan = claim_index_scan(&plan).unwrap_or_else(|| panic!("the claim walks the claim index: {plan}"));
+            let condition = scan["Index Cond"].as_str().unwrap_or_default();
+            assert!(condition.contains("priority") && condition.contains("run_at"), "{scan}");
+            assert_eq!(scan["Actual Rows"], 0, "{scan}");
+            assert!(scan.get("Rows Removed by Filter").is_none_or(|removed| removed == 0), "{scan}");
+        }
     }
 
     /// A prepared enqueue switches to a generic plan after a few runs; on a table never
@@ -463,6 +639,8 @@ async fn explain_claim(storage: &PostgresStorage, without_seqscan: bool) -> Stri
         .bind(10_i64)
         .bind(30_000_000_i64)
         .bind("explain")
+        .bind(vec![None::<i16>])
+        .bind(vec![None::<chrono::DateTime<chrono::Utc>>])
         .fetch_all(&mut *tx)
         .await
         .expect("explain")
