@@ -24,21 +24,8 @@ if globals == 3 then
   index, queues, uniques = KEYS[1], KEYS[2], KEYS[3]
 end
 
-local checks = tonumber(ARGV[first])
-local at = first + 1
-local changed = false
-for _ = 1, checks do
-  local prefix, n = ARGV[at], tonumber(ARGV[at + 1])
-  local seen = {}
-  for k = 1, n do seen[ARGV[at + 1 + k]] = true end
-  at = at + 2 + n
-  if uniques then
-    for _, member in ipairs(redis.call('ZRANGEBYLEX', uniques, '[' .. prefix, '(' .. prefix .. '\255')) do
-      if not seen[member] then changed = true end
-    end
-  end
-end
-first = at
+local changed
+changed, first = unique_checks_changed(uniques, first)
 
 for j = first, #ARGV, 10 do
   local group, id = groups[tonumber(ARGV[j])], ARGV[j + 1]

@@ -42,6 +42,28 @@ local function member_id(member)
   return string.sub(member, 18)
 end
 
+-- Reads the uniqueness checks at ARGV[at]: C, then per check a unique-index member
+-- prefix '<len>:<key>:', n, and the n members of that prefix the client saw. Returns
+-- whether the unique index `uniques` (nil: nothing to compare) has a member under a
+-- checked prefix that the client did not see, and the position after the checks.
+local function unique_checks_changed(uniques, at)
+  local checks = tonumber(ARGV[at])
+  at = at + 1
+  local changed = false
+  for _ = 1, checks do
+    local prefix, n = ARGV[at], tonumber(ARGV[at + 1])
+    local seen = {}
+    for k = 1, n do seen[ARGV[at + 1 + k]] = true end
+    at = at + 2 + n
+    if uniques then
+      for _, member in ipairs(redis.call('ZRANGEBYLEX', uniques, '[' .. prefix, '(' .. prefix .. '\255')) do
+        if not seen[member] then changed = true end
+      end
+    end
+  end
+  return changed, at
+end
+
 local function read_head()
   local now
   if ARGV[1] ~= '' then

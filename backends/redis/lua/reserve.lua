@@ -14,19 +14,7 @@
 --       queues to the queue set.
 
 local queues = tonumber(ARGV[1])
-local at = 2 + queues
-local checks = tonumber(ARGV[at])
-at = at + 1
-local changed = false
-for _ = 1, checks do
-  local prefix, n = ARGV[at], tonumber(ARGV[at + 1])
-  local seen = {}
-  for k = 1, n do seen[ARGV[at + 1 + k]] = true end
-  at = at + 2 + n
-  for _, member in ipairs(redis.call('ZRANGEBYLEX', KEYS[3], '[' .. prefix, '(' .. prefix .. '\255')) do
-    if not seen[member] then changed = true end
-  end
-end
+local changed, at = unique_checks_changed(KEYS[3], 2 + queues)
 local uniques = tonumber(ARGV[at])
 local first_unique = at + 1
 local first_job = at + 1 + uniques

@@ -37,7 +37,7 @@ pub(crate) struct Scripts {
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     enqueue: with_lib!("enqueue.lua"),
-    reserve: Script::new(include_str!("../lua/reserve.lua")),
+    reserve: with_lib!("reserve.lua"),
     claim: with_lib!("claim.lua"),
     report: with_lib!("report.lua"),
     heartbeat: with_lib!("heartbeat.lua"),
