@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use haul_core::{
-    Claim, Error, HeartbeatOutcome, HeartbeatParams, JobId, JobOutcome, ReportOutcome, ReportParams, Result,
+    Claim, Error, HeartbeatOutcome, HeartbeatParams, JobId, JobOutcome, ReportOutcome, ReportParams, Result, Timestamp,
 };
+use redis::{Script, ScriptInvocation, Value};
 
 use super::distinct;
 use crate::{
@@ -48,39 +49,64 @@ impl RedisStorage {
         Ok(Located { queues, groups })
     }
 
-    pub(crate) async fn report_outcomes(&self, params: ReportParams) -> Result<ReportOutcome> {
-        let ReportParams { reports, now, .. } = params;
-        let encoded = reports.iter().map(|report| encode(&report.outcome)).collect::<Result<Vec<_>>>()?;
-        let claims: Vec<Claim> = reports.iter().map(|report| report.claim).collect();
-        let located = self.locate_claims(&claims).await?;
-        let mut applied = vec![false; claims.len()];
-
-        // One server: one run for every queue; a cluster: one run per queue.
+    /// Runs `script` over the located claims, one run for every queue on one server and
+    /// one per queue on a cluster. `head` adds the arguments that follow the common
+    /// head; `claim_args` adds, after the claim's group number, the arguments of the
+    /// claim at an input position. Returns each located claim's reply with its input
+    /// position (claims whose job does not exist are left out).
+    async fn run_by_queue(
+        &self,
+        located: &Located,
+        script: &Script,
+        now: Option<Timestamp>,
+        head: impl Fn(&mut ScriptInvocation<'_>),
+        claim_args: impl Fn(&mut ScriptInvocation<'_>, usize),
+    ) -> Result<Vec<(usize, Value)>> {
         let runs: Vec<Vec<usize>> = if self.is_cluster() {
             (0..located.queues.len()).map(|group| vec![group]).collect()
         } else {
             vec![(0..located.queues.len()).collect()]
         };
+        let mut replies = Vec::new();
         for run in runs.into_iter().filter(|run| !run.is_empty()) {
             let queues: Vec<&QueueKeys> = run.iter().map(|&group| &located.queues[group]).collect();
-            let mut call = with_head(&scripts().report, &self.inner.keys, now, false, &queues);
+            let mut call = with_head(script, &self.inner.keys, now, false, &queues);
+            head(&mut call);
             let mut members = Vec::new();
-            for (at, (claim, (name, text, micros))) in claims.iter().zip(&encoded).enumerate() {
-                let Some(group) = located.groups[at].and_then(|group| run.iter().position(|&g| g == group)) else {
+            for (at, group) in located.groups.iter().enumerate() {
+                let Some(group) = group.and_then(|group| run.iter().position(|&g| g == group)) else {
                     continue;
                 };
-                call.arg(group + 1)
-                    .arg(claim.id.to_string())
-                    .arg(claim.token.to_string())
-                    .arg(*name)
-                    .arg(*text)
-                    .arg(*micros);
+                call.arg(group + 1);
+                claim_args(&mut call, at);
                 members.push(at);
             }
             let results = reply::array(self.run(&call).await?)?;
-            for (at, result) in members.into_iter().zip(results) {
-                applied[at] = reply::int(result)? == 1;
-            }
+            replies.extend(members.into_iter().zip(results));
+        }
+        Ok(replies)
+    }
+
+    pub(crate) async fn report_outcomes(&self, params: ReportParams) -> Result<ReportOutcome> {
+        let ReportParams { reports, now, .. } = params;
+        let encoded = reports.iter().map(|report| encode(&report.outcome)).collect::<Result<Vec<_>>>()?;
+        let claims: Vec<Claim> = reports.iter().map(|report| report.claim).collect();
+        let located = self.locate_claims(&claims).await?;
+        let replies = self
+            .run_by_queue(
+                &located,
+                &scripts().report,
+                now,
+                |_| {},
+                |call, at| {
+                    let (claim, (name, text, micros)) = (&claims[at], &encoded[at]);
+                    call.arg(claim.id.to_string()).arg(claim.token.to_string()).arg(*name).arg(*text).arg(*micros);
+                },
+            )
+            .await?;
+        let mut applied = vec![false; claims.len()];
+        for (at, result) in replies {
+            applied[at] = reply::int(result)? == 1;
         }
 
         self.forget(claims.iter().map(|claim| claim.id));
@@ -94,29 +120,23 @@ impl RedisStorage {
     pub(crate) async fn heartbeat_claims(&self, params: HeartbeatParams) -> Result<HeartbeatOutcome> {
         let HeartbeatParams { claims, lease, now, .. } = params;
         let located = self.locate_claims(&claims).await?;
+        let replies = self
+            .run_by_queue(
+                &located,
+                &scripts().heartbeat,
+                now,
+                |call| {
+                    call.arg(lease_micros(lease));
+                },
+                |call, at| {
+                    call.arg(claims[at].id.to_string()).arg(claims[at].token.to_string());
+                },
+            )
+            .await?;
         // 0 lost, 1 extended, 2 extended and cancel requested.
         let mut states = vec![0_i64; claims.len()];
-        let runs: Vec<Vec<usize>> = if self.is_cluster() {
-            (0..located.queues.len()).map(|group| vec![group]).collect()
-        } else {
-            vec![(0..located.queues.len()).collect()]
-        };
-        for run in runs.into_iter().filter(|run| !run.is_empty()) {
-            let queues: Vec<&QueueKeys> = run.iter().map(|&group| &located.queues[group]).collect();
-            let mut call = with_head(&scripts().heartbeat, &self.inner.keys, now, false, &queues);
-            call.arg(lease_micros(lease));
-            let mut members = Vec::new();
-            for (at, claim) in claims.iter().enumerate() {
-                let Some(group) = located.groups[at].and_then(|group| run.iter().position(|&g| g == group)) else {
-                    continue;
-                };
-                call.arg(group + 1).arg(claim.id.to_string()).arg(claim.token.to_string());
-                members.push(at);
-            }
-            let results = reply::array(self.run(&call).await?)?;
-            for (at, result) in members.into_iter().zip(results) {
-                states[at] = reply::int(result)?;
-            }
+        for (at, result) in replies {
+            states[at] = reply::int(result)?;
         }
 
         let mut outcome = HeartbeatOutcome::default();
