@@ -1,12 +1,16 @@
 -- Claims up to $3 available jobs from the queues $2 (paused queues excepted), in
--- priority, run_at, id order from each queue's walk start. One statement. For each queue, the lateral SELECT walks
--- the partial index `jobs_available_idx` (queue, priority, run_at, id) in claim order
--- and locks what it picks with FOR UPDATE SKIP LOCKED: rows another claimer holds are
--- skipped, never waited on. The best $3 of those are claimed; the few extra rows
--- locked when several queues are claimed at once are released when the statement ends.
+-- priority, run_at, id order from each queue's walk start. One statement. For each
+-- queue, the lateral SELECT walks the partial index `jobs_available_idx` (queue,
+-- priority, run_at, id) in claim order and locks what it picks with FOR UPDATE SKIP
+-- LOCKED: rows another claimer holds are skipped, never waited on. The best $3 of
+-- those are claimed; the few extra rows locked when several queues are claimed at once
+-- are released when the statement ends.
 -- The update finds the picked rows by their physical address (ctid), which their row
 -- lock keeps stable until commit: a TID scan, whatever the planner thinks of the
 -- table's size (joining on `id` let it choose a sequential scan from about 128 rows).
+-- A picked row updated concurrently is locked at its newest version, which the update
+-- (on this statement's snapshot) does not see: that job is left unclaimed, for the next
+-- claim. Outcome and heartbeat batches, which must not drop a row, join by id instead.
 --
 -- $1 now        timestamptz  clock override (NULL: the database clock)
 -- $2 queues     text[]

@@ -1,8 +1,8 @@
 -- Extends the leases of held jobs, each fenced by its claim (id + lease token of a
 -- running job). Rows are locked in id order first, so concurrent batches cannot
 -- deadlock. Each input row finds its job through the primary key, and the update joins
--- only the locked rows, found by their ctid, so the plan stays linear in the batch
--- whatever the statistics say (see report.sql).
+-- only the locked rows by id (not ctid), so the plan stays linear in the batch and a
+-- row updated concurrently is not lost (see report.sql).
 --
 -- $1 now       timestamptz  clock override (NULL: the database clock)
 -- $2 ids       uuid[]
@@ -17,10 +17,10 @@ input AS (
     SELECT * FROM unnest($2::uuid[], $3::uuid[]) AS t (id, token)
 ),
 locked AS (
-    SELECT j.ctid, j.id
+    SELECT j.id
     FROM (SELECT * FROM input ORDER BY id) AS i
     CROSS JOIN LATERAL (
-        SELECT j.ctid, j.id
+        SELECT j.id
         FROM {schema}.jobs AS j
         WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
         FOR UPDATE OF j
@@ -29,6 +29,5 @@ locked AS (
 UPDATE {schema}.jobs AS j
 SET lease_expires_at = ctx.now + $4::bigint * interval '1 microsecond'
 FROM locked AS i, ctx
-WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM locked))
-  AND j.id = i.id
+WHERE j.id = i.id
 RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested

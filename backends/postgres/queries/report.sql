@@ -6,11 +6,10 @@
 -- input row finds its job through the primary key (a LATERAL lookup: with statistics
 -- taken while no job was running, a join let the planner scan the whole table and
 -- rescan the input for every row), and the update joins only the locked rows, which
--- carry their outcome (joining the input again was quadratic too). It reaches them by
--- their physical address (ctid, stable while they are locked): a TID scan, where a join
--- on `id` let the planner read the whole table whenever the statistics called it small
--- (a table analyzed while nearly empty; under a long transaction's dead rows that took
--- 10-20 ms per batch, whatever its size). The update needs no
+-- carry their outcome (joining the input again was quadratic too). It joins them by id,
+-- not by ctid: when `locked` waits for a concurrent update (a heartbeat, a cancel
+-- request), its row lock follows to the newest version, which this statement's snapshot
+-- cannot see, so an update by that ctid would drop the outcome. The update needs no
 -- second check of the claim: `locked` checked it on the row's latest version and holds
 -- the row lock until commit, and a filter on `state` here let the planner pick a full
 -- scan again.
@@ -36,10 +35,10 @@ input AS (
         AS t (id, token, outcome, message, delay_us)
 ),
 locked AS (
-    SELECT j.ctid, j.id, i.outcome, i.message, i.delay_us
+    SELECT j.id, i.outcome, i.message, i.delay_us
     FROM (SELECT * FROM input ORDER BY id) AS i
     CROSS JOIN LATERAL (
-        SELECT j.ctid, j.id
+        SELECT j.id
         FROM {schema}.jobs AS j
         WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
         FOR UPDATE OF j
@@ -80,8 +79,7 @@ updated AS (
         lease_expires_at = NULL,
         claimed_by       = NULL
     FROM locked AS i, ctx
-    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM locked))
-      AND j.id = i.id
+    WHERE j.id = i.id
     RETURNING j.id, j.queue, j.state
 ),
 notified AS (

@@ -2,7 +2,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use async_trait::async_trait;
@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use crate::{
     BACKEND, PostgresStorage,
-    claim_start::is_slow,
     error::map_sqlx_error,
     listen::Listener,
     row::{decode_record, micros, parse_state},
@@ -46,29 +45,34 @@ fn decode_change(row: Option<PgRow>) -> Result<Option<(haul_core::JobState, Opti
     Ok(Some((previous, record)))
 }
 
-/// Runs `query` on a connection of `pool` and returns its rows and how long the
-/// statement took (timed once the connection is acquired: not a wait for the pool).
-///
-/// A slow statement has the connection's cached plans discarded (`DISCARD PLANS`): a
-/// prepared statement may have settled on a generic plan made while the jobs table was
-/// nearly empty (a sequential scan is the cheapest plan for a table of a few pages, and
-/// nothing replans it as the table grows until the next ANALYZE). The statements stay
-/// prepared and are planned again on their next run, with the table as it is.
-async fn timed_fetch_all<'q>(
-    pool: &sqlx::PgPool,
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-) -> Result<(Vec<PgRow>, Duration)> {
-    let mut conn = pool.acquire().await.map_err(map_sqlx_error)?;
-    let started = Instant::now();
-    let rows = query.fetch_all(&mut *conn).await.map_err(map_sqlx_error)?;
-    let elapsed = started.elapsed();
-    if is_slow(elapsed, rows.len()) {
-        tracing::debug!(?elapsed, rows = rows.len(), "slow statement; discarding the connection's cached plans");
-        if let Err(error) = sqlx::raw_sql("DISCARD PLANS").execute(&mut *conn).await {
-            tracing::warn!(%error, "cannot discard cached plans");
+impl PostgresStorage {
+    /// Runs `query` on a connection of the pool and returns its rows and whether it was
+    /// slow ([`crate::slow`]; timed once the connection is acquired, not while waiting
+    /// for the pool).
+    ///
+    /// A slow statement has the connection's cached plans discarded (`DISCARD PLANS`): a
+    /// prepared statement may have settled on a generic plan made while the jobs table
+    /// was nearly empty (a sequential scan is the cheapest plan for a table of a few
+    /// pages, and nothing replans it as the table grows until the next ANALYZE). The
+    /// statements stay prepared and are planned again on their next run, with the table
+    /// as it is.
+    async fn fetch_all_watching_for_slow<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<(Vec<PgRow>, bool)> {
+        let mut conn = self.inner.pool.acquire().await.map_err(map_sqlx_error)?;
+        let started = Instant::now();
+        let rows = query.fetch_all(&mut *conn).await.map_err(map_sqlx_error)?;
+        let elapsed = started.elapsed();
+        let slow = self.inner.slow_statements.observe(elapsed, rows.len());
+        if slow {
+            tracing::debug!(?elapsed, rows = rows.len(), "slow statement; discarding the connection's cached plans");
+            if let Err(error) = sqlx::raw_sql("DISCARD PLANS").execute(&mut *conn).await {
+                tracing::warn!(%error, "cannot discard cached plans");
+            }
         }
+        Ok((rows, slow))
     }
-    Ok((rows, elapsed))
 }
 
 #[async_trait]
@@ -108,10 +112,10 @@ impl Storage for PostgresStorage {
                 .bind(starts.iter().map(|start| start.map(|start| start.priority)).collect::<Vec<_>>())
                 .bind(starts.iter().map(|start| start.map(|start| start.run_at)).collect::<Vec<_>>()),
         };
-        let (rows, elapsed) = timed_fetch_all(&self.inner.pool, query).await?;
+        let (rows, slow) = self.fetch_all_watching_for_slow(query).await?;
         let mut records = rows.iter().map(decode_record).collect::<Result<Vec<_>>>()?;
         records.sort_by_key(|record| (record.priority, record.run_at, record.id));
-        claim_starts.record(&params.queues, &starts, &records, elapsed, Instant::now());
+        claim_starts.record(&params.queues, &starts, &records, slow, Instant::now());
         Ok(records)
     }
 
@@ -147,7 +151,7 @@ impl Storage for PostgresStorage {
             .bind(&outcomes)
             .bind(&messages)
             .bind(&delays);
-        let (rows, _) = timed_fetch_all(&self.inner.pool, query).await?;
+        let (rows, _) = self.fetch_all_watching_for_slow(query).await?;
         let applied_ids = rows
             .iter()
             .map(|row| row.try_get::<Uuid, _>("id").map_err(map_sqlx_error))

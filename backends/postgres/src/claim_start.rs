@@ -6,11 +6,12 @@
 //! snapshot can see the jobs available any more; while a long transaction holds such a
 //! snapshot they pile up, and every claim visits every one of them (a claim then slows
 //! down in proportion to the jobs claimed since the snapshot was taken). Once
-//! [`SLOW_WALKS_TO_RESUME`] walks from the beginning in a row were slow, the queue's next
-//! claims start at the priority and run_at of the last job claimed from it, for
-//! [`RESUME_FOR`]; then a walk from the beginning decides again. A job that sorts before
-//! that point (a higher priority, or an earlier run_at, made available meanwhile) waits
-//! for that walk: claim order is exact except while walks are slow.
+//! [`SLOW_WALKS_TO_RESUME`] walks from the beginning in a row were slow (see
+//! [`crate::slow`]), the queue's next claims start at the priority and run_at of the last
+//! job claimed from it, for [`RESUME_FOR`]; then one walk from the beginning decides
+//! again (slow: resume again; fast: walk from the beginning from then on). A job that
+//! sorts before that point (a higher priority, or an earlier run_at, made available
+//! meanwhile) waits for that walk: claim order is exact except while walks are slow.
 
 use std::{
     collections::HashMap,
@@ -20,12 +21,6 @@ use std::{
 
 use haul_core::{JobRecord, Timestamp};
 
-/// A statement that took longer than this, plus [`SLOW_PER_ROW`] for each row it
-/// returned, was slow. A claim or an outcome batch of a few dozen jobs on a healthy
-/// table takes well under 1 ms.
-const SLOW_STATEMENT: Duration = Duration::from_millis(5);
-/// The time a statement may take per row returned before it counts as slow.
-const SLOW_PER_ROW: Duration = Duration::from_micros(20);
 /// How many slow walks from the beginning in a row make a queue's claims resume.
 const SLOW_WALKS_TO_RESUME: u32 = 2;
 /// How long a queue's claims resume before a walk from the beginning decides again.
@@ -36,11 +31,14 @@ const RESUME_FOR: Duration = Duration::from_secs(1);
 pub(crate) struct WalkStart {
     pub(crate) priority: i16,
     pub(crate) run_at: Timestamp,
+    /// Which resumption of the queue it belongs to: a claim that started before a walk
+    /// from the beginning set a new start must not move that one.
+    resumption: u64,
 }
 
 impl WalkStart {
-    fn of(record: &JobRecord) -> Self {
-        Self { priority: record.priority, run_at: record.run_at }
+    fn of(record: &JobRecord, resumption: u64) -> Self {
+        Self { priority: record.priority, run_at: record.run_at, resumption }
     }
 }
 
@@ -55,14 +53,10 @@ pub(crate) struct ClaimStarts {
 struct QueueWalks {
     /// Slow walks from the beginning in a row.
     slow_walks: u32,
+    /// Resumptions so far.
+    resumptions: u64,
     /// Where the queue's claims start, and until when.
     resume: Option<(WalkStart, Instant)>,
-}
-
-/// Whether a statement that returned `rows` rows in `elapsed` was slow.
-pub(crate) fn is_slow(elapsed: Duration, rows: usize) -> bool {
-    let per_row = SLOW_PER_ROW.saturating_mul(u32::try_from(rows).unwrap_or(u32::MAX));
-    elapsed > SLOW_STATEMENT.saturating_add(per_row)
 }
 
 impl ClaimStarts {
@@ -78,24 +72,25 @@ impl ClaimStarts {
             .collect()
     }
 
-    /// Learns from a claim that started each of `queues` at `starts`, took `elapsed`
-    /// and returned `claimed` (sorted in claim order) at `now`.
+    /// Learns from a claim at `now` that started each of `queues` at `starts`, was `slow`
+    /// or not, and returned `claimed` (sorted in claim order).
     pub(crate) fn record(
         &self,
         queues: &[String],
         starts: &[Option<WalkStart>],
         claimed: &[JobRecord],
-        elapsed: Duration,
+        slow: bool,
         now: Instant,
     ) {
-        let slow = is_slow(elapsed, claimed.len());
         let mut walks = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         for (queue, start) in queues.iter().zip(starts) {
-            let last = claimed.iter().rev().find(|record| record.queue == *queue).map(WalkStart::of);
-            if start.is_some() {
-                // A resumed walk moves its start along.
-                if let (Some(QueueWalks { resume: Some((start, _)), .. }), Some(last)) = (walks.get_mut(queue), last) {
-                    *start = last;
+            let last = claimed.iter().rev().find(|record| record.queue == *queue);
+            if let Some(start) = start {
+                // A resumed walk moves its start along, unless a newer resumption replaced it.
+                if let (Some(QueueWalks { resume: Some((current, _)), .. }), Some(last)) = (walks.get_mut(queue), last)
+                    && current.resumption == start.resumption
+                {
+                    *current = WalkStart::of(last, start.resumption);
                 }
                 continue;
             }
@@ -105,10 +100,13 @@ impl ClaimStarts {
             }
             let queue_walks = walks.entry(queue.clone()).or_default();
             queue_walks.slow_walks = queue_walks.slow_walks.saturating_add(1);
-            queue_walks.resume =
-                last.filter(|_| queue_walks.slow_walks >= SLOW_WALKS_TO_RESUME).map(|last| (last, now + RESUME_FOR));
-            if queue_walks.resume.is_some() {
-                tracing::debug!(queue = %queue, ?elapsed, "claims walk slowly from the start; resuming from the last claimed job");
+            queue_walks.resume = None;
+            if let Some(last) = last
+                && queue_walks.slow_walks >= SLOW_WALKS_TO_RESUME
+            {
+                queue_walks.resumptions = queue_walks.resumptions.wrapping_add(1);
+                queue_walks.resume = Some((WalkStart::of(last, queue_walks.resumptions), now + RESUME_FOR));
+                tracing::debug!(queue = %queue, "claims walk slowly from the start; resuming from the last claimed job");
             }
         }
     }
@@ -122,8 +120,8 @@ mod tests {
 
     use super::*;
 
-    const FAST: Duration = Duration::from_micros(500);
-    const SLOW: Duration = Duration::from_millis(50);
+    const FAST: bool = false;
+    const SLOW: bool = true;
 
     fn record(queue: &str, priority: i16, second: u32) -> JobRecord {
         let run_at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).single().expect("a valid time");
@@ -135,8 +133,13 @@ mod tests {
         record
     }
 
-    fn start(record: &JobRecord) -> Option<WalkStart> {
-        Some(WalkStart::of(record))
+    /// The (priority, run_at) of each start.
+    fn points(starts: &[Option<WalkStart>]) -> Vec<Option<(i16, Timestamp)>> {
+        starts.iter().map(|start| start.map(|start| (start.priority, start.run_at))).collect()
+    }
+
+    fn at(record: &JobRecord) -> Option<(i16, Timestamp)> {
+        Some((record.priority, record.run_at))
     }
 
     #[test]
@@ -145,17 +148,17 @@ mod tests {
         let queues = ["default".to_owned()];
         let now = Instant::now();
         let job = record("default", 0, 1);
-        assert_eq!(starts.starts(&queues, now), [None]);
+        assert_eq!(points(&starts.starts(&queues, now)), [None]);
 
         starts.record(&queues, &[None], std::slice::from_ref(&job), SLOW, now);
-        assert_eq!(starts.starts(&queues, now), [None], "one slow walk is not enough");
+        assert_eq!(points(&starts.starts(&queues, now)), [None], "one slow walk is not enough");
         starts.record(&queues, &[None], std::slice::from_ref(&job), FAST, now);
         starts.record(&queues, &[None], std::slice::from_ref(&job), SLOW, now);
-        assert_eq!(starts.starts(&queues, now), [None], "a fast walk starts the count again");
+        assert_eq!(points(&starts.starts(&queues, now)), [None], "a fast walk starts the count again");
 
         let later = record("default", 0, 2);
         starts.record(&queues, &[None], &[job, later.clone()], SLOW, now);
-        assert_eq!(starts.starts(&queues, now), [start(&later)], "resumes from the last job claimed");
+        assert_eq!(points(&starts.starts(&queues, now)), [at(&later)], "resumes from the last job claimed");
     }
 
     #[test]
@@ -168,24 +171,44 @@ mod tests {
             starts.record(&queues, &[None], std::slice::from_ref(&first), SLOW, now);
         }
         let resumed = starts.starts(&queues, now);
-        assert_eq!(resumed, [start(&first)]);
+        assert_eq!(points(&resumed), [at(&first)]);
 
         let second = record("default", 1, 0);
         starts.record(&queues, &resumed, std::slice::from_ref(&second), SLOW, now);
-        assert_eq!(starts.starts(&queues, now), [start(&second)]);
-        starts.record(&queues, &[start(&second)], &[], FAST, now);
-        assert_eq!(starts.starts(&queues, now), [start(&second)], "an empty claim keeps the start");
+        let moved = starts.starts(&queues, now);
+        assert_eq!(points(&moved), [at(&second)]);
+        starts.record(&queues, &moved, &[], FAST, now);
+        assert_eq!(points(&starts.starts(&queues, now)), [at(&second)], "an empty claim keeps the start");
 
         let after = now + RESUME_FOR;
-        assert_eq!(starts.starts(&queues, after), [None], "the resumption has expired");
+        assert_eq!(points(&starts.starts(&queues, after)), [None], "the resumption has expired");
         starts.record(&queues, &[None], std::slice::from_ref(&second), SLOW, after);
-        assert_eq!(starts.starts(&queues, after), [start(&second)], "still slow: resumes again");
+        assert_eq!(points(&starts.starts(&queues, after)), [at(&second)], "still slow: resumes again");
         starts.record(&queues, &[None], &[], FAST, after);
-        assert_eq!(starts.starts(&queues, after), [None], "fast again: exact order");
+        assert_eq!(points(&starts.starts(&queues, after)), [None], "fast again: exact order");
     }
 
     #[test]
-    fn each_queue_has_its_own_start_and_large_claims_may_take_longer() {
+    fn a_claim_of_an_older_resumption_does_not_move_a_newer_start() {
+        let starts = ClaimStarts::default();
+        let queues = ["default".to_owned()];
+        let now = Instant::now();
+        let (early, late) = (record("default", 0, 1), record("default", 0, 9));
+        for _ in 0..2 {
+            starts.record(&queues, &[None], std::slice::from_ref(&early), SLOW, now);
+        }
+        let stale = starts.starts(&queues, now);
+
+        // The resumption expires; a walk from the beginning, still slow, sets a new start
+        // while a claim of the old resumption is in flight.
+        let after = now + RESUME_FOR;
+        starts.record(&queues, &[None], std::slice::from_ref(&early), SLOW, after);
+        starts.record(&queues, &stale, std::slice::from_ref(&late), FAST, after);
+        assert_eq!(points(&starts.starts(&queues, after)), [at(&early)]);
+    }
+
+    #[test]
+    fn each_queue_has_its_own_start() {
         let starts = ClaimStarts::default();
         let queues = ["a".to_owned(), "b".to_owned()];
         let now = Instant::now();
@@ -193,13 +216,6 @@ mod tests {
         for _ in 0..2 {
             starts.record(&queues, &[None, None], &[in_b.clone(), in_a.clone()], SLOW, now);
         }
-        assert_eq!(starts.starts(&queues, now), [start(&in_a), start(&in_b)]);
-
-        let other = ClaimStarts::default();
-        let many: Vec<_> = (0..3_000).map(|_| record("a", 0, 1)).collect();
-        for _ in 0..2 {
-            other.record(&queues[..1], &[None], &many, SLOW, now);
-        }
-        assert_eq!(other.starts(&queues[..1], now), [None], "50 ms for 3,000 jobs is not slow");
+        assert_eq!(points(&starts.starts(&queues, now)), [at(&in_a), at(&in_b)]);
     }
 }

@@ -9,6 +9,7 @@ mod listen;
 mod notify;
 mod queries;
 mod row;
+mod slow;
 mod storage;
 
 pub use config::{DEFAULT_SCHEMA, PostgresConfig};

@@ -21,6 +21,7 @@ use crate::{
     notify::Notifier,
     queries::Queries,
     row::{micros, timeout_ms},
+    slow::SlowStatements,
 };
 
 /// The embedded migrations (`backends/postgres/migrations/*.sql`).
@@ -50,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) notifier: OnceLock<Notifier>,
     /// Where claims start walking each queue (see [`ClaimStarts`]).
     pub(crate) claim_starts: ClaimStarts,
+    /// The baseline that tells slow claims and outcome batches.
+    pub(crate) slow_statements: SlowStatements,
 }
 
 /// Where an insert's wake-ups are sent from.
@@ -106,6 +109,7 @@ impl PostgresStorage {
                 local_wakeups: OnceLock::new(),
                 notifier: OnceLock::new(),
                 claim_starts: ClaimStarts::default(),
+                slow_statements: SlowStatements::default(),
             }),
         }
     }
