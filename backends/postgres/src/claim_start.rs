@@ -46,15 +46,21 @@ impl WalkStart {
 /// have an entry).
 #[derive(Debug, Default)]
 pub(crate) struct ClaimStarts {
-    queues: Mutex<HashMap<String, QueueWalks>>,
+    walks: Mutex<Walks>,
+}
+
+#[derive(Debug, Default)]
+struct Walks {
+    by_queue: HashMap<String, QueueWalks>,
+    /// Resumptions so far, over every queue (never reused, even after a queue's entry
+    /// was removed).
+    resumptions: u64,
 }
 
 #[derive(Debug, Default)]
 struct QueueWalks {
     /// Slow walks from the beginning in a row.
     slow_walks: u32,
-    /// Resumptions so far.
-    resumptions: u64,
     /// Where the queue's claims start, and until when.
     resume: Option<(WalkStart, Instant)>,
 }
@@ -62,11 +68,11 @@ struct QueueWalks {
 impl ClaimStarts {
     /// Where a claim at `now` starts in each of `queues` (`None`: at the beginning).
     pub(crate) fn starts(&self, queues: &[String], now: Instant) -> Vec<Option<WalkStart>> {
-        let walks = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let walks = self.walks.lock().unwrap_or_else(PoisonError::into_inner);
         queues
             .iter()
             .map(|queue| {
-                let (start, until) = walks.get(queue)?.resume?;
+                let (start, until) = walks.by_queue.get(queue)?.resume?;
                 (now < until).then_some(start)
             })
             .collect()
@@ -82,12 +88,14 @@ impl ClaimStarts {
         slow: bool,
         now: Instant,
     ) {
-        let mut walks = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut walks = self.walks.lock().unwrap_or_else(PoisonError::into_inner);
+        let Walks { by_queue, resumptions } = &mut *walks;
         for (queue, start) in queues.iter().zip(starts) {
             let last = claimed.iter().rev().find(|record| record.queue == *queue);
             if let Some(start) = start {
                 // A resumed walk moves its start along, unless a newer resumption replaced it.
-                if let (Some(QueueWalks { resume: Some((current, _)), .. }), Some(last)) = (walks.get_mut(queue), last)
+                if let (Some(QueueWalks { resume: Some((current, _)), .. }), Some(last)) =
+                    (by_queue.get_mut(queue), last)
                     && current.resumption == start.resumption
                 {
                     *current = WalkStart::of(last, start.resumption);
@@ -95,17 +103,17 @@ impl ClaimStarts {
                 continue;
             }
             if !slow {
-                walks.remove(queue);
+                by_queue.remove(queue);
                 continue;
             }
-            let queue_walks = walks.entry(queue.clone()).or_default();
+            let queue_walks = by_queue.entry(queue.clone()).or_default();
             queue_walks.slow_walks = queue_walks.slow_walks.saturating_add(1);
             queue_walks.resume = None;
             if let Some(last) = last
                 && queue_walks.slow_walks >= SLOW_WALKS_TO_RESUME
             {
-                queue_walks.resumptions = queue_walks.resumptions.wrapping_add(1);
-                queue_walks.resume = Some((WalkStart::of(last, queue_walks.resumptions), now + RESUME_FOR));
+                *resumptions = resumptions.wrapping_add(1);
+                queue_walks.resume = Some((WalkStart::of(last, *resumptions), now + RESUME_FOR));
                 tracing::debug!(queue = %queue, "claims walk slowly from the start; resuming from the last claimed job");
             }
         }
@@ -203,6 +211,14 @@ mod tests {
         // while a claim of the old resumption is in flight.
         let after = now + RESUME_FOR;
         starts.record(&queues, &[None], std::slice::from_ref(&early), SLOW, after);
+        starts.record(&queues, &stale, std::slice::from_ref(&late), FAST, after);
+        assert_eq!(points(&starts.starts(&queues, after)), [at(&early)]);
+
+        // Nor after a fast walk removed the queue's entry and two slow ones resumed anew.
+        starts.record(&queues, &[None], &[], FAST, after);
+        for _ in 0..2 {
+            starts.record(&queues, &[None], std::slice::from_ref(&early), SLOW, after);
+        }
         starts.record(&queues, &stale, std::slice::from_ref(&late), FAST, after);
         assert_eq!(points(&starts.starts(&queues, after)), [at(&early)]);
     }
