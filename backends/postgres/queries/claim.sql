@@ -20,15 +20,9 @@
 -- $6 start_priorities smallint[]     per queue of $2, where its walk starts (NULL: at
 -- $7 start_run_ats    timestamptz[]  the beginning; see src/claim_start.rs)
 --
--- The claim commits without waiting for its WAL flush (synchronous_commit off, for
--- this statement only): a claim lost to a server crash leaves its job available, to
--- be claimed again, and the outcome of the worker that ran it is rejected. Every
--- later synchronous commit (that worker's outcome among them) flushes it first.
---
 -- Returns the claimed jobs (unordered; the caller sorts them).
 WITH ctx AS (
-    SELECT coalesce($1::timestamptz, now()) AS now,
-           set_config('synchronous_commit', 'off', true) AS commit_mode
+    SELECT coalesce($1::timestamptz, now()) AS now
 ),
 active AS (
     SELECT DISTINCT ON (q.name) q.name, q.start_priority, q.start_run_at

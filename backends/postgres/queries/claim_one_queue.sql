@@ -11,15 +11,9 @@
 -- $6 start_priority smallint     where the walk starts (NULL: at the beginning; see
 -- $7 start_run_at   timestamptz  src/claim_start.rs); an index condition, not a filter
 --
--- The claim commits without waiting for its WAL flush (synchronous_commit off, for
--- this statement only): a claim lost to a server crash leaves its job available, to
--- be claimed again, and the outcome of the worker that ran it is rejected. Every
--- later synchronous commit (that worker's outcome among them) flushes it first.
---
 -- Returns the claimed jobs (unordered; the caller sorts them).
 WITH ctx AS (
-    SELECT coalesce($1::timestamptz, now()) AS now,
-           set_config('synchronous_commit', 'off', true) AS commit_mode
+    SELECT coalesce($1::timestamptz, now()) AS now
 ),
 picked AS (
     SELECT j.ctid

@@ -270,25 +270,20 @@ mod claim {
     }
 
     /// Runs a claim statement (`claim.sql` or `claim_one_queue.sql`, its parameters
-    /// bound by `bind`) in a transaction and returns the priorities of the jobs claimed
-    /// per queue, and the transaction's `synchronous_commit` after it.
+    /// bound by `bind`) and returns the queue and priority of each job claimed, sorted.
     async fn run_claim_sql<'q>(
         storage: &PostgresStorage,
         sql: &str,
         bind: impl FnOnce(
             sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
         ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> (Vec<(String, i16)>, String) {
+    ) -> Vec<(String, i16)> {
         let sql = sql.replace("{schema}", &format!("\"{}\"", storage.schema()));
-        let mut tx = storage.pool().begin().await.expect("begin");
-        let rows = bind(sqlx::query(AssertSqlSafe(sql))).fetch_all(&mut *tx).await.expect("claim");
+        let rows = bind(sqlx::query(AssertSqlSafe(sql))).fetch_all(storage.pool()).await.expect("claim");
         let mut claimed: Vec<(String, i16)> =
             rows.iter().map(|row| (row.get::<String, _>("queue"), row.get::<i16, _>("priority"))).collect();
         claimed.sort();
-        let commit_mode: String =
-            sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&mut *tx).await.expect("show");
-        tx.commit().await.expect("commit");
-        (claimed, commit_mode)
+        claimed
     }
 
     /// One job of each priority 0 to 3 in `queue`; returns the run_at of the priority 2 job.
@@ -299,20 +294,19 @@ mod claim {
     }
 
     #[tokio::test]
-    async fn a_claim_walks_each_queue_from_its_start_and_alone_commits_without_waiting_for_the_flush() {
+    async fn a_claim_walks_each_queue_from_its_start() {
         let (storage, _guard) = common::storage().await;
         let start_run_at = four_priorities(&storage, "a").await;
         four_priorities(&storage, "b").await;
         let now = None::<chrono::DateTime<chrono::Utc>>;
 
-        let (claimed, commit_mode) = run_claim_sql(&storage, include_str!("../queries/claim_one_queue.sql"), |query| {
+        let claimed = run_claim_sql(&storage, include_str!("../queries/claim_one_queue.sql"), |query| {
             query.bind(now).bind("a").bind(10_i64).bind(30_000_000_i64).bind("w").bind(2_i16).bind(start_run_at)
         })
         .await;
         assert_eq!(claimed, [("a".to_owned(), 2), ("a".to_owned(), 3)], "the one-queue claim starts at priority 2");
-        assert_eq!(commit_mode, "off", "the one-queue claim commits without waiting for its flush");
 
-        let (claimed, commit_mode) = run_claim_sql(&storage, include_str!("../queries/claim.sql"), |query| {
+        let claimed = run_claim_sql(&storage, include_str!("../queries/claim.sql"), |query| {
             query
                 .bind(now)
                 .bind(vec!["a".to_owned(), "b".to_owned()])
@@ -326,11 +320,6 @@ mod claim {
         let expected =
             [("a", 0), ("a", 1), ("b", 1), ("b", 2), ("b", 3)].map(|(queue, priority)| (queue.to_owned(), priority));
         assert_eq!(claimed, expected, "queue a from its beginning, queue b from priority 1");
-        assert_eq!(commit_mode, "off", "the claim commits without waiting for its flush");
-
-        let after: String =
-            sqlx::query_scalar("SHOW synchronous_commit").fetch_one(storage.pool()).await.expect("show");
-        assert_eq!(after, "on", "the setting ends with the claim's transaction");
     }
 
     #[tokio::test]
