@@ -6,17 +6,18 @@ mod connect;
 pub use connect::connect;
 #[doc(inline)]
 pub use haul_core::{
-    AttemptError, Claim, Control, Discard, Enqueue, Error, ErrorKind, IntoJobResult, Job, JobContext, JobError, JobId,
-    JobOptions, JobOutcome, JobRecord, JobState, ListParams, NewJob, Queue, QueueCounts, Result, Retention, RetryAfter,
-    RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Unique, Worker, WorkerBuilder, shutdown_signal,
+    AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult, Job, JobContext,
+    JobError, JobId, JobOptions, JobOutcome, JobRecord, JobState, ListParams, NewJob, Queue, QueueCounts, Result,
+    Retention, RetryAfter, RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Unique, Worker,
+    WorkerBuilder, shutdown_signal,
 };
 /// The backend trait and its parameter types, for backend authors (unstable until 1.0).
 pub mod storage {
     #[doc(inline)]
     pub use haul_core::{
         ClaimParams, DEFAULT_MAX_ARGS_BYTES, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams,
-        JobOutcome, LeaseToken, ListParams, PruneParams, QueueCounts, Report, ReportOutcome, ReportParams,
-        RescueOutcome, Retention, Storage, Timestamp, WakeupSender, Wakeups,
+        JobOutcome, LeaseToken, ListParams, MAX_ARGS_DEPTH, PruneParams, QueueCounts, Report, ReportOutcome,
+        ReportParams, RescueOutcome, Retention, Storage, Timestamp, WakeupSender, Wakeups, storable_text,
     };
 }
 #[cfg(feature = "macros")]

@@ -89,7 +89,7 @@ async fn a_stale_worker_cannot_complete_a_job_it_lost() {
         .report(ReportParams::new(vec![Report { claim: new_claim, outcome: JobOutcome::Completed }]))
         .await
         .unwrap();
-    assert_eq!(outcome.applied, vec![id]);
+    assert_eq!(outcome.applied, vec![new_claim]);
 }
 
 #[job(queue = "retry_after", max_attempts = 3)]

@@ -158,10 +158,22 @@ pub fn decode_job(kind: &str, args: &serde_json::Value) -> Result<Box<dyn Job>> 
         .map_err(|source| Error::Serialization { kind: kind.to_owned(), source })
 }
 
-/// Serializes a job's arguments into the stored form, a JSON object.
+/// Serializes a job's arguments into the stored form, a JSON object nested at most
+/// [`crate::MAX_ARGS_DEPTH`] levels deep.
+///
+/// Serialization stops as soon as the arguments nest too deep, so even arguments nested
+/// millions of levels deep are refused with an error rather than overflowing the stack.
 pub fn encode_args<J: Job + serde::Serialize>(job: &J) -> Result<serde_json::Value> {
+    use crate::storable::{EncodeError, MAX_ARGS_DEPTH, check_args, to_json_within_depth, too_deep};
     let kind = job.typetag_name();
-    let args = serde_json::to_value(job).map_err(|source| Error::Serialization { kind: kind.to_owned(), source })?;
+    let serialization = |source| Error::Serialization { kind: kind.to_owned(), source };
+    let json = match to_json_within_depth(job, MAX_ARGS_DEPTH) {
+        Ok(json) => json,
+        Err(EncodeError::TooDeep) => return Err(too_deep(kind)),
+        Err(EncodeError::Serde(source)) => return Err(serialization(source)),
+    };
+    let args: serde_json::Value = serde_json::from_slice(&json).map_err(serialization)?;
+    check_args(kind, &args)?;
     if !args.is_object() {
         return Err(Error::InvalidArgument(
             format!("job kind `{kind}` must serialize to a JSON object (a struct with named fields)").into(),

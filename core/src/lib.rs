@@ -14,6 +14,7 @@ mod outcome;
 mod queue;
 mod record;
 mod retry;
+mod storable;
 mod storage;
 mod wakeup;
 mod worker;
@@ -24,9 +25,10 @@ pub use id::{Claim, JobId, LeaseToken};
 pub use job::{Job, JobKind, JobOptions};
 pub use names::{MAX_NAME_LEN, validate_kind_name, validate_namespace, validate_queue_name};
 pub use outcome::{Control, Discard, IntoJobResult, JobError, RetryAfter, Snooze};
-pub use queue::{DEFAULT_MAX_ARGS_BYTES, Enqueue, Queue};
+pub use queue::{DEFAULT_MAX_ARGS_BYTES, Enqueue, EnqueueJob, Queue};
 pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp, Unique};
 pub use retry::RetryPolicy;
+pub use storable::{MAX_ARGS_DEPTH, storable_text};
 pub use storage::{
     ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, ListParams, PruneParams,
     QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,

@@ -12,6 +12,12 @@ use crate::{
     Unique, job::encode_args, validate_queue_name,
 };
 
+/// A job type the queue can enqueue: a [`Job`] that serializes, and deserializes again
+/// (every enqueue checks that its arguments read back).
+pub trait EnqueueJob: Job + serde::Serialize + serde::de::DeserializeOwned {}
+
+impl<J: Job + serde::Serialize + serde::de::DeserializeOwned> EnqueueJob for J {}
+
 /// Largest serialized arguments accepted by default (1 MiB).
 pub const DEFAULT_MAX_ARGS_BYTES: usize = 1 << 20;
 
@@ -29,7 +35,8 @@ impl Queue {
         Self { storage: Arc::new(storage), max_args_bytes: DEFAULT_MAX_ARGS_BYTES }
     }
 
-    /// Sets the largest serialized arguments accepted ([`Error::PayloadTooLarge`] above it).
+    /// Sets the largest serialized arguments accepted ([`Error::PayloadTooLarge`] above
+    /// it), on every path: [`Queue::enqueue`], [`Queue::enqueue_many`] and [`Queue::insert`].
     pub fn max_args_bytes(mut self, limit: usize) -> Self {
         self.max_args_bytes = limit;
         self
@@ -41,33 +48,51 @@ impl Queue {
     }
 
     /// Starts enqueueing `job`; set options on the returned builder, then `.await` it.
-    pub fn enqueue<J: Job + serde::Serialize>(&self, job: J) -> Enqueue<'_> {
+    pub fn enqueue<J: EnqueueJob>(&self, job: J) -> Enqueue<'_> {
         Enqueue { queue: self, job: self.prepare(&job) }
     }
 
     /// Enqueues many jobs of one kind in one atomic batch, with their kind's options.
     pub async fn enqueue_many<J, I>(&self, jobs: I) -> Result<Vec<JobId>>
     where
-        J: Job + serde::Serialize,
+        J: EnqueueJob,
         I: IntoIterator<Item = J>,
     {
         let jobs = jobs.into_iter().map(|job| self.prepare(&job)).collect::<Result<Vec<_>>>()?;
         self.insert(jobs).await
     }
 
-    /// Inserts prepared jobs in one atomic batch (the storage validates them with
-    /// [`NewJob::validate_batch`]).
+    /// Inserts prepared jobs in one atomic batch, after checking each one
+    /// ([`NewJob::validate_batch`]) and the size of its arguments against
+    /// [`Queue::max_args_bytes`].
     pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
+        if let Err(error) = NewJob::validate_batch(&jobs) {
+            // Refused arguments may be nested thousands of levels deep.
+            for job in jobs {
+                crate::storable::drop_without_recursion(job.args);
+            }
+            return Err(error);
+        }
+        for job in &jobs {
+            let size = serialized_len(&job.args);
+            if size > self.max_args_bytes {
+                return Err(Error::PayloadTooLarge { kind: job.kind.clone(), size, limit: self.max_args_bytes });
+            }
+        }
         Ok(self.storage.enqueue(EnqueueParams::new(jobs)).await?.ids)
     }
 
     /// Turns a typed job into its stored form with its kind's options.
-    pub fn prepare<J: Job + serde::Serialize>(&self, job: &J) -> Result<NewJob> {
+    ///
+    /// Refuses arguments that could be stored but never run: nested deeper than
+    /// [`crate::MAX_ARGS_DEPTH`] ([`Error::InvalidArgument`]), or that do not read back
+    /// as the job's type ([`Error::Serialization`]; e.g. a NaN or infinite `f64`, which
+    /// JSON stores as `null`). The size limit is checked when the job is inserted.
+    pub fn prepare<J: EnqueueJob>(&self, job: &J) -> Result<NewJob> {
         let kind = job.typetag_name();
         let args = encode_args(job)?;
-        let size = args.to_string().len();
-        if size > self.max_args_bytes {
-            return Err(Error::PayloadTooLarge { kind: kind.to_owned(), size, limit: self.max_args_bytes });
+        if let Err(source) = J::deserialize(&args) {
+            return Err(Error::Serialization { kind: kind.to_owned(), source });
         }
         let options = job.options();
         let mut new = NewJob::new(kind, args)
@@ -117,6 +142,24 @@ impl Queue {
         validate_queue_name(queue)?;
         self.storage.resume_queue(queue).await
     }
+}
+
+/// The length of `value` serialized as JSON, without building the string.
+fn serialized_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 impl std::fmt::Debug for Queue {

@@ -161,7 +161,8 @@ impl NewJob {
     }
 
     /// Checks what every storage requires of a new job: valid queue and kind names, at
-    /// least one attempt, and arguments that are a JSON object.
+    /// least one attempt, a timeout (if any) above zero, and arguments that are a JSON
+    /// object nested at most [`crate::MAX_ARGS_DEPTH`] levels deep.
     pub fn validate(&self) -> Result<(), Error> {
         crate::validate_queue_name(&self.queue)?;
         crate::validate_kind_name(&self.kind)?;
@@ -170,12 +171,22 @@ impl NewJob {
                 format!("job {} of kind `{}` has max_attempts 0; it needs at least 1", self.id, self.kind).into(),
             ));
         }
+        if self.timeout.is_some_and(|timeout| timeout.is_zero()) {
+            return Err(Error::InvalidArgument(
+                format!(
+                    "job {} of kind `{}` has a timeout of zero, so every attempt would time out; give it a longer \
+                     timeout, or none",
+                    self.id, self.kind
+                )
+                .into(),
+            ));
+        }
         if !self.args.is_object() {
             return Err(Error::InvalidArgument(
                 format!("job {} of kind `{}` has arguments that are not a JSON object", self.id, self.kind).into(),
             ));
         }
-        Ok(())
+        crate::storable::check_args(&self.kind, &self.args)
     }
 
     /// Checks a batch before anything is stored: every job [valid](Self::validate), and
@@ -335,6 +346,11 @@ pub struct JobRecord {
     pub claimed_by: Option<String>,
     /// The uniqueness key it was enqueued with, if any.
     pub unique_key: Option<String>,
+    /// Why the stored arguments could not be read (then `args` is `null`): written by
+    /// something other than haul's enqueue, or nested deeper than a decoder reads. A
+    /// worker discards such a job with this reason rather than fail the claim it came
+    /// in with.
+    pub unreadable_args: Option<String>,
 }
 
 impl JobRecord {
@@ -363,6 +379,7 @@ impl JobRecord {
             lease_expires_at: None,
             claimed_by: None,
             unique_key: None,
+            unreadable_args: None,
         }
     }
 

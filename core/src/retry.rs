@@ -66,7 +66,8 @@ impl RetryPolicy {
         } else {
             raw
         };
-        Duration::from_secs_f64(jittered.clamp(0.0, cap))
+        // Saturating: a cap of `Duration::MAX` is not exactly representable as f64 seconds.
+        Duration::try_from_secs_f64(jittered.clamp(0.0, cap)).unwrap_or(self.max_delay)
     }
 }
 
@@ -92,6 +93,13 @@ mod tests {
         for _ in 0..200 {
             assert!(capped.delay(5) <= Duration::from_secs(15));
         }
+    }
+
+    #[test]
+    fn an_unbounded_cap_saturates_instead_of_panicking() {
+        let policy = RetryPolicy::exponential(Duration::from_secs(1)).max_delay(Duration::MAX);
+        assert!(policy.delay(64) >= Duration::from_secs(1 << 40));
+        assert_eq!(RetryPolicy::fixed(Duration::MAX).delay(1), Duration::MAX);
     }
 
     #[test]

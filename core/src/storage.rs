@@ -38,10 +38,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>>;
 
     /// Records the outcomes of attempts. Each is fenced by its claim: an outcome whose
-    /// lease token no longer matches a running job is rejected, not applied.
+    /// lease token no longer matches a running job is rejected, not applied. A batch may
+    /// hold outcomes of two claims of one job (an old, lost claim and a new one): each is
+    /// judged by its own token, so the new claim's outcome applies and the old one's is
+    /// rejected, whatever their order. Text is stored as given, except that NUL
+    /// characters become U+FFFD ([`crate::storable_text`]).
     async fn report(&self, params: ReportParams) -> Result<ReportOutcome>;
 
-    /// Extends the leases of held jobs and tells which of them were cancelled or lost.
+    /// Extends the leases of held jobs and tells which of them were cancelled or lost,
+    /// each judged by its own claim (a job may appear under an old and a new claim).
     async fn heartbeat(&self, params: HeartbeatParams) -> Result<HeartbeatOutcome>;
 
     /// Moves `scheduled` and `retryable` jobs whose `run_at` has come to `available`.
@@ -244,15 +249,15 @@ impl ReportParams {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReportOutcome {
-    /// Jobs whose outcome was applied.
-    pub applied: Vec<JobId>,
-    /// Jobs whose outcome was rejected because the claim no longer holds them.
-    pub rejected: Vec<JobId>,
+    /// Claims whose outcome was applied.
+    pub applied: Vec<Claim>,
+    /// Claims whose outcome was rejected because they no longer hold their job.
+    pub rejected: Vec<Claim>,
 }
 
 impl ReportOutcome {
     /// An outcome from its parts.
-    pub fn new(applied: Vec<JobId>, rejected: Vec<JobId>) -> Self {
+    pub fn new(applied: Vec<Claim>, rejected: Vec<Claim>) -> Self {
         Self { applied, rejected }
     }
 }
@@ -287,17 +292,17 @@ impl HeartbeatParams {
 #[non_exhaustive]
 pub struct HeartbeatOutcome {
     /// Claims whose lease was extended.
-    pub extended: Vec<JobId>,
+    pub extended: Vec<Claim>,
     /// Claims still held whose job was asked to cancel (their lease is extended too,
     /// so the holder can report [`JobOutcome::Cancelled`]).
-    pub cancelled: Vec<JobId>,
+    pub cancelled: Vec<Claim>,
     /// Claims that no longer hold their job (lease expired and rescued, or finished).
-    pub lost: Vec<JobId>,
+    pub lost: Vec<Claim>,
 }
 
 impl HeartbeatOutcome {
     /// An outcome from its parts.
-    pub fn new(extended: Vec<JobId>, cancelled: Vec<JobId>, lost: Vec<JobId>) -> Self {
+    pub fn new(extended: Vec<Claim>, cancelled: Vec<Claim>, lost: Vec<Claim>) -> Self {
         Self { extended, cancelled, lost }
     }
 }

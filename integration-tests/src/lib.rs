@@ -90,6 +90,7 @@ macro_rules! conformance_suite {
                 an_outcome_with_a_foreign_token_is_rejected,
                 an_outcome_reported_twice_is_applied_once,
                 a_report_batch_applies_held_outcomes_and_rejects_the_rest,
+                each_claim_of_one_job_is_judged_by_its_own_token,
             }
             failure [current] {
                 a_failed_attempt_is_retried_at_the_backoff_time,
@@ -140,6 +141,8 @@ macro_rules! conformance_suite {
                 oversized_arguments_are_rejected,
                 a_job_of_an_unknown_kind_is_a_recorded_failure,
                 a_job_with_a_corrupt_payload_is_a_recorded_failure,
+                arguments_that_cannot_be_read_back_are_refused,
+                text_with_nul_characters_is_stored_with_replacement_characters,
             }
             unique [current] {
                 a_unique_job_is_skipped_while_an_unfinished_one_has_its_key requires(UniqueJobs),
@@ -149,6 +152,8 @@ macro_rules! conformance_suite {
                 the_blocking_states_can_include_finished_ones requires(UniqueJobs),
                 the_window_limits_how_far_back_a_key_blocks requires(UniqueJobs),
                 a_batch_keeps_only_the_first_job_of_a_key requires(UniqueJobs),
+                a_unique_key_of_any_size_is_accepted requires(UniqueJobs),
+                a_large_batch_of_unique_jobs_is_stored_once_each requires(UniqueJobs),
             }
             wakeup [multi_thread] {
                 a_subscriber_is_woken_after_an_available_job_is_enqueued requires(Wakeups),
@@ -169,6 +174,9 @@ macro_rules! conformance_suite {
                 a_snoozing_handler_runs_again_without_spending_an_attempt,
                 a_discarding_handler_ends_the_job_discarded,
                 a_cancelled_running_job_stops_its_handler,
+                a_worker_that_reclaims_a_job_it_lost_completes_it_once,
+                a_claim_whose_lease_ended_before_its_start_never_starts,
+                a_failure_with_an_unbounded_backoff_ends_in_a_visible_state,
             }
         }
     };

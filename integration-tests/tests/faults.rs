@@ -19,6 +19,28 @@ use haul_integration_tests::{
 
 const WORKER_BINARY: &str = env!("CARGO_BIN_EXE_haul-fault-worker");
 
+/// Runs the future `case` makes on a runtime whose threads (and the one blocking on it)
+/// have stacks of 256 MiB: the poison case builds, serializes and drops JSON nested
+/// 10,000 levels deep, which serde does recursively.
+fn on_big_stacks<F>(case: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    const STACK: usize = 256 << 20;
+    let thread = std::thread::Builder::new().stack_size(STACK).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_stack_size(STACK)
+            .enable_all()
+            .build()
+            .expect("a runtime starts");
+        runtime.block_on(case());
+    });
+    if let Err(panic) = thread.expect("a thread starts").join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 fn in_child_process(target: &Target) -> impl Fn(&haul_integration_tests::faults::WorkerSpec) -> HostedWorker + use<> {
     let target = target.clone();
     move |spec| HostedWorker::process(Path::new(WORKER_BINARY), &target, spec)
@@ -57,6 +79,11 @@ mod memory {
     async fn bad_input_among_good_jobs_loses_nothing() {
         cases::bad_input_among_good_jobs_loses_nothing(storage()).await;
     }
+
+    #[test]
+    fn poison_input_among_good_jobs_loses_nothing() {
+        on_big_stacks(|| cases::poison_input_among_good_jobs_loses_nothing(storage(), None));
+    }
 }
 
 /// The fault cases for a backend reached through a URL and a private server.
@@ -87,6 +114,15 @@ macro_rules! server_faults {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_stalled_worker_never_starts_a_job_another_completed() {
+                with_target(target().await, |storage, target| async move {
+                    cases::a_stalled_worker_never_starts_a_job_another_completed(storage, in_child_process(&target))
+                        .await;
+                })
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_hung_handler_times_out_while_other_slots_work() {
                 with_target(target().await, |storage, _| {
                     cases::a_hung_handler_times_out_while_other_slots_work(storage)
@@ -97,6 +133,16 @@ macro_rules! server_faults {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn bad_input_among_good_jobs_loses_nothing() {
                 with_target(target().await, |storage, _| cases::bad_input_among_good_jobs_loses_nothing(storage)).await;
+            }
+
+            #[test]
+            fn poison_input_among_good_jobs_loses_nothing() {
+                on_big_stacks(|| async {
+                    with_target(target().await, |storage, target| {
+                        cases::poison_input_among_good_jobs_loses_nothing(storage, Some(target))
+                    })
+                    .await;
+                });
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

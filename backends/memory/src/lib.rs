@@ -70,6 +70,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 mod time;
+mod unique;
 mod wake;
 
 use std::sync::{Arc, Mutex};

@@ -14,6 +14,7 @@ use haul_core::{
 use crate::{
     store::Store,
     time::{after, before},
+    unique::BatchUniques,
     wake::Wake,
 };
 
@@ -31,22 +32,38 @@ pub(crate) struct ClaimRequest<'a> {
 impl Store {
     /// Validates the whole batch, then stores every job of it.
     /// A unique job that a stored job (or an earlier one of the batch) blocks is not
-    /// stored: its place in the outcome holds the blocking job's id.
+    /// stored: its place in the outcome holds the blocking job's id (the smallest id
+    /// among its blockers).
+    ///
+    /// Linear in the batch: the stored jobs of a key are looked at once per distinct
+    /// [`Unique`](haul_core::Unique) of the batch, and the batch's own jobs through
+    /// [`BatchUniques`], never one by one.
     pub(crate) fn enqueue(&mut self, jobs: Vec<NewJob>, now: Timestamp, wake: &mut Wake) -> Result<EnqueueOutcome> {
         self.validate_batch(&jobs)?;
         let mut ids = Vec::with_capacity(jobs.len());
         let mut duplicates = Vec::new();
+        let mut records = Vec::with_capacity(jobs.len());
+        let mut batch = BatchUniques::default();
+        // Decide every job against the jobs stored before the batch, then store them.
         for job in jobs {
-            if let Some(existing) = job.unique.as_ref().and_then(|unique| self.blocking(unique, now)) {
-                ids.push(existing);
-                duplicates.push(existing);
-                continue;
+            if let Some(unique) = &job.unique {
+                let stored = batch.stored_blocker(unique, |unique| self.blocking(unique, now));
+                let earlier = batch.earlier_blocker(unique, &records, now);
+                if let Some(existing) = stored.into_iter().chain(earlier).min() {
+                    ids.push(existing);
+                    duplicates.push(existing);
+                    continue;
+                }
             }
             let record = new_record(job, now);
+            batch.stored(&record, records.len(), &records);
+            ids.push(record.id);
+            records.push(record);
+        }
+        for record in records {
             if record.state == JobState::Available {
                 wake.add(&record.queue);
             }
-            ids.push(record.id);
             self.insert(record);
         }
         Ok(EnqueueOutcome::new(ids).with_duplicates(duplicates))
@@ -102,9 +119,9 @@ impl Store {
                     if job.get().state == JobState::Available {
                         wake.add(&job.get().queue);
                     }
-                    outcome.applied.push(claim.id);
+                    outcome.applied.push(claim);
                 }
-                _ => outcome.rejected.push(claim.id),
+                _ => outcome.rejected.push(claim),
             }
         }
         Ok(outcome)
@@ -118,12 +135,12 @@ impl Store {
             match self.job_mut(claim.id) {
                 Some(mut job) if holds(job.get(), claim) => {
                     job.change(|job| job.lease_expires_at = Some(deadline));
-                    outcome.extended.push(claim.id);
+                    outcome.extended.push(claim);
                     if job.get().cancel_requested_at.is_some() {
-                        outcome.cancelled.push(claim.id);
+                        outcome.cancelled.push(claim);
                     }
                 }
-                _ => outcome.lost.push(claim.id),
+                _ => outcome.lost.push(claim),
             }
         }
         outcome
@@ -249,8 +266,12 @@ impl TryFrom<JobOutcome> for Outcome {
     fn try_from(outcome: JobOutcome) -> Result<Self> {
         Ok(match outcome {
             JobOutcome::Completed => Self::Completed,
-            JobOutcome::Failed { error, retry_in } => Self::Failed { error, retry_in },
-            JobOutcome::Discarded { reason } => Self::Discarded { reason },
+            JobOutcome::Failed { error, retry_in } => {
+                Self::Failed { error: haul_core::storable_text(&error).into_owned(), retry_in }
+            }
+            JobOutcome::Discarded { reason } => {
+                Self::Discarded { reason: haul_core::storable_text(&reason).into_owned() }
+            }
             JobOutcome::Cancelled => Self::Cancelled,
             JobOutcome::Snoozed { delay } => Self::Snoozed { delay },
             other => {

@@ -35,7 +35,7 @@ async fn report(storage: &MemoryStorage, job: &JobRecord, outcome: JobOutcome, n
     let report = Report { claim: job.claim().unwrap(), outcome };
     let outcome = storage.report(ReportParams::new(vec![report]).now(now)).await.unwrap();
     assert_eq!(outcome.applied.len() + outcome.rejected.len(), 1);
-    outcome.applied == [job.id]
+    outcome.applied == [job.claim().unwrap()]
 }
 
 async fn get(storage: &MemoryStorage, id: JobId) -> JobRecord {
@@ -59,7 +59,7 @@ async fn a_stale_claim_is_rejected_after_its_job_was_rescued_and_claimed_again()
 
     assert!(!report(&storage, &first, JobOutcome::Completed, deadline).await, "the stale claim must be fenced");
     let heartbeat = storage.heartbeat(HeartbeatParams::new(vec![first.claim().unwrap()], LEASE)).await.unwrap();
-    assert_eq!(heartbeat.lost, [id]);
+    assert_eq!(heartbeat.lost, [first.claim().unwrap()]);
     assert_eq!(get(&storage, id).await.state, JobState::Running);
 
     assert!(report(&storage, &second, JobOutcome::Completed, deadline).await);
@@ -110,7 +110,10 @@ async fn cancelling_a_running_job_reaches_its_holder_through_the_heartbeat() {
 
     let beat =
         storage.heartbeat(HeartbeatParams::new(vec![held.claim().unwrap()], LEASE).now(t0 + secs(2))).await.unwrap();
-    assert_eq!((beat.extended, beat.cancelled, beat.lost), (vec![id], vec![id], vec![]));
+    assert_eq!(
+        (beat.extended, beat.cancelled, beat.lost),
+        (vec![held.claim().unwrap()], vec![held.claim().unwrap()], vec![])
+    );
     assert_eq!(get(&storage, id).await.lease_expires_at, Some(t0 + secs(32)));
 
     assert!(report(&storage, &held, JobOutcome::Cancelled, t0 + secs(3)).await);

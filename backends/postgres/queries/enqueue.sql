@@ -20,6 +20,8 @@
 -- $11 unique_keys   text[]        NULL entries: not unique (uniqueness is resolved
 --                                 before this statement; see find_blocking.sql)
 -- $12 notify        boolean       whether to NOTIFY here
+-- $13 unique_digests bytea[]      SHA-256 of each unique key's UTF-8 bytes (NULL
+--                                 entries: not unique)
 --
 -- Returns one row: `duplicate` (a stored id of the batch, or NULL when the batch was
 -- inserted), `available` (the distinct queues that received available jobs, NULL when
@@ -31,8 +33,8 @@ input AS (
     SELECT *
     FROM unnest(
         $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::smallint[],
-        $7::timestamptz[], $8::bigint[], $9::integer[], $10::bigint[], $11::text[]
-    ) AS t (id, kind, args, queue, priority, run_at, delay_us, max_attempts, timeout_ms, unique_key)
+        $7::timestamptz[], $8::bigint[], $9::integer[], $10::bigint[], $11::text[], $13::bytea[]
+    ) AS t (id, kind, args, queue, priority, run_at, delay_us, max_attempts, timeout_ms, unique_key, unique_digest)
 ),
 resolved AS (
     SELECT input.*,
@@ -50,10 +52,10 @@ existing AS (
 ),
 inserted AS (
     INSERT INTO {schema}.jobs (id, kind, args, queue, priority, state, attempt, max_attempts, timeout_ms, run_at, created_at,
-                              unique_key)
+                              unique_key, unique_digest)
     SELECT id, kind, args, queue, priority,
            CASE WHEN due > now THEN 'scheduled' ELSE 'available' END,
-           0, max_attempts, timeout_ms, due, now, unique_key
+           0, max_attempts, timeout_ms, due, now, unique_key, unique_digest
     FROM resolved
     WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING queue, state

@@ -9,7 +9,7 @@
 -- $3 tokens    uuid[]
 -- $4 lease_us  bigint       new lease length in microseconds, counted from now
 --
--- Returns one row per extended lease: `id`, `cancel_requested` (bool).
+-- Returns one row per extended lease: `id`, `token`, `cancel_requested` (bool).
 WITH ctx AS (
     SELECT coalesce($1::timestamptz, now()) AS now
 ),
@@ -30,4 +30,4 @@ UPDATE {schema}.jobs AS j
 SET lease_expires_at = ctx.now + $4::bigint * interval '1 microsecond'
 FROM locked AS i, ctx
 WHERE j.id = i.id
-RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
+RETURNING j.id, j.lease_token AS token, j.cancel_requested_at IS NOT NULL AS cancel_requested

@@ -25,7 +25,8 @@
 -- $5 messages   text[]       NULL for outcomes without a message
 -- $6 delays_us  bigint[]     NULL for outcomes without a delay
 --
--- Returns one row per applied outcome: `id`, `state` (the new state), `notified`.
+-- Returns one row per applied outcome: `id`, `token` (its claim's), `state` (the new
+-- state), `notified`.
 WITH ctx AS (
     SELECT coalesce($1::timestamptz, now()) AS now
 ),
@@ -35,7 +36,7 @@ input AS (
         AS t (id, token, outcome, message, delay_us)
 ),
 locked AS (
-    SELECT j.id, i.outcome, i.message, i.delay_us
+    SELECT j.id, i.token, i.outcome, i.message, i.delay_us
     FROM (SELECT * FROM input ORDER BY id) AS i
     CROSS JOIN LATERAL (
         SELECT j.id
@@ -80,11 +81,11 @@ updated AS (
         claimed_by       = NULL
     FROM locked AS i, ctx
     WHERE j.id = i.id
-    RETURNING j.id, j.queue, j.state
+    RETURNING j.id, i.token, j.queue, j.state
 ),
 notified AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM updated WHERE state = 'available') AS q
 )
-SELECT u.id, u.state, (SELECT count(*) FROM notified) AS notified
+SELECT u.id, u.token, u.state, (SELECT count(*) FROM notified) AS notified
 FROM updated AS u

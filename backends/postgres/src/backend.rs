@@ -7,9 +7,9 @@ use std::{
 
 use async_trait::async_trait;
 use haul_core::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobId, JobOutcome, JobRecord,
-    ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp,
-    Wakeups, validate_queue_name,
+    Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobId, JobOutcome,
+    JobRecord, LeaseToken, ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result,
+    Storage, Timestamp, Wakeups, storable_text, validate_queue_name,
 };
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
@@ -123,14 +123,19 @@ impl Storage for PostgresStorage {
         let mut seen = HashSet::new();
         let (mut ids, mut tokens, mut outcomes, mut messages, mut delays) = (vec![], vec![], vec![], vec![], vec![]);
         for report in &params.reports {
-            // A second outcome for the same job in one batch finds the claim already spent.
-            if !seen.insert(report.claim.id) {
+            // A second outcome of the same claim in one batch finds the claim already spent.
+            // Two claims of one job (an old, lost one and a new one) both go in: only the
+            // one whose token the job holds matches.
+            if !seen.insert(report.claim) {
                 continue;
             }
             let (outcome, message, delay) = match &report.outcome {
                 JobOutcome::Completed => ("completed", None, None),
-                JobOutcome::Failed { error, retry_in } => ("failed", Some(error.as_str()), Some(micros(*retry_in))),
-                JobOutcome::Discarded { reason } => ("discarded", Some(reason.as_str()), None),
+                // PostgreSQL cannot store NUL in text or jsonb.
+                JobOutcome::Failed { error, retry_in } => {
+                    ("failed", Some(storable_text(error)), Some(micros(*retry_in)))
+                }
+                JobOutcome::Discarded { reason } => ("discarded", Some(storable_text(reason)), None),
                 JobOutcome::Cancelled => ("cancelled", None, None),
                 JobOutcome::Snoozed { delay } => ("snoozed", None, Some(micros(*delay))),
                 other => return Err(Error::InvalidArgument(format!("unsupported job outcome {other:?}").into())),
@@ -152,19 +157,23 @@ impl Storage for PostgresStorage {
             .bind(&messages)
             .bind(&delays);
         let (rows, _) = self.fetch_all_watching_for_slow(query).await?;
-        let applied_ids = rows
+        let applied_claims = rows
             .iter()
-            .map(|row| row.try_get::<Uuid, _>("id").map_err(map_sqlx_error))
+            .map(|row| {
+                let id = row.try_get::<Uuid, _>("id").map_err(map_sqlx_error)?;
+                let token = row.try_get::<Uuid, _>("token").map_err(map_sqlx_error)?;
+                Ok(Claim { id: JobId(id), token: LeaseToken(token) })
+            })
             .collect::<Result<HashSet<_>>>()?;
         let mut applied = Vec::new();
         let mut rejected = Vec::new();
         let mut seen = HashSet::new();
         for report in &params.reports {
-            let id = report.claim.id;
-            if seen.insert(id) && applied_ids.contains(&id.0) {
-                applied.push(id);
+            let claim = report.claim;
+            if seen.insert(claim) && applied_claims.contains(&claim) {
+                applied.push(claim);
             } else {
-                rejected.push(id);
+                rejected.push(claim);
             }
         }
         Ok(ReportOutcome::new(applied, rejected))
@@ -174,8 +183,10 @@ impl Storage for PostgresStorage {
         if params.claims.is_empty() {
             return Ok(HeartbeatOutcome::default());
         }
-        let ids: Vec<Uuid> = params.claims.iter().map(|claim| claim.id.0).collect();
-        let tokens: Vec<Uuid> = params.claims.iter().map(|claim| claim.token.0).collect();
+        let mut seen = HashSet::new();
+        let claims: Vec<Claim> = params.claims.iter().copied().filter(|claim| seen.insert(*claim)).collect();
+        let ids: Vec<Uuid> = claims.iter().map(|claim| claim.id.0).collect();
+        let tokens: Vec<Uuid> = claims.iter().map(|claim| claim.token.0).collect();
         let rows = sqlx::query(self.inner.queries.heartbeat.clone())
             .bind(params.now)
             .bind(&ids)
@@ -187,23 +198,20 @@ impl Storage for PostgresStorage {
         let mut held = HashMap::with_capacity(rows.len());
         for row in &rows {
             let id: Uuid = row.try_get("id").map_err(map_sqlx_error)?;
+            let token: Uuid = row.try_get("token").map_err(map_sqlx_error)?;
             let cancel_requested: bool = row.try_get("cancel_requested").map_err(map_sqlx_error)?;
-            held.insert(id, cancel_requested);
+            held.insert(Claim { id: JobId(id), token: LeaseToken(token) }, cancel_requested);
         }
         let mut outcome = HeartbeatOutcome::default();
-        let mut seen = HashSet::new();
-        for claim in &params.claims {
-            if !seen.insert(claim.id) {
-                continue;
-            }
-            match held.get(&claim.id.0) {
+        for claim in claims {
+            match held.get(&claim) {
                 Some(cancel_requested) => {
-                    outcome.extended.push(claim.id);
+                    outcome.extended.push(claim);
                     if *cancel_requested {
-                        outcome.cancelled.push(claim.id);
+                        outcome.cancelled.push(claim);
                     }
                 }
-                None => outcome.lost.push(claim.id),
+                None => outcome.lost.push(claim),
             }
         }
         Ok(outcome)

@@ -11,6 +11,7 @@ mod queries;
 mod row;
 mod slow;
 mod storage;
+mod unique;
 
 pub use config::{DEFAULT_SCHEMA, PostgresConfig};
 pub use job_tx::JobTransaction;

@@ -56,7 +56,14 @@ pub(crate) fn decode_record(row: &PgRow) -> Result<JobRecord> {
         .map_err(|error| corrupt(format!("the `errors` of job {id} are not a list of attempt errors: {error}")))?;
     let lease_token: Option<Uuid> = column(row, "lease_token")?;
 
-    let mut record = JobRecord::new(JobId(id), column::<String>(row, "kind")?, column(row, "args")?);
+    // Arguments that cannot be read fail their job alone (see `JobRecord::unreadable_args`).
+    let (args, unreadable_args) = match row.try_get::<serde_json::Value, _>("args") {
+        Ok(args) => (args, None),
+        Err(error @ sqlx::Error::ColumnDecode { .. }) => (serde_json::Value::Null, Some(error.to_string())),
+        Err(error) => return Err(map_sqlx_error(error)),
+    };
+    let mut record = JobRecord::new(JobId(id), column::<String>(row, "kind")?, args);
+    record.unreadable_args = unreadable_args;
     record.queue = column(row, "queue")?;
     record.priority = column(row, "priority")?;
     record.state = parse_state(&state)?;

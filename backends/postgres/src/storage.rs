@@ -3,8 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use haul_core::{
-    EnqueueOutcome, EnqueueParams, Error, JobId, JobRecord, JobState, NewJob, Result, RunAt, Timestamp, Unique,
-    WakeupSender,
+    EnqueueOutcome, EnqueueParams, Error, JobId, JobState, NewJob, Result, RunAt, Timestamp, Unique, WakeupSender,
 };
 use sqlx::{
     Acquire, PgConnection, Postgres, Row,
@@ -22,6 +21,7 @@ use crate::{
     queries::Queries,
     row::{micros, timeout_ms},
     slow::SlowStatements,
+    unique::{EarlierJobs, lock_slots, unique_digest},
 };
 
 /// The embedded migrations (`backends/postgres/migrations/*.sql`).
@@ -154,9 +154,10 @@ impl PostgresStorage {
     /// the transaction's start).
     ///
     /// Unique jobs are honoured as by [`Storage::enqueue`](haul_core::Storage::enqueue),
-    /// in a savepoint: the advisory lock on each of their keys is held until the
-    /// caller's transaction ends, so a concurrent enqueue of the same key waits for it
-    /// (keep the transaction short), and sees the job only if it commits. The lookup
+    /// in a savepoint: the advisory locks on their keys' lock slots are held until the
+    /// caller's transaction ends, so a concurrent enqueue of the same key (or of a key
+    /// in the same slot) waits for it (keep the transaction short), and sees the job
+    /// only if it commits. The lookup
     /// uses the transaction's snapshot: at `REPEATABLE READ` or above it cannot see a
     /// job of the key committed after the transaction began.
     ///
@@ -195,8 +196,8 @@ impl PostgresStorage {
     }
 
     /// Validates and inserts a batch. Without unique jobs: one statement. With unique
-    /// jobs: a short transaction (a savepoint inside the caller's) that locks the keys,
-    /// finds the blocking jobs, and inserts the jobs that nothing blocks. With
+    /// jobs: a short transaction (a savepoint inside the caller's) that locks the keys'
+    /// slots, finds the blocking jobs, and inserts the jobs that nothing blocks. With
     /// [`WakeUp::AfterCommit`] it sends no NOTIFY: the caller wakes
     /// [`Inserted::available`] once the insert is committed.
     pub(crate) async fn insert<'c>(
@@ -210,9 +211,11 @@ impl PostgresStorage {
             return Ok(Inserted { outcome: EnqueueOutcome::new(Vec::new()), available: Vec::new() });
         }
         NewJob::validate_batch(&jobs)?;
+        let digests: Vec<Option<Vec<u8>>> =
+            jobs.iter().map(|job| job.unique.as_ref().map(|unique| unique_digest(&unique.key))).collect();
         let mut columns = EnqueueColumns::with_capacity(jobs.len());
-        for job in &jobs {
-            columns.push(job)?;
+        for (job, digest) in jobs.iter().zip(&digests) {
+            columns.push(job, digest.as_deref())?;
         }
         if jobs.iter().all(|job| job.unique.is_none()) {
             let mut conn = conn.acquire().await.map_err(map_sqlx_error)?;
@@ -220,7 +223,7 @@ impl PostgresStorage {
             return Ok(Inserted { outcome: EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()), available });
         }
         let mut tx = conn.begin().await.map_err(map_sqlx_error)?;
-        let inserted = self.insert_unique(&mut tx, &jobs, params.now, wake_up).await?;
+        let inserted = self.insert_unique(&mut tx, &jobs, &digests, params.now, wake_up).await?;
         tx.commit().await.map_err(map_sqlx_error)?;
         Ok(inserted)
     }
@@ -247,6 +250,7 @@ impl PostgresStorage {
             .bind(&columns.timeouts_ms)
             .bind(&columns.unique_keys)
             .bind(wake_up == WakeUp::InTransaction)
+            .bind(&columns.unique_digests)
             .fetch_one(conn)
             .await
             .map_err(map_sqlx_error)?;
@@ -259,34 +263,41 @@ impl PostgresStorage {
     }
 
     /// Inserts a validated batch holding unique jobs, inside a transaction on `conn`:
-    /// locks the keys, then applies [`haul_core::Unique::is_blocked_by`] job by job, in
-    /// input order, against the stored jobs and the batch's earlier jobs.
+    /// locks the keys' slots, then applies [`haul_core::Unique::is_blocked_by`] job by
+    /// job, in input order, against the stored jobs and the batch's earlier jobs. Each
+    /// step is linear in the batch's size: one lock per slot (at most
+    /// [`crate::unique::UNIQUE_LOCK_SLOTS`]), one index lookup per job, and the earlier
+    /// jobs kept by key.
     async fn insert_unique(
         &self,
         conn: &mut PgConnection,
         jobs: &[NewJob],
+        digests: &[Option<Vec<u8>>],
         now: Option<Timestamp>,
         wake_up: WakeUp,
     ) -> Result<Inserted> {
-        let uniques: Vec<(usize, &Unique)> = jobs
+        let uniques: Vec<(usize, &Unique, &[u8])> = jobs
             .iter()
+            .zip(digests)
             .enumerate()
-            .filter_map(|(index, job)| job.unique.as_ref().map(|unique| (index, unique)))
+            .filter_map(|(index, (job, digest))| Some((index, job.unique.as_ref()?, digest.as_deref()?)))
             .collect();
-        let keys: Vec<&str> = uniques.iter().map(|(_, unique)| unique.key.as_str()).collect();
         sqlx::query(self.inner.queries.lock_unique_keys.clone())
-            .bind(&keys)
+            .bind(lock_slots(uniques.iter().map(|&(_, _, digest)| digest)))
             .execute(&mut *conn)
             .await
             .map_err(map_sqlx_error)?;
+        let keys: Vec<&str> = uniques.iter().map(|(_, unique, _)| unique.key.as_str()).collect();
+        let key_digests: Vec<&[u8]> = uniques.iter().map(|&(_, _, digest)| digest).collect();
         let states: Vec<String> = uniques
             .iter()
-            .map(|(_, unique)| unique.states.iter().map(|state| state.as_str()).collect::<Vec<_>>().join(","))
+            .map(|(_, unique, _)| unique.states.iter().map(|state| state.as_str()).collect::<Vec<_>>().join(","))
             .collect();
-        let windows_us: Vec<Option<i64>> = uniques.iter().map(|(_, unique)| unique.window.map(micros)).collect();
+        let windows_us: Vec<Option<i64>> = uniques.iter().map(|(_, unique, _)| unique.window.map(micros)).collect();
         let rows = sqlx::query(self.inner.queries.find_blocking.clone())
             .bind(now)
             .bind(&keys)
+            .bind(&key_digests)
             .bind(&states)
             .bind(&windows_us)
             .fetch_all(&mut *conn)
@@ -297,7 +308,7 @@ impl PostgresStorage {
         }
         let mut clock = None;
         let mut stored: Vec<Option<(Timestamp, JobId)>> = vec![None; jobs.len()];
-        for ((index, _), row) in uniques.iter().zip(&rows) {
+        for ((index, _, _), row) in uniques.iter().zip(&rows) {
             clock = Some(row.try_get::<Timestamp, _>("now").map_err(map_sqlx_error)?);
             let id: Option<uuid::Uuid> = row.try_get("id").map_err(map_sqlx_error)?;
             let created_at: Option<Timestamp> = row.try_get("created_at").map_err(map_sqlx_error)?;
@@ -310,26 +321,20 @@ impl PostgresStorage {
         let mut ids = Vec::with_capacity(jobs.len());
         let mut duplicates = Vec::new();
         let mut kept = EnqueueColumns::with_capacity(jobs.len());
-        // The batch's unique jobs inserted so far, as they will be stored.
-        let mut batch: Vec<JobRecord> = Vec::new();
-        for (job, stored) in jobs.iter().zip(stored) {
+        // The batch's unique jobs stored so far, as they will be stored.
+        let mut earlier = EarlierJobs::default();
+        for (position, ((job, digest), stored)) in jobs.iter().zip(digests).zip(stored).enumerate() {
             if let Some(unique) = &job.unique {
-                let earlier = batch
-                    .iter()
-                    .find(|record| unique.is_blocked_by(record, clock))
-                    .map(|record| (record.created_at, record.id));
-                if let Some((_, blocker)) = stored.into_iter().chain(earlier).min() {
+                let earlier_blocker = earlier.blocking(unique, clock).map(|id| (clock, id));
+                if let Some((_, blocker)) = stored.into_iter().chain(earlier_blocker).min() {
                     ids.push(blocker);
                     duplicates.push(blocker);
                     continue;
                 }
-                let mut record = JobRecord::new(job.id, job.kind.clone(), serde_json::Value::Null);
-                record.unique_key = Some(unique.key.clone());
-                record.created_at = clock;
-                record.state = if is_scheduled(job.run_at, clock) { JobState::Scheduled } else { JobState::Available };
-                batch.push(record);
+                let state = if is_scheduled(job.run_at, clock) { JobState::Scheduled } else { JobState::Available };
+                earlier.stored(&unique.key, position, job.id, state, clock);
             }
-            kept.push(job)?;
+            kept.push(job, digest.as_deref())?;
             ids.push(job.id);
         }
         let available =
@@ -370,6 +375,7 @@ struct EnqueueColumns {
     max_attempts: Vec<i32>,
     timeouts_ms: Vec<Option<i64>>,
     unique_keys: Vec<Option<String>>,
+    unique_digests: Vec<Option<Vec<u8>>>,
 }
 
 impl EnqueueColumns {
@@ -385,12 +391,13 @@ impl EnqueueColumns {
             max_attempts: Vec::with_capacity(capacity),
             timeouts_ms: Vec::with_capacity(capacity),
             unique_keys: Vec::with_capacity(capacity),
+            unique_digests: Vec::with_capacity(capacity),
         }
     }
 
-    /// Appends `job` (checked by [`NewJob::validate_batch`]), refusing what PostgreSQL
-    /// cannot store.
-    fn push(&mut self, job: &NewJob) -> Result<()> {
+    /// Appends `job` (checked by [`NewJob::validate_batch`]) with the digest of its
+    /// uniqueness key, refusing what PostgreSQL cannot store.
+    fn push(&mut self, job: &NewJob, unique_digest: Option<&[u8]>) -> Result<()> {
         let max_attempts = i32::try_from(job.max_attempts)
             .map_err(|_| Error::InvalidArgument(format!("max_attempts must be at most {}", i32::MAX).into()))?;
         if contains_nul(&job.args) {
@@ -414,6 +421,7 @@ impl EnqueueColumns {
         self.max_attempts.push(max_attempts);
         self.timeouts_ms.push(job.timeout.map(timeout_ms));
         self.unique_keys.push(job.unique.as_ref().map(|unique| unique.key.clone()));
+        self.unique_digests.push(unique_digest.map(<[u8]>::to_vec));
         Ok(())
     }
 }
@@ -442,9 +450,9 @@ mod tests {
             serde_json::json!({ "a": [["\u{0}"]] }),
         ] {
             let job = NewJob::new("kind", args);
-            assert!(matches!(columns.push(&job), Err(Error::InvalidArgument(_))));
+            assert!(matches!(columns.push(&job, None), Err(Error::InvalidArgument(_))));
         }
-        assert!(columns.push(&NewJob::new("kind", serde_json::json!({ "a": "x y" }))).is_ok());
+        assert!(columns.push(&NewJob::new("kind", serde_json::json!({ "a": "x y" })), None).is_ok());
         assert_eq!(columns.ids.len(), 1);
     }
 }

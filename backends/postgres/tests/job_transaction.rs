@@ -61,7 +61,11 @@ impl Storage for Recording {
         let written: Vec<_> = params.reports.iter().map(|report| (report.claim.id, report.outcome.clone())).collect();
         let outcome = self.storage.report(params).await?;
         self.reports.written.lock().unwrap_or_else(PoisonError::into_inner).extend(written);
-        self.reports.rejected.lock().unwrap_or_else(PoisonError::into_inner).extend(outcome.rejected.iter().copied());
+        self.reports
+            .rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(outcome.rejected.iter().map(|claim| claim.id));
         Ok(outcome)
     }
     async fn heartbeat(&self, params: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {

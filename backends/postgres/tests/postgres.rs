@@ -57,6 +57,55 @@ mod migrate {
         assert_eq!(enqueue(&storage, "default", 1).await.len(), 1);
     }
 
+    /// Unique jobs stored before migration 0004 get the digest of their key (the one
+    /// the client computes), so they still block new jobs of that key; and a key too
+    /// long for the old index of the key text is accepted once it is gone.
+    #[tokio::test]
+    async fn the_digest_migration_backfills_the_unique_jobs_stored_before_it() {
+        use haul_core::{JobId, Unique};
+        use sha2::{Digest, Sha256};
+        use sqlx::{migrate::Migrator, postgres::PgPoolOptions};
+
+        let (storage, guard) = common::unmigrated().await;
+        let schema = guard.schema.as_str();
+        let all = sqlx::migrate!("./migrations");
+        let mut before = Migrator::with_migrations(all.iter().filter(|m| m.version < 4).cloned().collect());
+        before.dangerous_set_table_name(format!("\"{schema}\"._sqlx_migrations"));
+        before.create_schema(format!("\"{schema}\""));
+        let options = (*storage.pool().connect_options()).clone().options([("search_path", schema)]);
+        let pool = PgPoolOptions::new().max_connections(1).connect_with(options).await.expect("connect");
+        before.run(&pool).await.expect("migrations before 0004");
+        let key = "é".repeat(1000); // 2000 bytes: within the old index's limit
+        let old = JobId::new();
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, args, queue, state, max_attempts, run_at, created_at, unique_key) \
+             VALUES ($1, 'test_job', '{}', 'default', 'available', 3, now(), now(), $2)",
+        )
+        .bind(old.0)
+        .bind(&key)
+        .execute(&pool)
+        .await
+        .expect("a unique job stored before 0004");
+        pool.close().await;
+
+        storage.migrate().await.expect("migrate");
+        let digest: Vec<u8> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT unique_digest FROM \"{schema}\".jobs WHERE id = $1")))
+                .bind(old.0)
+                .fetch_one(storage.pool())
+                .await
+                .expect("digest");
+        assert_eq!(digest, Sha256::digest(key.as_bytes()).to_vec());
+        let outcome =
+            storage.enqueue(EnqueueParams::new(vec![job("default").unique(Unique::new(&key))])).await.expect("enqueue");
+        assert_eq!(outcome.duplicates, vec![old]);
+        let long = storage
+            .enqueue(EnqueueParams::new(vec![job("default").unique(Unique::new("é".repeat(4000)))]))
+            .await
+            .expect("a long key is accepted");
+        assert!(long.duplicates.is_empty());
+    }
+
     #[tokio::test]
     async fn connecting_creates_nothing_until_migrate_is_called() {
         let (storage, guard) = common::unmigrated().await;
@@ -532,14 +581,14 @@ mod plans {
             "SET plan_cache_mode = force_generic_plan".to_owned(),
             format!(
                 "PREPARE generic_enqueue (timestamptz, uuid[], text[], jsonb[], text[], smallint[], timestamptz[], \
-                 bigint[], integer[], bigint[], text[], boolean) AS {sql}"
+                 bigint[], integer[], bigint[], text[], boolean, bytea[]) AS {sql}"
             ),
         ] {
             sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *conn).await.expect("prepare");
         }
         let explain = "EXPLAIN (FORMAT TEXT) EXECUTE generic_enqueue (NULL, ARRAY[gen_random_uuid()], ARRAY['test_job'], \
                        ARRAY['{}'::jsonb], ARRAY['default'], ARRAY[0::smallint], ARRAY[NULL::timestamptz], ARRAY[0::bigint], \
-                       ARRAY[3], ARRAY[NULL::bigint], ARRAY[NULL::text], false)";
+                       ARRAY[3], ARRAY[NULL::bigint], ARRAY[NULL::text], false, ARRAY[NULL::bytea])";
         let plan: Vec<String> = sqlx::query(explain)
             .fetch_all(&mut *conn)
             .await
@@ -784,7 +833,7 @@ mod data {
         let claim = claimed[0].claim().expect("a claim");
         let outcome = JobOutcome::Failed { error: "boom".to_owned(), retry_in: Duration::from_secs(10) };
         let report = storage.report(ReportParams::new(vec![Report { claim, outcome }])).await.expect("report");
-        assert_eq!(report.applied, vec![id]);
+        assert_eq!(report.applied, vec![claim]);
         let record = storage.get(id).await.expect("get").expect("exists");
         assert_eq!(record.state, JobState::Retryable);
         assert_eq!(record.errors.len(), 1);
@@ -833,13 +882,14 @@ mod unique {
         assert_eq!(outcomes.iter().filter(|outcome| outcome.duplicates.is_empty()).count(), 1, "{outcomes:?}");
     }
 
-    /// Whether an enqueue waits for the advisory lock of `key`.
-    async fn waits_for_key(storage: &PostgresStorage, key: &str) -> bool {
+    /// Whether an enqueue waits for an advisory lock slot of the storage's schema (the
+    /// schema is the test's own, so only its enqueues take these locks).
+    async fn waits_for_a_lock_slot(storage: &PostgresStorage) -> bool {
         sqlx::query(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-             AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)) AS waiting",
+             AND objsubid = 2 AND classid = to_regclass(format('%I.jobs', $1::text))::oid) AS waiting",
         )
-        .bind(key)
+        .bind(storage.schema())
         .fetch_one(storage.pool())
         .await
         .expect("pg_locks")
@@ -849,7 +899,7 @@ mod unique {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_enqueue_racing_an_uncommitted_unique_job_waits_and_gets_its_id_once_it_commits() {
         let (storage, guard) = common::storage().await;
-        let key = guard.schema.clone(); // no other test locks this key
+        let key = guard.schema.clone();
         let mut tx = storage.pool().begin().await.expect("begin");
         let first = storage
             .enqueue_in_tx(&mut tx, vec![job("default").unique(Unique::new(&key))])
@@ -863,7 +913,7 @@ mod unique {
             })
         };
         timeout(GENEROUS, async {
-            while !racer.is_finished() && !waits_for_key(&storage, &key).await {
+            while !racer.is_finished() && !waits_for_a_lock_slot(&storage).await {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })

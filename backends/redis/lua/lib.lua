@@ -42,8 +42,14 @@ local function member_id(member)
   return string.sub(member, 18)
 end
 
+-- The member of the unique index for job `id` of `queue` whose uniqueness key has the
+-- digest `digest` (SHA-256, 64 hex digits, computed by the client): '<digest>:<id>:<queue>'.
+local function unique_member(digest, id, queue)
+  return digest .. ':' .. id .. ':' .. queue
+end
+
 -- Reads the uniqueness checks at ARGV[at]: C, then per check a unique-index member
--- prefix '<len>:<key>:', n, and the n members of that prefix the client saw. Returns
+-- prefix '<digest>:', n, and the n members of that prefix the client saw. Returns
 -- whether the unique index `uniques` (nil: nothing to compare) has a member under a
 -- checked prefix that the client did not see, and the position after the checks.
 local function unique_checks_changed(uniques, at)
@@ -62,6 +68,37 @@ local function unique_checks_changed(uniques, at)
     end
   end
   return changed, at
+end
+
+-- Sorted-set members gathered for a few large ZADDs: `add_member` appends a score and
+-- a member to the buffer of `key` in `buffers` (a table made by the caller), adding
+-- them once the buffer holds ZADD_CHUNK values (unpack takes a bounded number), and
+-- `flush_members` adds what is left, key by key in the order keys were first met.
+local ZADD_CHUNK = 1000
+
+local function add_member(buffers, key, score, member)
+  local buffer = buffers[key]
+  if not buffer then
+    buffer = {}
+    buffers[key] = buffer
+    buffers[#buffers + 1] = key
+  end
+  buffer[#buffer + 1] = score
+  buffer[#buffer + 1] = member
+  if #buffer >= ZADD_CHUNK then
+    redis.call('ZADD', key, unpack(buffer))
+    buffers[key] = {}
+  end
+end
+
+local function flush_members(buffers)
+  for _, key in ipairs(buffers) do
+    local buffer = buffers[key]
+    if #buffer > 0 then
+      redis.call('ZADD', key, unpack(buffer))
+      buffers[key] = {}
+    end
+  end
 end
 
 local function read_head()

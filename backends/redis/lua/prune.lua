@@ -7,7 +7,9 @@
 -- ARGV: the common head (lib.lua), then: limit, and how long (µs) completed, discarded
 --       and cancelled jobs are kept; a job goes once finished_at <= now - that.
 -- Returns: two values per deleted job: its jobs-index member '<id>:<queue>', and its
---       unique-index member '<len>:<key>:<id>:<queue>' ('' when it has no unique key).
+--       unique-index member '<digest>:<id>:<queue>' ('' when it has no unique key; for
+--       a job stored before unique keys were digested, which has no `unique_digest`,
+--       the member of that layout, '<key length>:<key>:<id>:<queue>').
 -- Effects: each job hash is deleted and its id removed from its finished set (and
 --       from the jobs index and the unique index).
 
@@ -39,17 +41,19 @@ local deleted = {}
 for j = 1, math.min(limit, #candidates) do
   local candidate = candidates[j]
   local id, group = candidate[2], candidate[3]
-  local unique_key = redis.call('HGET', group.prefix .. id, 'unique_key')
-  local unique_member = ''
-  if unique_key then
-    unique_member = string.len(unique_key) .. ':' .. unique_key .. ':' .. id .. ':' .. group.queue
+  local unique = redis.call('HMGET', group.prefix .. id, 'unique_key', 'unique_digest')
+  local member_of_key = ''
+  if unique[2] then
+    member_of_key = unique_member(unique[2], id, group.queue)
+  elseif unique[1] then
+    member_of_key = string.len(unique[1]) .. ':' .. unique[1] .. ':' .. id .. ':' .. group.queue
   end
   redis.call('DEL', group.prefix .. id)
   redis.call('ZREM', group[candidate[4]], id)
   local member = id .. ':' .. group.queue
   if index then redis.call('ZREM', index, member) end
-  if uniques and unique_member ~= '' then redis.call('ZREM', uniques, unique_member) end
+  if uniques and member_of_key ~= '' then redis.call('ZREM', uniques, member_of_key) end
   deleted[#deleted + 1] = member
-  deleted[#deleted + 1] = unique_member
+  deleted[#deleted + 1] = member_of_key
 end
 return deleted

@@ -4,9 +4,10 @@
 --
 -- KEYS: [1] the jobs index, [2] the queue set, [3] the unique index.
 -- ARGV: [1] the number of queues Q, [2 .. 1+Q] the queue names, then C, the number of
---       uniqueness checks, and per check a unique-index member prefix '<len>:<key>:',
+--       uniqueness checks, and per check a unique-index member prefix '<digest>:',
 --       n and the n members the client saw (as in enqueue.lua); then U and U
---       unique-index members to add; then the batch's jobs-index members '<id>:<queue>'.
+--       unique-index members '<digest>:<id>:<queue>' to add; then the batch's
+--       jobs-index members '<id>:<queue>'.
 -- Returns: {} when indexed; {'duplicate', id} when an id is indexed already;
 --       {'changed'} when a checked prefix has a member the client did not see (nothing
 --       is written in these two cases).

@@ -45,9 +45,13 @@ pub(crate) type Fields = HashMap<String, String>;
 /// A job record from the fields of its hash.
 pub(crate) fn record_from_fields(fields: &Fields) -> Result<JobRecord> {
     let id = JobId(parse_uuid(fields, "id")?);
-    let args = serde_json::from_str(required(fields, "args")?)
-        .map_err(|error| corrupt(format!("job {id}: field `args` is not JSON: {error}")))?;
+    // Arguments that cannot be read fail their job alone (see `JobRecord::unreadable_args`).
+    let (args, unreadable_args) = match serde_json::from_str(required(fields, "args")?) {
+        Ok(args) => (args, None),
+        Err(error) => (serde_json::Value::Null, Some(format!("field `args` is not readable JSON: {error}"))),
+    };
     let mut record = JobRecord::new(id, required(fields, "kind")?, args);
+    record.unreadable_args = unreadable_args;
     record.queue = required(fields, "queue")?.to_owned();
     record.priority = parse(fields, "priority")?;
     record.state = JobState::from_str(required(fields, "state")?)

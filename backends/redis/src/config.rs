@@ -23,10 +23,16 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// How long connecting may take.
     pub connection_timeout: Duration,
+    /// Whether to connect to a server whose `maxmemory-policy` is not `noeviction` (or
+    /// cannot be read), with a warning, instead of refusing it. Off by default: such a
+    /// server may evict job keys under memory pressure and lose jobs without a trace.
+    /// See the crate docs (Setup, Persistence) for when the check runs.
+    pub allow_eviction: bool,
 }
 
 impl RedisConfig {
-    /// The defaults: prefix `haul`, 10 s response timeout, 5 s connection timeout.
+    /// The defaults: prefix `haul`, 10 s response timeout, 5 s connection timeout, and a
+    /// server that may evict keys is refused.
     pub fn new() -> Self {
         Self::default()
     }
@@ -49,6 +55,14 @@ impl RedisConfig {
         self
     }
 
+    /// Connects (logging a warning) to a server whose `maxmemory-policy` may evict keys,
+    /// instead of refusing it. Only for a server where eviction cannot happen for
+    /// another reason, or where losing jobs is acceptable.
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
+    }
+
     /// The configured key prefix.
     pub fn prefix_name(&self) -> &str {
         &self.prefix
@@ -61,6 +75,7 @@ impl Default for RedisConfig {
             prefix: DEFAULT_PREFIX.to_owned(),
             response_timeout: Duration::from_secs(10),
             connection_timeout: Duration::from_secs(5),
+            allow_eviction: false,
         }
     }
 }

@@ -3,7 +3,7 @@
 use haul_core::{Error, ErrorKind};
 use redis::{ErrorKind as RedisKind, RedisError, ServerErrorKind};
 
-use crate::BACKEND;
+use crate::{BACKEND, EvictionPolicyError};
 
 /// Maps a redis error to a haul [`Error::Backend`] with the right [`ErrorKind`]; the
 /// redis error stays reachable through `source()`.
@@ -19,8 +19,14 @@ use crate::BACKEND;
 /// - a reply the client could not parse or that has an unexpected type is
 ///   [`ErrorKind::CorruptData`];
 /// - anything else (a failed script, `OOM`, `CROSSSLOT`, missing permissions, failed
-///   authentication, a bad URL) is [`ErrorKind::Other`].
+///   authentication, a bad URL) is [`ErrorKind::Other`];
+/// - a server refused for its eviction policy (see [`crate::eviction`]) is
+///   [`ErrorKind::Other`] with the [`EvictionPolicyError`] as its source and a message
+///   that says how to fix it.
 pub(crate) fn map_redis_error(error: RedisError) -> Error {
+    if let Some(refusal) = EvictionPolicyError::carried_by(&error) {
+        return refusal.clone().into_error();
+    }
     let kind = classify(&error);
     let message = match error.code() {
         Some("OOM") => format!("{error} (is maxmemory reached? haul needs `maxmemory-policy noeviction`)"),
@@ -29,7 +35,8 @@ pub(crate) fn map_redis_error(error: RedisError) -> Error {
     Error::backend(BACKEND, kind, message, Some(Box::new(error)))
 }
 
-fn classify(error: &RedisError) -> ErrorKind {
+/// The kind of a driver error (see [`map_redis_error`]).
+pub(crate) fn classify(error: &RedisError) -> ErrorKind {
     if error.is_timeout() {
         return ErrorKind::Timeout;
     }
@@ -164,6 +171,20 @@ mod tests {
         for kind in [RedisKind::AuthenticationFailed, RedisKind::InvalidClientConfig, RedisKind::Client] {
             assert_eq!(kind_of(RedisError::from((kind, "no"))), Some(ErrorKind::Other), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn an_eviction_policy_refusal_is_other_with_the_refusal_as_source() {
+        let watch = crate::eviction::PolicyWatch::new(false);
+        let refused = futures_util::FutureExt::now_or_never(
+            watch.ensure(|| async { Ok(vec![("127.0.0.1:6379".to_owned(), Some("allkeys-lru".to_owned()))]) }),
+        );
+        let Some(Err(driver_error)) = refused else { panic!("the check refuses allkeys-lru: {refused:?}") };
+        let error = map_redis_error(driver_error);
+        assert_eq!(error.kind(), Some(ErrorKind::Other));
+        assert!(!error.is_transient());
+        let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<EvictionPolicyError>());
+        assert_eq!(source.and_then(EvictionPolicyError::policy), Some("allkeys-lru"));
     }
 
     #[test]

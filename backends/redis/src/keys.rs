@@ -2,6 +2,7 @@
 //! `{<prefix>}`, the keys of one queue share `{<prefix>:<queue>}`.
 
 use haul_core::JobId;
+use sha2::{Digest, Sha256};
 
 /// Every key set of one queue, in the order the scripts take them (see `lua/lib.lua`).
 pub(crate) const QUEUE_SETS: [&str; 7] =
@@ -35,7 +36,7 @@ impl Keys {
     }
 
     /// Sorted set of the jobs enqueued with a uniqueness key, score 0, members
-    /// `<key length>:<key>:<id>:<queue>` (see [`unique_member`]).
+    /// `<key digest>:<id>:<queue>` (see [`unique_member`]).
     pub(crate) fn unique(&self) -> String {
         format!("haul:{{{}}}:unique", self.prefix)
     }
@@ -56,15 +57,26 @@ impl Keys {
     }
 }
 
-/// The start of every member of the unique index for the uniqueness key `key`: the
-/// key's length makes it unambiguous whatever bytes the key holds.
-pub(crate) fn unique_prefix(key: &str) -> String {
-    format!("{}:{key}:", key.len())
+/// The digest of a uniqueness key, as the unique index and the job hash's
+/// `unique_digest` field hold it: SHA-256 of the key's UTF-8 bytes, 64 lowercase hex
+/// digits. Members stay short whatever the key's length; the job hash keeps the key.
+pub(crate) fn unique_digest(key: &str) -> String {
+    use std::fmt::Write as _;
+    Sha256::digest(key.as_bytes()).iter().fold(String::with_capacity(64), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
 }
 
-/// The member of the unique index for job `id` of `queue` with uniqueness key `key`.
-pub(crate) fn unique_member(key: &str, id: JobId, queue: &str) -> String {
-    format!("{}{id}:{queue}", unique_prefix(key))
+/// The start of every member of the unique index for the key whose digest is `digest`.
+pub(crate) fn unique_prefix(digest: &str) -> String {
+    format!("{digest}:")
+}
+
+/// The member of the unique index for job `id` of `queue` whose key has the digest
+/// `digest` (`lua/lib.lua`'s `unique_member` builds the same).
+pub(crate) fn unique_member(digest: &str, id: JobId, queue: &str) -> String {
+    format!("{digest}:{id}:{queue}")
 }
 
 /// The keys of one queue (all in the slot of the hash tag `{<prefix>:<queue>}`).
@@ -122,6 +134,18 @@ mod tests {
         for key in [keys.jobs(), keys.queues(), keys.unique(), keys.channel()] {
             assert!(key.starts_with("haul:{app}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn a_unique_member_is_the_key_digest_then_the_job() {
+        // printf 'é' | sha256sum
+        let digest = unique_digest("é");
+        assert_eq!(digest, "4a99557e4033c3539de2eb65472017cad5f9557f7a0625a09f1c3f6e2ba69c4c");
+        assert_eq!(unique_digest(&"k".repeat(8192)).len(), 64);
+        let id = JobId::new();
+        let member = unique_member(&digest, id, "mail");
+        assert_eq!(member, format!("{digest}:{id}:mail"));
+        assert!(member.starts_with(&unique_prefix(&digest)));
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod codec;
 mod config;
 mod conn;
 mod error;
+mod eviction;
 mod keys;
 mod ops;
 mod scripts;
@@ -12,6 +13,7 @@ mod storage_impl;
 mod wakeup;
 
 pub use config::{DEFAULT_PREFIX, RedisConfig};
+pub use eviction::EvictionPolicyError;
 pub use storage::RedisStorage;
 
 /// The name this backend reports in errors and logs.

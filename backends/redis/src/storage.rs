@@ -3,14 +3,18 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    convert::Infallible,
     sync::{Arc, Mutex, PoisonError},
 };
 
 use haul_core::{JobId, Result, WakeupSender, validate_namespace};
-use redis::{AsyncCommands, Client, aio::ConnectionManagerConfig, cluster::ClusterClient};
+use redis::{AsyncCommands, Client, PushInfo, PushKind, aio::ConnectionManagerConfig, cluster::ClusterClient};
 use tokio_util::sync::CancellationToken;
 
-use crate::{RedisConfig, codec::reply, conn::Conn, error::map_redis_error, keys::Keys, wakeup::Subscriber};
+use crate::{
+    RedisConfig, codec::reply, conn::Conn, error::map_redis_error, eviction::PolicyWatch, keys::Keys,
+    wakeup::Subscriber,
+};
 
 /// How many times a (re)connection is retried, backing off from 100 ms, before the
 /// call that needed it fails; the next call tries again.
@@ -47,7 +51,8 @@ impl Drop for Inner {
 
 impl RedisStorage {
     /// Connects to the Redis server at `url` (`redis://…`, `rediss://…`) with the
-    /// default [`RedisConfig`] (key prefix `haul`).
+    /// default [`RedisConfig`] (key prefix `haul`; a server that may evict keys is
+    /// refused, see [`RedisStorage::connect_with`]).
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, RedisConfig::default()).await
     }
@@ -55,20 +60,45 @@ impl RedisStorage {
     /// Connects to the Redis server at `url` with `config`. The prefix is checked first
     /// (1 to 100 lowercase letters, digits and `_`, starting with a letter); the
     /// connection is made before this returns and is re-made when it drops.
+    ///
+    /// A server whose `maxmemory-policy` is not `noeviction` (or cannot be read) is
+    /// refused with an [`Error::Backend`](haul_core::Error::Backend) of kind
+    /// [`Other`](haul_core::ErrorKind::Other) whose source is an
+    /// [`EvictionPolicyError`](crate::EvictionPolicyError), unless
+    /// [`RedisConfig::allow_eviction`] is set. The policy is checked again before the
+    /// first command after each reconnect.
     pub async fn connect_with(url: &str, config: RedisConfig) -> Result<Self> {
         validate_namespace(&config.prefix)?;
         let client = Client::open(url).map_err(map_redis_error)?;
-        let manager = ConnectionManagerConfig::new()
+        let watch = Arc::new(PolicyWatch::new(config.allow_eviction));
+        let mut manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connection_timeout))
             .set_response_timeout(Some(config.response_timeout))
             .set_number_of_retries(CONNECT_RETRIES);
+        if client.get_connection_info().redis_settings().protocol().supports_resp3() {
+            // Over RESP3 the manager also reconnects, without a failed call, when the
+            // connection reports its own loss; hear of it too.
+            let watch = Arc::clone(&watch);
+            manager = manager.set_push_sender(move |push: PushInfo| {
+                if push.kind == PushKind::Disconnection {
+                    watch.mark_dropped();
+                }
+                Ok::<(), Infallible>(())
+            });
+        }
+        let node = client.get_connection_info().addr().to_string();
         let conn = client.get_connection_manager_with_config(manager).await.map_err(map_redis_error)?;
-        Ok(Self::from_parts(Conn::Single(conn), client, &config))
+        let conn = Conn::single(conn, node, watch);
+        conn.ensure_policy().await.map_err(map_redis_error)?;
+        Ok(Self::from_parts(conn, client, &config))
     }
 
     /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each)
     /// with `config`. Every script then runs on the node that holds its queue's slot;
     /// see the crate docs for what differs from a single server.
+    ///
+    /// Every master's `maxmemory-policy` is checked as [`RedisStorage::connect_with`]
+    /// does, and checked again after a call fails with a connection error.
     pub async fn connect_cluster<U: AsRef<str>>(
         nodes: impl IntoIterator<Item = U>,
         config: RedisConfig,
@@ -86,7 +116,9 @@ impl RedisStorage {
             .build()
             .map_err(map_redis_error)?;
         let conn = cluster.get_async_connection().await.map_err(map_redis_error)?;
-        Ok(Self::from_parts(Conn::Cluster(conn), subscriber, &config))
+        let conn = Conn::cluster(conn, Arc::new(PolicyWatch::new(config.allow_eviction)));
+        conn.ensure_policy().await.map_err(map_redis_error)?;
+        Ok(Self::from_parts(conn, subscriber, &config))
     }
 
     fn from_parts(conn: Conn, subscriber: Client, config: &RedisConfig) -> Self {
@@ -119,10 +151,7 @@ impl RedisStorage {
     /// On one server the keys are found with `SCAN`; on a cluster, from the queue set
     /// and the queues' own sets (every key the storage writes is reachable from them).
     pub async fn purge(&self) -> Result<u64> {
-        let keys = match &self.inner.conn {
-            Conn::Single(_) => self.scan_keys().await?,
-            Conn::Cluster(_) => self.reachable_keys().await?,
-        };
+        let keys = if self.is_cluster() { self.reachable_keys().await? } else { self.scan_keys().await? };
         let mut deleted = 0;
         // On a cluster the keys of one DEL must share a slot: delete them one by one.
         for chunk in keys.chunks(if self.is_cluster() { 1 } else { 500 }) {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use haul_core::{
     ClaimParams, EnqueueParams, JobOutcome, NewJob, PruneParams, Report, ReportParams, Retention, Storage, Unique,
@@ -70,4 +70,40 @@ async fn purging_a_prefix_leaves_no_unique_key_behind() {
     assert_eq!(unique_index(&guard.prefix).await.len(), 2);
     storage.purge().await.unwrap();
     assert_eq!(common::keys_of(&guard.prefix).await, Vec::<String>::new());
+}
+
+/// The SHA-256 of `key` in hex, as the unique index holds it.
+fn digest(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[tokio::test]
+async fn the_unique_index_holds_the_digest_of_the_key_and_the_job_hash_the_key_itself() {
+    let (storage, guard) = common::storage().await;
+    let key = "x".repeat(8 * 1024);
+    let id = storage.enqueue(EnqueueParams::new(vec![unique_job(&key)])).await.unwrap().ids[0];
+    assert_eq!(unique_index(&guard.prefix).await, vec![format!("{}:{id}:default", digest(&key))]);
+    let fields: HashMap<String, String> =
+        common::raw().await.hgetall(format!("haul:{{{}:default}}:job:{id}", guard.prefix)).await.unwrap();
+    assert_eq!(fields["unique_key"], key, "the key stays readable");
+    assert_eq!(fields["unique_digest"], digest(&key));
+}
+
+/// A job stored before keys were digested (no `unique_digest` field, a member
+/// `<len>:<key>:<id>:<queue>`) still leaves the unique index when it is pruned.
+#[tokio::test]
+async fn pruning_a_job_indexed_by_its_key_text_removes_its_member() {
+    let (storage, guard) = common::storage().await;
+    let id = storage.enqueue(EnqueueParams::new(vec![unique_job("k")])).await.unwrap().ids[0];
+    let claimed = storage.claim(ClaimParams::new(["default"], 1)).await.unwrap();
+    let report = Report { claim: claimed[0].claim().unwrap(), outcome: JobOutcome::Completed };
+    storage.report(ReportParams::new(vec![report])).await.unwrap();
+    let mut raw = common::raw().await;
+    let index = format!("haul:{{{}}}:unique", guard.prefix);
+    let _: () = raw.hdel(format!("haul:{{{}:default}}:job:{id}", guard.prefix), "unique_digest").await.unwrap();
+    let _: () = raw.del(&index).await.unwrap();
+    let _: () = raw.zadd(&index, format!("1:k:{id}:default"), 0).await.unwrap();
+    assert_eq!(storage.prune(PruneParams::new(Retention::all(Duration::ZERO))).await.unwrap(), 1);
+    assert_eq!(unique_index(&guard.prefix).await, Vec::<String>::new());
 }

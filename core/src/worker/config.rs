@@ -24,6 +24,15 @@ pub(crate) struct WorkerConfig {
 
 impl WorkerConfig {
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.worker_id.is_empty() || self.worker_id.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(
+                format!(
+                    "the worker id {:?} must be non-empty, without NUL or other control characters",
+                    self.worker_id
+                )
+                .into(),
+            ));
+        }
         if self.queues.is_empty() {
             return Err(Error::InvalidArgument("a worker needs at least one queue".into()));
         }

@@ -1,6 +1,12 @@
 //! Runs one claimed job and turns what happened into an outcome.
 
-use std::{any::Any, panic::AssertUnwindSafe, sync::Arc, task::Poll, time::Duration};
+use std::{
+    any::Any,
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    task::Poll,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -8,13 +14,20 @@ use tracing::Instrument;
 
 use crate::{
     Claim, Control, Error, JobContext, JobOutcome, JobRecord, Report, RetryPolicy, StateMap, StopReason,
-    job::decode_job, worker::held::HeldJobs,
+    job::decode_job, worker::held::HeldClaims,
 };
+
+/// A job as the claimer hands it to an executor.
+pub(crate) struct Claimed {
+    pub(crate) record: JobRecord,
+    /// When its lease ends by this worker's clock (the claim's send time plus the lease).
+    pub(crate) lease_deadline: Instant,
+}
 
 /// What an executor needs, shared by all of a worker's executors.
 pub(crate) struct Executor {
     pub(crate) states: Arc<StateMap>,
-    pub(crate) held: Arc<HeldJobs>,
+    pub(crate) held: Arc<HeldClaims>,
     pub(crate) reports: tokio::sync::mpsc::UnboundedSender<Report>,
     /// One permit per running handler (the worker's concurrency).
     pub(crate) running: Arc<Semaphore>,
@@ -23,8 +36,12 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    /// Runs `record` to an outcome and queues the outcome for flushing.
-    pub(crate) async fn run(&self, record: JobRecord) {
+    /// Runs a claimed job to an outcome and queues the outcome for flushing.
+    ///
+    /// Whatever happens in here, even a panic outside the handler, the claim does not
+    /// stay held with nobody to report it: its lease would be extended forever.
+    pub(crate) async fn run(&self, claimed: Claimed) {
+        let Claimed { record, lease_deadline } = claimed;
         let Some(claim) = record.claim() else {
             tracing::error!(id = %record.id, "storage returned a claimed job without a lease token; skipping it");
             return;
@@ -39,7 +56,13 @@ impl Executor {
             record.created_at,
             Arc::clone(&self.states),
         );
-        self.held.insert(claim, ctx.clone());
+        self.held.insert(claim, ctx.clone(), lease_deadline);
+        let release = ReleaseOnPanic { held: &self.held, claim };
+        self.run_held(claim, &record, ctx).await;
+        std::mem::forget(release);
+    }
+
+    async fn run_held(&self, claim: Claim, record: &JobRecord, ctx: JobContext) {
         // A prefetched job waits here for a running slot.
         let slot = tokio::select! {
             biased;
@@ -50,9 +73,18 @@ impl Executor {
         let Some(_slot) = slot else {
             let reason = ctx.stop_reason().unwrap_or(StopReason::Shutdown);
             let outcome = stopped_outcome(Some(reason), None, &RetryPolicy::default(), record.attempt);
-            self.queue_report(claim, &record, outcome);
+            self.queue_report(claim, record, outcome);
             return;
         };
+        // A claim whose lease ended before its start (the worker stalled, or waited on
+        // an unreachable storage) may already be someone else's: never start it. It is
+        // not handed back either; storage rescues it once its lease expires there too.
+        if !self.held.lease_is_live(claim, Instant::now()) {
+            tracing::debug!(id = %record.id, "the claim's lease ended before its handler started; leaving it to be rescued");
+            metrics::counter!("haul_claims_expired_before_start_total").increment(1);
+            self.held.remove(claim);
+            return;
+        }
         let span = tracing::info_span!(
             "haul.job",
             id = %record.id,
@@ -60,7 +92,7 @@ impl Executor {
             queue = %record.queue,
             attempt = record.attempt,
         );
-        let outcome = execute(&record, ctx.clone()).instrument(span).await;
+        let outcome = execute(record, ctx.clone()).instrument(span).await;
         if ctx.is_marked_completed() {
             // A backend extension already wrote the completion under this claim (the
             // handler's writes and the completion committed together): storage holds
@@ -68,26 +100,44 @@ impl Executor {
             if !matches!(outcome, Some(JobOutcome::Completed) | None) {
                 tracing::warn!(id = %record.id, "the job's completion was already committed; ignoring what followed it");
             }
-            count_finished(&record, &JobOutcome::Completed);
-            self.held.remove(claim.id);
+            count_finished(record, &JobOutcome::Completed);
+            self.held.remove(claim);
             return;
         }
-        self.queue_report(claim, &record, outcome);
+        self.queue_report(claim, record, outcome);
     }
 
     fn queue_report(&self, claim: Claim, record: &JobRecord, outcome: Option<JobOutcome>) {
         let Some(outcome) = outcome else {
             // The lease was lost: another worker may hold the job, so say nothing.
-            self.held.remove(claim.id);
+            self.held.remove(claim);
             return;
         };
         count_finished(record, &outcome);
+        self.held.mark_reported(claim);
         if self.reports.send(crate::Report { claim, outcome }).is_err() {
             // The flusher is gone; the job stays running in storage and is rescued
             // when its lease expires, so nothing is lost.
             tracing::error!(id = %claim.id, "outcome flusher stopped; the job will be rescued after its lease");
-            self.held.remove(claim.id);
+            self.held.remove(claim);
         }
+    }
+}
+
+/// Releases a claim whose executor panicked outside the handler (a handler's own panic
+/// is caught and becomes a failed attempt): heartbeats stop, so the lease expires and
+/// storage rescues the job instead of it staying `running` forever.
+struct ReleaseOnPanic<'a> {
+    held: &'a HeldClaims,
+    claim: Claim,
+}
+
+impl Drop for ReleaseOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(id = %self.claim.id, "the worker runtime panicked running this job; it will be rescued after its lease");
+        }
+        self.held.remove(self.claim);
     }
 }
 
@@ -103,6 +153,11 @@ fn count_finished(record: &JobRecord, outcome: &JobOutcome) {
 
 /// Runs one attempt. `None` means the outcome must not be reported (lease lost).
 async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOutcome> {
+    if let Some(reason) = &record.unreadable_args {
+        // No deployment can run it: discarded at once, with the reason kept.
+        tracing::error!(id = %record.id, kind = %record.kind, %reason, "cannot read the job's stored arguments");
+        return Some(JobOutcome::Discarded { reason: format!("the stored arguments cannot be read: {reason}") });
+    }
     let job = match decode_job(&record.kind, &record.args) {
         Ok(job) => job,
         Err(error) => return Some(undecodable(record, &error)),

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Report, ReportParams, Storage, worker::backoff::StorageBackoff, worker::held::HeldJobs};
+use crate::{
+    Error, Report, ReportOutcome, ReportParams, Storage, worker::backoff::StorageBackoff, worker::held::HeldClaims,
+};
 
 pub(crate) struct Flusher {
     pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) held: Arc<HeldJobs>,
+    pub(crate) held: Arc<HeldClaims>,
     pub(crate) batch: usize,
 }
 
@@ -17,6 +19,11 @@ impl Flusher {
     /// Flushes until the channel is closed and drained. An outcome that cannot be
     /// written is retried, never dropped, until `give_up` fires (then its job stays
     /// running in storage and is rescued when its lease expires).
+    ///
+    /// A batch that storage refuses for a reason other than a lost connection, a
+    /// timeout or a conflict is written one outcome at a time, so one outcome that
+    /// storage will never take does not hold back the others; that outcome alone is
+    /// given up (logged with storage's reason), and its job is rescued after its lease.
     pub(crate) async fn run(self, mut reports: mpsc::UnboundedReceiver<Report>, give_up: CancellationToken) {
         let mut pending: Vec<Report> = Vec::new();
         let mut backoff = StorageBackoff::default();
@@ -33,17 +40,16 @@ impl Flusher {
                     Err(_) => break,
                 }
             }
-            match self.storage.report(ReportParams::new(pending.clone())).await {
+            let result = match self.storage.report(ReportParams::new(pending.clone())).await {
                 Ok(outcome) => {
-                    backoff.reset();
-                    for id in &outcome.rejected {
-                        tracing::warn!(id = %id, "outcome rejected: this worker no longer holds the job");
-                    }
-                    metrics::counter!("haul_outcomes_rejected_total").increment(outcome.rejected.len() as u64);
-                    for report in pending.drain(..) {
-                        self.held.remove(report.claim.id);
-                    }
+                    self.written(&outcome, std::mem::take(&mut pending));
+                    Ok(())
                 }
+                Err(error) if !error.is_transient() => self.one_by_one(&mut pending, error).await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(()) => backoff.reset(),
                 Err(error) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, pending = pending.len(), ?delay, "writing outcomes failed; retrying");
@@ -60,5 +66,45 @@ impl Flusher {
                 }
             }
         }
+    }
+
+    /// Releases the claims of written outcomes.
+    fn written(&self, outcome: &ReportOutcome, reports: Vec<Report>) {
+        for claim in &outcome.rejected {
+            tracing::warn!(id = %claim.id, "outcome rejected: this worker no longer holds the job");
+        }
+        metrics::counter!("haul_outcomes_rejected_total").increment(outcome.rejected.len() as u64);
+        for report in reports {
+            self.held.remove(report.claim);
+        }
+    }
+
+    /// Writes `pending` one outcome at a time after storage refused the whole batch
+    /// with `batch_error`. Outcomes refused alone for good are given up; a transient
+    /// failure stops the pass and leaves the rest pending, to be retried.
+    async fn one_by_one(&self, pending: &mut Vec<Report>, batch_error: Error) -> Result<(), Error> {
+        if pending.len() == 1 {
+            self.refused(pending.remove(0), &batch_error);
+            return Ok(());
+        }
+        while let Some(report) = pending.first().cloned() {
+            match self.storage.report(ReportParams::new(vec![report.clone()])).await {
+                Ok(outcome) => self.written(&outcome, vec![pending.remove(0)]),
+                Err(error) if !error.is_transient() => self.refused(pending.remove(0), &error),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    fn refused(&self, report: Report, error: &Error) {
+        tracing::error!(
+            id = %report.claim.id,
+            %error,
+            outcome = ?report.outcome,
+            "storage refused this outcome; giving it up (the job will be rescued after its lease)"
+        );
+        metrics::counter!("haul_outcomes_refused_total").increment(1);
+        self.held.remove(report.claim);
     }
 }

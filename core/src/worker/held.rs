@@ -1,55 +1,162 @@
-//! The jobs a worker holds: claimed and not yet reported to storage.
+//! The claims a worker holds: claimed and not yet reported to storage.
+//!
+//! Everything is keyed by claim (job id + lease token), never by job id alone: after a
+//! lost lease a worker may claim the same job again while the old claim's handler is
+//! still stopping or its outcome is still queued, and the two must never be mixed up.
 
 use std::{
     collections::HashMap,
     sync::{Mutex, MutexGuard, PoisonError},
+    time::Instant,
 };
 
-use crate::{Claim, JobContext, JobId, StopReason};
+use crate::{Claim, JobContext, StopReason};
 
-/// Claims held by this worker, with the context of each running handler.
-///
-/// A job stays held until its outcome is written, so its lease keeps being extended
-/// while the outcome waits in the flush queue.
-#[derive(Default)]
-pub(crate) struct HeldJobs {
-    jobs: Mutex<HashMap<JobId, (Claim, JobContext)>>,
+/// One held claim.
+struct Held {
+    ctx: JobContext,
+    /// When the lease ends by this worker's clock: counted from just before the claim
+    /// (or the last heartbeat that extended it) was sent, so it never ends later than
+    /// the storage's own deadline.
+    lease_deadline: Instant,
+    /// The attempt's outcome is queued for the flusher: the handler has finished.
+    reported: bool,
 }
 
-impl HeldJobs {
-    fn lock(&self) -> MutexGuard<'_, HashMap<JobId, (Claim, JobContext)>> {
-        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+/// Claims held by this worker, with the context of each one's handler.
+///
+/// A claim stays held until its outcome is written, so its lease keeps being extended
+/// while the outcome waits in the flush queue.
+#[derive(Default)]
+pub(crate) struct HeldClaims {
+    claims: Mutex<HashMap<Claim, Held>>,
+}
+
+impl HeldClaims {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Claim, Held>> {
+        self.claims.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn insert(&self, claim: Claim, ctx: JobContext) {
-        self.lock().insert(claim.id, (claim, ctx));
+    pub(crate) fn insert(&self, claim: Claim, ctx: JobContext, lease_deadline: Instant) {
+        self.lock().insert(claim, Held { ctx, lease_deadline, reported: false });
     }
 
-    pub(crate) fn remove(&self, id: JobId) {
-        self.lock().remove(&id);
+    pub(crate) fn remove(&self, claim: Claim) {
+        self.lock().remove(&claim);
     }
 
     /// The claims whose lease still needs extending: a job whose completion was
     /// already committed (a job-scoped transaction) holds no lease any more.
-    pub(crate) fn claims(&self) -> Vec<Claim> {
-        self.lock().values().filter(|(_, ctx)| !ctx.is_marked_completed()).map(|(claim, _)| *claim).collect()
+    pub(crate) fn claims_to_extend(&self) -> Vec<Claim> {
+        self.lock().iter().filter(|(_, held)| !held.ctx.is_marked_completed()).map(|(claim, _)| *claim).collect()
+    }
+
+    /// Records that storage extended `claims` until at least `deadline` (this worker's clock).
+    pub(crate) fn extended(&self, claims: &[Claim], deadline: Instant) {
+        let mut held = self.lock();
+        for claim in claims {
+            if let Some(held) = held.get_mut(claim) {
+                held.lease_deadline = held.lease_deadline.max(deadline);
+            }
+        }
+    }
+
+    /// Whether `claim` is held and its lease has not ended by `now`.
+    pub(crate) fn lease_is_live(&self, claim: Claim, now: Instant) -> bool {
+        self.lock().get(&claim).is_some_and(|held| held.lease_deadline > now)
+    }
+
+    /// Records that the handler of `claim` finished and its outcome is queued.
+    pub(crate) fn mark_reported(&self, claim: Claim) {
+        if let Some(held) = self.lock().get_mut(&claim) {
+            held.reported = true;
+        }
+    }
+
+    /// Storage says `claim` no longer holds its job. Stops its handler if it is still
+    /// running and returns true; a claim whose outcome is already queued (or written)
+    /// is left alone, since its outcome's own fencing settles it.
+    pub(crate) fn lost(&self, claim: Claim) -> bool {
+        match self.lock().get(&claim) {
+            Some(held) if !held.reported => {
+                held.ctx.stop(StopReason::LeaseLost);
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
-    /// Asks one running handler to stop.
-    pub(crate) fn stop(&self, id: JobId, reason: StopReason) {
-        if let Some((_, ctx)) = self.lock().get(&id) {
-            ctx.stop(reason);
+    /// Asks the handler of one claim to stop.
+    pub(crate) fn stop(&self, claim: Claim, reason: StopReason) {
+        if let Some(held) = self.lock().get(&claim) {
+            held.ctx.stop(reason);
         }
     }
 
     /// Asks every running handler to stop.
     pub(crate) fn stop_all(&self, reason: StopReason) {
-        for (_, ctx) in self.lock().values() {
-            ctx.stop(reason);
+        for held in self.lock().values() {
+            held.ctx.stop(reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+    use crate::{JobId, LeaseToken, StateMap};
+
+    fn context(claim: Claim) -> JobContext {
+        JobContext::new(claim.id, claim.token, "k", "q", 1, 1, chrono::Utc::now(), Arc::new(StateMap::new()))
+    }
+
+    #[test]
+    fn two_claims_of_one_job_are_held_apart() {
+        let held = HeldClaims::default();
+        let id = JobId::new();
+        let (old, new) = (Claim { id, token: LeaseToken::new() }, Claim { id, token: LeaseToken::new() });
+        let later = Instant::now() + Duration::from_secs(30);
+        held.insert(old, context(old), later);
+        held.insert(new, context(new), later);
+        held.remove(old);
+        assert_eq!(held.claims_to_extend(), vec![new], "removing the old claim keeps the new one");
+        assert!(held.lease_is_live(new, Instant::now()));
+        assert!(!held.lease_is_live(old, Instant::now()));
+    }
+
+    #[test]
+    fn a_lost_claim_stops_its_handler_only_while_it_runs() {
+        let held = HeldClaims::default();
+        let running = Claim { id: JobId::new(), token: LeaseToken::new() };
+        let reported = Claim { id: JobId::new(), token: LeaseToken::new() };
+        let (running_ctx, reported_ctx) = (context(running), context(reported));
+        let later = Instant::now() + Duration::from_secs(30);
+        held.insert(running, running_ctx.clone(), later);
+        held.insert(reported, reported_ctx.clone(), later);
+        held.mark_reported(reported);
+        assert!(held.lost(running));
+        assert!(!held.lost(reported), "a finished handler is not reported as a lost lease");
+        assert!(!held.lost(Claim { id: JobId::new(), token: LeaseToken::new() }));
+        assert_eq!(running_ctx.stop_reason(), Some(StopReason::LeaseLost));
+        assert_eq!(reported_ctx.stop_reason(), None);
+    }
+
+    #[test]
+    fn a_heartbeat_moves_the_deadline_forward_only() {
+        let held = HeldClaims::default();
+        let claim = Claim { id: JobId::new(), token: LeaseToken::new() };
+        let start = Instant::now();
+        held.insert(claim, context(claim), start + Duration::from_secs(10));
+        held.extended(&[claim], start + Duration::from_secs(5));
+        assert!(held.lease_is_live(claim, start + Duration::from_secs(9)));
+        held.extended(&[claim], start + Duration::from_secs(20));
+        assert!(held.lease_is_live(claim, start + Duration::from_secs(19)));
+        assert!(!held.lease_is_live(claim, start + Duration::from_secs(20)));
     }
 }

@@ -8,7 +8,11 @@ mod heartbeat;
 mod held;
 mod maintenance;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -18,10 +22,10 @@ use config::WorkerConfig;
 
 use crate::{ClaimParams, Result, StateMap, StopReason, Storage, Wakeups, job::check_registered_kinds};
 use backoff::StorageBackoff;
-use executor::Executor;
+use executor::{Claimed, Executor};
 use flusher::Flusher;
 use heartbeat::Heartbeat;
-use held::HeldJobs;
+use held::HeldClaims;
 use maintenance::Maintenance;
 
 /// Runs jobs from a storage.
@@ -56,7 +60,7 @@ impl Worker {
         self.config.validate()?;
         check_registered_kinds()?;
         let config = self.config;
-        let held = Arc::new(HeldJobs::default());
+        let held = Arc::new(HeldClaims::default());
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let give_up_flushing = CancellationToken::new();
         let stop_background = CancellationToken::new();
@@ -163,6 +167,8 @@ impl Claimer {
                 () = stop.cancelled() => return,
             };
             let wanted = permits.len();
+            // Every lease of this claim ends no earlier than this, by this worker's clock.
+            let lease_deadline = Instant::now() + self.config.lease;
             let claimed = match self.claim(wanted).await {
                 Ok(claimed) => {
                     backoff.reset();
@@ -182,7 +188,7 @@ impl Claimer {
             for (record, permit) in claimed.into_iter().zip(permits) {
                 let executor = Arc::clone(&self.executor);
                 tokio::spawn(async move {
-                    executor.run(record).await;
+                    executor.run(Claimed { record, lease_deadline }).await;
                     drop(permit);
                 });
             }

@@ -1,11 +1,13 @@
 //! Bad input: each is a clear error before anything is stored, or a recorded failure
 //! of the job; never a lost job or a dead worker.
 
-use haul::{Error, JobState, NewJob, Queue};
+use std::time::Duration;
+
+use haul::{Error, JobOutcome, JobState, NewJob, Queue, storage::Report};
 use serde_json::json;
 
 use super::{
-    jobs::{SCRIPTED_KIND, Script, Scripted, Tracker},
+    jobs::{CARRIER_KIND, Carrier, SCRIPTED_KIND, Script, Scripted, Tracker},
     worker::{RunningWorker, enqueue_script, wait_for_state},
     *,
 };
@@ -135,4 +137,80 @@ pub async fn a_job_with_a_corrupt_payload_is_a_recorded_failure(storage: TestSto
     let next = enqueue_script(&storage, "w.corrupt", Script::Complete, |job| job).await;
     wait_for_state(&storage, next, JobState::Completed).await;
     worker.stop().await;
+}
+
+/// `value` nested `levels` objects deep, built without recursion.
+fn nested(levels: usize) -> serde_json::Value {
+    let mut value = json!(1);
+    for _ in 0..levels {
+        let mut object = serde_json::Map::new();
+        object.insert("inner".to_owned(), value);
+        value = serde_json::Value::Object(object);
+    }
+    value
+}
+
+/// Drops `value` without recursion (a 10,000-level value would overflow the stack).
+fn drop_flat(value: serde_json::Value) {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(fields) => stack.extend(fields.into_iter().map(|(_, child)| child)),
+            _ => {}
+        }
+    }
+}
+
+/// Arguments a stored job could never be read back with are refused before anything is
+/// stored, on every enqueue path: nested deeper than `MAX_ARGS_DEPTH` (even 10,000
+/// levels, without overflowing the stack), a NaN or infinite number, a NUL character;
+/// so are a zero timeout, and prepared jobs over the size limit.
+pub async fn arguments_that_cannot_be_read_back_are_refused(storage: TestStorage) {
+    let producer = Queue::new(storage.clone()).max_args_bytes(4096);
+    for levels in [haul::storage::MAX_ARGS_DEPTH, 10_000] {
+        let carrier = Carrier::new(nested(levels), 1.0);
+        let error = producer.prepare(&carrier).expect_err("too deep");
+        assert!(matches!(error, Error::InvalidArgument(_)), "{levels} levels: {error:?}");
+        drop_flat(carrier.value);
+        let too_deep = NewJob::new(CARRIER_KIND, nested(levels + 1));
+        let error = producer.insert(vec![too_deep]).await.expect_err("too deep to insert");
+        assert!(matches!(error, Error::InvalidArgument(_)), "{levels} levels: {error:?}");
+    }
+    for number in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let error = producer.enqueue(Carrier::new(json!({}), number)).await.expect_err("not a JSON number");
+        assert!(matches!(&error, Error::Serialization { kind, .. } if kind == CARRIER_KIND), "{number}: {error:?}");
+    }
+    let error = producer.enqueue(Carrier::new(json!({ "name": "a\u{0}b" }), 1.0)).await.expect_err("NUL");
+    assert!(matches!(error, Error::InvalidArgument(_)), "{error:?}");
+    let error = producer.enqueue(Carrier::new(json!({}), 1.0)).timeout(Duration::ZERO).await.expect_err("zero");
+    assert!(matches!(error, Error::InvalidArgument(_)), "{error:?}");
+    let big = NewJob::new(CARRIER_KIND, json!({ "value": "x".repeat(5000), "number": 1.0 }));
+    let error = producer.insert(vec![big]).await.expect_err("over the limit");
+    assert!(matches!(error, Error::PayloadTooLarge { limit: 4096, .. }), "{error:?}");
+    nothing_stored(&storage).await;
+
+    // Just within every limit: stored.
+    let fits = Carrier::new(nested(haul::storage::MAX_ARGS_DEPTH - 1), f64::MAX);
+    producer.enqueue(fits).queue("q").timeout(Duration::from_millis(1)).await.expect("within the limits");
+}
+
+/// A handler's error or discard reason with NUL characters is stored with each NUL
+/// replaced by U+FFFD, and does not hold back the other outcomes of its batch.
+pub async fn text_with_nul_characters_is_stored_with_replacement_characters(storage: TestStorage) {
+    let failing = running_job(&storage, job("q").max_attempts(3), at(0)).await;
+    let discarded = running_job(&storage, job("q"), at(0)).await;
+    let completed = running_job(&storage, job("q"), at(0)).await;
+    let reports = vec![
+        Report { claim: claim_of(&failing), outcome: failed("bad\0byte", secs(5)) },
+        Report { claim: claim_of(&discarded), outcome: JobOutcome::Discarded { reason: "\0".to_owned() } },
+        Report { claim: claim_of(&completed), outcome: JobOutcome::Completed },
+    ];
+    let outcome = report_all(&storage, reports, at(1)).await;
+    assert_eq!(outcome.applied.len(), 3, "{outcome:?}");
+    let failing = get(&storage, failing.id).await;
+    assert_eq!((failing.state, failing.errors[0].message.as_str()), (JobState::Retryable, "bad\u{FFFD}byte"));
+    let discarded = get(&storage, discarded.id).await;
+    assert_eq!((discarded.state, discarded.errors[0].message.as_str()), (JobState::Discarded, "\u{FFFD}"));
+    assert_eq!(state_of(&storage, completed.id).await, JobState::Completed);
 }

@@ -50,8 +50,8 @@ pub async fn a_running_job_cancelled_is_learned_through_heartbeat(storage: TestS
         .heartbeat(HeartbeatParams::new(vec![claim_of(&record)], secs(30)).now(at(10)))
         .await
         .expect("heartbeat succeeds");
-    assert_eq!(beat.cancelled, vec![record.id]);
-    assert_eq!(beat.extended, vec![record.id], "the lease is extended so the holder can report");
+    assert_eq!(beat.cancelled, vec![claim_of(&record)]);
+    assert_eq!(beat.extended, vec![claim_of(&record)], "the lease is extended so the holder can report");
     assert!(beat.lost.is_empty());
     assert_eq!(get(&storage, record.id).await.lease_expires_at, Some(at(40)));
 
@@ -70,8 +70,8 @@ pub async fn heartbeat_tells_only_the_cancelled_jobs(storage: TestStorage) {
         .heartbeat(HeartbeatParams::new(vec![claim_of(&kept), claim_of(&cancelled)], secs(30)).now(at(2)))
         .await
         .expect("heartbeat succeeds");
-    assert_eq!(beat.cancelled, vec![cancelled.id]);
-    let mut extended = beat.extended.clone();
+    assert_eq!(beat.cancelled, vec![claim_of(&cancelled)]);
+    let mut extended: Vec<_> = beat.extended.iter().map(|claim| claim.id).collect();
     extended.sort();
     let mut expected = vec![kept.id, cancelled.id];
     expected.sort();

@@ -54,6 +54,28 @@ pub enum Script {
     HangOnFirstAttempt,
     /// Never finish: only a stop (shutdown, cancel, timeout) ends it.
     Hang,
+    /// Sleep `ms[n - 1]` milliseconds on attempt `n` (the last value for later
+    /// attempts), then succeed.
+    SleepPerAttempt {
+        /// Milliseconds per attempt.
+        ms: Vec<u64>,
+    },
+    /// Succeed at once; `padding` only makes the arguments as large as a case needs.
+    Padded {
+        /// Anything.
+        padding: String,
+    },
+    /// Fail every attempt with `parts` joined by NUL characters (made by the handler:
+    /// stored arguments cannot carry a NUL on every backend).
+    FailJoinedByNul {
+        /// The message around each NUL.
+        parts: Vec<String>,
+    },
+    /// Ask for the job to be discarded with `parts` joined by NUL characters as reason.
+    DiscardJoinedByNul {
+        /// The reason around each NUL.
+        parts: Vec<String>,
+    },
 }
 
 /// Records every run of a [`Scripted`] job: the attempt number of each run, per job.
@@ -109,5 +131,30 @@ pub async fn scripted(tracker: State<Tracker>, ctx: &JobContext, script: Script)
         Script::HangOnFirstAttempt if ctx.attempt() == 1 => std::future::pending().await,
         Script::HangOnFirstAttempt => Ok(()),
         Script::Hang => std::future::pending().await,
+        Script::SleepPerAttempt { ms } => {
+            let index = usize::try_from(ctx.attempt()).unwrap_or(usize::MAX).saturating_sub(1).min(ms.len() - 1);
+            tokio::time::sleep(Duration::from_millis(ms[index])).await;
+            Ok(())
+        }
+        Script::Padded { .. } => Ok(()),
+        Script::FailJoinedByNul { parts } => Err(JobError::fail(parts.join("\0"))),
+        Script::DiscardJoinedByNul { parts } => Err(JobError::discard(parts.join("\0"))),
     }
+}
+
+/// The kind name of [`Carrier`] jobs.
+pub const CARRIER_KIND: &str = "haul_tests.carrier";
+
+/// A job that carries any JSON value and a number, and succeeds.
+#[haul::job(name = "haul_tests.carrier")]
+pub async fn carrier(value: serde_json::Value, number: f64) -> Result<(), JobError> {
+    let _ = (value, number);
+    Ok(())
+}
+
+/// A job that always fails, whose kind waits `Duration::MAX` between attempts.
+#[haul::job(name = "haul_tests.unbounded_backoff", backoff = RetryPolicy::fixed(Duration::MAX))]
+pub async fn unbounded_backoff(tracker: State<Tracker>, ctx: &JobContext) -> Result<(), JobError> {
+    tracker.record(ctx.id(), ctx.attempt());
+    Err(JobError::fail("fails on purpose"))
 }

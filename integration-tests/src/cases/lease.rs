@@ -80,7 +80,7 @@ pub async fn heartbeat_keeps_a_lease_alive(storage: TestStorage) {
         .heartbeat(HeartbeatParams::new(vec![claim_of(&record)], secs(30)).now(at(20)))
         .await
         .expect("heartbeat succeeds");
-    assert_eq!(beat.extended, vec![record.id]);
+    assert_eq!(beat.extended, vec![claim_of(&record)]);
     assert!(beat.cancelled.is_empty() && beat.lost.is_empty(), "{beat:?}");
     assert_eq!(get(&storage, record.id).await.lease_expires_at, Some(at(50)));
 
@@ -103,7 +103,7 @@ pub async fn heartbeat_reports_a_rescued_claim_as_lost(storage: TestStorage) {
         .heartbeat(HeartbeatParams::new(vec![claim_of(&stale)], secs(30)).now(at(31)))
         .await
         .expect("heartbeat succeeds");
-    assert_eq!(beat.lost, vec![stale.id]);
+    assert_eq!(beat.lost, vec![claim_of(&stale)]);
     assert!(beat.extended.is_empty() && beat.cancelled.is_empty(), "{beat:?}");
 
     let current = claim_only(&storage, "q", stale.id, at(32)).await;
@@ -111,7 +111,7 @@ pub async fn heartbeat_reports_a_rescued_claim_as_lost(storage: TestStorage) {
         .heartbeat(HeartbeatParams::new(vec![claim_of(&stale)], secs(300)).now(at(33)))
         .await
         .expect("heartbeat succeeds");
-    assert_eq!(beat.lost, vec![stale.id]);
+    assert_eq!(beat.lost, vec![claim_of(&stale)]);
     let record = get(&storage, stale.id).await;
     assert_eq!(record.lease_token, current.lease_token);
     assert_eq!(record.lease_expires_at, Some(at(62)), "the stale heartbeat did not extend the new lease");
@@ -125,7 +125,7 @@ pub async fn heartbeat_reports_a_finished_job_as_lost(storage: TestStorage) {
         .heartbeat(HeartbeatParams::new(vec![claim_of(&record)], secs(30)).now(at(2)))
         .await
         .expect("heartbeat succeeds");
-    assert_eq!(beat.lost, vec![record.id]);
+    assert_eq!(beat.lost, vec![claim_of(&record)]);
     assert!(beat.extended.is_empty());
     assert_eq!(state_of(&storage, record.id).await, JobState::Completed);
 }
@@ -141,8 +141,8 @@ pub async fn heartbeat_sorts_a_batch_into_extended_and_lost(storage: TestStorage
         .heartbeat(HeartbeatParams::new(vec![claim_of(&held), claim_of(&finished), unknown], secs(30)).now(at(2)))
         .await
         .expect("heartbeat succeeds");
-    assert_eq!(beat.extended, vec![held.id]);
-    let mut lost = beat.lost.clone();
+    assert_eq!(beat.extended, vec![claim_of(&held)]);
+    let mut lost: Vec<_> = beat.lost.iter().map(|claim| claim.id).collect();
     lost.sort();
     let mut expected = vec![finished.id, unknown.id];
     expected.sort();
@@ -157,7 +157,7 @@ pub async fn a_stale_holder_cannot_complete_a_job_someone_else_holds(storage: Te
     let current = claim_only(&storage, "q", stale.id, at(31)).await;
 
     let outcome = report(&storage, claim_of(&stale), JobOutcome::Completed, at(32)).await;
-    assert_eq!(outcome.rejected, vec![stale.id]);
+    assert_eq!(outcome.rejected, vec![claim_of(&stale)]);
     assert!(outcome.applied.is_empty());
     let record = get(&storage, stale.id).await;
     assert_eq!(record.state, JobState::Running);
@@ -175,7 +175,7 @@ pub async fn a_stale_holder_cannot_fail_a_job(storage: TestStorage) {
     let before = get(&storage, stale.id).await;
 
     let outcome = report(&storage, claim_of(&stale), failed("too late", secs(1)), at(31)).await;
-    assert_eq!(outcome.rejected, vec![stale.id]);
+    assert_eq!(outcome.rejected, vec![claim_of(&stale)]);
     let after = get(&storage, stale.id).await;
     assert_eq!(after.state, JobState::Available, "a rescued job stays available");
     assert_eq!(after.errors, before.errors, "the stale failure is not recorded");
@@ -200,7 +200,7 @@ pub async fn an_outcome_with_a_foreign_token_is_rejected(storage: TestStorage) {
     )
     .await;
     assert!(outcome.applied.is_empty(), "{outcome:?}");
-    let mut rejected = outcome.rejected.clone();
+    let mut rejected: Vec<_> = outcome.rejected.iter().map(|claim| claim.id).collect();
     rejected.sort();
     let mut expected = vec![first.id, unknown.id];
     expected.sort();
@@ -214,7 +214,7 @@ pub async fn an_outcome_reported_twice_is_applied_once(storage: TestStorage) {
     let record = running_job(&storage, job("q"), at(0)).await;
     report_applied(&storage, claim_of(&record), failed("first", secs(60)), at(1)).await;
     let again = report(&storage, claim_of(&record), failed("second", secs(60)), at(2)).await;
-    assert_eq!(again.rejected, vec![record.id]);
+    assert_eq!(again.rejected, vec![claim_of(&record)]);
 
     let stored = get(&storage, record.id).await;
     assert_eq!(stored.errors.len(), 1);
@@ -239,15 +239,51 @@ pub async fn a_report_batch_applies_held_outcomes_and_rejects_the_rest(storage: 
         at(2),
     )
     .await;
-    let mut applied = outcome.applied.clone();
+    let mut applied: Vec<_> = outcome.applied.iter().map(|claim| claim.id).collect();
     applied.sort();
     let mut expected = vec![a.id, b.id];
     expected.sort();
     assert_eq!(applied, expected);
-    assert_eq!(outcome.rejected, vec![stale.id]);
+    assert_eq!(outcome.rejected, vec![claim_of(&stale)]);
     assert_eq!(state_of(&storage, a.id).await, JobState::Completed);
     assert_eq!(state_of(&storage, b.id).await, JobState::Discarded);
     let stale = get(&storage, stale.id).await;
     assert_eq!(stale.state, JobState::Completed);
     assert!(stale.errors.is_empty());
+}
+
+/// A report batch and a heartbeat that carry an old (rescued) and a new claim of one
+/// job judge each by its own token, in either order: the new claim's outcome applies and
+/// its lease is extended; the old claim is rejected and lost.
+pub async fn each_claim_of_one_job_is_judged_by_its_own_token(storage: TestStorage) {
+    for old_first in [true, false] {
+        let stale = running_job(&storage, job("q"), at(0)).await;
+        storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
+        let current = claim_only(&storage, "q", stale.id, at(31)).await;
+        let (old, new) = (claim_of(&stale), claim_of(&current));
+        let claims = if old_first { vec![old, new] } else { vec![new, old] };
+
+        let beat = storage
+            .heartbeat(HeartbeatParams::new(claims.clone(), secs(30)).now(at(32)))
+            .await
+            .expect("heartbeat succeeds");
+        assert_eq!((beat.extended, beat.lost), (vec![new], vec![old]), "old claim first: {old_first}");
+
+        let reports = claims
+            .into_iter()
+            .map(|claim| Report {
+                claim,
+                outcome: if claim == new { JobOutcome::Completed } else { failed("stale", secs(1)) },
+            })
+            .collect();
+        let outcome = report_all(&storage, reports, at(33)).await;
+        assert_eq!((outcome.applied, outcome.rejected), (vec![new], vec![old]), "old claim first: {old_first}");
+        let record = get(&storage, stale.id).await;
+        assert_eq!((record.state, record.attempt), (JobState::Completed, 2));
+        assert!(
+            record.errors.iter().all(|error| error.message != "stale"),
+            "the stale failure is not recorded: {:?}",
+            record.errors
+        );
+    }
 }

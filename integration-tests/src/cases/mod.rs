@@ -133,7 +133,7 @@ pub async fn report_all(storage: &TestStorage, reports: Vec<Report>, now: Timest
 /// Reports one outcome at `now` and checks it was applied.
 pub async fn report_applied(storage: &TestStorage, claim: Claim, outcome: JobOutcome, now: Timestamp) {
     let outcome = report(storage, claim, outcome, now).await;
-    assert_eq!(outcome.applied, vec![claim.id], "the outcome is applied");
+    assert_eq!(outcome.applied, vec![claim], "the outcome is applied");
     assert!(outcome.rejected.is_empty(), "nothing is rejected: {outcome:?}");
 }
 

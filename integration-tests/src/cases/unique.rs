@@ -1,7 +1,7 @@
 //! Unique jobs: an enqueue is skipped while a job with the same key blocks it.
 
 use haul::{
-    JobOutcome, JobState, Unique,
+    JobOutcome, JobState, Queue, Unique,
     storage::{EnqueueOutcome, EnqueueParams},
 };
 
@@ -83,4 +83,67 @@ pub async fn a_batch_keeps_only_the_first_job_of_a_key(storage: TestStorage) {
     assert_eq!(outcome.ids, vec![first_id, first_id]);
     assert_eq!(outcome.duplicates, vec![first_id]);
     assert_eq!(total_jobs(&storage).await, 1);
+}
+
+/// The arguments of [`wide`]: one long text.
+#[haul::job(name = "haul_tests.wide")]
+pub async fn wide(text: String) -> Result<(), haul::JobError> {
+    let _ = text;
+    Ok(())
+}
+
+/// `len` letters and digits that do not repeat in any pattern a compressor would find
+/// (a key of one repeated letter fits a size limit once compressed).
+fn noise(len: usize, seed: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(ALPHABET[(state % ALPHABET.len() as u64) as usize])
+        })
+        .collect()
+}
+
+/// A key of any length is accepted and compared exactly: 8 kB keys, two of which
+/// differ only in their last byte, and a job unique by its 4 kB of arguments.
+pub async fn a_unique_key_of_any_size_is_accepted(storage: TestStorage) {
+    let long = noise(8 * 1024, 1);
+    let other = format!("{}#", &long[..long.len() - 1]);
+    let first = enqueue_one(&storage, job("default").unique(Unique::new(long.as_str())), at(0)).await;
+    let outcome = enqueue_outcome(
+        &storage,
+        vec![job("default").unique(Unique::new(long.as_str())), job("default").unique(Unique::new(other))],
+        at(1),
+    )
+    .await;
+    assert_eq!(outcome.ids[0], first, "the same 8 kB key is a duplicate");
+    assert_eq!(outcome.duplicates, vec![first], "a key differing in its last byte is another key");
+    assert_eq!(get(&storage, first).await.unique_key.as_deref(), Some(long.as_str()), "the key is kept as given");
+
+    let producer = Queue::new(storage.clone());
+    let text = noise(4 * 1024, 2);
+    let stored = producer.enqueue(Wide::new(text.clone())).unique().await.expect("a unique job with 4 kB of arguments");
+    let again = producer.enqueue(Wide::new(text)).unique().await.expect("the same job again");
+    assert_eq!(again, stored, "the second identical enqueue returns the first job's id");
+    assert_eq!(total_jobs(&storage).await, 3);
+}
+
+/// One batch of 40,000 unique jobs over 20,000 keys (each key twice, the second half
+/// repeating the first) stores one job per key; every duplicate names the first job
+/// of its key.
+pub async fn a_large_batch_of_unique_jobs_is_stored_once_each(storage: TestStorage) {
+    const KEYS: usize = 20_000;
+    let jobs: Vec<haul::NewJob> =
+        (0..2 * KEYS).map(|n| job("default").unique(Unique::new(format!("batch:{}", n % KEYS)))).collect();
+    let firsts: Vec<haul::JobId> = jobs[..KEYS].iter().map(|job| job.id).collect();
+    let outcome = enqueue_outcome(&storage, jobs, at(0)).await;
+    assert_eq!(outcome.ids.len(), 2 * KEYS);
+    assert_eq!(&outcome.ids[..KEYS], &firsts[..], "the first job of each key is stored");
+    assert_eq!(&outcome.ids[KEYS..], &firsts[..], "the second names the first");
+    assert_eq!(outcome.duplicates, firsts);
+    assert_eq!(total_jobs(&storage).await, KEYS as u64);
 }

@@ -6,11 +6,17 @@
 
 use std::time::Duration;
 
-use haul::{JobId, JobRecord, JobState, NewJob, Queue, Worker, WorkerBuilder, storage::ListParams};
+use haul::{
+    JobId, JobRecord, JobState, NewJob, Queue, Worker, WorkerBuilder,
+    storage::{
+        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, ListParams, PruneParams,
+        QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
+    },
+};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 use super::{
-    jobs::{Script, Scripted, Tracker},
+    jobs::{Script, Scripted, Tracker, UnboundedBackoff},
     *,
 };
 
@@ -368,4 +374,130 @@ pub async fn a_cancelled_running_job_stops_its_handler(storage: TestStorage) {
     worker.stop().await;
     assert!(record.finished_at.is_some());
     assert_eq!(tracker.runs(id), vec![1]);
+}
+
+/// A worker that loses a job's lease and claims the same job again runs the new claim
+/// to completion once: cleaning up the old claim does not touch the new one (before
+/// claims were the unit the worker tracks, the old run's cleanup removed the new run
+/// from the heartbeat, and the job was rescued, run again and again, and discarded).
+pub async fn a_worker_that_reclaims_a_job_it_lost_completes_it_once(storage: TestStorage) {
+    let queue = "w.reclaim";
+    let tracker = Tracker::new();
+    // The first run outlives its lost lease; the second outlives several leases.
+    let id = enqueue_script(&storage, queue, Script::SleepPerAttempt { ms: vec![800, 2_000] }, |job| job).await;
+    let worker = RunningWorker::start(&storage, queue, &tracker, |builder| {
+        builder.concurrency(2).lease(Duration::from_millis(600))
+    });
+    wait_for_state(&storage, id, JobState::Running).await;
+    // The lease is lost as if the worker had stalled: storage rescues the job, and the
+    // same worker claims it again while its first run is still going.
+    let far_ahead = chrono::Utc::now() + chrono::Duration::hours(1);
+    let rescued = storage.rescue_expired(Some(far_ahead)).await.expect("rescue succeeds");
+    assert_eq!(rescued.rescued, 1);
+
+    let record = wait_for_state(&storage, id, JobState::Completed).await;
+    worker.stop().await;
+    assert_eq!(record.attempt, 2, "completed by the second claim");
+    assert_eq!(tracker.runs(id), vec![1, 2], "the second claim ran once, and nothing ran after it");
+}
+
+/// A storage whose heartbeats always fail (the worker cannot extend its leases), the
+/// rest passed through.
+struct HeartbeatsFail(TestStorage);
+
+#[async_trait::async_trait]
+impl haul::Storage for HeartbeatsFail {
+    fn backend_name(&self) -> &'static str {
+        self.0.backend_name()
+    }
+    async fn enqueue(&self, params: EnqueueParams) -> haul::Result<EnqueueOutcome> {
+        self.0.enqueue(params).await
+    }
+    async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
+        self.0.claim(params).await
+    }
+    async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
+        self.0.report(params).await
+    }
+    async fn heartbeat(&self, _: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {
+        Err(haul::Error::backend(self.0.backend_name(), haul::ErrorKind::Connection, "heartbeats are cut", None))
+    }
+    async fn promote_due(&self, now: Option<Timestamp>) -> haul::Result<u64> {
+        self.0.promote_due(now).await
+    }
+    async fn rescue_expired(&self, now: Option<Timestamp>) -> haul::Result<RescueOutcome> {
+        self.0.rescue_expired(now).await
+    }
+    async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
+        self.0.prune(params).await
+    }
+    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
+        self.0.cancel(id, now).await
+    }
+    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
+        self.0.retry(id, now).await
+    }
+    async fn pause_queue(&self, queue: &str) -> haul::Result<()> {
+        self.0.pause_queue(queue).await
+    }
+    async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
+        self.0.resume_queue(queue).await
+    }
+    async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
+        self.0.get(id).await
+    }
+    async fn list(&self, params: ListParams) -> haul::Result<Vec<JobRecord>> {
+        self.0.list(params).await
+    }
+    async fn counts(&self) -> haul::Result<Vec<QueueCounts>> {
+        self.0.counts().await
+    }
+    async fn subscribe(&self) -> haul::Result<Wakeups> {
+        self.0.subscribe().await
+    }
+}
+
+/// A job claimed ahead (prefetched) whose lease ends while it waits for a slot is never
+/// started under that claim: another worker may hold it by then. Here heartbeats fail,
+/// so the lease of the job waiting behind a 1 s job ends after 300 ms.
+pub async fn a_claim_whose_lease_ended_before_its_start_never_starts(storage: TestStorage) {
+    let queue = "w.expired_start";
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, queue, vec![Script::Sleep { ms: 1_000 }; 2]).await;
+    let cut: TestStorage = std::sync::Arc::new(HeartbeatsFail(storage.clone()));
+    let worker = RunningWorker::start(&cut, queue, &tracker, |builder| {
+        builder.concurrency(1).prefetch(1).lease(Duration::from_millis(300))
+    });
+    // Both are claimed at once; one runs, the other waits for the slot. Once the first
+    // finishes, the claims go round again (attempt 2).
+    eventually("a second round of claims", || async {
+        ids.iter().any(|id| tracker.runs(*id).iter().any(|&attempt| attempt >= 2)).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    let first_claims_run = ids.iter().filter(|id| tracker.runs(**id).first() == Some(&1)).count();
+    assert_eq!(
+        first_claims_run,
+        1,
+        "only the job that got the slot ran under its first claim: {:?}",
+        ids.iter().map(|id| tracker.runs(*id)).collect::<Vec<_>>()
+    );
+}
+
+/// A kind whose backoff has no cap (`Duration::MAX`) still ends each failed attempt in a
+/// visible state: retryable with a very long delay, or discarded after its last attempt
+/// (the delay used to overflow, panic the runtime and leave the job running forever).
+pub async fn a_failure_with_an_unbounded_backoff_ends_in_a_visible_state(storage: TestStorage) {
+    let queue = "w.unbounded_backoff";
+    let tracker = Tracker::new();
+    let producer = Queue::new(storage.clone());
+    let last = producer.enqueue(UnboundedBackoff::new()).queue(queue).max_attempts(1).await.expect("enqueued");
+    let more = producer.enqueue(UnboundedBackoff::new()).queue(queue).max_attempts(5).await.expect("enqueued");
+    let worker = RunningWorker::start(&storage, queue, &tracker, |builder| builder);
+    let discarded = wait_for_state(&storage, last, JobState::Discarded).await;
+    let retryable = wait_for_state(&storage, more, JobState::Retryable).await;
+    worker.stop().await;
+    assert_eq!(discarded.errors.len(), 1);
+    assert_eq!((retryable.errors.len(), retryable.lease_token), (1, None));
+    assert!(retryable.run_at > chrono::Utc::now() + chrono::Duration::days(365), "{:?}", retryable.run_at);
 }

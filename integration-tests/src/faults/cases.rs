@@ -1,4 +1,6 @@
 //! The fault cases. Each counts every job it enqueued and checks where each one ended.
+//!
+//! The longer cases live in modules of their own and are re-exported here.
 
 use std::{
     path::PathBuf,
@@ -26,21 +28,32 @@ use crate::{
     },
 };
 
+pub use super::{
+    poison::poison_input_among_good_jobs_loses_nothing, stall::a_stalled_worker_never_starts_a_job_another_completed,
+};
+
 /// How long a case waits for its jobs to reach their final states.
-const PATIENCE: Duration = Duration::from_secs(60);
+pub(super) const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A run log in a fresh temporary file, removed when dropped.
 #[derive(Debug)]
-struct ScratchLog(RunLog);
+pub(super) struct ScratchLog(pub(super) RunLog);
 
 impl ScratchLog {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let path: PathBuf = std::env::temp_dir().join(format!("haul-fault-log-{}", uuid::Uuid::now_v7().simple()));
         Self(RunLog::new(path))
     }
 
-    fn spec(&self, queue: &str, concurrency: usize, lease_ms: u64, grace_ms: u64) -> WorkerSpec {
-        WorkerSpec { queue: queue.to_owned(), concurrency, lease_ms, grace_ms, log: self.0.path().to_owned() }
+    pub(super) fn spec(&self, queue: &str, concurrency: usize, lease_ms: u64, grace_ms: u64) -> WorkerSpec {
+        WorkerSpec {
+            queue: queue.to_owned(),
+            concurrency,
+            prefetch: 0,
+            lease_ms,
+            grace_ms,
+            log: self.0.path().to_owned(),
+        }
     }
 }
 
@@ -50,7 +63,7 @@ impl Drop for ScratchLog {
     }
 }
 
-fn logged_job(producer: &Queue, queue: &str, sleep_ms: u64) -> NewJob {
+pub(super) fn logged_job(producer: &Queue, queue: &str, sleep_ms: u64) -> NewJob {
     producer.prepare(&Logged::new(sleep_ms)).expect("a logged job is valid").queue(queue)
 }
 
@@ -64,7 +77,7 @@ async fn enqueue_logged(storage: &TestStorage, queue: &str, sleeps: impl IntoIte
     ids
 }
 
-async fn jobs_of(storage: &TestStorage, queue: &str, limit: usize) -> Vec<JobRecord> {
+pub(super) async fn jobs_of(storage: &TestStorage, queue: &str, limit: usize) -> Vec<JobRecord> {
     storage.list(ListParams::new().queue(queue).limit(limit)).await.expect("list succeeds")
 }
 
@@ -80,7 +93,7 @@ async fn wait_all_completed(storage: &TestStorage, queue: &str, count: usize) ->
     .await
 }
 
-async fn wait_for_log(log: &RunLog, event: Event, count: usize) {
+pub(super) async fn wait_for_log(log: &RunLog, event: Event, count: usize) {
     eventually_within(PATIENCE, &format!("{count} handlers to reach {event:?}"), || async {
         (log.count(event) >= count).then_some(())
     })

@@ -105,6 +105,8 @@ pub struct WorkerSpec {
     pub queue: String,
     /// Its slots.
     pub concurrency: usize,
+    /// How many jobs it claims ahead of its free slots.
+    pub prefetch: usize,
     /// Its lease, in milliseconds (heartbeats every third of it).
     pub lease_ms: u64,
     /// Its shutdown grace period, in milliseconds.
@@ -119,6 +121,7 @@ impl WorkerSpec {
         Worker::builder(storage)
             .queues([self.queue.as_str()])
             .concurrency(self.concurrency)
+            .prefetch(self.prefetch)
             .lease(Duration::from_millis(self.lease_ms))
             .shutdown_grace(Duration::from_millis(self.grace_ms))
             .poll_interval(Duration::from_millis(100))
@@ -175,6 +178,37 @@ impl HostedWorker {
             }
             Self::Thread(thread) => thread.crash().await,
         }
+    }
+
+    /// The worker's process id (the `pid` its [`RunLog`] lines carry); a thread worker
+    /// shares the case's process and has none of its own.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Process(process) => Some(process.0.id()),
+            Self::Thread(_) => None,
+        }
+    }
+
+    /// Freezes the worker process (SIGSTOP), as a long garbage-collection pause, a
+    /// swapped-out host or a suspended VM would: it keeps its connections and claims but
+    /// runs nothing, heartbeats included, until [`HostedWorker::resume`].
+    ///
+    /// Only a process can be frozen; a thread worker panics here.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a worker frozen by [`HostedWorker::pause`] run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let Self::Process(process) = self else {
+            panic!("a worker on a thread cannot be paused; run it as a process");
+        };
+        let status = Command::new("kill").args([signal, &process.0.id().to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} is delivered");
     }
 
     /// Asks the worker to shut down gracefully (SIGTERM for a process) and waits for it,

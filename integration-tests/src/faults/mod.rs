@@ -9,8 +9,10 @@
 
 pub mod cases;
 pub mod hosts;
+pub mod poison;
 pub mod run_log;
 pub mod servers;
+pub mod stall;
 
 pub use hosts::{HostedWorker, Target, WorkerSpec, run_child_worker};
 pub use servers::PrivateServer;

@@ -184,3 +184,52 @@ pub fn assert_no_outcome_dropped(records: &[JobRecord], runs: &[Run]) -> usize {
     }
     lost_claims
 }
+
+/// What the run log says happened to a completed job after its completion.
+#[derive(Clone, Debug)]
+pub struct AfterCompletion {
+    /// The job.
+    pub job: JobId,
+    /// The attempt storage completed it with.
+    pub completed_attempt: u32,
+    /// `(attempt, pid)` of each handler start logged after that attempt's success.
+    pub late_starts: Vec<(u32, u32)>,
+    /// How many handlers started as the completed attempt.
+    pub completed_attempt_starts: usize,
+}
+
+/// For completed jobs: each job whose log shows a handler started after the success of
+/// the attempt storage completed it with (a claim that ran after its lease had expired
+/// and another worker had finished the job), or whose completed attempt did not start
+/// exactly once. The log is appended in time order, so its line order is the order the
+/// events happened in, across processes.
+pub fn started_after_completion(records: &[JobRecord], runs: &[Run]) -> Vec<AfterCompletion> {
+    let mut by_job: HashMap<JobId, Vec<(usize, &Run)>> = HashMap::new();
+    for (line, run) in runs.iter().enumerate() {
+        by_job.entry(run.job).or_default().push((line, run));
+    }
+    let mut found = Vec::new();
+    for record in records.iter().filter(|record| record.state == JobState::Completed) {
+        let lines = by_job.get(&record.id).map(Vec::as_slice).unwrap_or_default();
+        let completed_attempt_starts =
+            lines.iter().filter(|(_, run)| run.event == Event::Started && run.attempt == record.attempt).count();
+        let success = lines
+            .iter()
+            .find(|(_, run)| run.event == Event::Succeeded && run.attempt == record.attempt)
+            .map(|(line, _)| *line);
+        let late_starts: Vec<(u32, u32)> = lines
+            .iter()
+            .filter(|(line, run)| run.event == Event::Started && success.is_some_and(|success| *line > success))
+            .map(|(_, run)| (run.attempt, run.pid))
+            .collect();
+        if !late_starts.is_empty() || completed_attempt_starts != 1 {
+            found.push(AfterCompletion {
+                job: record.id,
+                completed_attempt: record.attempt,
+                late_starts,
+                completed_attempt_starts,
+            });
+        }
+    }
+    found
+}

@@ -1,5 +1,7 @@
 //! enqueue: validate the whole batch, decide which unique jobs to skip, then one script
-//! stores all of the rest or none.
+//! stores all of the rest or none. Every step is linear in the batch's size.
+
+use std::collections::HashMap;
 
 use haul_core::{
     EnqueueOutcome, EnqueueParams, Error, ErrorKind, JobId, JobRecord, JobState, NewJob, Result, RunAt, Timestamp,
@@ -13,7 +15,7 @@ use crate::{
     BACKEND, RedisStorage,
     codec::{duration_micros, from_micros, micros, record_from_fields, reply},
     error::corrupt,
-    keys::{QueueKeys, unique_member, unique_prefix},
+    keys::{QueueKeys, unique_digest, unique_member, unique_prefix},
     scripts::{scripts, with_head},
 };
 
@@ -31,6 +33,7 @@ struct Encoded {
     max_attempts: String,
     timeout: String,
     unique_key: String,
+    unique_digest: String,
     unique_member: String,
 }
 
@@ -72,6 +75,47 @@ impl Holder {
     }
 }
 
+/// The jobs that may block the unique jobs of one key.
+#[derive(Default)]
+struct KeyHolders<'a> {
+    /// The jobs the unique index listed, read before anything of the batch is decided.
+    stored: Vec<Holder>,
+    /// The smallest id among `stored` that blocks each distinct [`Unique`] of the key
+    /// met so far (usually one), so the stored jobs are looked at once per `Unique`.
+    blocking: Vec<(&'a Unique, Option<JobId>)>,
+    /// The batch's jobs stored so far with the key, by the state a new job can have
+    /// (scheduled, available): the one with the smallest id. New jobs of one state
+    /// block exactly the same later jobs, so that one stands for all.
+    earlier: [Option<Holder>; 2],
+    /// Whether the batch stores a job with the key (the script then checks it).
+    stored_one: bool,
+}
+
+impl<'a> KeyHolders<'a> {
+    /// The smallest id among the jobs that block `unique`, if any.
+    fn blocking(&mut self, unique: &'a Unique, now: Timestamp) -> Option<JobId> {
+        let stored = match self.blocking.iter().find(|(seen, _)| *seen == unique) {
+            Some((_, blocker)) => *blocker,
+            None => {
+                let blocker = self.stored.iter().filter(|holder| holder.blocks(unique, now)).map(Holder::id).min();
+                self.blocking.push((unique, blocker));
+                blocker
+            }
+        };
+        let earlier = self.earlier.iter().flatten().filter(|holder| holder.blocks(unique, now)).map(Holder::id).min();
+        stored.into_iter().chain(earlier).min()
+    }
+
+    /// Records that the batch stores job `id` with the key, in `state`.
+    fn store(&mut self, id: JobId, state: JobState) {
+        self.stored_one = true;
+        let slot = &mut self.earlier[usize::from(state == JobState::Available)];
+        if slot.as_ref().is_none_or(|known| id < known.id()) {
+            *slot = Some(Holder::New { id, state });
+        }
+    }
+}
+
 /// What an enqueue stores: per input job, `None` to store it or the id of the job that
 /// blocks it, and the checks the script makes.
 struct Plan {
@@ -89,7 +133,7 @@ impl RedisStorage {
         let encoded = jobs.iter().map(encode).collect::<Result<Vec<_>>>()?;
         for _ in 0..UNIQUE_ATTEMPTS {
             let plan = if jobs.iter().any(|job| job.unique.is_some()) {
-                self.plan_unique(&jobs, now).await?
+                self.plan_unique(&jobs, &encoded, now).await?
             } else {
                 Plan { skip: vec![None; jobs.len()], checks: Vec::new() }
             };
@@ -117,13 +161,23 @@ impl RedisStorage {
 
     /// Reads the jobs that hold the batch's uniqueness keys and decides which jobs of
     /// the batch they (or earlier jobs of the batch) block.
-    async fn plan_unique(&self, jobs: &[NewJob], now: Option<Timestamp>) -> Result<Plan> {
-        let keys = distinct(jobs.iter().filter_map(|job| job.unique.as_ref().map(|unique| unique.key.as_str())));
+    async fn plan_unique(&self, jobs: &[NewJob], encoded: &[Encoded], now: Option<Timestamp>) -> Result<Plan> {
+        // The batch's distinct keys, in order of first appearance, each with its digest.
+        let mut positions: HashMap<&str, usize> = HashMap::new();
+        let mut digests: Vec<&str> = Vec::new();
+        for (job, encoded) in jobs.iter().zip(encoded) {
+            if let Some(unique) = &job.unique {
+                positions.entry(unique.key.as_str()).or_insert_with(|| {
+                    digests.push(&encoded.unique_digest);
+                    digests.len() - 1
+                });
+            }
+        }
         let index = self.inner.keys.unique();
-        let mut commands: Vec<redis::Cmd> = keys
+        let mut commands: Vec<redis::Cmd> = digests
             .iter()
-            .map(|key| {
-                let prefix = unique_prefix(key);
+            .map(|digest| {
+                let prefix = unique_prefix(digest);
                 let mut max = Vec::with_capacity(prefix.len() + 2);
                 max.push(b'(');
                 max.extend_from_slice(prefix.as_bytes());
@@ -146,7 +200,7 @@ impl RedisStorage {
 
         let mut located = Vec::new();
         for (at, members) in seen.iter().enumerate() {
-            let prefix = unique_prefix(keys[at]);
+            let prefix = digests.get(at).map(|digest| unique_prefix(digest)).unwrap_or_default();
             for member in members {
                 let (id, queue) = member
                     .strip_prefix(&prefix)
@@ -160,36 +214,41 @@ impl RedisStorage {
             .iter()
             .map(|(_, id, queue)| redis::cmd("HGETALL").arg(self.inner.keys.queue(queue).job(*id)).clone());
         let hashes = self.query_all(reads.collect()).await?;
-        let mut holders: Vec<Vec<Holder>> = keys.iter().map(|_| Vec::new()).collect();
+        let mut holders: Vec<KeyHolders<'_>> = digests.iter().map(|_| KeyHolders::default()).collect();
         for ((at, id, _), hash) in located.iter().zip(hashes) {
             let fields = reply::fields(hash)?;
-            holders[*at].push(if fields.is_empty() {
+            let holder = if fields.is_empty() {
                 Holder::New { id: *id, state: JobState::Available }
             } else {
+                // A stored job whose key differs has a digest collision: `blocks`
+                // compares the keys themselves, so it never blocks.
                 Holder::Stored(Box::new(record_from_fields(&fields)?))
-            });
+            };
+            if let Some(key) = holders.get_mut(*at) {
+                key.stored.push(holder);
+            }
         }
 
         let mut skip = Vec::with_capacity(jobs.len());
-        let mut stored_keys = Vec::new();
         for job in jobs {
             let Some(unique) = &job.unique else {
                 skip.push(None);
                 continue;
             };
-            let at = keys.iter().position(|key| *key == unique.key).unwrap_or(0);
-            let blocking = holders[at].iter().filter(|holder| holder.blocks(unique, now)).map(Holder::id).min();
+            let key = positions.get(unique.key.as_str()).and_then(|&at| holders.get_mut(at));
+            let Some(key) = key else { return Err(corrupt("a uniqueness key of the batch was not looked up")) };
+            let blocking = key.blocking(unique, now);
             if blocking.is_none() {
-                holders[at].push(Holder::New { id: job.id, state: initial_state(job, now) });
-                if !stored_keys.contains(&at) {
-                    stored_keys.push(at);
-                }
+                key.store(job.id, initial_state(job, now));
             }
             skip.push(blocking);
         }
-        let checks = stored_keys
-            .into_iter()
-            .map(|at| Check { prefix: unique_prefix(keys[at]), seen: seen[at].clone() })
+        let checks = holders
+            .iter()
+            .zip(digests)
+            .zip(seen)
+            .filter(|((key, _), _)| key.stored_one)
+            .map(|((_, digest), seen)| Check { prefix: unique_prefix(digest), seen })
             .collect();
         Ok(Plan { skip, checks })
     }
@@ -199,8 +258,9 @@ impl RedisStorage {
     async fn store(&self, jobs: &[(&NewJob, &Encoded)], checks: &[Check], now: Option<Timestamp>) -> Result<bool> {
         let names = distinct(jobs.iter().map(|(job, _)| job.queue.as_str()));
         let queues: Vec<QueueKeys> = names.iter().map(|name| self.inner.keys.queue(name)).collect();
+        let numbers: HashMap<&str, usize> = names.iter().enumerate().map(|(at, name)| (*name, at + 1)).collect();
         let groups: Vec<usize> =
-            jobs.iter().map(|(job, _)| names.iter().position(|name| *name == job.queue).unwrap_or(0) + 1).collect();
+            jobs.iter().map(|(job, _)| numbers.get(job.queue.as_str()).copied().unwrap_or(1)).collect();
 
         if !self.is_cluster() {
             let refs: Vec<&QueueKeys> = queues.iter().collect();
@@ -315,7 +375,7 @@ fn push_job(call: &mut redis::ScriptInvocation<'_>, group: usize, job: &Encoded)
         .arg(&job.max_attempts)
         .arg(&job.timeout)
         .arg(&job.unique_key)
-        .arg(&job.unique_member);
+        .arg(&job.unique_digest);
 }
 
 /// The reply of `enqueue.lua` or `reserve.lua`: `{}` (true), `{'changed'}` (false), or
@@ -344,9 +404,13 @@ fn encode(job: &NewJob) -> Result<Encoded> {
         RunAt::At(at) => format!("a{}", micros(at)),
         RunAt::In(delay) => format!("d{}", duration_micros(delay)),
     };
-    let (unique_key, unique_member) = match &job.unique {
-        Some(unique) => (unique.key.clone(), unique_member(&unique.key, job.id, &job.queue)),
-        None => (String::new(), String::new()),
+    let (unique_key, unique_digest, unique_member) = match &job.unique {
+        Some(unique) => {
+            let digest = unique_digest(&unique.key);
+            let member = unique_member(&digest, job.id, &job.queue);
+            (unique.key.clone(), digest, member)
+        }
+        None => (String::new(), String::new(), String::new()),
     };
     Ok(Encoded {
         id: job.id.to_string(),
@@ -357,6 +421,7 @@ fn encode(job: &NewJob) -> Result<Encoded> {
         max_attempts: job.max_attempts.to_string(),
         timeout: job.timeout.map(|timeout| duration_micros(timeout).to_string()).unwrap_or_default(),
         unique_key,
+        unique_digest,
         unique_member,
     })
 }

@@ -41,13 +41,8 @@ impl RedisStorage {
     }
 }
 
-/// Distinct names, in order of first appearance.
+/// Distinct names, in order of first appearance (linear: a batch may hold many).
 pub(crate) fn distinct<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut seen: Vec<&str> = Vec::new();
-    for name in names {
-        if !seen.contains(&name) {
-            seen.push(name);
-        }
-    }
-    seen
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().filter(|name| seen.insert(*name)).collect()
 }

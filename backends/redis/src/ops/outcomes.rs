@@ -1,10 +1,11 @@
 //! report and heartbeat: find each claimed job's queue, then one script per call (per
 //! queue on a cluster) checks every claim and applies what it holds.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use haul_core::{
     Claim, Error, HeartbeatOutcome, HeartbeatParams, JobId, JobOutcome, ReportOutcome, ReportParams, Result, Timestamp,
+    storable_text,
 };
 use redis::{Script, ScriptInvocation, Value};
 
@@ -16,14 +17,15 @@ use crate::{
     scripts::{scripts, with_head},
 };
 
-/// An outcome as `report.lua` takes it: name, text, µs.
-fn encode(outcome: &JobOutcome) -> Result<(&'static str, &str, i64)> {
+/// An outcome as `report.lua` takes it: name, text (NUL characters replaced, as on
+/// every backend), µs.
+fn encode(outcome: &JobOutcome) -> Result<(&'static str, Cow<'_, str>, i64)> {
     Ok(match outcome {
-        JobOutcome::Completed => ("completed", "", 0),
-        JobOutcome::Failed { error, retry_in } => ("failed", error.as_str(), duration_micros(*retry_in)),
-        JobOutcome::Discarded { reason } => ("discarded", reason.as_str(), 0),
-        JobOutcome::Cancelled => ("cancelled", "", 0),
-        JobOutcome::Snoozed { delay } => ("snoozed", "", duration_micros(*delay)),
+        JobOutcome::Completed => ("completed", Cow::Borrowed(""), 0),
+        JobOutcome::Failed { error, retry_in } => ("failed", storable_text(error), duration_micros(*retry_in)),
+        JobOutcome::Discarded { reason } => ("discarded", storable_text(reason), 0),
+        JobOutcome::Cancelled => ("cancelled", Cow::Borrowed(""), 0),
+        JobOutcome::Snoozed { delay } => ("snoozed", Cow::Borrowed(""), duration_micros(*delay)),
         other => {
             return Err(Error::InvalidArgument(
                 format!("the redis backend does not support the outcome {other:?}").into(),
@@ -100,7 +102,11 @@ impl RedisStorage {
                 |_| {},
                 |call, at| {
                     let (claim, (name, text, micros)) = (&claims[at], &encoded[at]);
-                    call.arg(claim.id.to_string()).arg(claim.token.to_string()).arg(*name).arg(*text).arg(*micros);
+                    call.arg(claim.id.to_string())
+                        .arg(claim.token.to_string())
+                        .arg(*name)
+                        .arg(text.as_ref())
+                        .arg(*micros);
                 },
             )
             .await?;
@@ -112,7 +118,7 @@ impl RedisStorage {
         self.forget(claims.iter().map(|claim| claim.id));
         let mut outcome = ReportOutcome::default();
         for (claim, applied) in claims.iter().zip(applied) {
-            if applied { outcome.applied.push(claim.id) } else { outcome.rejected.push(claim.id) }
+            if applied { outcome.applied.push(*claim) } else { outcome.rejected.push(*claim) }
         }
         Ok(outcome)
     }
@@ -142,15 +148,15 @@ impl RedisStorage {
         let mut outcome = HeartbeatOutcome::default();
         for (claim, state) in claims.iter().zip(states) {
             match state {
-                0 => outcome.lost.push(claim.id),
+                0 => outcome.lost.push(*claim),
                 2 => {
-                    outcome.extended.push(claim.id);
-                    outcome.cancelled.push(claim.id);
+                    outcome.extended.push(*claim);
+                    outcome.cancelled.push(*claim);
                 }
-                _ => outcome.extended.push(claim.id),
+                _ => outcome.extended.push(*claim),
             }
         }
-        self.forget(outcome.lost.iter().copied());
+        self.forget(outcome.lost.iter().map(|claim| claim.id));
         Ok(outcome)
     }
 }
