@@ -177,6 +177,7 @@ macro_rules! conformance_suite {
                 a_worker_that_reclaims_a_job_it_lost_completes_it_once,
                 a_claim_whose_lease_ended_before_its_start_never_starts,
                 a_failure_with_an_unbounded_backoff_ends_in_a_visible_state,
+                an_outcome_storage_refuses_does_not_hold_back_the_others,
             }
         }
     };

@@ -401,59 +401,87 @@ pub async fn a_worker_that_reclaims_a_job_it_lost_completes_it_once(storage: Tes
     assert_eq!(tracker.runs(id), vec![1, 2], "the second claim ran once, and nothing ran after it");
 }
 
-/// A storage whose heartbeats always fail (the worker cannot extend its leases), the
-/// rest passed through.
-struct HeartbeatsFail(TestStorage);
+/// A storage with faults a case sets: heartbeats that always fail (the worker cannot
+/// extend its leases), and report batches refused for good when they hold a discard
+/// with a given reason. The rest passes through.
+struct FaultyStorage {
+    inner: TestStorage,
+    heartbeats_fail: bool,
+    refused_reason: Option<&'static str>,
+}
+
+impl FaultyStorage {
+    fn new(inner: &TestStorage) -> Self {
+        Self { inner: inner.clone(), heartbeats_fail: false, refused_reason: None }
+    }
+
+    fn refuses(&self, params: &ReportParams) -> bool {
+        params.reports.iter().any(|report| {
+            matches!(&report.outcome, haul::JobOutcome::Discarded { reason } if Some(reason.as_str()) == self.refused_reason)
+        })
+    }
+}
 
 #[async_trait::async_trait]
-impl haul::Storage for HeartbeatsFail {
+impl haul::Storage for FaultyStorage {
     fn backend_name(&self) -> &'static str {
-        self.0.backend_name()
+        self.inner.backend_name()
     }
     async fn enqueue(&self, params: EnqueueParams) -> haul::Result<EnqueueOutcome> {
-        self.0.enqueue(params).await
+        self.inner.enqueue(params).await
     }
     async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
-        self.0.claim(params).await
+        self.inner.claim(params).await
     }
     async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
-        self.0.report(params).await
+        if self.refuses(&params) {
+            return Err(haul::Error::backend(self.backend_name(), haul::ErrorKind::Other, "refused for good", None));
+        }
+        self.inner.report(params).await
     }
-    async fn heartbeat(&self, _: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {
-        Err(haul::Error::backend(self.0.backend_name(), haul::ErrorKind::Connection, "heartbeats are cut", None))
+    async fn heartbeat(&self, params: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {
+        if self.heartbeats_fail {
+            return Err(haul::Error::backend(
+                self.backend_name(),
+                haul::ErrorKind::Connection,
+                "heartbeats are cut",
+                None,
+            ));
+        }
+        self.inner.heartbeat(params).await
     }
     async fn promote_due(&self, now: Option<Timestamp>) -> haul::Result<u64> {
-        self.0.promote_due(now).await
+        self.inner.promote_due(now).await
     }
     async fn rescue_expired(&self, now: Option<Timestamp>) -> haul::Result<RescueOutcome> {
-        self.0.rescue_expired(now).await
+        self.inner.rescue_expired(now).await
     }
     async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
-        self.0.prune(params).await
+        self.inner.prune(params).await
     }
     async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.0.cancel(id, now).await
+        self.inner.cancel(id, now).await
     }
     async fn retry(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.0.retry(id, now).await
+        self.inner.retry(id, now).await
     }
     async fn pause_queue(&self, queue: &str) -> haul::Result<()> {
-        self.0.pause_queue(queue).await
+        self.inner.pause_queue(queue).await
     }
     async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
-        self.0.resume_queue(queue).await
+        self.inner.resume_queue(queue).await
     }
     async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
-        self.0.get(id).await
+        self.inner.get(id).await
     }
     async fn list(&self, params: ListParams) -> haul::Result<Vec<JobRecord>> {
-        self.0.list(params).await
+        self.inner.list(params).await
     }
     async fn counts(&self) -> haul::Result<Vec<QueueCounts>> {
-        self.0.counts().await
+        self.inner.counts().await
     }
     async fn subscribe(&self) -> haul::Result<Wakeups> {
-        self.0.subscribe().await
+        self.inner.subscribe().await
     }
 }
 
@@ -464,7 +492,7 @@ pub async fn a_claim_whose_lease_ended_before_its_start_never_starts(storage: Te
     let queue = "w.expired_start";
     let tracker = Tracker::new();
     let ids = enqueue_scripts(&storage, queue, vec![Script::Sleep { ms: 1_000 }; 2]).await;
-    let cut: TestStorage = std::sync::Arc::new(HeartbeatsFail(storage.clone()));
+    let cut: TestStorage = std::sync::Arc::new(FaultyStorage { heartbeats_fail: true, ..FaultyStorage::new(&storage) });
     let worker = RunningWorker::start(&cut, queue, &tracker, |builder| {
         builder.concurrency(1).prefetch(1).lease(Duration::from_millis(300))
     });
@@ -500,4 +528,31 @@ pub async fn a_failure_with_an_unbounded_backoff_ends_in_a_visible_state(storage
     assert_eq!(discarded.errors.len(), 1);
     assert_eq!((retryable.errors.len(), retryable.lease_token), (1, None));
     assert!(retryable.run_at > chrono::Utc::now() + chrono::Duration::days(365), "{:?}", retryable.run_at);
+}
+
+/// An outcome that storage refuses for good (not a lost connection or a timeout) does
+/// not hold back the other outcomes of its batch: they are written one by one, the
+/// refused one is given up, and its job is rescued after its lease (here: discarded,
+/// its last attempt spent). Before, the flusher retried the whole batch forever.
+pub async fn an_outcome_storage_refuses_does_not_hold_back_the_others(storage: TestStorage) {
+    let queue = "w.refused_outcome";
+    let tracker = Tracker::new();
+    let refused = FaultyStorage { refused_reason: Some("refuse me"), ..FaultyStorage::new(&storage) };
+    let refused: TestStorage = std::sync::Arc::new(refused);
+    let worker = RunningWorker::start(&refused, queue, &tracker, |builder| {
+        builder.concurrency(8).lease(Duration::from_millis(500))
+    });
+    let poison =
+        enqueue_script(&storage, queue, Script::Discard { reason: "refuse me".to_owned() }, |job| job.max_attempts(1))
+            .await;
+    eventually("the refused job to run", || async { (!tracker.runs(poison).is_empty()).then_some(()) }).await;
+    let good = enqueue_scripts(&storage, queue, vec![Script::Complete; 20]).await;
+    for id in &good {
+        let record = wait_for_state(&storage, *id, JobState::Completed).await;
+        assert_eq!(record.attempt, 1);
+    }
+    let poisoned = wait_for_state(&storage, poison, JobState::Discarded).await;
+    worker.stop().await;
+    assert_eq!(tracker.runs(poison), vec![1], "the refused job ran once, then its lease expired");
+    assert_eq!(poisoned.errors.len(), 1, "the rescue recorded why: {:?}", poisoned.errors);
 }
