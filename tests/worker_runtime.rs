@@ -181,3 +181,56 @@ pub(crate) async fn job_in_state(queue: &Queue, id: JobId, state: JobState) -> J
     })
     .await
 }
+
+/// A job type written by hand whose `options` panics: the runtime calls it outside the
+/// handler, where no panic is caught as a failed attempt.
+#[derive(haul::__private::serde::Serialize, haul::__private::serde::Deserialize)]
+#[serde(crate = "haul::__private::serde")]
+struct PanicsInOptions {}
+
+const PANICS_IN_OPTIONS: &str = "runtime_tests.panics_in_options";
+
+const _: () = {
+    use haul::__private::typetag;
+
+    #[typetag::serde(name = "runtime_tests.panics_in_options")]
+    #[haul::__private::async_trait]
+    impl haul::Job for PanicsInOptions {
+        async fn perform(self: Box<Self>, _: JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+        fn options(&self) -> haul::JobOptions {
+            panic!("options are broken")
+        }
+    }
+};
+
+haul::__private::inventory::submit! {
+    haul::__private::JobKind { name: PANICS_IN_OPTIONS, rust_type: "PanicsInOptions", options: haul::JobOptions::new }
+}
+
+/// A panic in the runtime outside a handler does not leave the job `running` with its
+/// lease extended forever: the claim is released, the lease expires, and the job is
+/// rescued (here discarded, its only attempt spent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_outside_the_handler_releases_the_claim() {
+    let storage = MemoryStorage::new();
+    let queue = Queue::new(storage.clone());
+    let job = haul::NewJob::new(PANICS_IN_OPTIONS, serde_json::json!({})).queue("runtime_panic").max_attempts(1);
+    let id = queue.insert(vec![job]).await.unwrap()[0];
+    let worker = worker(&storage, "runtime_panic").lease(Duration::from_millis(300)).build();
+    let until_visible = {
+        let queue = queue.clone();
+        async move {
+            while queue.get(id).await.unwrap().is_none_or(|job| job.state != JobState::Discarded) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), worker.run_until(until_visible))
+        .await
+        .expect("the job ends discarded instead of staying running")
+        .unwrap();
+    let record = queue.get(id).await.unwrap().unwrap();
+    assert_eq!((record.state, record.attempt), (JobState::Discarded, 1));
+}

@@ -164,6 +164,11 @@ pub fn decode_job(kind: &str, args: &serde_json::Value) -> Result<Box<dyn Job>> 
 /// Serialization stops as soon as the arguments nest too deep, so even arguments nested
 /// millions of levels deep are refused with an error rather than overflowing the stack.
 pub fn encode_args<J: Job + serde::Serialize>(job: &J) -> Result<serde_json::Value> {
+    encode_args_sized(job).map(|(args, _)| args)
+}
+
+/// [`encode_args`], with the length of the arguments' JSON.
+pub(crate) fn encode_args_sized<J: Job + serde::Serialize>(job: &J) -> Result<(serde_json::Value, usize)> {
     use crate::storable::{EncodeError, MAX_ARGS_DEPTH, check_args, to_json_within_depth, too_deep};
     let kind = job.typetag_name();
     let serialization = |source| Error::Serialization { kind: kind.to_owned(), source };
@@ -179,5 +184,5 @@ pub fn encode_args<J: Job + serde::Serialize>(job: &J) -> Result<serde_json::Val
             format!("job kind `{kind}` must serialize to a JSON object (a struct with named fields)").into(),
         ));
     }
-    Ok(args)
+    Ok((args, json.len()))
 }

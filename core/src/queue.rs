@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     EnqueueParams, Error, Job, JobId, JobRecord, ListParams, NewJob, QueueCounts, Result, RunAt, Storage, Timestamp,
-    Unique, job::encode_args, validate_queue_name,
+    Unique, job::encode_args_sized, validate_queue_name,
 };
 
 /// A job type the queue can enqueue: a [`Job`] that serializes, and deserializes again
@@ -84,13 +84,17 @@ impl Queue {
 
     /// Turns a typed job into its stored form with its kind's options.
     ///
-    /// Refuses arguments that could be stored but never run: nested deeper than
+    /// Refuses arguments over [`Queue::max_args_bytes`] ([`Error::PayloadTooLarge`]),
+    /// and arguments that could be stored but never run: nested deeper than
     /// [`crate::MAX_ARGS_DEPTH`] ([`Error::InvalidArgument`]), or that do not read back
     /// as the job's type ([`Error::Serialization`]; e.g. a NaN or infinite `f64`, which
-    /// JSON stores as `null`). The size limit is checked when the job is inserted.
+    /// JSON stores as `null`).
     pub fn prepare<J: EnqueueJob>(&self, job: &J) -> Result<NewJob> {
         let kind = job.typetag_name();
-        let args = encode_args(job)?;
+        let (args, size) = encode_args_sized(job)?;
+        if size > self.max_args_bytes {
+            return Err(Error::PayloadTooLarge { kind: kind.to_owned(), size, limit: self.max_args_bytes });
+        }
         if let Err(source) = J::deserialize(&args) {
             return Err(Error::Serialization { kind: kind.to_owned(), source });
         }

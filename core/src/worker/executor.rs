@@ -57,9 +57,10 @@ impl Executor {
             Arc::clone(&self.states),
         );
         self.held.insert(claim, ctx.clone(), lease_deadline);
-        let release = ReleaseOnPanic { held: &self.held, claim };
+        let mut on_panic = ReleaseOnPanic { held: &self.held, claim, armed: true };
         self.run_held(claim, &record, ctx).await;
-        std::mem::forget(release);
+        // Every way out of `run_held` queued an outcome or released the claim itself.
+        on_panic.armed = false;
     }
 
     async fn run_held(&self, claim: Claim, record: &JobRecord, ctx: JobContext) {
@@ -70,7 +71,8 @@ impl Executor {
             () = self.handing_back.cancelled() => None,
             () = ctx.stop_token().cancelled() => None,
         };
-        let Some(_slot) = slot else {
+        // A stop asked while the slot was being taken (a cancel, a lost lease) wins too.
+        let Some(_slot) = slot.filter(|_| ctx.stop_reason().is_none()) else {
             let reason = ctx.stop_reason().unwrap_or(StopReason::Shutdown);
             let outcome = stopped_outcome(Some(reason), None, &RetryPolicy::default(), record.attempt);
             self.queue_report(claim, record, outcome);
@@ -130,10 +132,14 @@ impl Executor {
 struct ReleaseOnPanic<'a> {
     held: &'a HeldClaims,
     claim: Claim,
+    armed: bool,
 }
 
 impl Drop for ReleaseOnPanic<'_> {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         if std::thread::panicking() {
             tracing::error!(id = %self.claim.id, "the worker runtime panicked running this job; it will be rescued after its lease");
         }

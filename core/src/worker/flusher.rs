@@ -22,8 +22,11 @@ impl Flusher {
     ///
     /// A batch that storage refuses for a reason other than a lost connection, a
     /// timeout or a conflict is written one outcome at a time, so one outcome that
-    /// storage will never take does not hold back the others; that outcome alone is
-    /// given up (logged with storage's reason), and its job is rescued after its lease.
+    /// storage will never take does not hold back the others. An outcome is given up
+    /// (logged with storage's reason; its job is rescued after its lease) only when it
+    /// is refused in a pass where another outcome was written: proof that storage works
+    /// and refuses this outcome. When every outcome is refused (a full disk, a read-only
+    /// server), all of them are kept and retried.
     pub(crate) async fn run(self, mut reports: mpsc::UnboundedReceiver<Report>, give_up: CancellationToken) {
         let mut pending: Vec<Report> = Vec::new();
         let mut backoff = StorageBackoff::default();
@@ -80,21 +83,42 @@ impl Flusher {
     }
 
     /// Writes `pending` one outcome at a time after storage refused the whole batch
-    /// with `batch_error`. Outcomes refused alone for good are given up; a transient
-    /// failure stops the pass and leaves the rest pending, to be retried.
+    /// with `batch_error`. Written outcomes leave `pending`; refused ones are given up
+    /// if another outcome was written in this pass, else kept. A transient failure
+    /// stops the pass, keeping the rest.
     async fn one_by_one(&self, pending: &mut Vec<Report>, batch_error: Error) -> Result<(), Error> {
-        if pending.len() == 1 {
-            self.refused(pending.remove(0), &batch_error);
-            return Ok(());
-        }
-        while let Some(report) = pending.first().cloned() {
+        let mut refused: Vec<(Report, Error)> = Vec::new();
+        let mut written_any = false;
+        let mut stopped = None;
+        for report in std::mem::take(pending) {
+            if stopped.is_some() {
+                pending.push(report);
+                continue;
+            }
             match self.storage.report(ReportParams::new(vec![report.clone()])).await {
-                Ok(outcome) => self.written(&outcome, vec![pending.remove(0)]),
-                Err(error) if !error.is_transient() => self.refused(pending.remove(0), &error),
-                Err(error) => return Err(error),
+                Ok(outcome) => {
+                    written_any = true;
+                    self.written(&outcome, vec![report]);
+                }
+                Err(error) if !error.is_transient() => refused.push((report, error)),
+                Err(error) => {
+                    stopped = Some(error);
+                    pending.push(report);
+                }
             }
         }
-        Ok(())
+        if written_any {
+            for (report, error) in refused {
+                self.refused(report, &error);
+            }
+        } else {
+            pending.extend(refused.into_iter().map(|(report, _)| report));
+        }
+        match stopped {
+            Some(error) => Err(error),
+            None if pending.is_empty() => Ok(()),
+            None => Err(batch_error),
+        }
     }
 
     fn refused(&self, report: Report, error: &Error) {
