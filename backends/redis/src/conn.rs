@@ -11,7 +11,7 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
-use crate::eviction::{self, PolicyWatch};
+use crate::eviction::{self, ClusterNodes, PolicyWatch};
 
 /// A multiplexed connection, cheap to clone; clones share the policy watch.
 #[derive(Clone)]
@@ -24,8 +24,8 @@ pub(crate) struct Conn {
 enum Link {
     /// One server, named `node` (`host:port`) in errors.
     Single { conn: ConnectionManager, node: Arc<str> },
-    /// A Redis Cluster.
-    Cluster(ClusterConnection),
+    /// A Redis Cluster, and which of its masters passed the check.
+    Cluster { conn: ClusterConnection, nodes: Arc<ClusterNodes> },
 }
 
 impl Conn {
@@ -34,30 +34,44 @@ impl Conn {
         Self { link: Link::Single { conn, node: node.into() }, watch }
     }
 
-    /// A connection to a cluster.
-    pub(crate) fn cluster(conn: ClusterConnection, watch: Arc<PolicyWatch>) -> Self {
-        Self { link: Link::Cluster(conn), watch }
+    /// A connection to a cluster, whose masters `nodes` keeps track of.
+    pub(crate) fn cluster(conn: ClusterConnection, nodes: ClusterNodes, watch: Arc<PolicyWatch>) -> Self {
+        Self { link: Link::Cluster { conn, nodes: Arc::new(nodes) }, watch }
     }
 
     /// Whether the keys of different queues may live on different nodes, so that each
     /// script must stay within one queue's slot.
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self.link, Link::Cluster(_))
+        matches!(self.link, Link::Cluster { .. })
     }
 
-    /// Checks the eviction policy of the server (of every master of a cluster) unless
-    /// it was checked since the connection was last made again. A refused server is an
+    /// Checks the eviction policy of the server (of the masters of a cluster) unless it
+    /// was checked since the connection was last made again. A refused server is an
     /// error that [`crate::error::map_redis_error`] turns into the refusal.
     pub(crate) async fn ensure_policy(&self) -> RedisResult<()> {
-        let link = self.link.clone();
-        self.watch
-            .ensure(|| async move {
-                match link {
-                    Link::Single { mut conn, node } => eviction::read_single(&mut conn, &node).await,
-                    Link::Cluster(mut conn) => eviction::read_cluster(&mut conn).await,
-                }
-            })
-            .await
+        if self.watch.is_current() {
+            return Ok(());
+        }
+        // Boxed so that the futures of the commands, which hold this one, stay small
+        // on the path that needs no check.
+        Box::pin(self.check_policy()).await
+    }
+
+    /// The check itself: on a handle of its own, since the check in progress is shared
+    /// by every call that waits for it (see [`PolicyWatch::ensure_with`]).
+    async fn check_policy(&self) -> RedisResult<()> {
+        match &self.link {
+            Link::Single { conn, node } => {
+                let (mut conn, node) = (conn.clone(), Arc::clone(node));
+                self.watch.ensure(move || async move { eviction::read_single(&mut conn, &node).await }).await
+            }
+            Link::Cluster { conn, nodes } => {
+                let (conn, nodes) = (conn.clone(), Arc::clone(nodes));
+                self.watch
+                    .ensure_with(move |from, allow_eviction| eviction::check_cluster(conn, nodes, from, allow_eviction))
+                    .await
+            }
+        }
     }
 
     /// Hands a command's outcome back, noting a failure after which the driver
@@ -76,7 +90,7 @@ impl ConnectionLike for Conn {
             self.ensure_policy().await?;
             let result = match &mut self.link {
                 Link::Single { conn, .. } => conn.req_packed_command(cmd).await,
-                Link::Cluster(conn) => conn.req_packed_command(cmd).await,
+                Link::Cluster { conn, .. } => conn.req_packed_command(cmd).await,
             };
             self.note(result)
         })
@@ -92,7 +106,7 @@ impl ConnectionLike for Conn {
             self.ensure_policy().await?;
             let result = match &mut self.link {
                 Link::Single { conn, .. } => conn.req_packed_commands(pipeline, offset, count).await,
-                Link::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count).await,
+                Link::Cluster { conn, .. } => conn.req_packed_commands(pipeline, offset, count).await,
             };
             self.note(result)
         })
@@ -101,7 +115,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match &self.link {
             Link::Single { conn, .. } => conn.get_db(),
-            Link::Cluster(conn) => conn.get_db(),
+            Link::Cluster { conn, .. } => conn.get_db(),
         }
     }
 }

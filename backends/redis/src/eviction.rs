@@ -13,22 +13,30 @@
 //! RESP3, the driver reported a disconnection) and the [`Conn`](crate::conn::Conn)
 //! checks the policy again before the next command whenever that count moved since the
 //! last passed check. The first check runs at connect, on every master of a cluster.
+//! Calls that need a check while one runs share it (see [`PolicyWatch::ensure_with`]);
+//! on a cluster each master is checked on its own and one out of reach is checked later
+//! (see [`check_cluster`]).
 
 use std::{
+    collections::{HashMap, HashSet},
     fmt,
     future::Future,
     io,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
+use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared, join_all};
 use haul_core::{Error, ErrorKind};
 use redis::{
-    ErrorKind as RedisKind, RedisError, RedisResult, Value,
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ErrorKind as RedisKind, RedisError, RedisResult,
+    Value,
     aio::ConnectionLike,
     cluster_async::ClusterConnection,
-    cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo},
+    cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo},
 };
-use tokio::sync::Mutex;
 
 use crate::{BACKEND, error::classify};
 
@@ -70,7 +78,11 @@ impl EvictionPolicyError {
         self.policy.as_deref()
     }
 
-    /// The haul error that refuses the node, with what to do about it.
+    /// The haul error that refuses the node, with what to do about it. Of kind
+    /// [`ErrorKind::Other`], not a transient kind: no retry of the same call helps until
+    /// an operator changes the policy, and a caller that retries transient errors must
+    /// not loop on it silently. It refuses every call of the storage alike, so the
+    /// worker keeps its outcomes and retries them (see the crate docs).
     pub(crate) fn into_error(self) -> Error {
         let message = match &self.policy {
             Some(policy) => format!(
@@ -148,9 +160,15 @@ impl std::error::Error for Carrier {
     }
 }
 
+/// A check's outcome, shared by every call that waits for it: whether every node
+/// answered (else the check runs again on the next call), or the error (a refusal, or a
+/// node that could not be reached) that each of those calls returns.
+type Check = Shared<CheckFuture>;
+
+type CheckFuture = BoxFuture<'static, RedisResult<bool>>;
+
 /// When the policy of a connection was last checked, against how often the connection
 /// may have been made again. Shared by the clones of a connection.
-#[derive(Debug)]
 pub(crate) struct PolicyWatch {
     allow_eviction: bool,
     /// Bumped each time the connection may have been made again; starts at 1, so the
@@ -158,15 +176,28 @@ pub(crate) struct PolicyWatch {
     dropped: AtomicU64,
     /// The value of `dropped` that the last passed check started from.
     checked: AtomicU64,
-    /// One check at a time; the other calls wait for its outcome.
-    checking: Mutex<()>,
+    /// The check in progress and the value of `dropped` it started from. Every call
+    /// that needs a check meanwhile waits for this one and shares its outcome, its error
+    /// included, instead of running its own. Held weakly: a check whose callers all
+    /// went away is dropped, and the next call starts another.
+    running: Mutex<Option<(u64, WeakShared<CheckFuture>)>>,
+}
+
+impl fmt::Debug for PolicyWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyWatch")
+            .field("allow_eviction", &self.allow_eviction)
+            .field("dropped", &self.dropped)
+            .field("checked", &self.checked)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PolicyWatch {
     /// A watch whose first use checks; with `allow_eviction`, a node that fails the
     /// check is only warned about.
     pub(crate) fn new(allow_eviction: bool) -> Self {
-        Self { allow_eviction, dropped: AtomicU64::new(1), checked: AtomicU64::new(0), checking: Mutex::new(()) }
+        Self { allow_eviction, dropped: AtomicU64::new(1), checked: AtomicU64::new(0), running: Mutex::new(None) }
     }
 
     /// Notes that the connection may have been (or is being) made again.
@@ -183,30 +214,85 @@ impl PolicyWatch {
         }
     }
 
+    /// Whether the policy was checked since the connection was last made again: two
+    /// atomic loads, the whole cost of the check on the hot path.
+    pub(crate) fn is_current(&self) -> bool {
+        self.checked.load(Ordering::Acquire) >= self.dropped.load(Ordering::Acquire)
+    }
+
     /// Runs `read` (which returns each node and its policy) unless the policy was
-    /// checked since the connection was last made again, and judges its answer. A
-    /// refused node is an error carrying an [`EvictionPolicyError`]; a check that could
-    /// not run (the connection is still down) returns its error and runs again on the
-    /// next call.
+    /// checked since the connection was last made again, and judges its answer (see
+    /// [`PolicyWatch::ensure_with`]).
     pub(crate) async fn ensure<F, Fut>(&self, read: F) -> RedisResult<()>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = RedisResult<Vec<(String, Option<String>)>>>,
+        Fut: Future<Output = RedisResult<Vec<(String, Option<String>)>>> + Send + 'static,
     {
-        if self.checked.load(Ordering::Acquire) >= self.dropped.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let _checking = self.checking.lock().await;
+        self.ensure_with(|_, allow_eviction| {
+            let reading = read();
+            async move {
+                judge_all(reading.await?, allow_eviction)?;
+                Ok(true)
+            }
+        })
+        .await
+    }
+
+    /// Runs the check `check(from, allow_eviction)` unless the policy was checked since
+    /// the connection was last made again; `from` is the count of reconnects the check
+    /// starts from. The check judges the nodes itself and returns whether every node
+    /// answered; a refused node is an error carrying an [`EvictionPolicyError`].
+    ///
+    /// Calls that need a check while one that started from the same count (or a later
+    /// one) is running wait for that one and share its outcome: during an outage each
+    /// call waits for at most one check, not for one after another. A check that failed
+    /// (the connection is still down) returns its error to every call that waited for
+    /// it; the next call starts a new one. A check that passed with a node left to check
+    /// later (see [`check_cluster`]) lets its calls through but does not count as done.
+    pub(crate) async fn ensure_with<F, Fut>(&self, check: F) -> RedisResult<()>
+    where
+        F: FnOnce(u64, bool) -> Fut,
+        Fut: Future<Output = RedisResult<bool>> + Send + 'static,
+    {
         let from = self.dropped.load(Ordering::Acquire);
         if self.checked.load(Ordering::Acquire) >= from {
             return Ok(());
         }
-        for (node, policy) in read().await? {
-            judge(node, policy, self.allow_eviction).map_err(EvictionPolicyError::into_redis_error)?;
+        let (from, outcome) = self.join_or_start(from, check);
+        if outcome.await? {
+            self.checked.fetch_max(from, Ordering::AcqRel);
         }
-        self.checked.fetch_max(from, Ordering::AcqRel);
         Ok(())
     }
+
+    /// The running check if it started from `from` or later and has not finished, else
+    /// a new one (which later calls join); with the count it started from.
+    fn join_or_start<F, Fut>(&self, from: u64, check: F) -> (u64, Check)
+    where
+        F: FnOnce(u64, bool) -> Fut,
+        Fut: Future<Output = RedisResult<bool>> + Send + 'static,
+    {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((started, weak)) = running.as_ref() {
+            if *started >= from {
+                if let Some(outcome) = weak.upgrade().filter(|outcome| outcome.peek().is_none()) {
+                    return (*started, outcome);
+                }
+            }
+        }
+        let outcome = check(from, self.allow_eviction).boxed().shared();
+        *running = outcome.downgrade().map(|weak| (from, weak));
+        (from, outcome)
+    }
+}
+
+/// Judges every node's answer: the first refused node is an error carrying its
+/// [`EvictionPolicyError`].
+fn judge_all(nodes: Vec<(String, Option<String>)>, allow_eviction: bool) -> RedisResult<()> {
+    for (node, policy) in nodes {
+        judge(node, policy, allow_eviction).map_err(EvictionPolicyError::into_redis_error)?;
+    }
+    Ok(())
 }
 
 /// Passes a node with `noeviction`; refuses any other (or an unknown) policy, or with
@@ -242,22 +328,243 @@ pub(crate) async fn read_single(
     Ok(vec![(node.to_owned(), policy)])
 }
 
-/// The policy of every master of the cluster, by address.
-pub(crate) async fn read_cluster(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, Option<String>)>> {
-    let mut nodes = Vec::new();
-    for (node, reply) in per_master(conn.route_command(config_get(), all_masters()).await?)? {
-        nodes.push((node, answered(Ok(reply))?.and_then(config_policy)));
+/// The masters of a cluster that passed a check, and those that could not be reached.
+/// Shared by the clones of a cluster connection.
+#[derive(Debug)]
+pub(crate) struct ClusterNodes {
+    state: Mutex<NodesState>,
+    /// How to connect to a node (credentials, TLS, protocol), from the first URL the
+    /// cluster was connected through: a master out of reach is checked on a connection
+    /// of its own, which leaves the cluster client's repair of that node alone.
+    seed: ConnectionInfo,
+    timeouts: AsyncConnectionConfig,
+}
+
+#[derive(Debug, Default)]
+struct NodesState {
+    /// The masters, as last read from `CLUSTER SLOTS`.
+    masters: Vec<Master>,
+    /// Each master (`host:port`) and the count of reconnects that its last passed check
+    /// started from.
+    passed: HashMap<String, u64>,
+    /// Masters that could not be reached: from then on they are checked in the
+    /// background, without holding calls back, until one answers.
+    later: HashSet<String>,
+    /// Masters whose background check is running.
+    probing: HashSet<String>,
+}
+
+impl ClusterNodes {
+    /// No master checked yet; `seed` is how to connect to a node, and `timeouts` the
+    /// connection and response timeouts of such a connection.
+    pub(crate) fn new(seed: ConnectionInfo, timeouts: AsyncConnectionConfig) -> Self {
+        Self { state: Mutex::default(), seed, timeouts }
     }
-    if nodes.iter().any(|(_, policy)| policy.is_none()) {
-        let mut infos = per_master(conn.route_command(info_memory(), all_masters()).await?)?;
-        for (node, policy) in nodes.iter_mut().filter(|(_, policy)| policy.is_none()) {
-            if let Some(at) = infos.iter().position(|(address, _)| address == node) {
-                let (_, reply) = infos.swap_remove(at);
-                *policy = answered(Ok(reply))?.and_then(info_policy);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, NodesState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Checks the masters of the cluster that did not pass a check since `from`, one by
+/// one (concurrently), so that one master cannot fail the check of the others:
+///
+/// - a master that answers with a policy that is not `noeviction` refuses (an error
+///   carrying its [`EvictionPolicyError`]);
+/// - a master that cannot be reached (or not in time) is left to check later: it does
+///   not fail the check, since a call to a healthy master must go on, and a call to the
+///   master out of reach fails on its own. From then on it is checked in the background
+///   (it does not hold calls back) until it answers, and the check is not done (it runs
+///   again on the next call) until every master passed.
+///
+/// Returns whether every master passed. The masters are read from `CLUSTER SLOTS`, as
+/// answered by the first master that answers.
+pub(crate) async fn check_cluster(
+    mut conn: ClusterConnection,
+    nodes: Arc<ClusterNodes>,
+    from: u64,
+    allow_eviction: bool,
+) -> RedisResult<bool> {
+    let masters = cluster_masters(&mut conn, &nodes).await?;
+    let mut deferred = false;
+    let mut now = Vec::new();
+    {
+        let mut state = nodes.lock();
+        for master in masters {
+            if state.passed.get(&master.name).is_some_and(|&passed| passed >= from) {
+                continue;
+            }
+            if !state.later.contains(&master.name) {
+                now.push(master);
+                continue;
+            }
+            deferred = true;
+            if state.probing.insert(master.name.clone()) {
+                tokio::spawn(probe(Arc::clone(&nodes), master, from, allow_eviction));
             }
         }
     }
-    Ok(nodes)
+    let readings = join_all(now.into_iter().map(|master| {
+        let mut conn = conn.clone();
+        async move {
+            let reading = read_master(&mut conn, &master).await;
+            (master, reading)
+        }
+    }))
+    .await;
+    let mut state = nodes.lock();
+    let mut refusal = None;
+    let mut passed_all = true;
+    for (master, reading) in readings {
+        match reading {
+            Ok(policy) => match judge(master.name.clone(), policy, allow_eviction) {
+                Ok(()) => passed(&mut state, master.name, from),
+                Err(refused) => {
+                    passed_all = false;
+                    refusal.get_or_insert(refused);
+                }
+            },
+            Err(error) => {
+                tracing::warn!(
+                    node = %master.name,
+                    %error,
+                    "cannot read the `maxmemory-policy` of a Redis Cluster master; it will be checked later, \
+                     calls to the other masters go on"
+                );
+                passed_all = false;
+                state.later.insert(master.name);
+            }
+        }
+    }
+    match refusal {
+        Some(refusal) => Err(refusal.into_redis_error()),
+        None => Ok(passed_all && !deferred),
+    }
+}
+
+/// Notes that `node` passed the check that started from `from`.
+fn passed(state: &mut NodesState, node: String, from: u64) {
+    let passed = state.passed.entry(node).or_insert(from);
+    *passed = (*passed).max(from);
+}
+
+/// Checks a master that could not be reached, in the background, on a connection of its
+/// own. A master that answers leaves the set of masters to check later: if it passed, it
+/// counts as checked from `from`; if not, the next call's check reads it again, waits
+/// for it and refuses.
+async fn probe(nodes: Arc<ClusterNodes>, master: Master, from: u64, allow_eviction: bool) {
+    let reading = read_alone(&nodes, &master).await;
+    let mut state = nodes.lock();
+    state.probing.remove(&master.name);
+    if let Ok(policy) = reading {
+        state.later.remove(&master.name);
+        if policy.as_deref() == Some(NOEVICTION) || allow_eviction {
+            passed(&mut state, master.name, from);
+        }
+    }
+}
+
+/// The policy of `master`, read on a connection of its own.
+async fn read_alone(nodes: &ClusterNodes, master: &Master) -> RedisResult<Option<String>> {
+    let addr = match nodes.seed.addr() {
+        ConnectionAddr::TcpTls { insecure, tls_params, .. } => ConnectionAddr::TcpTls {
+            host: master.host.clone(),
+            port: master.port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(master.host.clone(), master.port),
+    };
+    let client = Client::open(nodes.seed.clone().set_addr(addr))?;
+    let mut conn = client.get_multiplexed_async_connection_with_config(&nodes.timeouts).await?;
+    let mut read = read_single(&mut conn, &master.name).await?;
+    Ok(read.pop().and_then(|(_, policy)| policy))
+}
+
+/// A master of a cluster.
+#[derive(Clone, Debug)]
+struct Master {
+    host: String,
+    port: u16,
+    /// `host:port`, as in errors.
+    name: String,
+}
+
+/// The masters of the cluster, from `CLUSTER SLOTS`: asked of a master that passed a
+/// check and is not out of reach, else of every master (the first answer counts), and,
+/// when neither answers, as last read.
+async fn cluster_masters(conn: &mut ClusterConnection, nodes: &ClusterNodes) -> RedisResult<Vec<Master>> {
+    let (known, healthy) = {
+        let state = nodes.lock();
+        let healthy = state
+            .masters
+            .iter()
+            .find(|master| state.passed.contains_key(&master.name) && !state.later.contains(&master.name))
+            .cloned();
+        (state.masters.clone(), healthy)
+    };
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("SLOTS");
+    let route = match healthy {
+        Some(master) => {
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: master.host, port: master.port })
+        }
+        None => RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, Some(ResponsePolicy::OneSucceeded))),
+    };
+    let masters = match conn.route_command(cmd, route).await.and_then(parse_masters) {
+        Ok(masters) => masters,
+        Err(_) if !known.is_empty() => known,
+        Err(error) => return Err(error),
+    };
+    nodes.lock().masters.clone_from(&masters);
+    Ok(masters)
+}
+
+/// The masters in a `CLUSTER SLOTS` reply.
+fn parse_masters(reply: Value) -> RedisResult<Vec<Master>> {
+    let unexpected = || RedisError::from((RedisKind::UnexpectedReturnType, "unexpected CLUSTER SLOTS reply"));
+    let Value::Array(ranges) = reply else {
+        return Err(unexpected());
+    };
+    let mut masters: Vec<Master> = Vec::new();
+    for range in ranges {
+        let Value::Array(range) = range else {
+            return Err(unexpected());
+        };
+        // `[start, end, [host, port, id, …], replicas…]`
+        let Some(Value::Array(master)) = range.into_iter().nth(2) else {
+            return Err(unexpected());
+        };
+        let mut master = master.into_iter();
+        let (Some(host), Some(port)) = (master.next(), master.next()) else {
+            return Err(unexpected());
+        };
+        let host: String = redis::from_redis_value(host)?;
+        let port: u16 = redis::from_redis_value(port)?;
+        // An empty or `?` host: the node does not know its own address; the client
+        // cannot route to it by address either.
+        if host.is_empty() || host == "?" {
+            continue;
+        }
+        let name = format!("{host}:{port}");
+        if !masters.iter().any(|known| known.name == name) {
+            masters.push(Master { host, port, name });
+        }
+    }
+    Ok(masters)
+}
+
+/// The policy of one master of the cluster (as [`read_single`] reads it).
+async fn read_master(conn: &mut ClusterConnection, master: &Master) -> RedisResult<Option<String>> {
+    let route =
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: master.host.clone(), port: master.port });
+    let config = conn.route_command(config_get(), route.clone()).await;
+    let mut policy = answered(config)?.and_then(config_policy);
+    if policy.is_none() {
+        let info = conn.route_command(info_memory(), route).await;
+        policy = answered(info)?.and_then(info_policy);
+    }
+    Ok(policy)
 }
 
 fn config_get() -> redis::Cmd {
@@ -270,23 +577,6 @@ fn info_memory() -> redis::Cmd {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("memory");
     cmd
-}
-
-fn all_masters() -> RoutingInfo {
-    RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None))
-}
-
-/// The replies of a command sent to every master: a map from each node's address to
-/// its reply (a server error included).
-fn per_master(reply: Value) -> RedisResult<Vec<(String, Value)>> {
-    let Value::Map(replies) = reply else {
-        return Err(RedisError::from((RedisKind::UnexpectedReturnType, "expected one reply per cluster master")));
-    };
-    let mut nodes = Vec::with_capacity(replies.len());
-    for (node, reply) in replies {
-        nodes.push((redis::from_redis_value::<String>(node)?, reply));
-    }
-    Ok(nodes)
 }
 
 /// A command's reply, or `None` when the server refused the command (unknown, renamed
@@ -431,40 +721,121 @@ mod tests {
         assert!(message.contains("RedisConfig::allow_eviction(true)"), "{message}");
     }
 
+    type Policies = RedisResult<Vec<(String, Option<String>)>>;
+
+    /// A reader that counts its calls and answers `nodes`.
+    fn counting(
+        calls: &Arc<AtomicU64>,
+        nodes: Vec<(&'static str, &'static str)>,
+    ) -> impl Fn() -> BoxFuture<'static, Policies> {
+        let calls = Arc::clone(calls);
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let nodes = nodes.iter().map(|(node, policy)| ((*node).to_owned(), Some((*policy).to_owned()))).collect();
+            async move { Ok(nodes) }.boxed()
+        }
+    }
+
     #[tokio::test]
     async fn a_check_runs_once_until_the_connection_drops_again() {
         let watch = PolicyWatch::new(false);
-        let calls = AtomicU64::new(0);
-        let read = || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok(vec![("n".to_owned(), Some(NOEVICTION.to_owned()))])
-        };
-        watch.ensure(read).await.unwrap();
-        watch.ensure(read).await.unwrap();
+        let calls = Arc::new(AtomicU64::new(0));
+        let read = counting(&calls, vec![("n", NOEVICTION)]);
+        watch.ensure(&read).await.unwrap();
+        watch.ensure(&read).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         watch.note_failure(&RedisError::from((RedisKind::Server(ServerErrorKind::ResponseError), "script failed")));
-        watch.ensure(read).await.unwrap();
+        watch.ensure(&read).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1, "a failed script does not drop the connection");
         watch.note_failure(&RedisError::from(io::Error::new(io::ErrorKind::ConnectionReset, "reset")));
-        watch.ensure(read).await.unwrap();
+        assert!(!watch.is_current());
+        watch.ensure(&read).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(watch.is_current());
     }
 
     #[tokio::test]
     async fn a_refused_node_is_checked_again_on_every_call() {
         let watch = PolicyWatch::new(false);
-        let calls = AtomicU64::new(0);
-        let read = || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok(vec![("a".to_owned(), Some(NOEVICTION.to_owned())), ("b".to_owned(), Some("allkeys-lru".to_owned()))])
-        };
+        let calls = Arc::new(AtomicU64::new(0));
+        let read = counting(&calls, vec![("a", NOEVICTION), ("b", "allkeys-lru")]);
         for _ in 0..2 {
-            let error = watch.ensure(read).await.unwrap_err();
+            let error = watch.ensure(&read).await.unwrap_err();
             assert_eq!(
                 EvictionPolicyError::carried_by(&error).and_then(EvictionPolicyError::policy),
                 Some("allkeys-lru")
             );
         }
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Calls that need a check while one runs wait for it and share its outcome, its
+    /// error included; the call after a failed check starts a new one.
+    #[tokio::test]
+    async fn concurrent_calls_share_one_check_and_its_error() {
+        let watch = PolicyWatch::new(false);
+        let calls = Arc::new(AtomicU64::new(0));
+        let (fail, failed) = tokio::sync::oneshot::channel::<()>();
+        let failed = failed.shared();
+        let read = {
+            let calls = Arc::clone(&calls);
+            move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let failed = failed.clone();
+                async move {
+                    let _ = failed.await;
+                    Err(RedisError::from(io::Error::new(io::ErrorKind::TimedOut, "no reply")))
+                }
+            }
+        };
+        let waiters = join_all((0..6).map(|_| watch.ensure(read.clone())));
+        let release = async {
+            tokio::task::yield_now().await;
+            fail.send(()).unwrap();
+        };
+        let (outcomes, ()) = tokio::join!(waiters, release);
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one check for all six calls");
+        for outcome in outcomes {
+            assert!(outcome.unwrap_err().is_timeout(), "every call gets the check's error");
+        }
+        let _ = watch.ensure(read.clone()).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the call after a failed check checks again");
+    }
+
+    /// A check that started before the connection dropped again does not do for a call
+    /// that saw the drop: that call starts its own.
+    #[tokio::test]
+    async fn a_call_that_saw_a_later_drop_does_not_join_an_older_check() {
+        let watch = PolicyWatch::new(false);
+        let calls = Arc::new(AtomicU64::new(0));
+        let (pass, passed) = tokio::sync::oneshot::channel::<()>();
+        let passed = passed.shared();
+        let read = {
+            let calls = Arc::clone(&calls);
+            move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let passed = passed.clone();
+                async move {
+                    let _ = passed.await;
+                    Ok(vec![("n".to_owned(), Some(NOEVICTION.to_owned()))])
+                }
+            }
+        };
+        let first = watch.ensure(read.clone());
+        let second = async {
+            tokio::task::yield_now().await;
+            watch.mark_dropped();
+            watch.ensure(read.clone()).await
+        };
+        let release = async {
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            pass.send(()).unwrap();
+        };
+        let (first, second, ()) = tokio::join!(first, second, release);
+        first.unwrap();
+        second.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(watch.is_current());
     }
 }

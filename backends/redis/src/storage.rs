@@ -8,11 +8,19 @@ use std::{
 };
 
 use haul_core::{JobId, Result, WakeupSender, validate_namespace};
-use redis::{AsyncCommands, Client, PushInfo, PushKind, aio::ConnectionManagerConfig, cluster::ClusterClient};
+use redis::{
+    AsyncCommands, AsyncConnectionConfig, Client, PushInfo, PushKind, aio::ConnectionManagerConfig,
+    cluster::ClusterClient,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    RedisConfig, codec::reply, conn::Conn, error::map_redis_error, eviction::PolicyWatch, keys::Keys,
+    RedisConfig,
+    codec::reply,
+    conn::Conn,
+    error::map_redis_error,
+    eviction::{ClusterNodes, PolicyWatch},
+    keys::Keys,
     wakeup::Subscriber,
 };
 
@@ -98,7 +106,9 @@ impl RedisStorage {
     /// see the crate docs for what differs from a single server.
     ///
     /// Every master's `maxmemory-policy` is checked as [`RedisStorage::connect_with`]
-    /// does, and checked again after a call fails with a connection error.
+    /// does, each master on its own, and checked again after a call fails with a
+    /// connection error. A master that cannot be reached is checked later, in the
+    /// background; it does not fail the calls to the other masters.
     pub async fn connect_cluster<U: AsRef<str>>(
         nodes: impl IntoIterator<Item = U>,
         config: RedisConfig,
@@ -116,7 +126,13 @@ impl RedisStorage {
             .build()
             .map_err(map_redis_error)?;
         let conn = cluster.get_async_connection().await.map_err(map_redis_error)?;
-        let conn = Conn::cluster(conn, Arc::new(PolicyWatch::new(config.allow_eviction)));
+        // A master out of reach has its policy read on a connection of its own, made
+        // like the connection to the first node.
+        let timeouts = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connection_timeout))
+            .set_response_timeout(Some(config.response_timeout));
+        let nodes = ClusterNodes::new(subscriber.get_connection_info().clone(), timeouts);
+        let conn = Conn::cluster(conn, nodes, Arc::new(PolicyWatch::new(config.allow_eviction)));
         conn.ensure_policy().await.map_err(map_redis_error)?;
         Ok(Self::from_parts(conn, subscriber, &config))
     }

@@ -33,7 +33,7 @@ async fn a_url_that_is_not_a_redis_url_is_refused() {
 }
 
 #[tokio::test]
-async fn a_stored_job_that_was_tampered_with_is_corrupt_data() {
+async fn a_stored_job_that_was_tampered_with_is_corrupt_data_or_unreadable_arguments() {
     let (storage, guard) = common::storage().await;
     let ids = storage
         .enqueue(EnqueueParams::new(vec![
@@ -48,11 +48,14 @@ async fn a_stored_job_that_was_tampered_with_is_corrupt_data() {
     let _: () = conn.hset(key(ids[0]), "args", "{not json").await.unwrap();
     let _: () = conn.hset(key(ids[1]), "state", "sleeping").await.unwrap();
 
-    for id in ids {
-        let error = storage.get(id).await.unwrap_err();
-        assert_eq!(error.kind(), Some(ErrorKind::CorruptData), "{error:?}");
-        assert!(!error.is_transient());
-    }
+    // Arguments that cannot be read fail that job alone: the record comes back, saying why.
+    let unreadable = storage.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(unreadable.args, serde_json::Value::Null);
+    assert!(unreadable.unreadable_args.is_some(), "{unreadable:?}");
+    // A field haul itself writes that is not in its form is corrupt data.
+    let error = storage.get(ids[1]).await.unwrap_err();
+    assert_eq!(error.kind(), Some(ErrorKind::CorruptData), "{error:?}");
+    assert!(!error.is_transient());
 }
 
 #[cfg(feature = "tls")]

@@ -1,6 +1,8 @@
 //! A server whose `maxmemory-policy` may evict keys is refused: at connect (reading the
 //! policy with `CONFIG GET`, else from `INFO memory`), on every master of a cluster, and
 //! by the first call after a reconnect; `RedisConfig::allow_eviction` lets it through.
+//! During an outage the calls share one check, and on a cluster a master out of reach
+//! holds back neither the check nor the calls to the other masters.
 //!
 //! Each test runs `redis-server` processes of its own on free ports (`redis-server` and,
 //! for the cluster, `redis-cli` must be on `PATH`), since it changes their configuration,
@@ -15,7 +17,8 @@ use std::{
     time::Duration,
 };
 
-use haul_core::{EnqueueParams, Error, ErrorKind, NewJob, Storage};
+use futures_util::future::join_all;
+use haul_core::{EnqueueParams, Error, ErrorKind, JobId, NewJob, Storage};
 use haul_redis::{EvictionPolicyError, RedisConfig, RedisStorage};
 use serde_json::json;
 use tokio::time::Instant;
@@ -69,6 +72,23 @@ impl PrivateRedis {
         redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing, as a
+    /// server stuck or cut off by the network would.
+    fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.process.as_ref().expect("the server runs").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// Kills the server (SIGKILL) and waits for it to exit.
     fn kill(&mut self) {
         if let Some(mut child) = self.process.take() {
@@ -118,6 +138,8 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         if let Some(mut child) = self.process.take() {
+            // A frozen server is let go first, so that a failed test leaves none behind.
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -145,7 +167,29 @@ fn config() -> RedisConfig {
 }
 
 fn one_job() -> EnqueueParams {
-    EnqueueParams::new(vec![NewJob::new("plain", json!({})).queue("q")])
+    one_job_in("q")
+}
+
+fn one_job_in(queue: &str) -> EnqueueParams {
+    EnqueueParams::new(vec![NewJob::new("plain", json!({})).queue(queue)])
+}
+
+/// The response (and connection) timeout of the outage tests.
+const SHORT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Calls `get(id)` until it succeeds (a server just let go may take a moment).
+async fn get_until_it_succeeds(storage: &RedisStorage, id: JobId) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match storage.get(id).await {
+            Ok(found) => break assert!(found.is_some(), "the job is still there"),
+            Err(error) => {
+                assert!(error.is_transient(), "only a transient error while the server comes back: {error:?}");
+                assert!(Instant::now() < deadline, "calls did not go on after the outage: {error:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// Calls the storage until a call is refused for the eviction policy, and returns the
@@ -297,6 +341,41 @@ async fn with_the_opt_in_calls_go_on_after_a_reconnect_to_a_server_that_evicts_k
     }
 }
 
+/// During an outage every call that needs the policy checked waits for the one check
+/// in progress and shares its error, instead of each running its own check after the
+/// one before failed (six calls then took 1, 2, … 6 timeouts).
+#[tokio::test]
+async fn during_an_outage_concurrent_calls_share_one_failed_check() {
+    let server = PrivateRedis::start(&["--maxmemory-policy", "noeviction"]).await;
+    let config = config().response_timeout(SHORT_TIMEOUT).connection_timeout(SHORT_TIMEOUT);
+    let storage = RedisStorage::connect_with(&server.url(), config).await.unwrap();
+    let id = storage.enqueue(one_job()).await.unwrap().ids[0];
+
+    server.freeze();
+    // A call that times out: the connection may be made again, so the next calls check
+    // the policy before their commands.
+    let error = tokio::time::timeout(PATIENCE, storage.get(id)).await.unwrap().unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    const CALLS: u32 = 6;
+    let started = Instant::now();
+    let calls = join_all((0..CALLS).map(|_| async {
+        let outcome = storage.get(id).await;
+        (outcome, started.elapsed())
+    }));
+    let outcomes = tokio::time::timeout(PATIENCE, calls).await.expect("the calls returned");
+    for (outcome, elapsed) in outcomes {
+        let error = outcome.unwrap_err();
+        assert!(error.is_transient(), "{error:?}");
+        assert!(refusal_of(&error).is_none(), "a server out of reach is not refused: {error:?}");
+        // Each call waits for about one (shared) check: far less than the
+        // `CALLS` timeouts that checks run one after another would take.
+        assert!(elapsed < SHORT_TIMEOUT * (CALLS / 2), "a call returned after {elapsed:?}");
+    }
+
+    server.thaw();
+    get_until_it_succeeds(&storage, id).await;
+}
+
 /// Three masters, each with `--maxmemory-policy` from `policies`, sharing the slots.
 async fn private_cluster(policies: [&str; 3]) -> Vec<PrivateRedis> {
     let mut nodes = Vec::new();
@@ -339,4 +418,60 @@ async fn every_master_of_a_cluster_is_checked_at_connect() {
     nodes[2].set_policy("noeviction").await;
     let storage = RedisStorage::connect_cluster([nodes[0].url()], config()).await.unwrap();
     storage.enqueue(one_job()).await.unwrap();
+}
+
+/// Which of `nodes` holds the slot of `key` (the others answer `MOVED`).
+async fn owner_of(nodes: &[PrivateRedis], key: &str) -> usize {
+    for (at, node) in nodes.iter().enumerate() {
+        let owned: redis::RedisResult<i64> = redis::cmd("EXISTS").arg(key).query_async(&mut node.admin().await).await;
+        if owned.is_ok() {
+            return at;
+        }
+    }
+    panic!("no node holds the slot of {key}");
+}
+
+/// One master out of reach neither fails the policy check nor holds back the calls to
+/// the queues of the other masters; calls to its own queues fail on their own, and go
+/// on once it is back.
+#[tokio::test]
+async fn a_cluster_master_out_of_reach_does_not_stop_the_queues_of_the_others() {
+    let nodes = private_cluster(["noeviction", "noeviction", "noeviction"]).await;
+    // The storage's own keys share the tag `{eviction}`; a queue's, `{eviction:<queue>}`.
+    let global = owner_of(&nodes, "haul:{eviction}:probe").await;
+    let frozen = (0..nodes.len()).find(|&at| at != global).unwrap();
+    let mut healthy_queue = None;
+    let mut frozen_queue = None;
+    for n in 0..200 {
+        let queue = format!("q{n}");
+        let owner = owner_of(&nodes, &format!("haul:{{eviction:{queue}}}:probe")).await;
+        if owner == frozen {
+            frozen_queue.get_or_insert(queue);
+        } else {
+            healthy_queue.get_or_insert(queue);
+        }
+        if healthy_queue.is_some() && frozen_queue.is_some() {
+            break;
+        }
+    }
+    let (healthy_queue, frozen_queue) = (healthy_queue.unwrap(), frozen_queue.unwrap());
+
+    let config = config().response_timeout(SHORT_TIMEOUT).connection_timeout(SHORT_TIMEOUT);
+    let storage = RedisStorage::connect_cluster([nodes[global].url()], config).await.unwrap();
+    let healthy_job = storage.enqueue(one_job_in(&healthy_queue)).await.unwrap().ids[0];
+    let frozen_job = storage.enqueue(one_job_in(&frozen_queue)).await.unwrap().ids[0];
+
+    nodes[frozen].freeze();
+    for _ in 0..3 {
+        // A call to the frozen master's queue fails (and makes the next call check)…
+        let error = tokio::time::timeout(PATIENCE, storage.get(frozen_job)).await.unwrap().unwrap_err();
+        assert!(error.is_transient(), "{error:?}");
+        // …and calls to the other queues go on.
+        let found = tokio::time::timeout(PATIENCE, storage.get(healthy_job)).await.unwrap();
+        assert!(found.unwrap().is_some(), "the job of the healthy queue is found");
+        tokio::time::timeout(PATIENCE, storage.enqueue(one_job_in(&healthy_queue))).await.unwrap().unwrap();
+    }
+
+    nodes[frozen].thaw();
+    get_until_it_succeeds(&storage, frozen_job).await;
 }
