@@ -34,7 +34,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Claims up to `limit` available jobs from `queues` (paused queues excepted), in
     /// priority, then `run_at`, then id order. Each claimed job becomes `running`, its
     /// attempt count goes up by one, and it gets a fresh lease token and deadline.
-    /// No job is ever handed to two claimers.
+    /// No job is ever handed to two claimers. A job whose stored arguments cannot be
+    /// read is claimed like the others and returned with
+    /// [`JobRecord::unreadable_args`] set (so are `get` and `list`): it never fails the
+    /// call for the rest of the batch.
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>>;
 
     /// Records the outcomes of attempts. Each is fenced by its claim: an outcome whose
