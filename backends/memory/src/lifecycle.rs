@@ -35,35 +35,36 @@ impl Store {
     /// stored: its place in the outcome holds the blocking job's id (the smallest id
     /// among its blockers).
     ///
-    /// Linear in the batch: the stored jobs of a key are looked at once per distinct
-    /// [`Unique`](haul_core::Unique) of the batch, and the batch's own jobs through
-    /// [`BatchUniques`], never one by one.
+    /// Linear in the batch: every job is decided first, against the jobs stored before
+    /// the batch (looked at once per distinct [`Unique`](haul_core::Unique)) and the
+    /// batch's earlier jobs (kept by key in [`BatchUniques`]), then the others stored.
     pub(crate) fn enqueue(&mut self, jobs: Vec<NewJob>, now: Timestamp, wake: &mut Wake) -> Result<EnqueueOutcome> {
         self.validate_batch(&jobs)?;
+        let mut blockers = Vec::with_capacity(jobs.len());
+        let mut batch = BatchUniques::default();
+        for job in &jobs {
+            let blocker = job.unique.as_ref().and_then(|unique| {
+                let blocker = batch.blocker(unique, now, |unique| self.blocking(unique, now));
+                if blocker.is_none() {
+                    batch.stored(&unique.key, job.id, initial_state(job.run_at, now), now);
+                }
+                blocker
+            });
+            blockers.push(blocker);
+        }
         let mut ids = Vec::with_capacity(jobs.len());
         let mut duplicates = Vec::new();
-        let mut records = Vec::with_capacity(jobs.len());
-        let mut batch = BatchUniques::default();
-        // Decide every job against the jobs stored before the batch, then store them.
-        for job in jobs {
-            if let Some(unique) = &job.unique {
-                let stored = batch.stored_blocker(unique, |unique| self.blocking(unique, now));
-                let earlier = batch.earlier_blocker(unique, &records, now);
-                if let Some(existing) = stored.into_iter().chain(earlier).min() {
-                    ids.push(existing);
-                    duplicates.push(existing);
-                    continue;
-                }
+        for (job, blocker) in jobs.into_iter().zip(blockers) {
+            if let Some(existing) = blocker {
+                ids.push(existing);
+                duplicates.push(existing);
+                continue;
             }
             let record = new_record(job, now);
-            batch.stored(&record, records.len(), &records);
-            ids.push(record.id);
-            records.push(record);
-        }
-        for record in records {
             if record.state == JobState::Available {
                 wake.add(&record.queue);
             }
+            ids.push(record.id);
             self.insert(record);
         }
         Ok(EnqueueOutcome::new(ids).with_duplicates(duplicates))
@@ -338,13 +339,19 @@ fn record_error(job: &mut JobRecord, now: Timestamp, message: String) {
 
 /// The stored form of a new job. Every field is set here, whatever defaults the
 /// constructor picks.
+/// The state a job due at `run_at` is stored in when enqueued at `now`.
+fn initial_state(run_at: haul_core::RunAt, now: Timestamp) -> JobState {
+    if run_at.resolve(now) > now { JobState::Scheduled } else { JobState::Available }
+}
+
 fn new_record(job: NewJob, now: Timestamp) -> JobRecord {
     let NewJob { id, kind, args, queue, priority, run_at, max_attempts, timeout, unique, .. } = job;
+    let state = initial_state(run_at, now);
     let run_at = run_at.resolve(now);
     let mut record = JobRecord::new(id, kind, args);
     record.queue = queue;
     record.priority = priority;
-    record.state = if run_at > now { JobState::Scheduled } else { JobState::Available };
+    record.state = state;
     record.attempt = 0;
     record.max_attempts = max_attempts;
     record.timeout = timeout;

@@ -16,7 +16,7 @@ ALTER TABLE jobs ADD COLUMN unique_digest bytea;
 UPDATE jobs SET unique_digest = sha256(convert_to(unique_key, 'UTF8')) WHERE unique_key IS NOT NULL;
 ALTER TABLE jobs ADD CONSTRAINT jobs_unique_digest_check CHECK (
     (unique_key IS NULL AND unique_digest IS NULL)
-    OR (unique_key IS NOT NULL AND octet_length(unique_digest) = 32)
+    OR (unique_key IS NOT NULL AND unique_digest IS NOT NULL AND octet_length(unique_digest) = 32)
 );
 CREATE INDEX jobs_unique_digest_idx ON jobs (unique_digest, created_at) WHERE unique_digest IS NOT NULL;
 DROP INDEX jobs_unique_key_idx;

@@ -157,9 +157,9 @@ impl PostgresStorage {
     /// in a savepoint: the advisory locks on their keys' lock slots are held until the
     /// caller's transaction ends, so a concurrent enqueue of the same key (or of a key
     /// in the same slot) waits for it (keep the transaction short), and sees the job
-    /// only if it commits. The lookup
-    /// uses the transaction's snapshot: at `REPEATABLE READ` or above it cannot see a
-    /// job of the key committed after the transaction began.
+    /// only if it commits. The lookup uses the transaction's snapshot: at
+    /// `REPEATABLE READ` or above it cannot see a job of the key committed after the
+    /// transaction began.
     ///
     /// ```no_run
     /// # async fn example(storage: haul_postgres::PostgresStorage) -> Result<(), Box<dyn std::error::Error>> {

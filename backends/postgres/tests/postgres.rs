@@ -104,6 +104,18 @@ mod migrate {
             .await
             .expect("a long key is accepted");
         assert!(long.duplicates.is_empty());
+
+        // A writer that knows nothing of the digest (an older haul) is refused.
+        let unpaired = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO \"{schema}\".jobs (id, kind, args, queue, state, max_attempts, run_at, created_at, unique_key) \
+             VALUES ($1, 'test_job', '{{}}', 'default', 'available', 3, now(), now(), 'k')"
+        )))
+        .bind(JobId::new().0)
+        .execute(storage.pool())
+        .await
+        .expect_err("a key without its digest is refused");
+        let code = unpaired.as_database_error().and_then(|error| error.code()).map(|code| code.into_owned());
+        assert_eq!(code.as_deref(), Some("23514"), "check_violation: {unpaired:?}");
     }
 
     #[tokio::test]

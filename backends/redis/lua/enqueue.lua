@@ -48,41 +48,52 @@ if changed then
   return { 'changed' }
 end
 
--- One HSET per job; the set members are gathered and added in a few ZADDs.
+-- One HSET per job; the set members are gathered and added in a few ZADDs. Jobs due
+-- now (the usual case) reuse the clock's text and ready-set member prefix.
 local created_at = num(now)
+local ready_now = ready_member(now, '')
 local members, unique_members = {}, {}
+-- The HSET arguments, refilled for each job: the values of the fields every job has,
+-- then its optional fields; unpack takes the first n.
+local fields = { 'id', '', 'kind', '', 'args', '', 'queue', '', 'priority', '', 'attempt', '0', 'max_attempts', '',
+  'created_at', created_at, 'state', '', 'run_at', '' }
 for j = first, #ARGV, 10 do
   local group = groups[tonumber(ARGV[j])]
-  local id, priority, spec = ARGV[j + 1], ARGV[j + 4], ARGV[j + 5]
-  local run_at = now
-  local mode = string.sub(spec, 1, 1)
-  if mode == 'a' then
-    run_at = tonumber(string.sub(spec, 2))
-  elseif mode == 'd' then
-    run_at = clamp(now + tonumber(string.sub(spec, 2)))
-  end
-  local state = 'available'
-  if run_at > now then state = 'scheduled' end
-  local fields = { 'id', id, 'kind', ARGV[j + 2], 'args', ARGV[j + 3], 'queue', group.queue, 'priority', priority,
-    'attempt', '0', 'max_attempts', ARGV[j + 6], 'created_at', created_at, 'state', state, 'run_at', num(run_at) }
-  if ARGV[j + 7] ~= '' then
-    fields[#fields + 1] = 'timeout'
-    fields[#fields + 1] = ARGV[j + 7]
-  end
-  if ARGV[j + 9] ~= '' then
-    fields[#fields + 1] = 'unique_key'
-    fields[#fields + 1] = ARGV[j + 8]
-    fields[#fields + 1] = 'unique_digest'
-    fields[#fields + 1] = ARGV[j + 9]
-    if uniques then
-      add_member(unique_members, uniques, 0, unique_member(ARGV[j + 9], id, group.queue))
+  local id, priority, spec, timeout, digest = ARGV[j + 1], ARGV[j + 4], ARGV[j + 5], ARGV[j + 7], ARGV[j + 9]
+  local run_at, run_at_text, state = now, created_at, 'available'
+  if spec ~= 'n' then
+    local mode = string.sub(spec, 1, 1)
+    if mode == 'a' then
+      run_at = tonumber(string.sub(spec, 2))
+    elseif mode == 'd' then
+      run_at = clamp(now + tonumber(string.sub(spec, 2)))
     end
+    run_at_text = num(run_at)
+    if run_at > now then state = 'scheduled' end
   end
-  redis.call('HSET', group.prefix .. id, unpack(fields))
+  local key = group.prefix .. id
+  fields[2], fields[4], fields[6], fields[8], fields[10] = id, ARGV[j + 2], ARGV[j + 3], group.queue, priority
+  fields[14], fields[18], fields[20] = ARGV[j + 6], state, run_at_text
+  local n = 20
+  if timeout ~= '' then
+    fields[n + 1], fields[n + 2], n = 'timeout', timeout, n + 2
+  end
+  if digest ~= '' then
+    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'unique_key', ARGV[j + 8], 'unique_digest', digest
+    n = n + 4
+  end
+  redis.call('HSET', key, unpack(fields, 1, n))
+  if digest ~= '' and uniques then
+    add_member(unique_members, uniques, 0, unique_member(digest, id, group.queue))
+  end
   if state == 'scheduled' then
-    add_member(members, group.scheduled, num(run_at), id)
+    add_member(members, group.scheduled, run_at_text, id)
   else
-    add_member(members, group.available, priority, ready_member(run_at, id))
+    if run_at == now then
+      add_member(members, group.available, priority, ready_now .. id)
+    else
+      add_member(members, group.available, priority, ready_member(run_at, id))
+    end
     group.woken = true
   end
   if index then

@@ -134,7 +134,9 @@ pub async fn a_unique_key_of_any_size_is_accepted(storage: TestStorage) {
 
 /// One batch of 40,000 unique jobs over 20,000 keys (each key twice, the second half
 /// repeating the first) stores one job per key; every duplicate names the first job
-/// of its key.
+/// of its key. Then one batch of 10,000 jobs of a single key that do not block each
+/// other (only a running job blocks them) stores all of them. Both finish in seconds
+/// only if a job is not checked against every earlier job of its batch.
 pub async fn a_large_batch_of_unique_jobs_is_stored_once_each(storage: TestStorage) {
     const KEYS: usize = 20_000;
     let jobs: Vec<haul::NewJob> =
@@ -146,4 +148,12 @@ pub async fn a_large_batch_of_unique_jobs_is_stored_once_each(storage: TestStora
     assert_eq!(&outcome.ids[KEYS..], &firsts[..], "the second names the first");
     assert_eq!(outcome.duplicates, firsts);
     assert_eq!(total_jobs(&storage).await, KEYS as u64);
+
+    let jobs: Vec<haul::NewJob> =
+        (0..10_000).map(|_| job("default").unique(Unique::new("one").states([JobState::Running]))).collect();
+    let ids: Vec<haul::JobId> = jobs.iter().map(|job| job.id).collect();
+    let outcome = enqueue_outcome(&storage, jobs, at(1)).await;
+    assert_eq!(outcome.ids, ids, "no job of the batch blocks another");
+    assert!(outcome.duplicates.is_empty());
+    assert_eq!(total_jobs(&storage).await, KEYS as u64 + 10_000);
 }
