@@ -234,3 +234,14 @@ async fn a_panic_outside_the_handler_releases_the_claim() {
     let record = queue.get(id).await.unwrap().unwrap();
     assert_eq!((record.state, record.attempt), (JobState::Discarded, 1));
 }
+
+/// A worker id that storage could not record (a NUL or another control character would
+/// make every claim fail) is refused when the worker starts.
+#[tokio::test]
+async fn a_worker_id_with_a_control_character_is_refused_at_start() {
+    let storage = MemoryStorage::new();
+    for bad in ["a\0b", "line\nbreak", ""] {
+        let error = worker(&storage, "ids").worker_id(bad).build().run_until(std::future::ready(())).await.unwrap_err();
+        assert!(matches!(error, haul::Error::InvalidArgument(_)), "{bad:?}: {error:?}");
+    }
+}

@@ -6,9 +6,9 @@
 --
 -- Why slots rather than a lock per key: advisory locks live in the server's shared
 -- lock table, sized for `max_locks_per_transaction` (default 64) locks per connection,
--- so a batch of tens of thousands of keys ran out of shared memory. A key's slot is the first two bytes of its SHA-256
--- digest modulo 64 (`UNIQUE_LOCK_SLOTS` in src/storage.rs): any batch takes at most 64
--- locks, the budget PostgreSQL reserves per connection, whatever its size. The price:
+-- so a batch of tens of thousands of keys ran out of shared memory. A key's slot is the
+-- first two bytes of its SHA-256 digest modulo 64 (`UNIQUE_LOCK_SLOTS` in
+-- src/unique.rs): any batch takes at most 64 locks, the budget PostgreSQL reserves per connection, whatever its size. The price:
 -- two enqueues of different keys in one slot wait for each other (for the length of
 -- the shorter transaction; they never block each other's jobs), and a batch spanning
 -- every slot waits for every concurrent unique enqueue. A lock on the whole table
