@@ -1,5 +1,5 @@
-//! A worker frozen past its lease (SIGSTOP, as a long pause of its process or host
-//! would) while the other workers rescue and finish the jobs it held.
+//! A worker frozen past its lease (SIGSTOP, as a long pause of its process would) while
+//! the other workers rescue and finish the jobs it held.
 
 use std::{collections::HashSet, time::Duration};
 
