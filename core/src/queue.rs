@@ -59,7 +59,7 @@ impl Queue {
         I: IntoIterator<Item = J>,
     {
         let jobs = jobs.into_iter().map(|job| self.prepare(&job)).collect::<Result<Vec<_>>>()?;
-        self.insert(jobs).await
+        self.store(jobs).await
     }
 
     /// Inserts prepared jobs in one atomic batch, after checking each one
@@ -79,6 +79,13 @@ impl Queue {
                 return Err(Error::PayloadTooLarge { kind: job.kind.clone(), size, limit: self.max_args_bytes });
             }
         }
+        self.store(jobs).await
+    }
+
+    /// Stores jobs that [`Queue::prepare`] made: their arguments were size- and
+    /// depth-checked there, and the storage validates the rest
+    /// ([`NewJob::validate_batch`]), so they are not serialized or walked again here.
+    async fn store(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
         Ok(self.storage.enqueue(EnqueueParams::new(jobs)).await?.ids)
     }
 
@@ -244,7 +251,7 @@ impl<'a> IntoFuture for Enqueue<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let ids = self.queue.insert(vec![self.job?]).await?;
+            let ids = self.queue.store(vec![self.job?]).await?;
             ids.into_iter().next().ok_or_else(|| Error::InvalidArgument("the storage returned no id".into()))
         })
     }
