@@ -102,6 +102,15 @@ pub enum Error {
         /// The feature asked for.
         feature: &'static str,
     },
+    /// The storage is not set up for this version of haul (not migrated, or laid out
+    /// by an incompatible version); the message says what to do.
+    #[error("the {backend} storage is not ready: {reason}")]
+    StorageNotReady {
+        /// Which backend.
+        backend: &'static str,
+        /// What is missing or incompatible, and how to fix it.
+        reason: String,
+    },
     /// The worker is shutting down and does not accept the operation.
     #[error("the worker is shutting down")]
     ShuttingDown,

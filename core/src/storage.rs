@@ -90,6 +90,21 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Subscribes to wake-up signals sent when work becomes available.
     async fn subscribe(&self) -> Result<Wakeups>;
+
+    /// Prepares the storage for this version of haul: creates or upgrades what it needs
+    /// (PostgreSQL: the schema and its tables; Redis: the key layout's version marker).
+    /// Idempotent, and safe when several processes call it at once. The default does
+    /// nothing, for backends that need no setup (memory).
+    async fn migrate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checks that the storage is ready for this version of haul (migrated, in a layout
+    /// it understands), failing with [`crate::Error::StorageNotReady`] whose message says
+    /// how to fix it. Workers call it at start. The default finds nothing to check.
+    async fn check_ready(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Input of [`Storage::enqueue`].
@@ -552,5 +567,11 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
     async fn subscribe(&self) -> Result<Wakeups> {
         (**self).subscribe().await
+    }
+    async fn migrate(&self) -> Result<()> {
+        (**self).migrate().await
+    }
+    async fn check_ready(&self) -> Result<()> {
+        (**self).check_ready().await
     }
 }
