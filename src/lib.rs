@@ -11,6 +11,8 @@ pub use haul_core::{
     Retention, RetryAfter, RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Unique, Worker,
     WorkerBuilder, shutdown_signal,
 };
+#[doc(inline)]
+pub use haul_core::testing;
 /// The backend trait and its parameter types, for backend authors (unstable until 1.0).
 pub mod storage {
     #[doc(inline)]

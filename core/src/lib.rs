@@ -16,6 +16,7 @@ mod record;
 mod retry;
 mod storable;
 mod storage;
+pub mod testing;
 mod wakeup;
 mod worker;
 

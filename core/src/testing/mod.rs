@@ -1,0 +1,1 @@
+//! Helpers for testing an application's jobs without running a worker.
