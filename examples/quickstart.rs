@@ -157,3 +157,78 @@ async fn print_table(queue: &Queue) -> haul::Result<()> {
     }
     Ok(())
 }
+
+/// The jobs above, tested with `haul::testing`: no worker and no sleeping, the clock is
+/// moved by hand. `cargo test --example quickstart` runs them (so does
+/// `cargo test --workspace`).
+#[cfg(test)]
+mod tests {
+    use haul::testing::{DrainSummary, TestJobs};
+    use serde_json::json;
+
+    use super::*;
+
+    fn completed(n: usize) -> DrainSummary {
+        DrainSummary { completed: n, ..DrainSummary::default() }
+    }
+
+    #[tokio::test]
+    async fn image_resizes_go_to_the_images_queue_and_complete() -> haul::Result<()> {
+        let jobs = TestJobs::new(MemoryStorage::new());
+        let queue = Queue::new(jobs.storage());
+        queue.enqueue_many((0..5).map(|i| ResizeImage::new(i, 640))).await?;
+
+        jobs.assert_enqueued::<ResizeImage>(|job| job.image_id == 4 && job.width == 640).await;
+        jobs.assert_enqueued_json("resize_image", json!({ "image_id": 0 })).await;
+        assert!(jobs.enqueued().await?.iter().all(|job| job.queue == "images"));
+        assert_eq!(jobs.drain(["images"]).await?, completed(5));
+        jobs.refute_enqueued::<ResizeImage>(|_| true).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_flaky_api_call_succeeds_on_its_third_attempt() -> haul::Result<()> {
+        let jobs = TestJobs::new(MemoryStorage::new());
+        let queue = Queue::new(jobs.storage());
+        let id = queue.enqueue(CallFlakyApi::new("https://api.example.com/charge")).await?;
+        let failed = DrainSummary { failed: 1, ..DrainSummary::default() };
+
+        assert_eq!(jobs.drain_all().await?, failed);
+        assert_eq!(jobs.drain_all().await?, DrainSummary::default(), "the retry waits for its 500 ms backoff");
+        jobs.advance(Duration::from_millis(500));
+        assert_eq!(jobs.drain_all().await?, failed);
+        jobs.advance(Duration::from_millis(500));
+        assert_eq!(jobs.drain_all().await?, completed(1));
+
+        let job = queue.get(id).await?.map(|job| (job.state, job.attempt, job.errors.len()));
+        assert_eq!(job, Some((JobState::Completed, 3, 2)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_reminder_runs_three_seconds_later_with_the_mailer() -> haul::Result<()> {
+        let jobs = TestJobs::new(MemoryStorage::new()).state(Mailer { from: "robot@example.com" });
+        let queue = Queue::new(jobs.storage());
+        queue.enqueue(SendReminder::new("ada@example.com")).run_in(Duration::from_secs(3)).await?;
+
+        jobs.assert_enqueued::<SendReminder>(|job| job.to == "ada@example.com").await;
+        assert_eq!(jobs.drain_all().await?, DrainSummary::default(), "not due yet");
+        jobs.advance(Duration::from_secs(3));
+        assert_eq!(jobs.drain_all().await?, completed(1));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_report_never_runs() -> haul::Result<()> {
+        let jobs = TestJobs::new(MemoryStorage::new());
+        let queue = Queue::new(jobs.storage());
+        let id = queue.enqueue(BuildReport::new("2026-11-23")).run_in(Duration::from_secs(3600)).await?;
+        queue.cancel(id).await?;
+
+        jobs.refute_enqueued::<BuildReport>(|_| true).await;
+        jobs.advance(Duration::from_secs(2 * 3600));
+        assert_eq!(jobs.drain_all().await?, DrainSummary::default());
+        assert_eq!(queue.get(id).await?.map(|job| job.state), Some(JobState::Cancelled));
+        Ok(())
+    }
+}

@@ -11,8 +11,7 @@ pub use haul_core::{
     Retention, RetryAfter, RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Unique, Worker,
     WorkerBuilder, shutdown_signal,
 };
-#[doc(inline)]
-pub use haul_core::testing;
+pub mod testing;
 /// The backend trait and its parameter types, for backend authors (unstable until 1.0).
 pub mod storage {
     #[doc(inline)]
@@ -38,6 +37,60 @@ pub use haul_postgres::{PostgresConfig, PostgresStorage};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
 pub use haul_redis::{RedisConfig, RedisStorage};
+
+/// The PostgreSQL backend: everything [haul-postgres](https://docs.rs/haul-postgres)
+/// exports, so an application names it through `haul` alone.
+///
+/// Beyond the [`Storage`] calls every backend shares, it offers the calls that need
+/// the database: [`PostgresStorage::migrate`](postgres::PostgresStorage::migrate),
+/// enqueueing in the application's own `sqlx` transaction
+/// ([`PostgresStorage::enqueue_in_tx`](postgres::PostgresStorage::enqueue_in_tx)) and
+/// job-scoped transactions, whose commit also completes the job
+/// ([`JobTransaction`](postgres::JobTransaction)).
+///
+/// ```no_run
+/// use haul::JobContext;
+/// use haul::postgres::{JobTransaction, PostgresConfig, PostgresStorage};
+///
+/// # async fn example() -> haul::Result<()> {
+/// let config = PostgresConfig::new().schema("billing_jobs");
+/// let storage = PostgresStorage::connect_with("postgres://app@localhost/app", config).await?;
+/// storage.migrate().await?;
+/// # Ok(()) }
+/// /// In a handler: the job's writes go through `tx`, and its commit completes the job.
+/// async fn finish(storage: &PostgresStorage, ctx: &JobContext) -> haul::Result<()> {
+///     let tx: JobTransaction = storage.begin_job_transaction(ctx).await?;
+///     tx.commit().await
+/// }
+/// ```
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres {
+    #[doc(inline)]
+    pub use haul_postgres::*;
+}
+
+/// The Redis backend: everything [haul-redis](https://docs.rs/haul-redis) exports, so
+/// an application names it through `haul` alone.
+///
+/// Beyond the [`Storage`] calls every backend shares, it offers its own settings
+/// ([`RedisConfig`]: key prefix, eviction check) and Redis Cluster connections
+/// ([`RedisStorage::connect_cluster`](redis::RedisStorage::connect_cluster)).
+///
+/// ```no_run
+/// use haul::redis::{RedisConfig, RedisStorage};
+///
+/// # async fn example() -> haul::Result<()> {
+/// let storage = RedisStorage::connect_with("redis://127.0.0.1:6379", RedisConfig::new().prefix("billing")).await?;
+/// assert_eq!(storage.prefix(), "billing");
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis {
+    #[doc(inline)]
+    pub use haul_redis::*;
+}
 
 /// Everything the quickstart needs, in one `use haul::prelude::*;`.
 pub mod prelude {

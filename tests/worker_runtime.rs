@@ -118,12 +118,14 @@ async fn needs_state(_missing: State<Gate>) -> Result<(), JobError> {
     Ok(())
 }
 
+/// Sent to another queue than its kind's default, so the worker does not know the job
+/// when it starts (a worker of the default queue would refuse to start without the state).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_state_is_a_recorded_failure_naming_the_type() {
     let storage = MemoryStorage::new();
     let queue = Queue::new(storage.clone());
-    let id = queue.enqueue(NeedsState::new()).max_attempts(1).await.unwrap();
-    let running = RunningWorker::start(worker(&storage, "stateful").build());
+    let id = queue.enqueue(NeedsState::new()).queue("stateful.elsewhere").max_attempts(1).await.unwrap();
+    let running = RunningWorker::start(worker(&storage, "stateful.elsewhere").build());
     let job = job_in_state(&queue, id, JobState::Discarded).await;
     running.stop().await.unwrap();
     assert!(job.errors[0].message.contains("Gate"), "{}", job.errors[0].message);
@@ -206,7 +208,12 @@ const _: () = {
 };
 
 haul::__private::inventory::submit! {
-    haul::__private::JobKind { name: PANICS_IN_OPTIONS, rust_type: "PanicsInOptions", options: haul::JobOptions::new }
+    haul::__private::JobKind {
+        name: PANICS_IN_OPTIONS,
+        rust_type: "PanicsInOptions",
+        options: haul::JobOptions::new,
+        injected: &[],
+    }
 }
 
 /// A panic in the runtime outside a handler does not leave the job `running` with its

@@ -208,11 +208,57 @@ impl<T> Deref for State<T> {
 pub trait FromContext: Sized {
     /// Extracts the value from the running job's context.
     fn from_context(ctx: &JobContext) -> Result<Self, JobError>;
+
+    /// The application state this value is taken from, if any. `#[job]` records it in
+    /// the kind's registration, so that a worker missing it fails when it starts
+    /// rather than at each attempt. The default needs none.
+    fn required_state() -> Option<StateRequirement> {
+        None
+    }
 }
 
 impl<T: Send + Sync + 'static> FromContext for State<T> {
     fn from_context(ctx: &JobContext) -> Result<Self, JobError> {
         ctx.state::<T>()
+    }
+
+    fn required_state() -> Option<StateRequirement> {
+        Some(StateRequirement::of::<T>())
+    }
+}
+
+/// A type of application state that a handler needs from its worker (registered with
+/// `Worker::builder(..).state(value)`), as [`FromContext::required_state`] declares it.
+///
+/// ```
+/// use haul_core::{StateMap, StateRequirement};
+///
+/// struct Mailer;
+/// let needed = StateRequirement::of::<Mailer>();
+/// assert!(needed.type_name().ends_with("Mailer"));
+/// assert!(!StateMap::new().provides(needed));
+/// assert!(StateMap::new().with(Mailer).provides(needed));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StateRequirement {
+    type_id: TypeId,
+    type_name: &'static str,
+}
+
+impl StateRequirement {
+    /// The state of type `T`.
+    pub fn of<T: Send + Sync + 'static>() -> Self {
+        Self { type_id: TypeId::of::<T>(), type_name: type_name::<T>() }
+    }
+
+    /// The identity of the state's type.
+    pub fn type_id(&self) -> TypeId {
+        self.type_id
+    }
+
+    /// The state's type, as Rust names it (for messages).
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
     }
 }
 
@@ -254,6 +300,11 @@ impl StateMap {
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.values.get(&TypeId::of::<T>()).and_then(|value| Arc::clone(value).downcast::<T>().ok())
     }
+
+    /// Whether the map holds the state `requirement` names.
+    pub fn provides(&self, requirement: StateRequirement) -> bool {
+        self.values.contains_key(&requirement.type_id)
+    }
 }
 
 impl fmt::Debug for StateMap {
@@ -272,6 +323,17 @@ mod tests {
         assert_eq!(ctx.state::<u32>().map(|s| *s + 1).ok(), Some(42));
         let missing = ctx.state::<String>().err();
         assert!(missing.is_some_and(|e| e.message().contains("alloc::string::String")));
+    }
+
+    #[test]
+    fn state_declares_its_type_and_other_injected_values_need_none() {
+        let needed = <State<u32> as FromContext>::required_state();
+        assert_eq!(needed, Some(StateRequirement::of::<u32>()));
+        assert_eq!(needed.map(|needed| needed.type_name()), Some("u32"));
+        assert_eq!(<JobContext as FromContext>::required_state(), None);
+        let states = StateMap::new().with(1_u32);
+        assert!(states.provides(StateRequirement::of::<u32>()));
+        assert!(!states.provides(StateRequirement::of::<u64>()));
     }
 
     #[test]

@@ -70,7 +70,10 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(Cow<'static, str>),
     /// The serialized arguments are larger than the configured limit.
-    #[error("job kind `{kind}` has {size} bytes of arguments, more than the limit of {limit}")]
+    #[error(
+        "job kind `{kind}` has {size} bytes of arguments, more than the limit of {limit}; store large data \
+         elsewhere and pass a reference to it, or raise the limit with `Queue::max_args_bytes`"
+    )]
     PayloadTooLarge {
         /// The job kind.
         kind: String,
@@ -110,6 +113,21 @@ pub enum Error {
         backend: &'static str,
         /// What is missing or incompatible, and how to fix it.
         reason: String,
+    },
+    /// A job kind that a worker may run takes `State<T>`, and the worker was not given a
+    /// `T`. Reported when the worker starts (see `Worker::run_until` for which kinds are
+    /// checked).
+    #[error(
+        "job kind `{kind}` takes `State<{type_name}>`, but this worker, which serves its queue `{queue}`, has no \
+         such state: add it with `Worker::builder(..).state(value)` (or `.shared_state(arc)`)"
+    )]
+    MissingState {
+        /// The job kind.
+        kind: String,
+        /// The kind's default queue, which the worker serves.
+        queue: String,
+        /// The type of the missing state.
+        type_name: &'static str,
     },
     /// The worker is shutting down and does not accept the operation.
     #[error("the worker is shutting down")]
@@ -185,5 +203,18 @@ impl Error {
     /// ```
     pub fn is_transient(&self) -> bool {
         matches!(self.kind(), Some(ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Conflict))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_over_the_limit_are_told_how_to_raise_it() {
+        let error = Error::PayloadTooLarge { kind: "resize".to_owned(), size: 2048, limit: 1024 };
+        let message = error.to_string();
+        assert!(message.starts_with("job kind `resize` has 2048 bytes of arguments, more than the limit of 1024"));
+        assert!(message.contains("`Queue::max_args_bytes`"), "{message}");
     }
 }

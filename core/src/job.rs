@@ -1,10 +1,10 @@
 //! The `Job` trait, its static options, and the registry of job kinds.
 
-use std::{borrow::Cow, collections::HashMap, time::Duration};
+use std::{borrow::Cow, collections::HashMap, sync::OnceLock, time::Duration};
 
 use async_trait::async_trait;
 
-use crate::{Error, JobContext, JobError, Result, RetryPolicy};
+use crate::{Error, JobContext, JobError, Result, RetryPolicy, StateMap, StateRequirement};
 
 /// Queue used when a job names none.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -113,6 +113,17 @@ pub struct JobKind {
     pub rust_type: &'static str,
     /// The kind's static options.
     pub options: fn() -> JobOptions,
+    /// [`FromContext::required_state`](crate::FromContext::required_state) of each
+    /// argument the worker injects into the handler (`&[]` when it takes none): what a
+    /// worker running this kind must be given.
+    pub injected: &'static [fn() -> Option<StateRequirement>],
+}
+
+impl JobKind {
+    /// The application state the handler needs from its worker.
+    pub fn required_states(&self) -> impl Iterator<Item = StateRequirement> + '_ {
+        self.injected.iter().filter_map(|required_state| required_state())
+    }
 }
 
 inventory::collect!(JobKind);
@@ -122,18 +133,77 @@ pub fn registered_kinds() -> impl Iterator<Item = &'static JobKind> {
     inventory::iter::<JobKind>.into_iter()
 }
 
-/// Checks that no two job types registered the same kind name.
+/// Checks that every registered kind name is valid and that no two job types
+/// registered the same one ([`Error::DuplicateKind`], for the first such name in
+/// alphabetical order).
 pub fn check_registered_kinds() -> Result<()> {
-    let mut seen: HashMap<&'static str, &'static str> = HashMap::new();
     for kind in registered_kinds() {
         crate::validate_kind_name(kind.name)?;
-        if let Some(first) = seen.insert(kind.name, kind.rust_type) {
-            let (first, second) =
-                if first <= kind.rust_type { (first, kind.rust_type) } else { (kind.rust_type, first) };
-            return Err(Error::DuplicateKind { kind: kind.name.to_owned(), first, second });
-        }
     }
-    Ok(())
+    let first = duplicate_kinds().iter().min_by_key(|(name, _)| **name);
+    match first {
+        Some((name, types)) => Err(duplicate_kind(name, *types)),
+        None => Ok(()),
+    }
+}
+
+/// Checks that `kind` is registered by at most one job type: a producer must not
+/// enqueue a job that workers of this binary could decode as another type.
+pub(crate) fn check_kind_not_duplicated(kind: &str) -> Result<()> {
+    match duplicate_kinds().get(kind) {
+        Some(types) => Err(duplicate_kind(kind, *types)),
+        None => Ok(()),
+    }
+}
+
+/// The kind names registered by more than one job type, each with the first two such
+/// types in alphabetical order. Computed once: the registry is fixed at link time.
+fn duplicate_kinds() -> &'static HashMap<&'static str, (&'static str, &'static str)> {
+    static DUPLICATES: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> = OnceLock::new();
+    DUPLICATES.get_or_init(|| {
+        let mut types: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
+        for kind in registered_kinds() {
+            types.entry(kind.name).or_default().push(kind.rust_type);
+        }
+        types
+            .into_iter()
+            .filter_map(|(name, mut types)| {
+                types.sort_unstable();
+                match types.as_slice() {
+                    [first, second, ..] => Some((name, (*first, *second))),
+                    _ => None,
+                }
+            })
+            .collect()
+    })
+}
+
+fn duplicate_kind(kind: &str, (first, second): (&'static str, &'static str)) -> Error {
+    Error::DuplicateKind { kind: kind.to_owned(), first, second }
+}
+
+/// Checks that `states` holds every state needed by the registered kinds whose default
+/// queue is one of `queues` ([`Error::MissingState`] for the first missing one, by kind
+/// name then type name). Kinds enqueued to another queue than their default are not
+/// known here: a missing state fails their attempts instead.
+pub(crate) fn check_required_states(queues: &[String], states: &StateMap) -> Result<()> {
+    let mut missing: Vec<(&'static str, String, &'static str)> = Vec::new();
+    for kind in registered_kinds() {
+        let unmet: Vec<StateRequirement> = kind.required_states().filter(|needed| !states.provides(*needed)).collect();
+        if unmet.is_empty() {
+            continue;
+        }
+        // Only read for kinds that need something the worker lacks.
+        let queue = (kind.options)().queue;
+        if !queues.iter().any(|served| *served == queue) {
+            continue;
+        }
+        missing.extend(unmet.into_iter().map(|needed| (kind.name, queue.clone().into_owned(), needed.type_name())));
+    }
+    match missing.into_iter().min() {
+        Some((kind, queue, type_name)) => Err(Error::MissingState { kind: kind.to_owned(), queue, type_name }),
+        None => Ok(()),
+    }
 }
 
 /// Whether `name` is a registered kind.
@@ -185,4 +255,57 @@ pub(crate) fn encode_args_sized<J: Job + serde::Serialize>(job: &J) -> Result<(s
         ));
     }
     Ok((args, json.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FromContext;
+
+    /// State only the test kind below needs.
+    struct Ledger;
+
+    fn ledger_queue() -> JobOptions {
+        JobOptions::new().queue("core_tests.ledger")
+    }
+
+    inventory::submit! {
+        JobKind {
+            name: "core_tests.needs_ledger",
+            rust_type: "core_tests::NeedsLedger",
+            options: ledger_queue,
+            injected: &[<crate::JobContext as FromContext>::required_state, <crate::State<Ledger> as FromContext>::required_state],
+        }
+    }
+
+    fn queues(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_kind_records_the_state_its_injected_arguments_need() {
+        let kind = registered_kinds().find(|kind| kind.name == "core_tests.needs_ledger");
+        let needed: Vec<StateRequirement> = kind.map(|kind| kind.required_states().collect()).unwrap_or_default();
+        assert_eq!(needed, vec![StateRequirement::of::<Ledger>()]);
+    }
+
+    #[test]
+    fn a_worker_serving_the_kinds_queue_without_its_state_is_refused_naming_kind_type_and_fix() {
+        let error = check_required_states(&queues(&["other", "core_tests.ledger"]), &StateMap::new()).err();
+        let Some(Error::MissingState { kind, queue, type_name }) = &error else {
+            panic!("expected MissingState, got {error:?}");
+        };
+        assert_eq!((kind.as_str(), queue.as_str()), ("core_tests.needs_ledger", "core_tests.ledger"));
+        assert!(type_name.ends_with("Ledger"), "{type_name}");
+        let message = error.map(|error| error.to_string()).unwrap_or_default();
+        assert!(message.contains("`State<") && message.contains("Ledger>`"), "{message}");
+        assert!(message.contains("Worker::builder(..).state(value)"), "{message}");
+    }
+
+    #[test]
+    fn the_state_given_or_a_queue_not_served_passes_the_check() {
+        let served = queues(&["core_tests.ledger"]);
+        assert!(check_required_states(&served, &StateMap::new().with(Ledger)).is_ok());
+        assert!(check_required_states(&queues(&["default"]), &StateMap::new()).is_ok());
+    }
 }

@@ -6,6 +6,7 @@
 //! `Storage` trait is **unstable until 1.0**.
 
 mod context;
+mod debug_impls;
 mod error;
 mod id;
 pub mod job;
@@ -17,10 +18,11 @@ mod retry;
 mod storable;
 mod storage;
 pub mod testing;
+pub mod url_param;
 mod wakeup;
 mod worker;
 
-pub use context::{FromContext, JobContext, State, StateMap, StopReason};
+pub use context::{FromContext, JobContext, State, StateMap, StateRequirement, StopReason};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use id::{Claim, JobId, LeaseToken};
 pub use job::{Job, JobKind, JobOptions};

@@ -1,5 +1,7 @@
 //! The producer handle: enqueue typed jobs, and the operator's calls on them.
 
+mod debug;
+
 use std::{
     future::{Future, IntoFuture},
     pin::Pin,
@@ -9,7 +11,9 @@ use std::{
 
 use crate::{
     EnqueueParams, Error, Job, JobId, JobRecord, ListParams, NewJob, QueueCounts, Result, RunAt, Storage, Timestamp,
-    Unique, job::encode_args_sized, validate_queue_name,
+    Unique,
+    job::{check_kind_not_duplicated, encode_args_sized},
+    validate_queue_name,
 };
 
 /// A job type the queue can enqueue: a [`Job`] that serializes, and deserializes again
@@ -96,8 +100,12 @@ impl Queue {
     /// [`crate::MAX_ARGS_DEPTH`] ([`Error::InvalidArgument`]), or that do not read back
     /// as the job's type ([`Error::Serialization`]; e.g. a NaN or infinite `f64`, which
     /// JSON stores as `null`).
+    ///
+    /// Refuses too a job whose kind name two job types of this binary register
+    /// ([`Error::DuplicateKind`]): its workers could not tell which one to run.
     pub fn prepare<J: EnqueueJob>(&self, job: &J) -> Result<NewJob> {
         let kind = job.typetag_name();
+        check_kind_not_duplicated(kind)?;
         let (args, size) = encode_args_sized(job)?;
         if size > self.max_args_bytes {
             return Err(Error::PayloadTooLarge { kind: kind.to_owned(), size, limit: self.max_args_bytes });

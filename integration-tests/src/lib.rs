@@ -160,6 +160,17 @@ macro_rules! conformance_suite {
                 every_subscriber_is_woken requires(Wakeups),
                 an_idle_worker_is_woken_by_new_work requires(Wakeups),
             }
+            setup [multi_thread] {
+                migrate_is_idempotent_and_the_storage_is_ready_after_it,
+                concurrent_migrations_all_succeed,
+            }
+            testing [current] {
+                a_drain_runs_due_jobs_and_the_jobs_they_enqueue,
+                a_failed_job_runs_again_once_the_test_clock_passes_its_backoff,
+                a_scheduled_job_runs_once_the_test_clock_reaches_it,
+                the_assertions_read_the_enqueued_jobs,
+                an_inline_enqueue_runs_the_job_before_it_returns,
+            }
             worker [multi_thread] {
                 runs_a_batch_of_jobs_to_completion,
                 graceful_shutdown_lets_jobs_in_flight_finish_and_loses_none,

@@ -50,6 +50,7 @@ pub(crate) fn expand(job: &JobFn<'_>) -> TokenStream {
     let new_doc = format!(" Creates the job `{fn_ident}` with its arguments; enqueue it with `Queue::enqueue`.");
 
     let perform = perform_body(job);
+    let injected = injected_requirements(job);
     let options = options_body(&job.options);
     let rust_type = LitStr::new(&format!("::{struct_ident}"), struct_ident.span());
 
@@ -103,6 +104,7 @@ pub(crate) fn expand(job: &JobFn<'_>) -> TokenStream {
                     name: #kind,
                     rust_type: ::core::concat!(::core::module_path!(), #rust_type),
                     options: __haul_options,
+                    injected: &[#(#injected),*],
                 }
             }
         };
@@ -138,6 +140,20 @@ fn perform_body(job: &JobFn<'_>) -> TokenStream {
         let #result = #fn_ident(#(#call_args),*).await;
         #convert
     }
+}
+
+/// `<T as FromContext>::required_state` for each injected argument of type `T`, which
+/// the registration lists so that a worker can check at start that it has the state.
+fn injected_requirements(job: &JobFn<'_>) -> Vec<TokenStream> {
+    job.params
+        .iter()
+        .filter_map(|param| match param {
+            Param::Injected { ty } => Some(quote_spanned! {ty.span()=>
+                <#ty as ::haul::__private::FromContext>::required_state
+            }),
+            Param::Stored { .. } | Param::ContextRef => None,
+        })
+        .collect()
 }
 
 /// `JobOptions::new()` with each option that was given.

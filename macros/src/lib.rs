@@ -47,8 +47,10 @@ use proc_macro::TokenStream;
 ///   numbers, `bool` and `char` as themselves, so literals infer);
 /// - an implementation of `haul::Job` that rebuilds the arguments, injects the others and
 ///   calls the function;
-/// - the registration of the kind name, so a worker can decode stored jobs of this kind and
-///   report two types that claim the same name when it starts.
+/// - the registration of the kind name and of the state its `State<T>` arguments need, so
+///   a worker can decode stored jobs of this kind, and report when it starts two types
+///   that claim the same name or a state it was not given (a producer refuses to enqueue
+///   a kind registered twice too).
 ///
 /// # Arguments
 ///
@@ -56,7 +58,7 @@ use proc_macro::TokenStream;
 ///
 /// | Type | Value |
 /// |------|-------|
-/// | `State<T>` | the `T` registered with `Worker::builder(..).state(value)`; the attempt fails with a clear message if none is |
+/// | `State<T>` | the `T` registered with `Worker::builder(..).state(value)`; a worker serving the kind's default queue without one fails at start (`Error::MissingState`), and a job of the kind enqueued to another queue fails its attempt with a clear message |
 /// | `JobContext`, `&JobContext` | the running job: id, attempt, queue, and the stop token to watch in long work |
 ///
 /// An injected argument may use a pattern (`State(db): State<Db>`). Every other argument is

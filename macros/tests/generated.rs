@@ -130,6 +130,19 @@ fn every_job_kind_is_registered_with_its_rust_type_and_options() {
     haul_core::job::check_registered_kinds().unwrap();
 }
 
+#[test]
+fn each_kind_records_the_state_its_injected_arguments_need() {
+    let needs = |name: &str| -> Vec<haul_core::StateRequirement> {
+        registered_kinds().find(|kind| kind.name == name).unwrap().required_states().collect()
+    };
+    let outbox = haul_core::StateRequirement::of::<Outbox>();
+    assert_eq!(needs("send_email"), [outbox]);
+    // A pattern (`State(outbox): State<Outbox>`) and a context argument.
+    assert_eq!(needs("reports:nightly"), [outbox]);
+    assert_eq!(needs("type"), [], "a `JobContext` needs no state");
+    assert_eq!(needs("ping"), []);
+}
+
 #[tokio::test]
 async fn the_original_function_is_still_callable() {
     let ctx = test_context();

@@ -15,6 +15,15 @@
 //! `haul::Worker` (or get it from `haul::connect("memory://")`). Jobs live in the
 //! process and are gone when it exits; clones of a `MemoryStorage` share the same jobs.
 //!
+//! # This process only
+//!
+//! `memory://` is not shared: another process that opens `memory://` gets storage of
+//! its own, empty, and a job enqueued by a web server is never seen by a worker running
+//! in another process. Nor does this process see its jobs again after a restart. Use it
+//! for tests, for development, and for applications whose producer and worker run in
+//! one process and can lose queued jobs on exit; use PostgreSQL or Redis otherwise. A
+//! worker on this backend says so in its first log line.
+//!
 //! # Semantics
 //!
 //! Every time-dependent call uses the `now` it is given, or the process clock.
@@ -80,6 +89,13 @@ use haul_core::WakeupSender;
 use crate::store::Store;
 
 /// Jobs kept in this process. Cheap to clone; clones share the same jobs.
+///
+/// Only this process sees them: other processes (each `MemoryStorage::new()` or
+/// `memory://` is storage of its own), and this process after a restart, do not. See
+/// [the crate docs](crate#this-process-only).
+///
+/// Nothing needs setting up: [`Storage::migrate`](haul_core::Storage::migrate) and
+/// [`Storage::check_ready`](haul_core::Storage::check_ready) keep their defaults.
 #[derive(Clone, Default)]
 pub struct MemoryStorage {
     shared: Arc<Shared>,

@@ -347,10 +347,10 @@ impl Storage for PostgresStorage {
             let jobs = count(row, "jobs")?;
             let entry = queues.entry(queue.clone()).or_insert_with(|| QueueCounts::new(queue, false, BTreeMap::new()));
             entry.paused |= paused;
-            if let Some(state) = state {
-                if jobs > 0 {
-                    entry.states.insert(parse_state(&state)?, jobs);
-                }
+            if let Some(state) = state
+                && jobs > 0
+            {
+                entry.states.insert(parse_state(&state)?, jobs);
             }
         }
         Ok(queues.into_values().collect())
@@ -368,5 +368,21 @@ impl Storage for PostgresStorage {
         let _ = self.inner.local_wakeups.set(started.sender().clone());
         *listener = Some(started);
         Ok(wakeups)
+    }
+
+    /// [`PostgresStorage::migrate`]: creates the schema and applies the embedded
+    /// migrations it lacks, under sqlx's advisory lock (so concurrent calls are safe).
+    async fn migrate(&self) -> Result<()> {
+        PostgresStorage::migrate(self).await
+    }
+
+    /// Checks that `<schema>._sqlx_migrations` records every migration this build
+    /// embeds as applied; otherwise (no schema, no table, or missing versions) fails
+    /// with [`Error::StorageNotReady`] naming the schema, what it lacks, and the fix
+    /// (call `storage.migrate()` once, or connect with `?migrate=true`). Versions that
+    /// this build does not know, applied by a newer haul, are accepted as long as every
+    /// version of this build is applied too.
+    async fn check_ready(&self) -> Result<()> {
+        self.check_migrated().await
     }
 }

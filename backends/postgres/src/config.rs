@@ -1,30 +1,57 @@
 //! Configuration of a [`crate::PostgresStorage`].
 
-use haul_core::{Result, validate_namespace};
+use std::time::Duration;
+
+use haul_core::{Error, Result, validate_namespace};
+use sqlx::postgres::PgPoolOptions;
 
 /// The schema used when none is configured.
 pub const DEFAULT_SCHEMA: &str = "haul";
 
-/// Where and how a [`crate::PostgresStorage`] keeps its tables.
+/// The pool size used when none is configured (sqlx's default).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// How long a call waits for a connection of the pool when none is configured (sqlx's
+/// default).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where and how a [`crate::PostgresStorage`] keeps its tables, and the pool it opens
+/// when it connects ([`crate::PostgresStorage::connect_with`]).
 ///
 /// ```
+/// use std::time::Duration;
+///
 /// use haul_postgres::PostgresConfig;
 ///
-/// let config = PostgresConfig::new().schema("billing_jobs");
+/// let config = PostgresConfig::new().schema("billing_jobs").max_connections(20).acquire_timeout(Duration::from_secs(5));
 /// assert_eq!(config.schema_name(), "billing_jobs");
+/// assert_eq!(config.pool_options().get_max_connections(), 20);
 /// assert!(config.validate().is_ok());
 /// assert!(PostgresConfig::new().schema("Robert'); DROP TABLE jobs;--").validate().is_err());
+/// assert!(PostgresConfig::new().max_connections(2).min_connections(3).validate().is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PostgresConfig {
     schema: String,
+    max_connections: u32,
+    min_connections: u32,
+    acquire_timeout: Duration,
+    migrate_on_connect: bool,
 }
 
 impl PostgresConfig {
-    /// The default configuration: schema `haul`.
+    /// The default configuration: schema `haul`, a pool of at most 10 connections
+    /// (none kept open when idle) that waits up to 30 s for a free connection, and no
+    /// migration when connecting.
     pub fn new() -> Self {
-        Self { schema: DEFAULT_SCHEMA.to_owned() }
+        Self {
+            schema: DEFAULT_SCHEMA.to_owned(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            min_connections: 0,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            migrate_on_connect: false,
+        }
     }
 
     /// Sets the schema holding the `jobs` and `queues` tables (default `haul`): 1 to
@@ -35,14 +62,82 @@ impl PostgresConfig {
         self
     }
 
+    /// Sets how many connections the pool opened by
+    /// [`crate::PostgresStorage::connect_with`] may hold (default 10, at least 1). A
+    /// pool given to [`crate::PostgresStorage::from_pool_with`] keeps its own settings.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets how many connections that pool keeps open even when idle (default 0, at
+    /// most [`PostgresConfig::max_connections`]).
+    pub fn min_connections(mut self, min: u32) -> Self {
+        self.min_connections = min;
+        self
+    }
+
+    /// Sets how long a call waits for a connection of that pool before it fails with a
+    /// timeout (default 30 s); connecting waits as long at most for the server's
+    /// answer.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Runs [`Storage::migrate`](haul_core::Storage::migrate) as part of connecting (the
+    /// URL's `migrate=true`), so that the storage returned has its tables. Off by
+    /// default: migrations are usually a deployment step.
+    pub fn migrate_on_connect(mut self, migrate: bool) -> Self {
+        self.migrate_on_connect = migrate;
+        self
+    }
+
     /// The configured schema.
     pub fn schema_name(&self) -> &str {
         &self.schema
     }
 
-    /// Checks the configuration ([`haul_core::Error::InvalidName`] for a bad schema).
+    /// The options of the pool [`crate::PostgresStorage::connect_with`] opens: the
+    /// configured size and acquire timeout, sqlx's defaults otherwise.
+    pub fn pool_options(&self) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .acquire_timeout(self.acquire_timeout)
+    }
+
+    /// How long connecting waits for the server's first answer: the acquire timeout.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// Whether connecting runs the migrations ([`PostgresConfig::migrate_on_connect`]).
+    pub fn migrates_on_connect(&self) -> bool {
+        self.migrate_on_connect
+    }
+
+    /// Checks the configuration: [`haul_core::Error::InvalidName`] for a bad schema,
+    /// [`haul_core::Error::InvalidArgument`] for a pool of no connection, a minimum
+    /// above the maximum, or a zero acquire timeout.
     pub fn validate(&self) -> Result<()> {
-        validate_namespace(&self.schema)
+        validate_namespace(&self.schema)?;
+        if self.max_connections == 0 {
+            return Err(Error::InvalidArgument("max_connections must be at least 1".into()));
+        }
+        if self.min_connections > self.max_connections {
+            return Err(Error::InvalidArgument(
+                format!(
+                    "min_connections ({}) must not be above max_connections ({})",
+                    self.min_connections, self.max_connections
+                )
+                .into(),
+            ));
+        }
+        if self.acquire_timeout.is_zero() {
+            return Err(Error::InvalidArgument("acquire_timeout must be above zero".into()));
+        }
+        Ok(())
     }
 }
 

@@ -7,13 +7,16 @@ mod error;
 mod job_tx;
 mod listen;
 mod notify;
+mod pool;
 mod queries;
+mod readiness;
 mod row;
 mod slow;
 mod storage;
 mod unique;
+mod url;
 
-pub use config::{DEFAULT_SCHEMA, PostgresConfig};
+pub use config::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SCHEMA, PostgresConfig};
 pub use job_tx::JobTransaction;
 pub use storage::PostgresStorage;
 

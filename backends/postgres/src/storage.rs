@@ -18,14 +18,16 @@ use crate::{
     error::{corrupt, map_sqlx_error},
     listen::Listener,
     notify::Notifier,
+    pool::open_pool,
     queries::Queries,
     row::{micros, timeout_ms},
     slow::SlowStatements,
     unique::{EarlierJobs, lock_slots, unique_digest},
+    url::PostgresUrl,
 };
 
 /// The embedded migrations (`backends/postgres/migrations/*.sql`).
-static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+pub(crate) static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 /// Job storage in PostgreSQL: one `jobs` table in a configurable schema, claims with
 /// `FOR UPDATE SKIP LOCKED`, wake-ups with LISTEN/NOTIFY, and enqueue inside the
@@ -71,17 +73,57 @@ pub(crate) struct Inserted {
 }
 
 impl PostgresStorage {
-    /// Connects a pool to `url` (default pool options) with the default schema
-    /// (`haul`). Runs no DDL: call [`PostgresStorage::migrate`] once to create the tables.
+    /// Connects a pool to the PostgreSQL server `url` names, with the
+    /// [`PostgresConfig`] its query parameters set (the defaults otherwise: schema
+    /// `haul`, sqlx's pool size and timeouts). Runs no DDL unless the URL says
+    /// `migrate=true`: call [`PostgresStorage::migrate`] once to create the tables.
+    ///
+    /// haul reads `schema`, `max_connections`, `min_connections`, `acquire_timeout`
+    /// and `migrate` from the query; the parameters sqlx reads as libpq does
+    /// (`sslmode`, `sslrootcert`, `application_name`, `options`, `host`, `port`, …) go
+    /// to sqlx; any other parameter is an
+    /// [`Error::InvalidArgument`] that lists the known ones. The table of every
+    /// parameter, with examples, is in the docs of
+    /// [`haul::connect`](https://docs.rs/haul/latest/haul/fn.connect.html).
+    ///
+    /// ```no_run
+    /// # async fn example() -> haul_core::Result<()> {
+    /// use haul_postgres::PostgresStorage;
+    ///
+    /// let url = "postgres://app@db.internal/app?schema=billing_jobs&max_connections=20&application_name=billing";
+    /// let storage = PostgresStorage::connect(url).await?;
+    /// assert_eq!(storage.schema(), "billing_jobs");
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, PostgresConfig::new()).await
     }
 
-    /// Connects a pool to `url` (default pool options) with `config`.
+    /// Connects as [`PostgresStorage::connect`] does, starting from `config`: the URL's
+    /// parameters take precedence over it. The configuration is checked before
+    /// connecting ([`PostgresConfig::validate`]).
+    ///
+    /// Connecting fails fast, and says why: one connection is opened directly before
+    /// the pool (whose own connections would retry a refused server until
+    /// `acquire_timeout` and report only a timeout), so a refused connection, a failed
+    /// password or an unknown database come back at once with the server's or the
+    /// driver's reason ("cannot connect to PostgreSQL at host:port: … Connection
+    /// refused"), as an [`Error::Backend`] of kind
+    /// [`Connection`](haul_core::ErrorKind::Connection) where it is one. A server that
+    /// does not answer at all fails after `acquire_timeout`.
+    ///
+    /// With [`PostgresConfig::migrate_on_connect`] (`migrate=true`), runs
+    /// [`Storage::migrate`](haul_core::Storage::migrate) before returning.
     pub async fn connect_with(url: &str, config: PostgresConfig) -> Result<Self> {
+        let PostgresUrl { connect_options, settings } = crate::url::parse(url)?;
+        let config = settings.apply_to(config);
         config.validate()?;
-        let pool = PgPoolOptions::new().connect(url).await.map_err(map_sqlx_error)?;
-        Self::from_pool_with(pool, config)
+        let pool = open_pool(connect_options, &config).await?;
+        let storage = Self::from_pool_with(pool, config.clone())?;
+        if config.migrates_on_connect() {
+            haul_core::Storage::migrate(&storage).await?;
+        }
+        Ok(storage)
     }
 
     /// Uses an existing pool with the default schema (`haul`). Tune the pool (size,
@@ -91,6 +133,9 @@ impl PostgresStorage {
     }
 
     /// Uses an existing pool with `config` ([`Error::InvalidName`] for a bad schema).
+    /// The pool keeps its own size and timeouts, and nothing is migrated: the pool
+    /// settings and [`PostgresConfig::migrate_on_connect`] are for
+    /// [`PostgresStorage::connect_with`].
     pub fn from_pool_with(pool: PgPool, config: PostgresConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self::build(pool, config.schema_name().to_owned()))

@@ -192,14 +192,24 @@ async fn notes_of(storage: &PostgresStorage, table: &str, id: JobId) -> Vec<Stri
         .collect()
 }
 
+/// A worker on the default queue, which every job of this file uses, so it is given
+/// every state they take (a worker missing one fails at start): placeholders for
+/// `Done` and `Steps`, which a test replaces with the one it watches.
 fn worker(storage: &PostgresStorage, reports: &Reports) -> WorkerBuilder {
     let recording = Recording { storage: storage.clone(), reports: reports.clone() };
+    let steps = Steps {
+        written: mpsc::unbounded_channel().0,
+        go: tokio::sync::Mutex::new(None),
+        committed: mpsc::unbounded_channel().0,
+    };
     Worker::builder(recording)
         .worker_id("worker-a")
         .concurrency(1)
         .lease(LONG_LEASE)
         .poll_interval(Duration::from_millis(50))
         .state(storage.clone())
+        .state(Done { tx: mpsc::unbounded_channel().0 })
+        .state(steps)
 }
 
 async fn job(storage: &PostgresStorage, id: JobId) -> JobRecord {

@@ -28,11 +28,14 @@ pub struct RedisConfig {
     /// server may evict job keys under memory pressure and lose jobs without a trace.
     /// See the crate docs (Setup, Persistence) for when the check runs.
     pub allow_eviction: bool,
+    /// Whether connecting also runs [`Storage::migrate`](haul_core::Storage::migrate)
+    /// before it returns (the URL's `migrate=true`). Off by default.
+    pub migrate_on_connect: bool,
 }
 
 impl RedisConfig {
-    /// The defaults: prefix `haul`, 10 s response timeout, 5 s connection timeout, and a
-    /// server that may evict keys is refused.
+    /// The defaults: prefix `haul`, 10 s response timeout, 5 s connection timeout, a
+    /// server that may evict keys is refused, and connecting runs no migration.
     pub fn new() -> Self {
         Self::default()
     }
@@ -63,6 +66,14 @@ impl RedisConfig {
         self
     }
 
+    /// Runs [`Storage::migrate`](haul_core::Storage::migrate) as part of connecting (the
+    /// URL's `migrate=true`), so that the storage returned is ready for this version of
+    /// haul.
+    pub fn migrate_on_connect(mut self, migrate: bool) -> Self {
+        self.migrate_on_connect = migrate;
+        self
+    }
+
     /// The configured key prefix.
     pub fn prefix_name(&self) -> &str {
         &self.prefix
@@ -76,6 +87,7 @@ impl Default for RedisConfig {
             response_timeout: Duration::from_secs(10),
             connection_timeout: Duration::from_secs(5),
             allow_eviction: false,
+            migrate_on_connect: false,
         }
     }
 }

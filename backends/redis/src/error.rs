@@ -1,5 +1,7 @@
 //! The one place where driver errors become haul errors.
 
+use std::time::Duration;
+
 use haul_core::{Error, ErrorKind};
 use redis::{ErrorKind as RedisKind, RedisError, ServerErrorKind};
 
@@ -62,6 +64,55 @@ pub(crate) fn classify(error: &RedisError) -> ErrorKind {
         RedisKind::Parse | RedisKind::UnexpectedReturnType => ErrorKind::CorruptData,
         _ => ErrorKind::Other,
     }
+}
+
+/// Maps an error met while connecting to `node` (`host:port`), saying why in words,
+/// with the driver's error as the source:
+///
+/// - a refused connection: "cannot connect to Redis at `node`: Connection refused …",
+///   [`ErrorKind::Connection`];
+/// - a reply that is not Redis's protocol: "`node` did not answer as a Redis server",
+///   with `first_reply` (the first bytes the server sent, escaped) when known,
+///   [`ErrorKind::Connection`];
+/// - no reply in time: as [`no_reply_error`];
+/// - anything else: [`map_redis_error`]'s kind and message, after "connecting to Redis
+///   at `node`".
+pub(crate) fn map_connect_error(error: RedisError, node: &str, first_reply: Option<&str>) -> Error {
+    if error.is_connection_refusal() {
+        let message = format!("cannot connect to Redis at {node}: {error}");
+        return Error::backend(BACKEND, ErrorKind::Connection, message, Some(Box::new(error)));
+    }
+    if is_not_a_redis_reply(&error) {
+        let message = match first_reply {
+            Some(reply) => format!(
+                "{node} did not answer as a Redis server: it replied `{reply}` (is the port that of another service?)"
+            ),
+            None => format!("{node} did not answer as a Redis server: its reply is not Redis's protocol ({error})"),
+        };
+        return Error::backend(BACKEND, ErrorKind::Connection, message, Some(Box::new(error)));
+    }
+    match map_redis_error(error) {
+        Error::Backend { backend, kind, message, source } => {
+            Error::Backend { backend, kind, message: format!("connecting to Redis at {node}: {message}"), source }
+        }
+        other => other,
+    }
+}
+
+/// Nothing that speaks Redis's protocol answered `node` within `timeout` (the
+/// connection timeout): [`ErrorKind::Connection`].
+pub(crate) fn no_reply_error(node: &str, timeout: Duration) -> Error {
+    let message = format!(
+        "{node} did not answer as a Redis server: no Redis reply came within {timeout:?} (`connection_timeout`); \
+         is the address right, and is it reachable?"
+    );
+    Error::backend(BACKEND, ErrorKind::Connection, message, None)
+}
+
+/// Whether `error` says the server's reply is not Redis's protocol (so the server is
+/// probably not Redis).
+pub(crate) fn is_not_a_redis_reply(error: &RedisError) -> bool {
+    matches!(error.kind(), RedisKind::Parse | RedisKind::UnexpectedReturnType)
 }
 
 /// A stored value or a script reply that does not have the expected form.
@@ -185,6 +236,40 @@ mod tests {
         assert!(!error.is_transient());
         let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<EvictionPolicyError>());
         assert_eq!(source.and_then(EvictionPolicyError::policy), Some("allkeys-lru"));
+    }
+
+    #[test]
+    fn a_refused_connection_says_refused_and_where() {
+        let refused = RedisError::from(io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused"));
+        let error = map_connect_error(refused, "127.0.0.1:1", None);
+        assert_eq!(error.kind(), Some(ErrorKind::Connection));
+        assert!(error.to_string().contains("cannot connect to Redis at 127.0.0.1:1: Connection refused"), "{error}");
+    }
+
+    #[test]
+    fn a_reply_that_is_not_redis_says_so_with_what_came() {
+        let garbage = || RedisError::from((RedisKind::Parse, "parse error"));
+        let error = map_connect_error(garbage(), "h:80", Some("HTTP/1.1 400 Bad Request"));
+        assert_eq!(error.kind(), Some(ErrorKind::Connection));
+        let message = error.to_string();
+        assert!(message.contains("h:80 did not answer as a Redis server"), "{message}");
+        assert!(message.contains("`HTTP/1.1 400 Bad Request`"), "{message}");
+        let error = map_connect_error(garbage(), "h:80", None);
+        assert!(error.to_string().contains("did not answer as a Redis server"), "{error}");
+    }
+
+    #[test]
+    fn no_reply_in_time_says_no_redis_reply_came() {
+        let error = no_reply_error("h:6379", Duration::from_millis(1500));
+        assert_eq!(error.kind(), Some(ErrorKind::Connection));
+        assert!(error.to_string().contains("no Redis reply came within 1.5s"), "{error}");
+    }
+
+    #[test]
+    fn any_other_connect_error_keeps_its_kind_and_says_where() {
+        let error = map_connect_error(RedisError::from((RedisKind::AuthenticationFailed, "bad password")), "h:1", None);
+        assert_eq!(error.kind(), Some(ErrorKind::Other));
+        assert!(error.to_string().contains("connecting to Redis at h:1:"), "{error}");
     }
 
     #[test]

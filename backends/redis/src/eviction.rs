@@ -273,12 +273,11 @@ impl PolicyWatch {
         Fut: Future<Output = RedisResult<bool>> + Send + 'static,
     {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((started, weak)) = running.as_ref() {
-            if *started >= from {
-                if let Some(outcome) = weak.upgrade().filter(|outcome| outcome.peek().is_none()) {
-                    return (*started, outcome);
-                }
-            }
+        if let Some((started, weak)) = running.as_ref()
+            && *started >= from
+            && let Some(outcome) = weak.upgrade().filter(|outcome| outcome.peek().is_none())
+        {
+            return (*started, outcome);
         }
         let outcome = check(from, self.allow_eviction).boxed().shared();
         *running = outcome.downgrade().map(|weak| (from, weak));

@@ -41,6 +41,12 @@ impl Keys {
         format!("haul:{{{}}}:unique", self.prefix)
     }
 
+    /// The layout-version marker: a string holding the version of the key layout the
+    /// prefix was set up for (see [`crate::layout`]), in the prefix's own slot.
+    pub(crate) fn layout(&self) -> String {
+        format!("haul:{{{}}}:layout", self.prefix)
+    }
+
     /// The pub/sub channel of wake-ups; messages are queue names.
     pub(crate) fn channel(&self) -> String {
         format!("haul:{{{}}}:wakeup", self.prefix)
@@ -131,7 +137,7 @@ mod tests {
             assert!(key.starts_with("haul:{app:mail.high}:"), "{key}");
         }
         assert_eq!(queue.group().count(), 8, "the state sets and the paused flag");
-        for key in [keys.jobs(), keys.queues(), keys.unique(), keys.channel()] {
+        for key in [keys.jobs(), keys.queues(), keys.unique(), keys.layout(), keys.channel()] {
             assert!(key.starts_with("haul:{app}:"), "{key}");
         }
     }
@@ -152,6 +158,7 @@ mod tests {
     fn the_scan_patterns_match_only_this_prefix() {
         let patterns = Keys::new("t1").patterns();
         assert_eq!(patterns, ["haul:{t1}:*".to_owned(), "haul:{t1:*".to_owned()]);
+        assert_eq!(Keys::new("t1").layout(), "haul:{t1}:layout", "purge's first pattern matches the marker");
         let other = Keys::new("t10");
         assert!(!other.jobs().starts_with("haul:{t1}:") && !other.queue("q").paused().starts_with("haul:{t1:"));
     }

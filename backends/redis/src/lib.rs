@@ -5,11 +5,14 @@ mod config;
 mod conn;
 mod error;
 mod eviction;
+mod first_reply;
 mod keys;
+mod layout;
 mod ops;
 mod scripts;
 mod storage;
 mod storage_impl;
+mod url;
 mod wakeup;
 
 pub use config::{DEFAULT_PREFIX, RedisConfig};

@@ -7,9 +7,9 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use haul_core::{JobId, Result, WakeupSender, validate_namespace};
+use haul_core::{Error, JobId, Result, Storage, WakeupSender, validate_namespace};
 use redis::{
-    AsyncCommands, AsyncConnectionConfig, Client, PushInfo, PushKind, aio::ConnectionManagerConfig,
+    AsyncCommands, AsyncConnectionConfig, Client, IntoConnectionInfo, PushInfo, PushKind, aio::ConnectionManagerConfig,
     cluster::ClusterClient,
 };
 use tokio_util::sync::CancellationToken;
@@ -18,9 +18,11 @@ use crate::{
     RedisConfig,
     codec::reply,
     conn::Conn,
-    error::map_redis_error,
+    error::{is_not_a_redis_reply, map_connect_error, map_redis_error, no_reply_error},
     eviction::{ClusterNodes, PolicyWatch},
+    first_reply::first_reply,
     keys::Keys,
+    url::{RedisUrl, Servers},
     wakeup::Subscriber,
 };
 
@@ -58,16 +60,44 @@ impl Drop for Inner {
 }
 
 impl RedisStorage {
-    /// Connects to the Redis server at `url` (`redis://…`, `rediss://…`) with the
-    /// default [`RedisConfig`] (key prefix `haul`; a server that may evict keys is
-    /// refused, see [`RedisStorage::connect_with`]).
+    /// Connects to the Redis server (or Redis Cluster) that `url` names, with the
+    /// [`RedisConfig`] its query parameters set (the defaults otherwise: key prefix
+    /// `haul`; a server that may evict keys is refused, see
+    /// [`RedisStorage::connect_with`]).
+    ///
+    /// The URL is `redis://`, `rediss://` (TLS), `redis+unix://`, or
+    /// `redis+cluster://host1:port1,host2:port2` (`rediss+cluster://`) for a cluster;
+    /// haul reads `prefix`, `response_timeout`, `connection_timeout`, `allow_eviction`
+    /// and `migrate` from its query, and passes the rest (user, password, database,
+    /// `protocol`, `#insecure`) to the `redis` crate. Any other parameter is an
+    /// [`Error::InvalidArgument`](haul_core::Error::InvalidArgument) that lists the
+    /// known ones. The table of every parameter, with examples, is in the docs of
+    /// [`haul::connect`](https://docs.rs/haul/latest/haul/fn.connect.html).
+    ///
+    /// ```no_run
+    /// # async fn example() -> haul_core::Result<()> {
+    /// use haul_redis::RedisStorage;
+    ///
+    /// let storage = RedisStorage::connect("redis://127.0.0.1:6379/?prefix=billing&response_timeout=2s").await?;
+    /// assert_eq!(storage.prefix(), "billing");
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, RedisConfig::default()).await
     }
 
-    /// Connects to the Redis server at `url` with `config`. The prefix is checked first
-    /// (1 to 100 lowercase letters, digits and `_`, starting with a letter); the
-    /// connection is made before this returns and is re-made when it drops.
+    /// Connects as [`RedisStorage::connect`] does, starting from `config`: the URL's
+    /// parameters take precedence over it. The prefix is checked first (1 to 100
+    /// lowercase letters, digits and `_`, starting with a letter); the connection is
+    /// made before this returns and is re-made when it drops.
+    ///
+    /// Connecting fails fast, and says why: a refused connection at once ("cannot
+    /// connect to Redis at host:port: Connection refused"), a server that does not
+    /// speak Redis's protocol with what it replied ("… did not answer as a Redis
+    /// server …"), and a server that answers nothing once the connection timeout has
+    /// passed ("no Redis reply came within …"), each an
+    /// [`Error::Backend`](haul_core::Error::Backend) of kind
+    /// [`Connection`](haul_core::ErrorKind::Connection).
     ///
     /// A server whose `maxmemory-policy` is not `noeviction` (or cannot be read) is
     /// refused with an [`Error::Backend`](haul_core::Error::Backend) of kind
@@ -75,7 +105,64 @@ impl RedisStorage {
     /// [`EvictionPolicyError`](crate::EvictionPolicyError), unless
     /// [`RedisConfig::allow_eviction`] is set. The policy is checked again before the
     /// first command after each reconnect.
+    ///
+    /// With [`RedisConfig::migrate_on_connect`] (`migrate=true`), runs
+    /// [`Storage::migrate`] before returning; without it, a prefix whose key layout
+    /// marker names another version of haul's layout is refused with
+    /// [`Error::StorageNotReady`](haul_core::Error::StorageNotReady).
     pub async fn connect_with(url: &str, config: RedisConfig) -> Result<Self> {
+        let RedisUrl { servers, settings } = crate::url::parse(url)?;
+        let config = settings.apply_to(config);
+        let storage = match servers {
+            Servers::One(url) => Self::connect_one(&url, &config).await?,
+            Servers::Cluster(nodes) => Self::connect_cluster_nodes(nodes, &config).await?,
+        };
+        storage.migrate_or_check_layout(&config).await?;
+        Ok(storage)
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each,
+    /// with the user, password and `protocol` the `redis` crate reads, but none of
+    /// haul's parameters: those are in `config`) with `config`. Every script then runs
+    /// on the node that holds its queue's slot; see the crate docs for what differs
+    /// from a single server. A `redis+cluster://host1:port1,host2:port2` URL given to
+    /// [`RedisStorage::connect`] ends here too.
+    ///
+    /// Every master's `maxmemory-policy` is checked as [`RedisStorage::connect_with`]
+    /// does, each master on its own, and checked again after a call fails with a
+    /// connection error. A master that cannot be reached is checked later, in the
+    /// background; it does not fail the calls to the other masters.
+    pub async fn connect_cluster<U: AsRef<str>>(
+        nodes: impl IntoIterator<Item = U>,
+        config: RedisConfig,
+    ) -> Result<Self> {
+        let mut node_urls = Vec::new();
+        for node in nodes {
+            let node = node.as_ref();
+            match crate::url::parse(node)? {
+                RedisUrl { servers: Servers::One(url), settings } if settings.is_empty() => node_urls.push(url),
+                RedisUrl { servers: Servers::One(_), .. } => {
+                    return Err(Error::InvalidArgument(
+                        "the node URLs of a Redis Cluster take none of haul's parameters: set them in the \
+                         RedisConfig, or connect with a redis+cluster://host1:port1,host2:port2/?… URL"
+                            .into(),
+                    ));
+                }
+                RedisUrl { servers: Servers::Cluster(_), .. } => {
+                    return Err(Error::InvalidArgument(
+                        "a node of a Redis Cluster is a redis:// or rediss:// URL, not a redis+cluster:// URL".into(),
+                    ));
+                }
+            }
+        }
+        let storage = Self::connect_cluster_nodes(node_urls, &config).await?;
+        storage.migrate_or_check_layout(&config).await?;
+        Ok(storage)
+    }
+
+    /// Connects to the one server at `url` (a URL for the driver) with `config`, within
+    /// the connection timeout.
+    async fn connect_one(url: &str, config: &RedisConfig) -> Result<Self> {
         validate_namespace(&config.prefix)?;
         let client = Client::open(url).map_err(map_redis_error)?;
         let watch = Arc::new(PolicyWatch::new(config.allow_eviction));
@@ -95,29 +182,39 @@ impl RedisStorage {
             });
         }
         let node = client.get_connection_info().addr().to_string();
-        let conn = client.get_connection_manager_with_config(manager).await.map_err(map_redis_error)?;
+        // The manager retries a failed first connection, each attempt with the whole
+        // connection timeout: bound them all by it, so that a server that answers
+        // nothing fails in that time rather than several times it.
+        let connecting = client.get_connection_manager_with_config(manager);
+        let conn = match tokio::time::timeout(config.connection_timeout, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(error)) if error.is_timeout() => return Err(no_reply_error(&node, config.connection_timeout)),
+            Ok(Err(error)) => {
+                let reply = if is_not_a_redis_reply(&error) {
+                    first_reply(client.get_connection_info().addr(), config.connection_timeout).await
+                } else {
+                    None
+                };
+                return Err(map_connect_error(error, &node, reply.as_deref()));
+            }
+            Err(_elapsed) => return Err(no_reply_error(&node, config.connection_timeout)),
+        };
         let conn = Conn::single(conn, node, watch);
         conn.ensure_policy().await.map_err(map_redis_error)?;
-        Ok(Self::from_parts(conn, client, &config))
+        Ok(Self::from_parts(conn, client, config))
     }
 
-    /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each)
-    /// with `config`. Every script then runs on the node that holds its queue's slot;
-    /// see the crate docs for what differs from a single server.
-    ///
-    /// Every master's `maxmemory-policy` is checked as [`RedisStorage::connect_with`]
-    /// does, each master on its own, and checked again after a call fails with a
-    /// connection error. A master that cannot be reached is checked later, in the
-    /// background; it does not fail the calls to the other masters.
-    pub async fn connect_cluster<U: AsRef<str>>(
-        nodes: impl IntoIterator<Item = U>,
-        config: RedisConfig,
-    ) -> Result<Self> {
+    /// Connects to the cluster of `nodes` (URLs for the driver) with `config`.
+    async fn connect_cluster_nodes(nodes: Vec<String>, config: &RedisConfig) -> Result<Self> {
         validate_namespace(&config.prefix)?;
-        let nodes: Vec<String> = nodes.into_iter().map(|node| node.as_ref().to_owned()).collect();
-        let first = nodes.first().ok_or_else(|| {
-            haul_core::Error::InvalidArgument("a Redis Cluster needs the URL of at least one node".into())
-        })?;
+        let first = nodes
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("a Redis Cluster needs the URL of at least one node".into()))?;
+        let node_names: Vec<String> = nodes
+            .iter()
+            .filter_map(|node| node.as_str().into_connection_info().ok())
+            .map(|info| info.addr().to_string())
+            .collect();
         // Pub/sub messages reach every node of a cluster, so any node serves wake-ups.
         let subscriber = Client::open(first.as_str()).map_err(map_redis_error)?;
         let cluster = ClusterClient::builder(nodes)
@@ -125,7 +222,10 @@ impl RedisStorage {
             .response_timeout(config.response_timeout)
             .build()
             .map_err(map_redis_error)?;
-        let conn = cluster.get_async_connection().await.map_err(map_redis_error)?;
+        let conn = cluster
+            .get_async_connection()
+            .await
+            .map_err(|error| map_connect_error(error, &format!("{} (Redis Cluster)", node_names.join(", ")), None))?;
         // A master out of reach has its policy read on a connection of its own, made
         // like the connection to the first node.
         let timeouts = AsyncConnectionConfig::new()
@@ -134,7 +234,14 @@ impl RedisStorage {
         let nodes = ClusterNodes::new(subscriber.get_connection_info().clone(), timeouts);
         let conn = Conn::cluster(conn, nodes, Arc::new(PolicyWatch::new(config.allow_eviction)));
         conn.ensure_policy().await.map_err(map_redis_error)?;
-        Ok(Self::from_parts(conn, subscriber, &config))
+        Ok(Self::from_parts(conn, subscriber, config))
+    }
+
+    /// Runs [`Storage::migrate`] when `config` asks for it (`migrate=true`), else checks
+    /// that the prefix's key layout is one this version understands (an absent marker
+    /// is fine: nothing needs setting up).
+    async fn migrate_or_check_layout(&self, config: &RedisConfig) -> Result<()> {
+        if config.migrate_on_connect { Storage::migrate(self).await } else { self.check_layout().await }
     }
 
     fn from_parts(conn: Conn, subscriber: Client, config: &RedisConfig) -> Self {
@@ -206,7 +313,7 @@ impl RedisStorage {
     /// Every key the storage may have written, reached from the queue set.
     async fn reachable_keys(&self) -> Result<Vec<String>> {
         let keys = &self.inner.keys;
-        let mut found = vec![keys.jobs(), keys.queues(), keys.unique()];
+        let mut found = vec![keys.jobs(), keys.queues(), keys.unique(), keys.layout()];
         let mut conn = self.conn();
         for name in self.queue_names().await? {
             let queue = keys.queue(&name);

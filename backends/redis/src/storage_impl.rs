@@ -73,4 +73,18 @@ impl Storage for RedisStorage {
     async fn subscribe(&self) -> Result<Wakeups> {
         self.subscribe_wakeups().await
     }
+
+    /// Marks the key prefix with this build's layout version (`haul:{<prefix>}:layout`,
+    /// set only if absent), then checks it as [`Storage::check_ready`] does. Redis needs
+    /// nothing else set up.
+    async fn migrate(&self) -> Result<()> {
+        self.migrate_layout().await
+    }
+
+    /// Accepts a prefix without a layout marker (nothing to set up on Redis) or marked
+    /// with this build's version; refuses one marked by another version of haul with
+    /// [`haul_core::Error::StorageNotReady`], which names both versions and the ways out.
+    async fn check_ready(&self) -> Result<()> {
+        self.check_layout().await
+    }
 }

@@ -1,5 +1,7 @@
 //! Worker settings and their builder.
 
+mod debug;
+
 use std::{sync::Arc, time::Duration};
 
 use crate::{Error, Result, Retention, StateMap, Storage, validate_queue_name, worker::Worker};
@@ -125,14 +127,21 @@ impl WorkerBuilder {
         self
     }
 
-    /// Registers application state that handlers receive as `State<T>`.
+    /// Registers application state that handlers receive as `State<T>` (a second value
+    /// of the same type replaces the first).
+    ///
+    /// Every registered job kind whose default queue this worker serves must find the
+    /// state its `State<T>` arguments take: otherwise [`Worker::run_until`] fails at
+    /// start with [`Error::MissingState`] naming the kind and the type. A job enqueued
+    /// to another queue than its kind's default is not checked at start; a missing
+    /// state fails its attempts instead.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.states.insert(value);
         self
     }
 
     /// Registers application state the caller keeps a handle to; handlers receive it
-    /// as `State<T>` (not `State<Arc<T>>`).
+    /// as `State<T>` (not `State<Arc<T>>`). Checked at start like [`WorkerBuilder::state`].
     pub fn shared_state<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
         self.states.insert_shared(value);
         self

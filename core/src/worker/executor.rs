@@ -158,7 +158,7 @@ fn count_finished(record: &JobRecord, outcome: &JobOutcome) {
 }
 
 /// Runs one attempt. `None` means the outcome must not be reported (lease lost).
-async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOutcome> {
+pub(crate) async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOutcome> {
     if let Some(reason) = &record.unreadable_args {
         // No deployment can run it: discarded at once, with the reason kept.
         tracing::error!(id = %record.id, kind = %record.kind, %reason, "cannot read the job's stored arguments");

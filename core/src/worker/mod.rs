@@ -2,6 +2,7 @@
 
 mod backoff;
 mod config;
+mod debug;
 mod executor;
 mod flusher;
 mod heartbeat;
@@ -20,20 +21,34 @@ use tokio_util::sync::CancellationToken;
 pub use config::WorkerBuilder;
 use config::WorkerConfig;
 
-use crate::{ClaimParams, Result, StateMap, StopReason, Storage, Wakeups, job::check_registered_kinds};
+use crate::{
+    ClaimParams, Result, StateMap, StopReason, Storage, Wakeups,
+    job::{check_registered_kinds, check_required_states},
+};
 use backoff::StorageBackoff;
+pub(crate) use executor::execute;
 use executor::{Claimed, Executor};
 use flusher::Flusher;
 use heartbeat::Heartbeat;
 use held::HeldClaims;
 use maintenance::Maintenance;
 
+/// The [`Storage::backend_name`] of the in-process backend (haul-memory).
+const MEMORY_BACKEND: &str = "memory";
+
+/// The first log line of a worker on the in-process backend, which says where its
+/// jobs are (and are not) seen.
+const STARTED_IN_MEMORY: &str = "worker started on the memory backend: its jobs live in this process only; \
+    other processes, and this process after a restart, do not see them";
+
 /// Runs jobs from a storage.
 ///
 /// One claimer fills free slots (the concurrency limit) with batched claims; each
 /// handler runs as its own tokio task; outcomes and heartbeats are written in
 /// batches; a maintenance loop promotes due jobs, rescues expired leases and prunes
-/// old ones. Storage errors are retried with backoff and never end the worker.
+/// old ones. It checks its settings, its state and the storage when it starts (see
+/// [`Worker::run_until`]); after that, storage errors are retried with backoff and
+/// never end the worker.
 pub struct Worker {
     storage: Arc<dyn Storage>,
     states: Arc<StateMap>,
@@ -55,10 +70,30 @@ impl Worker {
     /// them back to storage (without spending their attempt), and writes every
     /// outcome before returning.
     ///
-    /// Fails at start on bad settings or when two job types register one kind name.
+    /// # Start checks
+    ///
+    /// Before anything runs, it fails at once, returning the error, when:
+    ///
+    /// - a setting is out of range ([`Error::InvalidArgument`](crate::Error::InvalidArgument),
+    ///   [`Error::InvalidName`](crate::Error::InvalidName));
+    /// - two job types register one kind name ([`Error::DuplicateKind`](crate::Error::DuplicateKind));
+    /// - a registered job kind whose default queue this worker serves takes a `State<T>`
+    ///   that the worker was not given ([`Error::MissingState`](crate::Error::MissingState),
+    ///   whose message says to add it with [`WorkerBuilder::state`]). A job enqueued to
+    ///   another queue than its kind's default is not known at start: a missing state
+    ///   fails its attempts instead;
+    /// - [`Storage::check_ready`] fails: the storage is not set up for this version of
+    ///   haul ([`Error::StorageNotReady`](crate::Error::StorageNotReady), whose message
+    ///   says how to fix it, e.g. an unmigrated PostgreSQL schema) **or cannot be
+    ///   reached** (a connection error is returned too, not retried: a worker that
+    ///   cannot reach its storage when it starts is left to its supervisor to restart).
+    ///
+    /// Once started, storage errors are retried with backoff and never end the worker.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> Result<()> {
         self.config.validate()?;
         check_registered_kinds()?;
+        check_required_states(&self.config.queues, &self.states)?;
+        self.storage.check_ready().await?;
         let config = self.config;
         let held = Arc::new(HeldClaims::default());
         let (report_tx, report_rx) = mpsc::unbounded_channel();
@@ -101,12 +136,15 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(held_limit));
         let claimer =
             Claimer { storage: Arc::clone(&self.storage), config: config.clone(), slots: Arc::clone(&slots), executor };
+        let backend = self.storage.backend_name();
+        let started = if backend == MEMORY_BACKEND { STARTED_IN_MEMORY } else { "worker started" };
         tracing::info!(
+            backend,
             worker_id = %config.worker_id,
             queues = ?config.queues,
             concurrency = config.concurrency,
             prefetch = config.prefetch,
-            "worker started"
+            "{started}"
         );
 
         let claiming = claimer.run(stop_claiming.clone());

@@ -20,6 +20,8 @@ pub mod jobs;
 pub mod lease;
 pub mod retention;
 pub mod schedule;
+pub mod setup;
+pub mod testing;
 pub mod unique;
 pub mod wakeup;
 pub mod worker;

@@ -383,10 +383,13 @@ pub async fn a_cancelled_running_job_stops_its_handler(storage: TestStorage) {
 pub async fn a_worker_that_reclaims_a_job_it_lost_completes_it_once(storage: TestStorage) {
     let queue = "w.reclaim";
     let tracker = Tracker::new();
-    // The first run outlives its lost lease; the second outlives several leases.
-    let id = enqueue_script(&storage, queue, Script::SleepPerAttempt { ms: vec![800, 2_000] }, |job| job).await;
+    // The first run outlives its lost lease; the second outlives two leases after the
+    // first run ends (had the first run's cleanup dropped the second claim, its
+    // heartbeats would stop and the job would be rescued and run a third time). The
+    // lease leaves room for heartbeats delayed by a loaded machine (one every 500 ms).
+    let id = enqueue_script(&storage, queue, Script::SleepPerAttempt { ms: vec![2_000, 5_000] }, |job| job).await;
     let worker = RunningWorker::start(&storage, queue, &tracker, |builder| {
-        builder.concurrency(2).lease(Duration::from_millis(600))
+        builder.concurrency(2).lease(Duration::from_millis(1_500))
     });
     wait_for_state(&storage, id, JobState::Running).await;
     // The lease is lost as if the worker had stalled: storage rescues the job, and the
