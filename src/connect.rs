@@ -31,7 +31,7 @@ const SCHEMES: &str = "memory://, postgres://, postgresql://, redis://, rediss:/
 ///
 /// | Parameter | Default | Meaning |
 /// |---|---|---|
-/// | `schema` | `haul` | Schema holding haul's tables: 1 to 100 lowercase letters, digits and `_`, starting with a letter. |
+/// | `schema` | `haul` | Schema holding haul's tables: 1 to 63 lowercase letters, digits and `_`, starting with a letter. |
 /// | `max_connections` | `10` | Most connections the pool holds (at least 1). |
 /// | `min_connections` | `0` | Connections the pool keeps open when idle (at most `max_connections`). |
 /// | `acquire_timeout` | `30s` | How long a call waits for a free connection of the pool; also how long connecting waits for the server to answer. |

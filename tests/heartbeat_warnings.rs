@@ -93,6 +93,12 @@ impl Storage for HeartbeatsAfterReports {
     async fn subscribe(&self) -> haul::Result<Wakeups> {
         self.inner.subscribe().await
     }
+    async fn migrate(&self) -> haul::Result<()> {
+        self.inner.migrate().await
+    }
+    async fn check_ready(&self) -> haul::Result<()> {
+        self.inner.check_ready().await
+    }
 }
 
 /// Everything the worker logs, as text.

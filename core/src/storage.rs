@@ -101,7 +101,9 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Checks that the storage is ready for this version of haul (migrated, in a layout
     /// it understands), failing with [`crate::Error::StorageNotReady`] whose message says
-    /// how to fix it. Workers call it at start. The default finds nothing to check.
+    /// how to fix it. Workers call it at start. The default finds nothing to check, so a
+    /// storage that wraps another (for metrics, faults, a test clock) must forward this
+    /// and [`Storage::migrate`] explicitly, or the wrapped storage is never checked.
     async fn check_ready(&self) -> Result<()> {
         Ok(())
     }

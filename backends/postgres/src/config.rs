@@ -5,6 +5,9 @@ use std::time::Duration;
 use haul_core::{Error, Result, validate_namespace};
 use sqlx::postgres::PgPoolOptions;
 
+/// The longest schema name: PostgreSQL's identifier limit (`NAMEDATALEN - 1` bytes).
+const MAX_SCHEMA_LEN: usize = 63;
+
 /// The schema used when none is configured.
 pub const DEFAULT_SCHEMA: &str = "haul";
 
@@ -55,8 +58,8 @@ impl PostgresConfig {
     }
 
     /// Sets the schema holding the `jobs` and `queues` tables (default `haul`): 1 to
-    /// 100 lowercase letters, digits and `_`, starting with a letter. It is validated
-    /// when the storage is built.
+    /// 63 lowercase letters, digits and `_` (PostgreSQL's identifier limit), starting
+    /// with a letter. It is validated when the storage is built.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
@@ -122,6 +125,14 @@ impl PostgresConfig {
     /// above the maximum, or a zero acquire timeout.
     pub fn validate(&self) -> Result<()> {
         validate_namespace(&self.schema)?;
+        if self.schema.len() > MAX_SCHEMA_LEN {
+            // PostgreSQL would silently cut a longer name to 63 bytes.
+            return Err(Error::InvalidName {
+                what: "schema",
+                value: self.schema.clone(),
+                reason: "is longer than 63 characters, PostgreSQL's limit for a schema name",
+            });
+        }
         if self.max_connections == 0 {
             return Err(Error::InvalidArgument("max_connections must be at least 1".into()));
         }
@@ -164,6 +175,13 @@ pub(crate) fn channel_name(schema: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_longer_than_postgres_identifiers_is_refused() {
+        assert!(PostgresConfig::new().schema("a".repeat(63)).validate().is_ok());
+        let error = PostgresConfig::new().schema("a".repeat(64)).validate().err().map(|error| error.to_string());
+        assert!(error.as_deref().is_some_and(|message| message.contains("63")), "{error:?}");
+    }
 
     #[test]
     fn channel_names_fit_in_a_postgres_identifier() {

@@ -6,7 +6,7 @@
 //!
 //! The table of every parameter is in the documentation of `haul::connect`.
 
-use std::{borrow::Cow, str::FromStr, time::Duration};
+use std::{borrow::Cow, fmt, str::FromStr, time::Duration};
 
 use ::url::Url;
 use haul_core::{Error, ErrorKind, Result, url_param};
@@ -43,12 +43,34 @@ pub(crate) const DRIVER_PARAMETERS: [&str; 19] = [
     "statement-cache-capacity",
 ];
 
+/// What to do about a URL that looks like it holds a reserved character written as it
+/// is in its user or password (the URL itself is then never shown).
+const PERCENT_ENCODE: &str = "percent-encode reserved characters in the user and password (`@` as %40, `/` as %2F, \
+                              `?` as %3F, `#` as %23, `%` as %25)";
+
 /// A URL taken apart: how sqlx connects, and the settings its query carries. Never
-/// logged: the connect options may hold a password.
-#[derive(Debug)]
+/// logged; its `Debug` shows where it connects but not the password (that of
+/// [`PgConnectOptions`] shows it).
 pub(crate) struct PostgresUrl {
     pub(crate) connect_options: PgConnectOptions,
     pub(crate) settings: UrlSettings,
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options = &self.connect_options;
+        f.debug_struct("PostgresUrl")
+            .field("host", &options.get_host())
+            .field("port", &options.get_port())
+            .field("socket", &options.get_socket())
+            .field("username", &options.get_username())
+            .field("password", &"<redacted>")
+            .field("database", &options.get_database())
+            .field("ssl_mode", &options.get_ssl_mode())
+            .field("application_name", &options.get_application_name())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The haul parameters of a URL, each `None` when the URL does not set it.
@@ -99,7 +121,9 @@ impl UrlSettings {
 /// Takes a URL apart (see the module docs). A URL that is not a PostgreSQL URL, or
 /// that sqlx cannot read, is an [`Error::Backend`] of kind [`ErrorKind::Other`]; a
 /// parameter that is unknown, repeated or badly formed is an
-/// [`Error::InvalidArgument`] naming it (and never showing a password).
+/// [`Error::InvalidArgument`] naming it (and never showing a password: an unknown
+/// parameter is not named when the query holds an `@`, which may end a password
+/// written with a reserved character, and an `@` after the host is refused unshown).
 pub(crate) fn parse(url: &str) -> Result<PostgresUrl> {
     let mut parsed = Url::parse(url).map_err(|error| {
         not_a_postgres_url(format!("the PostgreSQL URL does not parse: {error} (expected postgres://…)"))
@@ -110,6 +134,19 @@ pub(crate) fn parse(url: &str) -> Result<PostgresUrl> {
             parsed.scheme()
         )));
     }
+    // An `@` in the path (the database) or the fragment (which sqlx ignores) ends a
+    // password that holds a `/` or `#` written as it is: the host and port before it are
+    // the start of the user info. A database name with an `@` is written %40.
+    if parsed.path().contains('@') || parsed.fragment().is_some_and(|fragment| fragment.contains('@')) {
+        return Err(invalid(format!(
+            "the PostgreSQL URL has an `@` after its host, as if its password held a reserved character written as \
+             it is (the URL is not shown: it may hold a password); {PERCENT_ENCODE}, and write an `@` in the \
+             database name as %40"
+        )));
+    }
+    // An `@` written as it is in the query may end a password that holds a `?`: the
+    // text before it is then part of the password, and no parameter name is shown.
+    let may_hold_password = parsed.query().is_some_and(|query| query.contains('@'));
     let mut settings = UrlSettings::default();
     let mut driver_pairs = Vec::new();
     for (name, value) in parsed.query_pairs() {
@@ -117,12 +154,7 @@ pub(crate) fn parse(url: &str) -> Result<PostgresUrl> {
             continue;
         }
         if !is_driver_parameter(&name) {
-            return Err(invalid(format!(
-                "unknown parameter `{name}` in the PostgreSQL URL; the known parameters are {} (haul's) and {} \
-                 (sqlx's, as libpq reads them)",
-                HAUL_PARAMETERS.join(", "),
-                DRIVER_PARAMETERS.join(", "),
-            )));
+            return Err(unknown_parameter(&name, may_hold_password));
         }
         driver_pairs.push((name.into_owned(), value.into_owned()));
     }
@@ -132,6 +164,24 @@ pub(crate) fn parse(url: &str) -> Result<PostgresUrl> {
     }
     let connect_options = PgConnectOptions::from_str(parsed.as_str()).map_err(map_sqlx_error)?;
     Ok(PostgresUrl { connect_options, settings })
+}
+
+/// The error for an unknown parameter `name`, which it does not show if it holds an
+/// `@` or `may_hold_password`.
+fn unknown_parameter(name: &str, may_hold_password: bool) -> Error {
+    let known = format!(
+        "the known parameters are {} (haul's) and {} (sqlx's, as libpq reads them)",
+        HAUL_PARAMETERS.join(", "),
+        DRIVER_PARAMETERS.join(", "),
+    );
+    if may_hold_password || name.contains('@') {
+        return invalid(format!(
+            "unknown parameter in the PostgreSQL URL, with an `@` in the query: the URL looks like it has an \
+             unencoded reserved character in its password (the parameter is not shown: it may be part of it); \
+             {PERCENT_ENCODE}, and write an `@` in a parameter as %40; {known}"
+        ));
+    }
+    invalid(format!("unknown parameter `{name}` in the PostgreSQL URL; {known}"))
 }
 
 /// Whether sqlx reads the parameter `name`.
@@ -310,6 +360,47 @@ mod tests {
     fn a_bad_boolean_names_the_parameter_and_the_expected_form() {
         let message = invalid_message("postgres://h/db?migrate=yes");
         assert!(message.contains("`migrate=yes`") && message.contains("`true` or `false`"), "{message}");
+    }
+
+    /// The error of `url`, as its `Display` and `Debug` show it.
+    fn error_text(url: &str) -> String {
+        match parse(url) {
+            Err(error) => format!("{error} {error:?}"),
+            Ok(parsed) => panic!("{url}: expected an error, got {parsed:?}"),
+        }
+    }
+
+    #[test]
+    fn a_url_with_an_unencoded_password_is_refused_without_showing_it() {
+        for url in [
+            "postgres://u:9876?s3cr3t@h/db",
+            "postgres://u:9876?s3cr3t&x=y@h/db",
+            "postgres://u:9876?s3cr3t=x@h/db?schema=s",
+            "postgres://u:9876#s3cr3t@h/db",
+            "postgres://u:9876/s3cr3t@h/db",
+            "postgresql://u:9876?s3cr3t@h",
+        ] {
+            let text = error_text(url);
+            assert!(!text.contains("s3cr3t") && !text.contains("9876"), "{text}");
+            assert!(text.contains("percent-encode reserved characters in the user and password"), "{text}");
+        }
+        // An `@` in a value is allowed, but no unknown name is shown beside it.
+        assert_eq!(parsed("postgres://h/db?user=app@server").connect_options.get_username(), "app@server");
+        let text = error_text("postgres://h/db?user=app@server&serach_path=x");
+        assert!(!text.contains("serach_path") && text.contains("write an `@` in a parameter as %40"), "{text}");
+        assert_eq!(parsed("postgres://h/my%40db").connect_options.get_database(), Some("my@db"));
+    }
+
+    #[test]
+    fn debug_shows_no_password() {
+        let url = parsed("postgres://app:s3cr3t@db.example:6543/jobs?schema=billing&application_name=w");
+        let debug = format!("{url:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        for shown in ["db.example", "6543", "app", "jobs", "billing", "<redacted>"] {
+            assert!(debug.contains(shown), "{shown} missing from {debug}");
+        }
+        let debug = format!("{:?}", parsed("postgres:///jobs?host=/run/postgresql&user=app&password=s3cr3t"));
+        assert!(!debug.contains("s3cr3t"), "{debug}");
     }
 
     #[test]

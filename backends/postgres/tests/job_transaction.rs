@@ -104,6 +104,12 @@ impl Storage for Recording {
     async fn subscribe(&self) -> haul::Result<Wakeups> {
         self.storage.subscribe().await
     }
+    async fn migrate(&self) -> haul::Result<()> {
+        self.storage.migrate().await
+    }
+    async fn check_ready(&self) -> haul::Result<()> {
+        self.storage.check_ready().await
+    }
 }
 
 /// Tells the test that the handler is about to return.

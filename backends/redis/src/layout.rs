@@ -32,7 +32,8 @@ impl RedisStorage {
 
     /// Checks that the prefix's marker is absent or names [`LAYOUT_VERSION`]; otherwise
     /// fails with [`Error::StorageNotReady`] naming the prefix, both versions and the
-    /// ways out. One `GET`; `connect` can call it to refuse such a prefix at once.
+    /// ways out. One `GET`. Connecting does not call it, so that such a prefix can
+    /// still be looked at and purged.
     pub(crate) async fn check_layout(&self) -> Result<()> {
         let stored: Option<String> = self.conn().get(self.inner.keys.layout()).await.map_err(map_redis_error)?;
         check_marker(self.prefix(), stored.as_deref())

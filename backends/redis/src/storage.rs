@@ -107,9 +107,10 @@ impl RedisStorage {
     /// first command after each reconnect.
     ///
     /// With [`RedisConfig::migrate_on_connect`] (`migrate=true`), runs
-    /// [`Storage::migrate`] before returning; without it, a prefix whose key layout
-    /// marker names another version of haul's layout is refused with
-    /// [`Error::StorageNotReady`](haul_core::Error::StorageNotReady).
+    /// [`Storage::migrate`] before returning, which refuses a prefix whose key layout
+    /// marker names another version of haul's layout with
+    /// [`Error::StorageNotReady`](haul_core::Error::StorageNotReady) (a worker refuses
+    /// it at start too).
     pub async fn connect_with(url: &str, config: RedisConfig) -> Result<Self> {
         let RedisUrl { servers, settings } = crate::url::parse(url)?;
         let config = settings.apply_to(config);
@@ -117,7 +118,7 @@ impl RedisStorage {
             Servers::One(url) => Self::connect_one(&url, &config).await?,
             Servers::Cluster(nodes) => Self::connect_cluster_nodes(nodes, &config).await?,
         };
-        storage.migrate_or_check_layout(&config).await?;
+        storage.migrate_if_asked(&config).await?;
         Ok(storage)
     }
 
@@ -156,7 +157,7 @@ impl RedisStorage {
             }
         }
         let storage = Self::connect_cluster_nodes(node_urls, &config).await?;
-        storage.migrate_or_check_layout(&config).await?;
+        storage.migrate_if_asked(&config).await?;
         Ok(storage)
     }
 
@@ -237,11 +238,16 @@ impl RedisStorage {
         Ok(Self::from_parts(conn, subscriber, config))
     }
 
-    /// Runs [`Storage::migrate`] when `config` asks for it (`migrate=true`), else checks
-    /// that the prefix's key layout is one this version understands (an absent marker
-    /// is fine: nothing needs setting up).
-    async fn migrate_or_check_layout(&self, config: &RedisConfig) -> Result<()> {
-        if config.migrate_on_connect { Storage::migrate(self).await } else { self.check_layout().await }
+    /// Runs [`Storage::migrate`] when `config` asks for it (`migrate=true`).
+    ///
+    /// Without it, connecting does not check the prefix's layout marker: a prefix laid
+    /// out by another version must stay reachable, to be looked at or purged. Workers
+    /// check it at start ([`Storage::check_ready`]).
+    async fn migrate_if_asked(&self, config: &RedisConfig) -> Result<()> {
+        if config.migrate_on_connect {
+            Storage::migrate(self).await?;
+        }
+        Ok(())
     }
 
     fn from_parts(conn: Conn, subscriber: Client, config: &RedisConfig) -> Self {

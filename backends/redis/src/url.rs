@@ -6,7 +6,7 @@
 //!
 //! The table of every parameter is in the documentation of `haul::connect`.
 
-use std::{borrow::Cow, time::Duration};
+use std::{borrow::Cow, fmt, time::Duration};
 
 use ::url::{Url, form_urlencoded};
 use haul_core::{Error, ErrorKind, Result, url_param};
@@ -28,9 +28,14 @@ const DRIVER_UNIX_PARAMETERS: [&str; 4] = ["db", "user", "pass", "protocol"];
 /// The URL schemes understood, as the error messages list them.
 const SCHEMES: &str = "redis://, rediss://, redis+cluster://, rediss+cluster:// or redis+unix://";
 
+/// What to do about a URL that looks like it holds a reserved character written as it
+/// is in its user or password (the URL itself is then never shown).
+const PERCENT_ENCODE: &str = "percent-encode reserved characters in the user and password (`@` as %40, `/` as %2F, \
+                              `?` as %3F, `#` as %23, `%` as %25)";
+
 /// The servers a URL names, each as a URL for the `redis` crate (without haul's
-/// parameters).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// parameters). `Debug` shows each URL with `***` for its password.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Servers {
     /// One server.
     One(String),
@@ -38,8 +43,42 @@ pub(crate) enum Servers {
     Cluster(Vec<String>),
 }
 
+impl fmt::Debug for Servers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::One(url) => f.debug_tuple("One").field(&redacted(url)).finish(),
+            Self::Cluster(nodes) => {
+                f.debug_tuple("Cluster").field(&nodes.iter().map(|node| redacted(node)).collect::<Vec<_>>()).finish()
+            }
+        }
+    }
+}
+
+/// A driver URL as `Debug` shows it: `***` in place of the password, whether in the
+/// user info or in a `pass` parameter (of a Unix socket URL).
+fn redacted(url: &str) -> String {
+    let Ok(mut url) = Url::parse(url) else {
+        return "<a URL that does not parse, not shown>".to_owned();
+    };
+    if url.password().is_some() {
+        // Cannot fail: the URL has a password, so it has a host.
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if name == "pass" { "***".to_owned() } else { value.into_owned() };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.into()
+}
+
 /// A URL taken apart: where to connect, and the settings its query carries. Never
-/// logged: the driver URLs may hold a password.
+/// logged; its `Debug` (through [`Servers`]'s) shows no password.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RedisUrl {
     pub(crate) servers: Servers,
@@ -99,7 +138,9 @@ impl UrlSettings {
 /// Takes a URL apart (see the module docs). A URL that is not a Redis URL is an
 /// [`Error::Backend`] of kind [`ErrorKind::Other`], as the driver reports it; a
 /// parameter that is unknown, repeated or badly formed is an
-/// [`Error::InvalidArgument`] naming it (and never showing a password).
+/// [`Error::InvalidArgument`] naming it (and never showing a password: an unknown
+/// parameter is not named when the query holds an `@`, which may end a password
+/// written with a reserved character, and an `@` after the host is refused unshown).
 pub(crate) fn parse(url: &str) -> Result<RedisUrl> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(not_a_redis_url(format!("a Redis URL starts with {SCHEMES}")));
@@ -117,6 +158,16 @@ pub(crate) fn parse(url: &str) -> Result<RedisUrl> {
 fn parse_one(url: &str, driver_parameters: &[&str]) -> Result<RedisUrl> {
     let mut parsed =
         Url::parse(url).map_err(|error| not_a_redis_url(format!("the Redis URL does not parse: {error}")))?;
+    // Neither the database number nor the fragment (`insecure`) the driver reads holds
+    // an `@`: one there ends a password that holds a `/` or `#` written as it is, and the
+    // host and port before it are the start of the user info.
+    let tcp = matches!(parsed.scheme(), "redis" | "rediss" | "valkey" | "valkeys");
+    if parsed.fragment().is_some_and(|fragment| fragment.contains('@')) || (tcp && parsed.path().contains('@')) {
+        return Err(invalid(format!(
+            "the Redis URL has an `@` after its host, as if its password held a reserved character written as it \
+             is (the URL is not shown: it may hold a password); {PERCENT_ENCODE}"
+        )));
+    }
     let (settings, driver_query) = split_query(parsed.query().unwrap_or(""), driver_parameters)?;
     parsed.set_query(driver_query.as_deref());
     Ok(RedisUrl { servers: Servers::One(parsed.into()), settings })
@@ -125,23 +176,86 @@ fn parse_one(url: &str, driver_parameters: &[&str]) -> Result<RedisUrl> {
 /// `[user[:password]@]host1:port1,host2:port2[/][?query][#fragment]` after
 /// `redis+cluster://` (`scheme` `redis`) or `rediss+cluster://` (`rediss`): one URL per
 /// node, each with the user, password, driver parameters and fragment.
+///
+/// The user info comes off first. A careless password may hold a `/`, `?`, `#` or `@`
+/// written as it is, so its end is an `@` that is neither simply the first (the
+/// password may hold one) nor the last (a `prefix` may hold one): the host list that
+/// follows it holds no `@`, `/`, `?` or `#`, so it is the last `@` before one of
+/// those. The URL is read with each such `@` in turn, first the one a URL parser takes
+/// (the last before the first `/`, `?` or `#`, if any) and then the later ones, and the
+/// first reading that makes a valid cluster URL is taken. When none does, the error
+/// is that of the only reading if there is one (it shows nothing before its `@`);
+/// otherwise it shows no part of the URL.
 fn parse_cluster(scheme: &str, rest: &str) -> Result<RedisUrl> {
-    let (rest, fragment) = match rest.split_once('#') {
+    let readings = user_info_ends(rest);
+    let mut first_error = None;
+    for &end in &readings {
+        let (user_info, after) = match end {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        match parse_cluster_reading(scheme, user_info, after) {
+            Ok(url) => return Ok(url),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) if readings.len() == 1 => Err(error),
+        _ => Err(not_a_redis_url(format!(
+            "the Redis Cluster URL does not parse as \
+             {scheme}+cluster://[user[:password]@]host1:port1,host2:port2[/][?parameters][#insecure] (it is not shown: \
+             it may hold a password); {PERCENT_ENCODE}, and write an `@` in a parameter as %40"
+        ))),
+    }
+}
+
+/// Where the user info of a cluster URL (`rest`, after `://`) may end: for each part
+/// between a `/`, `?` or `#` and the next, the index of its last `@`, if it has one;
+/// for the first part, `None` when it has none (no user info), in the order they come.
+fn user_info_ends(rest: &str) -> Vec<Option<usize>> {
+    let mut ends = Vec::new();
+    let mut start = 0;
+    for end in rest.match_indices(['/', '?', '#']).map(|(index, _)| index).chain([rest.len()]) {
+        let at = rest[start..end].rfind('@').map(|index| start + index);
+        if start == 0 || at.is_some() {
+            ends.push(at);
+        }
+        start = end + 1;
+    }
+    ends
+}
+
+/// One reading of a cluster URL: `user_info` (before its `@`, if any) and what follows,
+/// `host1:port1,host2:port2[/][?query][#fragment]`. No error shows `user_info`.
+fn parse_cluster_reading(scheme: &str, user_info: Option<&str>, after: &str) -> Result<RedisUrl> {
+    let (rest, fragment) = match after.split_once('#') {
         Some((rest, fragment)) => (rest, Some(fragment)),
-        None => (rest, None),
+        None => (after, None),
     };
+    if fragment.is_some_and(|fragment| fragment.contains('@')) {
+        // Only `insecure` means anything there: an `@` is in the user info.
+        return Err(not_a_redis_url(format!("the Redis Cluster URL has an `@` in its fragment; {PERCENT_ENCODE}")));
+    }
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
     if !matches!(path, "" | "0") {
         return Err(invalid(
             "a Redis Cluster has only database 0: a redis+cluster:// URL takes no database path".to_owned(),
         ));
     }
-    let (user_info, hosts) = match authority.rsplit_once('@') {
-        Some((user_info, hosts)) => (Some(user_info), hosts),
-        None => (None, authority),
-    };
     let (settings, driver_query) = split_query(query, &DRIVER_TCP_PARAMETERS)?;
+    let mut tail = String::from("/");
+    if let Some(query) = &driver_query {
+        tail.push('?');
+        tail.push_str(query);
+    }
+    if let Some(fragment) = fragment {
+        tail.push('#');
+        tail.push_str(fragment);
+    }
+    let user_info = user_info.map(|user_info| format!("{}@", encode_user_info(user_info)));
     let mut nodes = Vec::new();
     for host in hosts.split(',') {
         if host.is_empty() {
@@ -149,33 +263,74 @@ fn parse_cluster(scheme: &str, rest: &str) -> Result<RedisUrl> {
                 "the Redis Cluster URL has an empty node in `{hosts}` (expected {scheme}+cluster://host1:port1,host2:port2)"
             )));
         }
-        let mut node = format!("{scheme}://");
-        if let Some(user_info) = user_info {
-            node.push_str(user_info);
-            node.push('@');
+        if !is_host_and_port(host) {
+            return Err(not_a_redis_url(format!(
+                "node `{host}` of the Redis Cluster URL is not a host and port (expected \
+                 {scheme}+cluster://host1:port1,host2:port2)"
+            )));
         }
-        node.push_str(host);
-        node.push('/');
-        if let Some(query) = &driver_query {
-            node.push('?');
-            node.push_str(query);
-        }
-        if let Some(fragment) = fragment {
-            node.push('#');
-            node.push_str(fragment);
-        }
+        let node = format!("{scheme}://{}{host}{tail}", user_info.as_deref().unwrap_or(""));
         // Checked here so that a bad node is named (the host only: no password).
-        Url::parse(&node).map_err(|error| {
-            not_a_redis_url(format!("node `{host}` of the Redis Cluster URL does not parse: {error}"))
-        })?;
+        if let Err(error) = Url::parse(&node) {
+            return Err(if Url::parse(&format!("{scheme}://{host}{tail}")).is_ok() {
+                not_a_redis_url(format!(
+                    "the user and password of the Redis Cluster URL do not parse: {error} (they are not shown); \
+                     {PERCENT_ENCODE}"
+                ))
+            } else {
+                not_a_redis_url(format!("node `{host}` of the Redis Cluster URL does not parse: {error}"))
+            });
+        }
         nodes.push(node);
     }
     Ok(RedisUrl { servers: Servers::Cluster(nodes), settings })
 }
 
+/// The user info of a cluster URL as each node URL holds it: with the characters that
+/// would end it (`@`, `/`, `?`, `#`) percent-encoded, the rest as it was written.
+fn encode_user_info(user_info: &str) -> String {
+    let mut encoded = String::with_capacity(user_info.len());
+    for character in user_info.chars() {
+        match character {
+            '@' => encoded.push_str("%40"),
+            '/' => encoded.push_str("%2F"),
+            '?' => encoded.push_str("%3F"),
+            '#' => encoded.push_str("%23"),
+            other => encoded.push(other),
+        }
+    }
+    encoded
+}
+
+/// Whether `node` is `host[:port]`: a name or IPv4 address (letters, digits, `-`, `.`,
+/// `_`, `~`, `%`) or a bracketed IPv6 address, and digits for the port.
+fn is_host_and_port(node: &str) -> bool {
+    let (host_ok, port) = match node.strip_prefix('[') {
+        Some(bracketed) => {
+            let Some((address, port)) = bracketed.split_once(']') else {
+                return false;
+            };
+            (!address.is_empty() && address.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.')), port)
+        }
+        None => {
+            let (host, port) = node.split_at(node.find(':').unwrap_or(node.len()));
+            (
+                !host.is_empty()
+                    && host.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '%')),
+                port,
+            )
+        }
+    };
+    host_ok
+        && (port.is_empty() || port.strip_prefix(':').is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_digit())))
+}
+
 /// Splits a URL query into haul's settings and the query the driver reads (`None`
 /// when empty), refusing any other parameter.
 fn split_query(query: &str, driver_parameters: &[&str]) -> Result<(UrlSettings, Option<String>)> {
+    // An `@` written as it is in the query may end a password that holds a `?`: the
+    // text before it is then part of the password, and no parameter name is shown.
+    let may_hold_password = query.contains('@');
     let mut settings = UrlSettings::default();
     let mut driver = form_urlencoded::Serializer::new(String::new());
     let mut passed = 0;
@@ -184,7 +339,7 @@ fn split_query(query: &str, driver_parameters: &[&str]) -> Result<(UrlSettings, 
             continue;
         }
         if !driver_parameters.contains(&name.as_ref()) {
-            return Err(unknown_parameter(&name, driver_parameters));
+            return Err(unknown_parameter(&name, driver_parameters, may_hold_password));
         }
         driver.append_pair(&name, &value);
         passed += 1;
@@ -200,12 +355,22 @@ fn set_once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<()> {
     Ok(())
 }
 
-fn unknown_parameter(name: &str, driver_parameters: &[&str]) -> Error {
-    invalid(format!(
-        "unknown parameter `{name}` in the Redis URL; the known parameters are {} (haul's) and {} (the redis driver's)",
+/// The error for an unknown parameter `name`, which it does not show if it holds an
+/// `@` or `may_hold_password`.
+fn unknown_parameter(name: &str, driver_parameters: &[&str], may_hold_password: bool) -> Error {
+    let known = format!(
+        "the known parameters are {} (haul's) and {} (the redis driver's)",
         HAUL_PARAMETERS.join(", "),
         driver_parameters.join(", "),
-    ))
+    );
+    if may_hold_password || name.contains('@') {
+        return invalid(format!(
+            "unknown parameter in the Redis URL, with an `@` in the query: the URL looks like it has an unencoded \
+             reserved character in its password (the parameter is not shown: it may be part of it); \
+             {PERCENT_ENCODE}, and write an `@` in a parameter as %40; {known}"
+        ));
+    }
+    invalid(format!("unknown parameter `{name}` in the Redis URL; {known}"))
 }
 
 fn invalid(message: String) -> Error {
@@ -382,6 +547,119 @@ mod tests {
         assert!(invalid_message("redis+cluster://h1:7000/2").contains("only database 0"));
         assert!(invalid_message("redis+cluster://h1:7000/?db=1").contains("`db`"));
         assert!(matches!(parse("redis+cluster://h1:7000/0"), Ok(RedisUrl { servers: Servers::Cluster(_), .. })));
+    }
+
+    /// The password the driver reads from `node`.
+    fn password_of(node: &str) -> Option<String> {
+        let info = redis::IntoConnectionInfo::into_connection_info(node).expect("the driver reads it");
+        info.redis_settings().password().map(str::to_owned)
+    }
+
+    fn cluster_nodes(url: &str) -> Vec<String> {
+        match parse(url) {
+            Ok(RedisUrl { servers: Servers::Cluster(nodes), .. }) => nodes,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    /// The error of `url`, as its `Display` and `Debug` show it.
+    fn error_text(url: &str) -> String {
+        let error = parse(url).expect_err(url);
+        format!("{error} {error:?}")
+    }
+
+    #[test]
+    fn a_cluster_password_with_reserved_characters_written_as_they_are_is_read_whole() {
+        for (url, password) in [
+            ("redis+cluster://u:s3cr#et@h:7000,h2:7001", "s3cr#et"),
+            ("redis+cluster://u:s3cr?et@h:7000,h2:7001/?prefix=p#insecure", "s3cr?et"),
+            ("redis+cluster://u:1234?et@h:7000,h2:7001", "1234?et"),
+            ("redis+cluster://u:s3/cr@h:7000,h2:7001/", "s3/cr"),
+            ("redis+cluster://u:p@ss@h:7000,h2:7001", "p@ss"),
+            ("redis+cluster://u:p@s?s#w/d@h:7000,h2:7001?protocol=resp3", "p@s?s#w/d"),
+            ("redis+cluster://u:p%40ss@h:7000,h2:7001", "p@ss"),
+        ] {
+            let nodes = cluster_nodes(url);
+            assert_eq!(nodes.len(), 2, "{url}");
+            for (node, host) in nodes.iter().zip(["h:7000", "h2:7001"]) {
+                assert!(node.contains(&format!("@{host}/")), "{url}: {node}");
+                assert_eq!(password_of(node).as_deref(), Some(password), "{url}: {node}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_at_sign_in_a_cluster_parameter_stays_in_the_parameter() {
+        let parsed = parse("redis+cluster://u:pw@h1:7000,h2:7001/?prefix=a@b").expect("a valid cluster URL");
+        assert_eq!(
+            parsed.servers,
+            Servers::Cluster(vec!["redis://u:pw@h1:7000/".to_owned(), "redis://u:pw@h2:7001/".to_owned()])
+        );
+        assert_eq!(parsed.settings.apply_to(RedisConfig::new()).prefix, "a@b");
+        let parsed = parse("redis+cluster://h1:7000/?prefix=a@b").expect("a valid cluster URL");
+        assert_eq!(parsed.servers, Servers::Cluster(vec!["redis://h1:7000/".to_owned()]));
+        assert_eq!(parsed.settings.apply_to(RedisConfig::new()).prefix, "a@b");
+    }
+
+    #[test]
+    fn a_bad_cluster_url_never_shows_its_password() {
+        for url in [
+            "redis+cluster://u:s3cr3t?9@h:7000,,h2:7001",
+            "redis+cluster://u:s3cr3t#9@h:7000/5",
+            "redis+cluster://u:s3cr3t/9@h:7000?prefx=1",
+            "redis+cluster://u:s3cr3t?9@h:7000?prefix=a&prefix=b",
+            "redis+cluster://u:s3cr3t?9@h:7000?response_timeout=never",
+            "redis+cluster://u:s3cr3t?9@",
+            "redis+cluster://u:s3cr3t#9@h:7000#x@",
+            "redis+cluster://u:9876?s3cr3t@h:7000,,h2:7001",
+            "redis+cluster://u:9876#s3cr3t@h:7000 h2:7001",
+        ] {
+            let text = error_text(url);
+            assert!(!text.contains("s3cr3t") && !text.contains("9876"), "{text}");
+            assert!(text.contains("percent-encode reserved characters in the user and password"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bad_cluster_url_with_one_reading_still_names_what_is_wrong() {
+        assert!(error_text("redis+cluster://u:pw@h1:7000,h 2:7001").contains("node `h 2:7001`"));
+        assert!(error_text("redis+cluster://u:pw@h1:x").contains("node `h1:x`"));
+        assert!(error_text("redis+cluster://u:pw@h1:7000?prefx=1").contains("`prefx`"));
+    }
+
+    #[test]
+    fn a_single_server_url_with_an_unencoded_password_is_refused_without_showing_it() {
+        for url in [
+            "redis://u:9876?s3cr3t@h",
+            "redis://u:9876?s3cr3t&x=y@h",
+            "redis://u:9876?s3cr3t=x@h/?prefix=p",
+            "redis://u:9876#s3cr3t@h",
+            "redis://u:9876/s3cr3t@h",
+            "rediss://u:9876?s3cr3t@h:6380/#insecure",
+        ] {
+            let text = error_text(url);
+            assert!(!text.contains("s3cr3t") && !text.contains("9876"), "{text}");
+            assert!(text.contains("percent-encode reserved characters in the user and password"), "{text}");
+        }
+        let text = error_text("redis://h/?prefix=a@b&prefx=c");
+        assert!(!text.contains("prefx") && text.contains("write an `@` in a parameter as %40"), "{text}");
+    }
+
+    #[test]
+    fn debug_shows_no_password() {
+        let parsed = parse("redis://user:s3cr3t@h:6380/3?prefix=p&protocol=resp3").expect("a valid URL");
+        let debug = format!("{parsed:?} {:?}", parsed.servers);
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("redis://user:***@h:6380/3?protocol=resp3") && debug.contains("\"p\""), "{debug}");
+
+        let parsed = parse("redis+unix:///run/redis.sock?db=2&pass=s3cr3t").expect("a valid URL");
+        let debug = format!("{parsed:?} {:?}", parsed.servers);
+        assert!(!debug.contains("s3cr3t") && debug.contains("pass=***"), "{debug}");
+
+        let parsed = parse("rediss+cluster://u:s3cr3t@h1:7000,h2:7001#insecure").expect("a valid URL");
+        let debug = format!("{parsed:?} {:?}", parsed.servers);
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("rediss://u:***@h1:7000/#insecure") && debug.contains("h2:7001"), "{debug}");
     }
 
     #[test]

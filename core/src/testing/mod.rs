@@ -91,7 +91,9 @@ impl TestJobs {
     /// Nothing due later runs: a job scheduled in the future (`run_in`, `run_at`), a
     /// snooze with a delay and the retry of a failed attempt wait, whatever their delay,
     /// for [`TestJobs::drain`] or [`TestJobs::drain_all`] (after [`TestJobs::advance`]).
-    /// Enqueues made while a drain runs its jobs only store: that drain runs them.
+    /// Enqueues made while a drain runs its jobs only store: that drain runs them. (A
+    /// handler's own task is what tells: an enqueue from a task the handler spawned
+    /// starts a drain of its own, counted in neither summary nor limit of the first.)
     pub fn inline(storage: impl Storage) -> Self {
         Self::with_mode(storage, true)
     }

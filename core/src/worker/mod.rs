@@ -11,6 +11,7 @@ mod maintenance;
 
 use std::{
     future::Future,
+    pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -82,18 +83,24 @@ impl Worker {
     ///   whose message says to add it with [`WorkerBuilder::state`]). A job enqueued to
     ///   another queue than its kind's default is not known at start: a missing state
     ///   fails its attempts instead;
-    /// - [`Storage::check_ready`] fails: the storage is not set up for this version of
-    ///   haul ([`Error::StorageNotReady`](crate::Error::StorageNotReady), whose message
-    ///   says how to fix it, e.g. an unmigrated PostgreSQL schema) **or cannot be
-    ///   reached** (a connection error is returned too, not retried: a worker that
-    ///   cannot reach its storage when it starts is left to its supervisor to restart).
+    /// - [`Storage::check_ready`] fails with an error that retrying cannot fix: the
+    ///   storage is not set up for this version of haul
+    ///   ([`Error::StorageNotReady`](crate::Error::StorageNotReady), whose message says
+    ///   how to fix it, e.g. an unmigrated PostgreSQL schema).
     ///
-    /// Once started, storage errors are retried with backoff and never end the worker.
+    /// A storage that cannot be reached yet ([`Error::is_transient`](crate::Error::is_transient):
+    /// a lost connection, a timeout) is asked again with backoff, with a warning each
+    /// time, until it answers or `signal` completes (then `run_until` returns `Ok`). As
+    /// after start, storage errors are retried and never end the worker.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> Result<()> {
         self.config.validate()?;
         check_registered_kinds()?;
         check_required_states(&self.config.queues, &self.states)?;
-        self.storage.check_ready().await?;
+        let signal = signal;
+        tokio::pin!(signal);
+        if !wait_until_ready(self.storage.as_ref(), signal.as_mut()).await? {
+            return Ok(());
+        }
         let config = self.config;
         let held = Arc::new(HeldClaims::default());
         let (report_tx, report_rx) = mpsc::unbounded_channel();
@@ -150,7 +157,7 @@ impl Worker {
         let claiming = claimer.run(stop_claiming.clone());
         tokio::pin!(claiming);
         tokio::select! {
-            () = signal => stop_claiming.cancel(),
+            () = &mut signal => stop_claiming.cancel(),
             () = &mut claiming => {}
         }
         // The claimer is gone once this returns, and with it its report sender.
@@ -184,6 +191,27 @@ impl Worker {
         let _ = tokio::join!(heartbeat, maintenance);
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// Asks `storage` whether it is ready until it says so (`Ok(true)`), fails for a reason
+/// retrying cannot fix (the error), or `signal` completes first (`Ok(false)`). Transient
+/// errors are retried with [`StorageBackoff`].
+async fn wait_until_ready(storage: &dyn Storage, mut signal: Pin<&mut impl Future<Output = ()>>) -> Result<bool> {
+    let mut backoff = StorageBackoff::default();
+    loop {
+        match storage.check_ready().await {
+            Ok(()) => return Ok(true),
+            Err(error) if error.is_transient() => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in = ?delay, "storage not reachable at start; retrying");
+                tokio::select! {
+                    () = &mut signal => return Ok(false),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 

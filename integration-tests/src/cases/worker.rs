@@ -486,6 +486,12 @@ impl haul::Storage for FaultyStorage {
     async fn subscribe(&self) -> haul::Result<Wakeups> {
         self.inner.subscribe().await
     }
+    async fn migrate(&self) -> haul::Result<()> {
+        self.inner.migrate().await
+    }
+    async fn check_ready(&self) -> haul::Result<()> {
+        self.inner.check_ready().await
+    }
 }
 
 /// A job claimed ahead (prefetched) whose lease ends while it waits for a slot is never
