@@ -17,8 +17,9 @@ pub mod storage {
     #[doc(inline)]
     pub use haul_core::{
         ClaimParams, DEFAULT_MAX_ARGS_BYTES, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams,
-        JobOutcome, LeaseToken, ListParams, MAX_ARGS_DEPTH, PruneParams, QueueCounts, Report, ReportOutcome,
-        ReportParams, RescueOutcome, Retention, Storage, Timestamp, WakeupSender, Wakeups, storable_text,
+        JobOutcome, Leadership, LeadershipParams, LeaseToken, ListParams, MAX_ARGS_DEPTH, PruneParams, QueueCounts,
+        Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage, Timestamp, WakeupSender, Wakeups,
+        WorkerBeat, WorkerRecord, storable_text,
     };
 }
 #[cfg(feature = "macros")]

@@ -14,8 +14,9 @@ use haul::{
     Claim,
     prelude::*,
     storage::{
-        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, PruneParams, QueueCounts,
-        ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
+        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
+        PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups, WorkerBeat,
+        WorkerRecord,
     },
 };
 use tracing_subscriber::util::SubscriberInitExt;
@@ -92,6 +93,24 @@ impl Storage for HeartbeatsAfterReports {
     }
     async fn subscribe(&self) -> haul::Result<Wakeups> {
         self.inner.subscribe().await
+    }
+    async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
+        self.inner.beat_worker(beat).await
+    }
+    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
+        self.inner.remove_worker(id).await
+    }
+    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
+        self.inner.list_workers(now).await
+    }
+    async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
+        self.inner.acquire_leadership(params).await
+    }
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
+        self.inner.release_leadership(worker_id, term).await
+    }
+    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
+        self.inner.leader(now).await
     }
     async fn migrate(&self) -> haul::Result<()> {
         self.inner.migrate().await

@@ -5,6 +5,7 @@
 //! and run the conformance suite of `haul-integration-tests` against it. The
 //! `Storage` trait is **unstable until 1.0**.
 
+mod cluster;
 mod context;
 mod debug_impls;
 mod error;
@@ -22,6 +23,7 @@ pub mod url_param;
 mod wakeup;
 mod worker;
 
+pub use cluster::{Leadership, LeadershipParams, WorkerBeat, WorkerRecord};
 pub use context::{FromContext, JobContext, State, StateMap, StateRequirement, StopReason};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use id::{Claim, JobId, LeaseToken};

@@ -11,7 +11,10 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-use crate::{Claim, JobId, JobRecord, JobState, NewJob, Result, Timestamp, Wakeups};
+use crate::{
+    Claim, JobId, JobRecord, JobState, Leadership, LeadershipParams, NewJob, Result, Timestamp, Wakeups, WorkerBeat,
+    WorkerRecord,
+};
 
 /// A job storage. See the module docs for the contract.
 #[async_trait]
@@ -90,6 +93,33 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Subscribes to wake-up signals sent when work becomes available.
     async fn subscribe(&self) -> Result<Wakeups>;
+
+    /// Records or refreshes a worker in the registry: the record is `beat`'s, seen at
+    /// `now`, and ends at `now + beat.ttl` unless beaten again. Records whose end has
+    /// passed are never listed, and a storage may delete them at any time.
+    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()>;
+
+    /// Removes a worker's record (at shutdown). Removing an unknown id is not an error.
+    async fn remove_worker(&self, id: &str) -> Result<()>;
+
+    /// The live workers (records whose end is after `now`), in id order.
+    async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>>;
+
+    /// Makes `params.worker_id` the leader of this namespace, or renews its lead, if no
+    /// other worker holds a leadership that has not lapsed (its `expires_at` is after
+    /// `now`). Returns the leadership this worker now holds (expiring at
+    /// `now + params.ttl`; same term on a renewal of a live lead, the previous term plus
+    /// one when it takes a lead that was free, lapsed or another's), or `None` when
+    /// another worker leads. Atomic: two callers never both get a leadership whose
+    /// lifetimes overlap.
+    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>>;
+
+    /// Gives the lead up, if `worker_id` still holds it under `term`; otherwise does
+    /// nothing. The next [`Storage::acquire_leadership`] by anyone then succeeds.
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()>;
+
+    /// The current leadership, if one has not lapsed at `now`.
+    async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>>;
 
     /// Prepares the storage for this version of haul: creates or upgrades what it needs
     /// (PostgreSQL: the schema and its tables; Redis: the key layout's version marker).
@@ -569,6 +599,24 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
     async fn subscribe(&self) -> Result<Wakeups> {
         (**self).subscribe().await
+    }
+    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
+        (**self).beat_worker(beat).await
+    }
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        (**self).remove_worker(id).await
+    }
+    async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
+        (**self).list_workers(now).await
+    }
+    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
+        (**self).acquire_leadership(params).await
+    }
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
+        (**self).release_leadership(worker_id, term).await
+    }
+    async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
+        (**self).leader(now).await
     }
     async fn migrate(&self) -> Result<()> {
         (**self).migrate().await

@@ -171,6 +171,27 @@ macro_rules! conformance_suite {
                 the_assertions_read_the_enqueued_jobs,
                 an_inline_enqueue_runs_the_job_before_it_returns,
             }
+            cluster [multi_thread] {
+                a_beat_is_listed_with_every_field_as_sent,
+                a_beat_keeps_the_whole_range_of_its_fields,
+                a_second_beat_refreshes_the_record_without_duplicating_it,
+                a_record_is_not_listed_once_it_expires,
+                removing_a_worker_unlists_it,
+                removing_an_unknown_worker_is_ok,
+                several_workers_are_listed_in_id_order,
+                the_first_worker_to_ask_leads_until_its_lead_lapses,
+                another_worker_is_refused_while_the_lead_is_live,
+                a_renewal_keeps_the_term_and_moves_the_end,
+                a_lapsed_lead_goes_to_another_worker_under_the_next_term,
+                the_old_holder_is_refused_after_another_took_its_lapsed_lead,
+                a_release_by_the_holder_frees_the_lead_at_once,
+                the_holder_retaking_its_released_lead_gets_the_next_term,
+                a_release_under_a_stale_term_does_nothing,
+                a_release_by_another_worker_does_nothing,
+                the_same_worker_retaking_its_lapsed_lead_gets_the_next_term,
+                exactly_one_of_racing_workers_takes_the_lead,
+                exactly_one_of_racing_workers_takes_a_lapsed_lead,
+            }
             worker [multi_thread] {
                 runs_a_batch_of_jobs_to_completion,
                 graceful_shutdown_lets_jobs_in_flight_finish_and_loses_none,

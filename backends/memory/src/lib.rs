@@ -61,6 +61,16 @@
 //!   `max_attempts` to `attempt + 1` when the attempts are used up.
 //! - **pause_queue**/**resume_queue** work on any valid queue name, with or without jobs.
 //! - **counts** lists the queues that have jobs or are paused, by name.
+//! - **beat_worker** stores the worker's record, seen at `now` and ending at
+//!   `now + ttl`; **list_workers** shows the records ending after `now`, by id;
+//!   **remove_worker** forgets one (an unknown id is fine). Expired records are
+//!   dropped by beats and lists.
+//! - **acquire_leadership** renews the caller's live lead (same term, ending at
+//!   `now + ttl`), or gives it a lead that is free, released or lapsed
+//!   (`expires_at <= now`) under the previous term plus one (the first is 1), or
+//!   returns `None` while another worker's lead is live. **release_leadership** frees
+//!   the lead if that worker holds it under that term; the term counter stays.
+//!   **leader** is the lead unless released or lapsed.
 //!
 //! Wake-ups are sent once per queue per call whenever jobs become available (enqueue,
 //! snooze, promotion, rescue, retry, resume).
@@ -72,6 +82,7 @@
 //! jobs by due time, running jobs by lease deadline, finished jobs by finish time), so
 //! claiming or promoting `k` jobs costs `O(k log n)`, not a scan.
 
+mod cluster;
 mod index;
 mod lifecycle;
 mod storage_impl;

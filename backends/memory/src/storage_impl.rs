@@ -5,9 +5,9 @@ use std::sync::{MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use haul_core::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, ListParams,
-    PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups,
-    validate_queue_name,
+    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, Leadership,
+    LeadershipParams, ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result,
+    Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord, validate_queue_name,
 };
 
 use crate::{MemoryStorage, lifecycle::ClaimRequest, store::Store, time::now_or_clock, wake::Wake};
@@ -118,5 +118,36 @@ impl Storage for MemoryStorage {
 
     async fn subscribe(&self) -> Result<Wakeups> {
         Ok(self.shared.wakeups.subscribe())
+    }
+
+    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
+        let now = now_or_clock(beat.now);
+        self.store().cluster.beat(beat, now);
+        Ok(())
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        self.store().cluster.remove(id);
+        Ok(())
+    }
+
+    async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
+        let now = now_or_clock(now);
+        Ok(self.store().cluster.list(now))
+    }
+
+    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
+        let now = now_or_clock(params.now);
+        Ok(self.store().cluster.acquire(&params.worker_id, params.ttl, now))
+    }
+
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
+        self.store().cluster.release(worker_id, term);
+        Ok(())
+    }
+
+    async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
+        let now = now_or_clock(now);
+        Ok(self.store().cluster.leader(now))
     }
 }

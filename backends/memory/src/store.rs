@@ -12,7 +12,10 @@ use std::{
 
 use haul_core::{JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts, Timestamp, Unique};
 
-use crate::index::{FINISHED_STATES, Index, QueueIndex, TimeKey};
+use crate::{
+    cluster::Cluster,
+    index::{FINISHED_STATES, Index, QueueIndex, TimeKey},
+};
 
 /// Every job of one storage, with its indexes.
 #[derive(Debug, Default)]
@@ -26,6 +29,8 @@ pub(crate) struct Store {
     tokens: TokenSource,
     /// Jobs by uniqueness key (a key never changes once a job is stored).
     unique: HashMap<String, BTreeSet<JobId>>,
+    /// The worker registry and the leadership, under the same lock as the jobs.
+    pub(crate) cluster: Cluster,
 }
 
 /// Lease tokens: a random prefix per store and a counter, so every claim of this

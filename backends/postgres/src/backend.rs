@@ -8,8 +8,9 @@ use std::{
 use async_trait::async_trait;
 use haul_core::{
     Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobId, JobOutcome,
-    JobRecord, LeaseToken, ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result,
-    Storage, Timestamp, Wakeups, storable_text, validate_queue_name,
+    JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PruneParams, QueueCounts, ReportOutcome,
+    ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord, storable_text,
+    validate_queue_name,
 };
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
@@ -18,7 +19,7 @@ use crate::{
     BACKEND, PostgresStorage,
     error::map_sqlx_error,
     listen::Listener,
-    row::{decode_record, micros, parse_state},
+    row::{decode_leadership, decode_record, decode_worker, micros, parse_state},
     storage::WakeUp,
 };
 
@@ -368,6 +369,77 @@ impl Storage for PostgresStorage {
         let _ = self.inner.local_wakeups.set(started.sender().clone());
         *listener = Some(started);
         Ok(wakeups)
+    }
+
+    /// One statement: upserts the worker's row, and deletes the rows of other workers
+    /// expired for over an hour (`queries/beat_worker.sql`).
+    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
+        sqlx::query(self.inner.queries.beat_worker.clone())
+            .bind(beat.now)
+            .bind(&beat.id)
+            .bind(&beat.host)
+            .bind(i64::from(beat.pid))
+            .bind(&beat.queues)
+            .bind(i64::from(beat.concurrency))
+            .bind(i64::from(beat.held))
+            .bind(beat.started_at)
+            .bind(micros(beat.ttl))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        sqlx::query(self.inner.queries.remove_worker.clone())
+            .bind(id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
+        let rows = sqlx::query(self.inner.queries.list_workers.clone())
+            .bind(now)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        rows.iter().map(decode_worker).collect()
+    }
+
+    /// One `INSERT … ON CONFLICT DO UPDATE … WHERE` on the single-row leader table
+    /// (`queries/acquire_leadership.sql`): atomic without a session lock.
+    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
+        let row = sqlx::query(self.inner.queries.acquire_leadership.clone())
+            .bind(params.now)
+            .bind(&params.worker_id)
+            .bind(micros(params.ttl))
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        row.as_ref().map(decode_leadership).transpose()
+    }
+
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
+        // No stored term exceeds i64::MAX: such a term holds nothing to release.
+        let Ok(term) = i64::try_from(term) else { return Ok(()) };
+        sqlx::query(self.inner.queries.release_leadership.clone())
+            .bind(worker_id)
+            .bind(term)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
+        let row = sqlx::query(self.inner.queries.leader.clone())
+            .bind(now)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        row.as_ref().map(decode_leadership).transpose()
     }
 
     /// [`PostgresStorage::migrate`]: creates the schema and applies the embedded

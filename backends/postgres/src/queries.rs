@@ -24,6 +24,12 @@ pub(crate) struct Queries {
     pub(crate) get: SqlStr,
     pub(crate) list: SqlStr,
     pub(crate) counts: SqlStr,
+    pub(crate) beat_worker: SqlStr,
+    pub(crate) remove_worker: SqlStr,
+    pub(crate) list_workers: SqlStr,
+    pub(crate) acquire_leadership: SqlStr,
+    pub(crate) release_leadership: SqlStr,
+    pub(crate) leader: SqlStr,
 }
 
 impl Queries {
@@ -55,6 +61,12 @@ impl Queries {
             get: render(include_str!("../queries/get.sql")),
             list: render(include_str!("../queries/list.sql")),
             counts: render(include_str!("../queries/counts.sql")),
+            beat_worker: render(include_str!("../queries/beat_worker.sql")),
+            remove_worker: render(include_str!("../queries/remove_worker.sql")),
+            list_workers: render(include_str!("../queries/list_workers.sql")),
+            acquire_leadership: render(include_str!("../queries/acquire_leadership.sql")),
+            release_leadership: render(include_str!("../queries/release_leadership.sql")),
+            leader: render(include_str!("../queries/leader.sql")),
         }
     }
 }
@@ -76,10 +88,18 @@ mod tests {
             &queries.complete,
             &queries.retry,
             &queries.counts,
+            &queries.beat_worker,
+            &queries.remove_worker,
+            &queries.list_workers,
+            &queries.acquire_leadership,
+            &queries.release_leadership,
+            &queries.leader,
         ] {
             assert!(!sql.as_str().contains('{'), "{}", sql.as_str());
         }
         assert!(queries.claim.as_str().contains("\"tenant_1\".jobs"));
         assert!(queries.enqueue.as_str().contains("pg_notify('haul_tenant_1'"));
+        assert!(queries.beat_worker.as_str().contains("\"tenant_1\".workers"));
+        assert!(queries.acquire_leadership.as_str().contains("\"tenant_1\".leader"));
     }
 }

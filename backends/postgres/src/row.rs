@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use haul_core::{AttemptError, JobId, JobRecord, JobState, LeaseToken, Result, Timestamp};
+use haul_core::{
+    AttemptError, JobId, JobRecord, JobState, Leadership, LeaseToken, Result, Timestamp, WorkerBeat, WorkerRecord,
+};
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
 
@@ -81,6 +83,37 @@ pub(crate) fn decode_record(row: &PgRow) -> Result<JobRecord> {
     record.claimed_by = column(row, "claimed_by")?;
     record.unique_key = column(row, "unique_key")?;
     Ok(record)
+}
+
+/// A non-negative `bigint` column of the workers table as a `u32`; anything else
+/// means the row is corrupt.
+fn worker_count(id: &str, name: &str, value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| corrupt(format!("`{name}` ({value}) of worker `{id}` is not a u32")))
+}
+
+/// Decodes a row of the workers table.
+pub(crate) fn decode_worker(row: &PgRow) -> Result<WorkerRecord> {
+    let id: String = column(row, "id")?;
+    let pid = worker_count(&id, "pid", column(row, "pid")?)?;
+    let concurrency = worker_count(&id, "concurrency", column(row, "concurrency")?)?;
+    let held = worker_count(&id, "held", column(row, "held")?)?;
+    // `WorkerRecord` is non-exhaustive: built from the beat it records, then given the
+    // stored end.
+    let beat = WorkerBeat::new(id, column(row, "started_at")?, Duration::ZERO)
+        .process(column::<String>(row, "host")?, pid)
+        .serving(column(row, "queues")?, concurrency)
+        .held(held);
+    let mut record = WorkerRecord::from_beat(&beat, column(row, "last_seen_at")?);
+    record.expires_at = column(row, "expires_at")?;
+    Ok(record)
+}
+
+/// Decodes a held row of the leader table (`worker_id`, `term`, `expires_at`).
+pub(crate) fn decode_leadership(row: &PgRow) -> Result<Leadership> {
+    let worker_id: String = column(row, "worker_id")?;
+    let term: i64 = column(row, "term")?;
+    let term = u64::try_from(term).map_err(|_| corrupt(format!("negative leadership term {term}")))?;
+    Ok(Leadership::new(worker_id, term, column::<Timestamp>(row, "expires_at")?))
 }
 
 #[cfg(test)]

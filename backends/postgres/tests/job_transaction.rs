@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use haul::{StateMap, WorkerBuilder, prelude::*};
 use haul_core::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobOutcome, PruneParams,
-    QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
+    ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobOutcome, Leadership,
+    LeadershipParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
+    WorkerBeat, WorkerRecord,
 };
 use haul_postgres::PostgresStorage;
 use sqlx::{AssertSqlSafe, Row};
@@ -103,6 +104,24 @@ impl Storage for Recording {
     }
     async fn subscribe(&self) -> haul::Result<Wakeups> {
         self.storage.subscribe().await
+    }
+    async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
+        self.storage.beat_worker(beat).await
+    }
+    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
+        self.storage.remove_worker(id).await
+    }
+    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
+        self.storage.list_workers(now).await
+    }
+    async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
+        self.storage.acquire_leadership(params).await
+    }
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
+        self.storage.release_leadership(worker_id, term).await
+    }
+    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
+        self.storage.leader(now).await
     }
     async fn migrate(&self) -> haul::Result<()> {
         self.storage.migrate().await

@@ -101,14 +101,16 @@ local function flush_members(buffers)
   end
 end
 
+-- The clock: `override` (µs, from a clock-override argument) unless it is '', else
+-- the server's TIME in µs.
+local function read_clock(override)
+  if override ~= '' then return tonumber(override) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
 local function read_head()
-  local now
-  if ARGV[1] ~= '' then
-    now = tonumber(ARGV[1])
-  else
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  end
+  local now = read_clock(ARGV[1])
   local globals = tonumber(ARGV[3])
   local count = tonumber(ARGV[4])
   local groups = {}

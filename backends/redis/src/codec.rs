@@ -4,7 +4,10 @@
 use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use chrono::DateTime;
-use haul_core::{AttemptError, Error, JobId, JobRecord, JobState, LeaseToken, Result, Timestamp};
+use haul_core::{
+    AttemptError, Error, JobId, JobRecord, JobState, Leadership, LeaseToken, Result, Timestamp, WorkerBeat,
+    WorkerRecord,
+};
 use redis::Value;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -118,6 +121,49 @@ pub(crate) fn from_micros(micros: i64) -> Result<Timestamp> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt(format!("{micros} µs is not a valid instant")))
 }
 
+/// The fields of a worker's record that its beat gives, as `beat_worker.lua` takes
+/// them: a JSON object (instants in µs) to which the script adds `last_seen_at` and
+/// `expires_at`.
+pub(crate) fn worker_fields(beat: &WorkerBeat) -> String {
+    serde_json::json!({
+        "id": beat.id,
+        "host": beat.host,
+        "pid": beat.pid,
+        "queues": beat.queues,
+        "concurrency": beat.concurrency,
+        "held": beat.held,
+        "started_at": micros(beat.started_at),
+    })
+    .to_string()
+}
+
+/// A worker's record as stored in the registry.
+#[derive(Deserialize)]
+struct StoredWorker {
+    id: String,
+    host: String,
+    pid: u32,
+    queues: Vec<String>,
+    concurrency: u32,
+    held: u32,
+    started_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+}
+
+/// A worker's record from its registry entry (see [`worker_fields`]).
+pub(crate) fn worker_from_stored(text: &str) -> Result<WorkerRecord> {
+    let stored: StoredWorker = serde_json::from_str(text)
+        .map_err(|error| corrupt(format!("a worker record of the registry is not readable: {error}")))?;
+    let beat = WorkerBeat::new(stored.id, from_micros(stored.started_at)?, Duration::ZERO)
+        .process(stored.host, stored.pid)
+        .serving(stored.queues, stored.concurrency)
+        .held(stored.held);
+    let mut record = WorkerRecord::from_beat(&beat, from_micros(stored.last_seen_at)?);
+    record.expires_at = from_micros(stored.expires_at)?;
+    Ok(record)
+}
+
 /// Reading script replies.
 pub(crate) mod reply {
     use super::*;
@@ -166,6 +212,19 @@ pub(crate) mod reply {
             fields.insert(string(field)?, string(value)?);
         }
         Ok(fields)
+    }
+
+    /// A leadership from a `{worker_id, term, expires_at}` reply; `None` for nil.
+    pub(crate) fn leadership(value: Value) -> Result<Option<Leadership>> {
+        let items = array(value)?;
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let [worker_id, term, expires_at] = <[Value; 3]>::try_from(items)
+            .map_err(|items| corrupt(format!("a leadership reply has {} items, not 3", items.len())))?;
+        let term = string(term)?;
+        let term = term.parse().map_err(|_| corrupt(format!("the leadership term `{term}` is not a number")))?;
+        Ok(Some(Leadership::new(string(worker_id)?, term, from_micros(int(expires_at)?)?)))
     }
 
     /// A job record from a HGETALL field list.
@@ -228,6 +287,38 @@ mod tests {
         assert_eq!(record.errors.len(), 1);
         assert_eq!(record.errors[0].message, "boom / \"x\"");
         assert_eq!(record.errors[0].attempt, 1);
+    }
+
+    #[test]
+    fn a_worker_record_reads_back_with_the_times_the_script_adds() {
+        let started = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single().expect("valid");
+        let beat = WorkerBeat::new("host/42/a\"b", started, Duration::from_secs(30))
+            .process("host", 42)
+            .serving(vec!["mail".to_owned(), "default".to_owned()], 8)
+            .held(3);
+        let fields = worker_fields(&beat);
+        assert!(fields.starts_with('{') && fields.len() > 2, "{fields}");
+        // What beat_worker.lua stores: the two times put first.
+        let stored = format!(r#"{{"last_seen_at":1893456010000000,"expires_at":1893456040000000,{}"#, &fields[1..]);
+        let record = worker_from_stored(&stored).expect("a valid record");
+        let seen = started + chrono::Duration::seconds(10);
+        let mut expected = WorkerRecord::from_beat(&beat, seen);
+        expected.expires_at = seen + chrono::Duration::seconds(30);
+        assert_eq!(record, expected);
+        let error = worker_from_stored("{}").expect_err("incomplete");
+        assert_eq!(error.kind(), Some(haul_core::ErrorKind::CorruptData));
+    }
+
+    #[test]
+    fn a_leadership_reply_reads_back_and_nil_is_none() {
+        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        let reply = Value::Array(vec![bulk("w1"), bulk("7"), bulk("1893456000000000")]);
+        let leadership = reply::leadership(reply).expect("valid").expect("held");
+        assert_eq!((leadership.worker_id.as_str(), leadership.term), ("w1", 7));
+        assert_eq!(micros(leadership.expires_at), 1_893_456_000_000_000);
+        assert_eq!(reply::leadership(Value::Nil).expect("valid"), None);
+        let error = reply::leadership(Value::Array(vec![bulk("w1"), bulk("x"), bulk("1")])).expect_err("bad term");
+        assert_eq!(error.kind(), Some(haul_core::ErrorKind::CorruptData));
     }
 
     #[test]

@@ -47,6 +47,31 @@ impl Keys {
         format!("haul:{{{}}}:layout", self.prefix)
     }
 
+    /// The worker registry: a hash of worker id -> the worker's record (a JSON object
+    /// holding its beat's fields, `last_seen_at` and `expires_at`).
+    pub(crate) fn workers(&self) -> String {
+        format!("haul:{{{}}}:workers", self.prefix)
+    }
+
+    /// The registry's expiry index: a sorted set of worker ids scored by the
+    /// `expires_at` of their record.
+    pub(crate) fn workers_expiry(&self) -> String {
+        format!("haul:{{{}}}:workers:expiry", self.prefix)
+    }
+
+    /// The leadership of the prefix: a hash with `worker_id`, `term` and `expires_at`
+    /// (only `term` once released, so that terms keep counting up).
+    pub(crate) fn leader(&self) -> String {
+        format!("haul:{{{}}}:leader", self.prefix)
+    }
+
+    /// The prefix-level keys that hold data (not the channel), for `purge` on a
+    /// cluster: the jobs index, the queue set, the unique index, the layout marker,
+    /// the worker registry and its expiry index, and the leadership.
+    pub(crate) fn globals(&self) -> [String; 7] {
+        [self.jobs(), self.queues(), self.unique(), self.layout(), self.workers(), self.workers_expiry(), self.leader()]
+    }
+
     /// The pub/sub channel of wake-ups; messages are queue names.
     pub(crate) fn channel(&self) -> String {
         format!("haul:{{{}}}:wakeup", self.prefix)
@@ -137,7 +162,7 @@ mod tests {
             assert!(key.starts_with("haul:{app:mail.high}:"), "{key}");
         }
         assert_eq!(queue.group().count(), 8, "the state sets and the paused flag");
-        for key in [keys.jobs(), keys.queues(), keys.unique(), keys.layout(), keys.channel()] {
+        for key in keys.globals().into_iter().chain([keys.channel()]) {
             assert!(key.starts_with("haul:{app}:"), "{key}");
         }
     }
@@ -159,6 +184,12 @@ mod tests {
         let patterns = Keys::new("t1").patterns();
         assert_eq!(patterns, ["haul:{t1}:*".to_owned(), "haul:{t1:*".to_owned()]);
         assert_eq!(Keys::new("t1").layout(), "haul:{t1}:layout", "purge's first pattern matches the marker");
+        for key in Keys::new("t1").globals() {
+            assert!(key.starts_with("haul:{t1}:"), "purge's first pattern matches {key}");
+        }
+        assert_eq!(Keys::new("t1").workers(), "haul:{t1}:workers");
+        assert_eq!(Keys::new("t1").workers_expiry(), "haul:{t1}:workers:expiry");
+        assert_eq!(Keys::new("t1").leader(), "haul:{t1}:leader");
         let other = Keys::new("t10");
         assert!(!other.jobs().starts_with("haul:{t1}:") && !other.queue("q").paused().starts_with("haul:{t1:"));
     }

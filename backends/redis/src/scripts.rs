@@ -33,6 +33,12 @@ pub(crate) struct Scripts {
     pub(crate) retry: Script,
     pub(crate) pause: Script,
     pub(crate) resume: Script,
+    pub(crate) beat_worker: Script,
+    pub(crate) remove_worker: Script,
+    pub(crate) list_workers: Script,
+    pub(crate) acquire_leadership: Script,
+    pub(crate) release_leadership: Script,
+    pub(crate) leader: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -48,6 +54,12 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     retry: with_lib!("retry.lua"),
     pause: Script::new(include_str!("../lua/pause.lua")),
     resume: Script::new(include_str!("../lua/resume.lua")),
+    beat_worker: with_lib!("beat_worker.lua"),
+    remove_worker: Script::new(include_str!("../lua/remove_worker.lua")),
+    list_workers: with_lib!("list_workers.lua"),
+    acquire_leadership: with_lib!("acquire_leadership.lua"),
+    release_leadership: Script::new(include_str!("../lua/release_leadership.lua")),
+    leader: with_lib!("leader.lua"),
 });
 
 /// The scripts.

@@ -316,10 +316,11 @@ impl RedisStorage {
         Ok(found.into_iter().collect())
     }
 
-    /// Every key the storage may have written, reached from the queue set.
+    /// Every key the storage may have written: the prefix-level keys (indexes, layout
+    /// marker, worker registry, leadership), then the keys reached from the queue set.
     async fn reachable_keys(&self) -> Result<Vec<String>> {
         let keys = &self.inner.keys;
-        let mut found = vec![keys.jobs(), keys.queues(), keys.unique(), keys.layout()];
+        let mut found = keys.globals().to_vec();
         let mut conn = self.conn();
         for name in self.queue_names().await? {
             let queue = keys.queue(&name);

@@ -2,8 +2,9 @@
 
 use async_trait::async_trait;
 use haul_core::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, ListParams,
-    PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups,
+    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, Leadership,
+    LeadershipParams, ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result,
+    Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
 use crate::{BACKEND, RedisStorage};
@@ -72,6 +73,32 @@ impl Storage for RedisStorage {
 
     async fn subscribe(&self) -> Result<Wakeups> {
         self.subscribe_wakeups().await
+    }
+
+    /// One script (`beat_worker.lua`) in the prefix's slot: writes the record and its
+    /// expiry, and deletes up to 100 records that have ended.
+    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
+        self.beat(beat).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        self.unregister(id).await
+    }
+
+    async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
+        self.live_workers(now).await
+    }
+
+    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
+        self.acquire_lead(params).await
+    }
+
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
+        self.release_lead(worker_id, term).await
+    }
+
+    async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
+        self.current_leader(now).await
     }
 
     /// Marks the key prefix with this build's layout version (`haul:{<prefix>}:layout`,

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use haul_core::{
-    ClaimParams, EnqueueParams, HeartbeatParams, JobOutcome, JobState, NewJob, PruneParams, Report, ReportParams,
-    Retention, Storage,
+    ClaimParams, EnqueueParams, HeartbeatParams, JobOutcome, JobState, LeadershipParams, NewJob, PruneParams, Report,
+    ReportParams, Retention, Storage, WorkerBeat,
 };
 use serde_json::json;
 
@@ -50,4 +50,19 @@ async fn every_call_works_after_the_server_forgot_its_scripts() {
     flush_scripts().await;
     storage.resume_queue("q").await.unwrap();
     assert!(storage.counts().await.unwrap().iter().all(|queue| !queue.paused));
+
+    // The cluster layer's scripts.
+    flush_scripts().await;
+    storage.beat_worker(WorkerBeat::new("w", chrono::Utc::now(), Duration::from_secs(30))).await.unwrap();
+    flush_scripts().await;
+    assert_eq!(storage.list_workers(None).await.unwrap().len(), 1);
+    flush_scripts().await;
+    storage.remove_worker("w").await.unwrap();
+    flush_scripts().await;
+    let held = storage.acquire_leadership(LeadershipParams::new("w", Duration::from_secs(30))).await.unwrap().unwrap();
+    flush_scripts().await;
+    assert_eq!(storage.leader(None).await.unwrap(), Some(held.clone()));
+    flush_scripts().await;
+    storage.release_leadership("w", held.term).await.unwrap();
+    assert_eq!(storage.leader(None).await.unwrap(), None);
 }

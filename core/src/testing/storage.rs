@@ -10,8 +10,9 @@ use super::{
     drain::{self, Queues},
 };
 use crate::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, ListParams,
-    PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups,
+    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, Leadership,
+    LeadershipParams, ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result,
+    Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
 /// Forwards every call to the storage under test, filling in each `now` the caller
@@ -108,6 +109,32 @@ impl Storage for ClockedStorage {
         self.inner().subscribe().await
     }
 
+    async fn beat_worker(&self, mut beat: WorkerBeat) -> Result<()> {
+        beat.now = self.now_or_test_clock(beat.now);
+        self.inner().beat_worker(beat).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        self.inner().remove_worker(id).await
+    }
+
+    async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
+        self.inner().list_workers(self.now_or_test_clock(now)).await
+    }
+
+    async fn acquire_leadership(&self, mut params: LeadershipParams) -> Result<Option<Leadership>> {
+        params.now = self.now_or_test_clock(params.now);
+        self.inner().acquire_leadership(params).await
+    }
+
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
+        self.inner().release_leadership(worker_id, term).await
+    }
+
+    async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
+        self.inner().leader(self.now_or_test_clock(now)).await
+    }
+
     async fn migrate(&self) -> Result<()> {
         self.inner().migrate().await
     }
@@ -201,6 +228,30 @@ mod tests {
             self.record("subscribe", None);
             Ok(WakeupSender::new().subscribe())
         }
+        async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
+            self.record("beat_worker", beat.now);
+            Ok(())
+        }
+        async fn remove_worker(&self, _id: &str) -> Result<()> {
+            self.record("remove_worker", None);
+            Ok(())
+        }
+        async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
+            self.record("list_workers", now);
+            Ok(Vec::new())
+        }
+        async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
+            self.record("acquire_leadership", params.now);
+            Ok(None)
+        }
+        async fn release_leadership(&self, _worker_id: &str, _term: u64) -> Result<()> {
+            self.record("release_leadership", None);
+            Ok(())
+        }
+        async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
+            self.record("leader", now);
+            Ok(None)
+        }
         async fn migrate(&self) -> Result<()> {
             self.record("migrate", None);
             Ok(())
@@ -238,6 +289,13 @@ mod tests {
         storage.subscribe().await.ok();
         storage.migrate().await.ok();
         storage.check_ready().await.ok();
+        let started = chrono::Utc::now();
+        storage.beat_worker(crate::WorkerBeat::new("w", started, std::time::Duration::from_secs(30))).await.ok();
+        storage.list_workers(None).await.ok();
+        storage.acquire_leadership(LeadershipParams::new("w", std::time::Duration::from_secs(30))).await.ok();
+        storage.leader(None).await.ok();
+        storage.remove_worker("w").await.ok();
+        storage.release_leadership("w", 1).await.ok();
         let own_time = chrono::Utc::now() - chrono::Duration::days(1);
         storage.promote_due(Some(own_time)).await.ok();
 
@@ -249,6 +307,8 @@ mod tests {
             .iter()
             .map(|call| (*call, test_now))
             .chain(untimed.iter().map(|call| (*call, None)))
+            .chain(["beat_worker", "list_workers", "acquire_leadership", "leader"].iter().map(|call| (*call, test_now)))
+            .chain([("remove_worker", None), ("release_leadership", None)])
             .chain([("promote_due", Some(own_time))])
             .collect();
         assert_eq!(calls, expected);

@@ -22,6 +22,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) retention: Retention,
     pub(crate) flush_batch: usize,
     pub(crate) final_flush_timeout: Duration,
+    pub(crate) leader_lease: Duration,
+    pub(crate) leader_eligible: bool,
 }
 
 impl WorkerConfig {
@@ -51,6 +53,9 @@ impl WorkerConfig {
         }
         if self.lease < Duration::from_millis(100) {
             return Err(Error::InvalidArgument("the lease must be at least 100 ms".into()));
+        }
+        if self.leader_lease < Duration::from_millis(100) {
+            return Err(Error::InvalidArgument("the leader lease must be at least 100 ms".into()));
         }
         for (name, value) in [
             ("poll interval", self.poll_interval),
@@ -93,6 +98,8 @@ impl WorkerBuilder {
                 retention: Retention::default(),
                 flush_batch: 1000,
                 final_flush_timeout: Duration::from_secs(10),
+                leader_lease: Duration::from_secs(15),
+                leader_eligible: true,
             },
         }
     }
@@ -168,7 +175,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often due jobs are promoted and expired leases rescued (default: 1 s).
+    /// How often due jobs are promoted and expired leases rescued (default: 1 s), while
+    /// this worker is the leader (see [`WorkerBuilder::leader_lease`]).
     pub fn maintenance_interval(mut self, interval: Duration) -> Self {
         self.config.maintenance_interval = interval;
         self
@@ -176,13 +184,57 @@ impl WorkerBuilder {
 
     /// How long finished jobs are kept, and how often they are pruned (defaults:
     /// [`Retention::default`], every 60 s).
+    ///
+    /// The leader prunes: it deletes in batches of 10,000 and repeats until a batch
+    /// comes back short (nothing older than the retention is left), then waits for the
+    /// next prune interval, so pruning keeps up with any completion rate.
     pub fn retention(mut self, retention: Retention, prune_interval: Duration) -> Self {
         self.config.retention = retention;
         self.config.prune_interval = prune_interval;
         self
     }
 
-    /// The id recorded on claimed jobs (default: process id and a random suffix).
+    /// The longest a namespace stays without a leader after its leader dies (default:
+    /// 15 s). Each worker renews its registry record and, if it may lead, asks for the
+    /// lead every quarter of it; the record lives the whole lease, a granted lead three
+    /// quarters of it.
+    ///
+    /// Every running worker records itself in storage (see [`Storage::list_workers`])
+    /// and, unless it opted out with [`WorkerBuilder::leader_eligible`], tries to become
+    /// the namespace's one leader. Only the leader promotes due jobs, rescues expired
+    /// leases and prunes old jobs. The rule:
+    ///
+    /// - a leader that shuts down gives the lead up at once: another worker takes it at
+    ///   its next try, within a quarter of its own leader lease;
+    /// - a leader that dies (or stops reaching storage) keeps the lead until it runs
+    ///   out, three quarters of a lease after its last renewal; another worker takes it
+    ///   at its next try, within a quarter of a lease after that: so within one leader
+    ///   lease of the death (15 s with the default), and maintenance with it;
+    /// - a leader stops acting as leader when its lead runs out by its own clock,
+    ///   counted from when it sent the renewal, which is never later than storage's end
+    ///   of the lead: no other worker can be elected before it stops.
+    ///
+    /// A shorter lease fails over faster and costs two storage calls per worker per
+    /// quarter of it. Workers of one namespace should use the same lease. It must be at
+    /// least 100 ms.
+    pub fn leader_lease(mut self, lease: Duration) -> Self {
+        self.config.leader_lease = lease;
+        self
+    }
+
+    /// Whether this worker may become the leader (default: true).
+    ///
+    /// A worker that may not still records itself in the registry and runs jobs, but
+    /// never promotes, rescues or prunes: leave at least one eligible worker running
+    /// per namespace, or due jobs stay scheduled and expired leases are never rescued.
+    pub fn leader_eligible(mut self, eligible: bool) -> Self {
+        self.config.leader_eligible = eligible;
+        self
+    }
+
+    /// The id recorded on claimed jobs, on this worker's registry record and on its
+    /// leadership (default: process id and a random suffix). Two workers running at
+    /// once on one namespace must not share it.
     pub fn worker_id(mut self, worker_id: impl Into<String>) -> Self {
         self.config.worker_id = worker_id.into();
         self

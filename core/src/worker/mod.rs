@@ -1,6 +1,7 @@
 //! The worker runtime: claim, run, report, heartbeat, maintain, shut down gracefully.
 
 mod backoff;
+mod cluster;
 mod config;
 mod debug;
 mod executor;
@@ -27,6 +28,7 @@ use crate::{
     job::{check_registered_kinds, check_required_states},
 };
 use backoff::StorageBackoff;
+use cluster::{Leader, Membership};
 pub(crate) use executor::execute;
 use executor::{Claimed, Executor};
 use flusher::Flusher;
@@ -46,10 +48,24 @@ const STARTED_IN_MEMORY: &str = "worker started on the memory backend: its jobs 
 ///
 /// One claimer fills free slots (the concurrency limit) with batched claims; each
 /// handler runs as its own tokio task; outcomes and heartbeats are written in
-/// batches; a maintenance loop promotes due jobs, rescues expired leases and prunes
-/// old ones. It checks its settings, its state and the storage when it starts (see
+/// batches. It checks its settings, its state and the storage when it starts (see
 /// [`Worker::run_until`]); after that, storage errors are retried with backoff and
 /// never end the worker.
+///
+/// # Workers and the leader
+///
+/// Each running worker records itself in storage (its id, host, process id, queues,
+/// concurrency, the jobs it holds, when it started and when it was last seen:
+/// [`Storage::list_workers`]) and refreshes that record every quarter of its
+/// [leader lease](WorkerBuilder::leader_lease); a record not refreshed within the
+/// lease is gone. At most one live worker of a namespace (a PostgreSQL schema, a
+/// Redis key prefix, a memory instance) is its leader, holding a lease it renews on
+/// the same interval, and only the leader promotes due jobs, rescues expired leases
+/// and prunes old jobs, so that work does not grow with the number of workers. A
+/// worker that shuts down gives the lead up at once; one that dies is replaced once
+/// its lead runs out, within one leader lease (see [`WorkerBuilder::leader_lease`]
+/// for the rule). A worker can
+/// opt out of leading with [`WorkerBuilder::leader_eligible`].
 pub struct Worker {
     storage: Arc<dyn Storage>,
     states: Arc<StateMap>,
@@ -102,10 +118,17 @@ impl Worker {
             return Ok(());
         }
         let config = self.config;
+        let started_at = chrono::Utc::now();
         let held = Arc::new(HeldClaims::default());
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let give_up_flushing = CancellationToken::new();
         let stop_background = CancellationToken::new();
+        // Stops with the rest, and also when this future is dropped (a worker aborted
+        // without a shutdown), as the death of its process would: its lead and its
+        // registry record then end with their lease.
+        let stop_cluster = stop_background.child_token();
+        let _stop_cluster_on_drop = stop_cluster.clone().drop_guard();
+        let leader = Arc::new(Leader::default());
 
         let flusher = tokio::spawn(
             Flusher { storage: Arc::clone(&self.storage), held: Arc::clone(&held), batch: config.flush_batch }
@@ -123,11 +146,12 @@ impl Worker {
         let maintenance = tokio::spawn(
             Maintenance {
                 storage: Arc::clone(&self.storage),
+                leader: Arc::clone(&leader),
                 interval: config.maintenance_interval,
                 prune_interval: config.prune_interval,
                 retention: config.retention,
             }
-            .run(stop_background.clone()),
+            .run(stop_cluster.clone()),
         );
 
         let stop_claiming = CancellationToken::new();
@@ -151,7 +175,27 @@ impl Worker {
             queues = ?config.queues,
             concurrency = config.concurrency,
             prefetch = config.prefetch,
+            leader_lease = ?config.leader_lease,
+            leader_eligible = config.leader_eligible,
             "{started}"
+        );
+        // Beats and takes the lead at once: a lone worker leads right from the start, and
+        // maintenance, woken by the new lead, runs at once.
+        let membership = tokio::spawn(
+            Membership {
+                storage: Arc::clone(&self.storage),
+                held: Arc::clone(&held),
+                leader,
+                worker_id: config.worker_id.clone(),
+                queues: config.queues.clone(),
+                concurrency: config.concurrency,
+                lease: config.leader_lease,
+                eligible: config.leader_eligible,
+                host: cluster::host_name(),
+                started_at,
+                last_term: None,
+            }
+            .run(stop_cluster.clone()),
         );
 
         let claiming = claimer.run(stop_claiming.clone());
@@ -188,7 +232,13 @@ impl Worker {
             }
         }
         stop_background.cancel();
-        let _ = tokio::join!(heartbeat, maintenance);
+        let (_, _, membership) = tokio::join!(heartbeat, maintenance, membership);
+        // Nothing acts as leader any more: give the lead up and leave the registry.
+        if let Ok(membership) = membership
+            && tokio::time::timeout(config.final_flush_timeout, membership.leave()).await.is_err()
+        {
+            tracing::warn!("leaving the cluster timed out; the lead and the registry record end with their lease");
+        }
         tracing::info!("worker stopped");
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod bad_input;
 pub mod cancel;
 pub mod claim;
+pub mod cluster;
 pub mod concurrency;
 pub mod enqueue;
 pub mod failure;

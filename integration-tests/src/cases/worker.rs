@@ -9,8 +9,9 @@ use std::time::Duration;
 use haul::{
     JobId, JobRecord, JobState, NewJob, Queue, Worker, WorkerBuilder,
     storage::{
-        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, ListParams, PruneParams,
-        QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
+        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
+        ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
+        WorkerBeat, WorkerRecord,
     },
 };
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -42,6 +43,8 @@ impl RunningWorker {
             .poll_interval(Duration::from_millis(50))
             .maintenance_interval(Duration::from_millis(50))
             .lease(Duration::from_secs(5))
+            // A worker that dies hands the lead (and the rescue of its jobs) on within ~1 s.
+            .leader_lease(Duration::from_secs(1))
             .shutdown_grace(Duration::from_secs(10))
             .state(tracker.clone());
         Self::from_worker(configure(builder).build())
@@ -485,6 +488,24 @@ impl haul::Storage for FaultyStorage {
     }
     async fn subscribe(&self) -> haul::Result<Wakeups> {
         self.inner.subscribe().await
+    }
+    async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
+        self.inner.beat_worker(beat).await
+    }
+    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
+        self.inner.remove_worker(id).await
+    }
+    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
+        self.inner.list_workers(now).await
+    }
+    async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
+        self.inner.acquire_leadership(params).await
+    }
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
+        self.inner.release_leadership(worker_id, term).await
+    }
+    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
+        self.inner.leader(now).await
     }
     async fn migrate(&self) -> haul::Result<()> {
         self.inner.migrate().await

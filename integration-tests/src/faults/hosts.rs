@@ -123,6 +123,8 @@ impl WorkerSpec {
             .concurrency(self.concurrency)
             .prefetch(self.prefetch)
             .lease(Duration::from_millis(self.lease_ms))
+            // A killed or frozen leader is replaced as fast as its jobs' leases expire.
+            .leader_lease(Duration::from_millis(self.lease_ms))
             .shutdown_grace(Duration::from_millis(self.grace_ms))
             .poll_interval(Duration::from_millis(100))
             .maintenance_interval(Duration::from_millis(100))

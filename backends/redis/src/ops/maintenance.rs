@@ -1,5 +1,6 @@
 //! promote_due, rescue_expired and prune: one script over every known queue (per queue
-//! on a cluster), run again while a queue had more work than one run takes.
+//! on a cluster), run again while a queue had more work than one run takes (for prune:
+//! more than [`PRUNE_BATCH`] jobs, up to its limit).
 
 use haul_core::{PruneParams, RescueOutcome, Result, Timestamp};
 
@@ -13,6 +14,15 @@ use crate::{
 /// The most jobs one script run moves per queue and set, so that no run blocks the
 /// server for long.
 const BATCH: usize = 1_000;
+
+/// The most jobs one run of `prune.lua` deletes; `prune` runs it again (up to its
+/// `limit`) while a run deleted this many, so that a caller pruning in a loop never
+/// blocks the server for long. Chosen by measurement (`tests/prune_batch.rs`, run with
+/// `-- --ignored --nocapture`: each run's time from `SLOWLOG`): on Redis 7.0 on a busy
+/// two-core machine, pruning 10,000 completed jobs in runs of 250 took a median of
+/// 1.5 to 2.4 ms per run (p90 1.8 to 2.9 ms, max 4.5 ms) over 1 to 20 queues, with and
+/// without unique keys, about 0.2 s in all; a single run of 10,000 took 83 to 185 ms.
+const PRUNE_BATCH: usize = 250;
 
 /// The error recorded against an attempt whose lease ran out (the memory backend's
 /// words).
@@ -70,44 +80,64 @@ impl RedisStorage {
         Ok(outcome)
     }
 
+    /// Deletes up to `limit` finished jobs past their retention, in runs of
+    /// `prune.lua` of at most [`PRUNE_BATCH`] jobs each (per queue on a cluster),
+    /// oldest first within a run; stops at `limit` or when nothing is left.
     pub(crate) async fn prune_finished(&self, params: PruneParams) -> Result<u64> {
         let PruneParams { retention, limit, now, .. } = params;
         let keep = [retention.completed, retention.discarded, retention.cancelled].map(duration_micros);
-        let global = !self.is_cluster();
-        let mut pruned = 0_u64;
-        for run in self.maintenance_runs().await? {
-            let left = limit.saturating_sub(usize::try_from(pruned).unwrap_or(usize::MAX));
-            if left == 0 {
-                break;
-            }
+        let mut pruned = 0_usize;
+        'runs: for run in self.maintenance_runs().await? {
             let queues: Vec<&QueueKeys> = run.iter().collect();
-            let mut call = with_head(&scripts().prune, &self.inner.keys, now, global, &queues);
-            call.arg(left).arg(keep[0]).arg(keep[1]).arg(keep[2]);
-            let reply = reply::array(self.run(&call).await?)?
-                .into_iter()
-                .map(reply::string)
-                .collect::<Result<Vec<String>>>()?;
-            // Pairs: the jobs-index member, then the unique-index member ('' for none).
-            let members: Vec<&String> = reply.iter().step_by(2).collect();
-            let uniques: Vec<&String> = reply.iter().skip(1).step_by(2).filter(|member| !member.is_empty()).collect();
-            if !global && !members.is_empty() {
+            loop {
+                let batch = limit.saturating_sub(pruned).min(PRUNE_BATCH);
+                if batch == 0 {
+                    break 'runs;
+                }
+                let deleted = self.prune_batch(&queues, now, keep, batch).await?;
+                pruned += deleted;
+                if deleted < batch {
+                    break;
+                }
+            }
+        }
+        Ok(u64::try_from(pruned).unwrap_or(u64::MAX))
+    }
+
+    /// One run of `prune.lua` over `queues`, deleting up to `batch` jobs; on a cluster,
+    /// then removes their members from the indexes in the prefix's slot. Returns how
+    /// many jobs it deleted.
+    async fn prune_batch(
+        &self,
+        queues: &[&QueueKeys],
+        now: Option<Timestamp>,
+        keep: [i64; 3],
+        batch: usize,
+    ) -> Result<usize> {
+        let global = !self.is_cluster();
+        let mut call = with_head(&scripts().prune, &self.inner.keys, now, global, queues);
+        call.arg(batch).arg(keep[0]).arg(keep[1]).arg(keep[2]);
+        let reply =
+            reply::array(self.run(&call).await?)?.into_iter().map(reply::string).collect::<Result<Vec<String>>>()?;
+        // Pairs: the jobs-index member, then the unique-index member ('' for none).
+        let members: Vec<&String> = reply.iter().step_by(2).collect();
+        let uniques: Vec<&String> = reply.iter().skip(1).step_by(2).filter(|member| !member.is_empty()).collect();
+        if !global && !members.is_empty() {
+            let _: u64 = redis::cmd("ZREM")
+                .arg(self.inner.keys.jobs())
+                .arg(&members)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(crate::error::map_redis_error)?;
+            if !uniques.is_empty() {
                 let _: u64 = redis::cmd("ZREM")
-                    .arg(self.inner.keys.jobs())
-                    .arg(&members)
+                    .arg(self.inner.keys.unique())
+                    .arg(&uniques)
                     .query_async(&mut self.conn())
                     .await
                     .map_err(crate::error::map_redis_error)?;
-                if !uniques.is_empty() {
-                    let _: u64 = redis::cmd("ZREM")
-                        .arg(self.inner.keys.unique())
-                        .arg(&uniques)
-                        .query_async(&mut self.conn())
-                        .await
-                        .map_err(crate::error::map_redis_error)?;
-                }
             }
-            pruned += members.len() as u64;
         }
-        Ok(pruned)
+        Ok(members.len())
     }
 }

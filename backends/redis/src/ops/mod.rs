@@ -4,6 +4,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod claim;
+pub(crate) mod cluster;
 pub(crate) mod enqueue;
 pub(crate) mod maintenance;
 pub(crate) mod outcomes;
