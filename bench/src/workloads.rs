@@ -246,6 +246,9 @@ async fn drain<B: Backend>(
                 .concurrency(concurrency)
                 .prefetch(prefetch)
                 .shared_state(Arc::clone(&progress))
+                // Every kind of the queue `bench` must find its state, or the worker
+                // refuses to start; no `timed` job runs here.
+                .shared_state(Arc::new(Latencies::default()))
                 .poll_interval(DRAIN_POLL)
                 .build();
             let mut stopped = stopped.clone();
@@ -253,7 +256,14 @@ async fn drain<B: Backend>(
                 let _ = stopped.wait_for(|stop| *stop).await;
             }));
         }
-        progress.reached.notified().await;
+        // A worker that ends early (it refused to start) must not leave this waiting.
+        tokio::select! {
+            () = progress.reached.notified() => {}
+            Some(joined) = workers.join_next() => {
+                joined??;
+                return Err("a worker stopped before the jobs were done".into());
+            }
+        }
         while completed(&queue).await? < jobs {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -294,6 +304,8 @@ impl<S: Storage + Clone> LatencyWorker<S> {
             .queues(["bench"])
             .concurrency(settings.concurrency)
             .shared_state(Arc::clone(latencies))
+            // Every kind of the queue `bench` must find its state; no `noop` job runs here.
+            .shared_state(Arc::new(Progress::default()))
             .build();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(worker.run_until(async {
