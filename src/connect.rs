@@ -72,6 +72,8 @@ const SCHEMES: &str = "memory://, postgres://, postgresql://, redis://, rediss:/
 /// Any of the cluster's nodes, comma-separated (`rediss+cluster://` for TLS); the user,
 /// password, `protocol` and `#insecure` apply to every node, and the parameters are
 /// those of Redis above. The storage is `RedisStorage::connect_cluster` with those nodes.
+/// Everything before the URL's last `@` is the user and password (no parameter value
+/// holds an `@`; write one elsewhere as `%40`).
 ///
 /// # Memory: `memory://`
 ///
