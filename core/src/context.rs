@@ -81,6 +81,20 @@ impl JobContext {
         }
     }
 
+    /// The context of the attempt a claim of `record` (under `token`) runs.
+    pub(crate) fn for_claimed(record: &crate::JobRecord, token: LeaseToken, states: Arc<StateMap>) -> Self {
+        Self::new(
+            record.id,
+            token,
+            record.kind.clone(),
+            record.queue.clone(),
+            record.attempt,
+            record.max_attempts,
+            record.created_at,
+            states,
+        )
+    }
+
     /// A context for calling a job directly in a unit test, with the given state (and a
     /// fresh claim that no storage knows).
     pub fn for_test(states: StateMap) -> Self {

@@ -151,16 +151,7 @@ async fn run_one(shared: &Shared, record: JobRecord) -> Result<Option<JobState>>
                 .into(),
         ));
     };
-    let ctx = JobContext::new(
-        record.id,
-        claim.token,
-        record.kind.clone(),
-        record.queue.clone(),
-        record.attempt,
-        record.max_attempts,
-        record.created_at,
-        shared.states.current(),
-    );
+    let ctx = JobContext::for_claimed(&record, claim.token, shared.states.current());
     let outcome = execute(&record, ctx.clone()).await;
     if ctx.is_marked_completed() {
         // A backend extension already stored the completion with the handler's writes.

@@ -46,16 +46,7 @@ impl Executor {
             tracing::error!(id = %record.id, "storage returned a claimed job without a lease token; skipping it");
             return;
         };
-        let ctx = JobContext::new(
-            record.id,
-            claim.token,
-            record.kind.clone(),
-            record.queue.clone(),
-            record.attempt,
-            record.max_attempts,
-            record.created_at,
-            Arc::clone(&self.states),
-        );
+        let ctx = JobContext::for_claimed(&record, claim.token, Arc::clone(&self.states));
         self.held.insert(claim, ctx.clone(), lease_deadline);
         let mut on_panic = ReleaseOnPanic { held: &self.held, claim, armed: true };
         self.run_held(claim, &record, ctx).await;
