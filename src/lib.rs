@@ -7,19 +7,25 @@ pub use connect::connect;
 #[doc(inline)]
 pub use haul_core::{
     AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult, Job, JobContext,
-    JobError, JobId, JobOptions, JobOutcome, JobRecord, JobState, ListParams, NewJob, Queue, QueueCounts, Result,
-    Retention, RetryAfter, RetryPolicy, RunAt, Snooze, State, StateMap, StopReason, Storage, Unique, Worker,
-    WorkerBuilder, shutdown_signal,
+    JobError, JobId, JobOptions, JobOutcome, JobRecord, JobState, ListParams, Missed, NewJob, Periodic, Queue,
+    QueueCounts, Result, Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap, StopReason,
+    Storage, Unique, Worker, WorkerBuilder, shutdown_signal,
 };
+/// Periodic (cron) jobs: [`Periodic`], [`Schedule`], [`Missed`], and the scheduler the
+/// leader runs. See the README's "Periodic jobs".
+pub mod periodic {
+    #[doc(inline)]
+    pub use haul_core::periodic::*;
+}
 pub mod testing;
 /// The backend trait and its parameter types, for backend authors (unstable until 1.0).
 pub mod storage {
     #[doc(inline)]
     pub use haul_core::{
         ClaimParams, DEFAULT_MAX_ARGS_BYTES, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams,
-        JobOutcome, Leadership, LeadershipParams, LeaseToken, ListParams, MAX_ARGS_DEPTH, PruneParams, QueueCounts,
-        Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage, Timestamp, WakeupSender, Wakeups,
-        WorkerBeat, WorkerRecord, storable_text,
+        JobOutcome, Leadership, LeadershipParams, LeaseToken, ListParams, MAX_ARGS_DEPTH, PeriodicRecord,
+        PeriodicUpdate, PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention,
+        Storage, Timestamp, WakeupSender, Wakeups, WorkerBeat, WorkerRecord, storable_text,
     };
 }
 #[cfg(feature = "macros")]
@@ -100,8 +106,8 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::job;
     pub use crate::{
-        Discard, JobContext, JobError, JobId, JobRecord, JobState, ListParams, Queue, RetryAfter, RetryPolicy, Snooze,
-        State, Storage, Unique, Worker, shutdown_signal,
+        Discard, JobContext, JobError, JobId, JobRecord, JobState, ListParams, Periodic, Queue, RetryAfter,
+        RetryPolicy, Schedule, Snooze, State, Storage, Unique, Worker, shutdown_signal,
     };
     pub use std::time::Duration;
 }

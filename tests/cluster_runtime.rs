@@ -22,8 +22,8 @@ use haul::{
     prelude::*,
     storage::{
         ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups, WorkerBeat,
-        WorkerRecord,
+        PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome,
+        Timestamp, Wakeups, WorkerBeat, WorkerRecord,
     },
 };
 use tokio::{sync::oneshot, task::JoinHandle, time::Instant};
@@ -155,6 +155,18 @@ impl Storage for Counting {
     }
     async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
         self.inner.leader(now).await
+    }
+
+    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
+        self.inner.save_periodic(update).await
+    }
+
+    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
+        self.inner.list_periodic().await
+    }
+
+    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
+        self.inner.delete_periodic(name).await
     }
     async fn migrate(&self) -> haul::Result<()> {
         self.inner.migrate().await

@@ -15,8 +15,8 @@ use haul::{
     prelude::*,
     storage::{
         ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups, WorkerBeat,
-        WorkerRecord,
+        PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome,
+        Timestamp, Wakeups, WorkerBeat, WorkerRecord,
     },
 };
 use tracing_subscriber::util::SubscriberInitExt;
@@ -111,6 +111,18 @@ impl Storage for HeartbeatsAfterReports {
     }
     async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
         self.inner.leader(now).await
+    }
+
+    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
+        self.inner.save_periodic(update).await
+    }
+
+    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
+        self.inner.list_periodic().await
+    }
+
+    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
+        self.inner.delete_periodic(name).await
     }
     async fn migrate(&self) -> haul::Result<()> {
         self.inner.migrate().await

@@ -12,6 +12,7 @@
 mod backends;
 mod floor;
 mod long_tx;
+mod retention;
 mod ui;
 mod workloads;
 
@@ -58,6 +59,11 @@ struct Args {
     /// seconds (default: the hold's length, at most 10 s).
     #[arg(long)]
     long_tx_phase_seconds: Option<f64>,
+    /// Length of each step of the retention workload, in seconds (0 skips the workload); a
+    /// step at r jobs/s lasts at most `--jobs` / r seconds, and rates whose step would last
+    /// under 5 s (or this, when shorter) are not tried.
+    #[arg(long, default_value_t = 10.0)]
+    retention_seconds: f64,
     /// Workloads to run, comma-separated (default: all). The floor runs whenever a
     /// workload compared with it runs.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::ALL)]
@@ -81,11 +87,19 @@ pub(crate) enum Workload {
     Scaling,
     /// Steady state around a held snapshot (PostgreSQL).
     LongTx,
+    /// Stepped producer rates with a short retention: do the stored finished jobs stay bounded.
+    Retention,
 }
 
 impl Workload {
-    const ALL: [Workload; 5] =
-        [Workload::Enqueue, Workload::Drain, Workload::Steady, Workload::Scaling, Workload::LongTx];
+    const ALL: [Workload; 6] = [
+        Workload::Enqueue,
+        Workload::Drain,
+        Workload::Steady,
+        Workload::Scaling,
+        Workload::LongTx,
+        Workload::Retention,
+    ];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -115,6 +129,8 @@ pub(crate) struct Settings {
     pub(crate) long_tx_seconds: f64,
     /// The before and after phases' duration in the long-transaction workload.
     pub(crate) long_tx_phase_seconds: Option<f64>,
+    /// The length of each step of the retention workload (0: skipped).
+    pub(crate) retention_seconds: f64,
     /// The workloads to run.
     pub(crate) workloads: Vec<Workload>,
 }
@@ -327,10 +343,14 @@ async fn main() -> Result<(), BoxError> {
         steady_seconds: args.steady_seconds,
         long_tx_seconds: args.long_tx_seconds,
         long_tx_phase_seconds: args.long_tx_phase_seconds,
+        retention_seconds: args.retention_seconds,
         workloads: args.workloads.clone(),
     };
     let long_tx_plan = long_tx::Plan::new(args.long_tx_seconds, args.long_tx_phase_seconds)
         .filter(|_| settings.runs(Workload::LongTx));
+    let mut retention = retention::Runs::new(
+        retention::Plan::new(args.retention_seconds, args.jobs).filter(|_| settings.runs(Workload::Retention)),
+    );
     let ui = ui::Ui::new();
     let mut figures = Vec::new();
     let mut notes = Vec::new();
@@ -340,6 +360,7 @@ async fn main() -> Result<(), BoxError> {
 
     if args.backend.includes(BackendChoice::Memory) {
         figures.extend(workloads::suite(&mut backends::Memory, &settings, &ui).await?);
+        figures.extend(retention.run(&mut backends::Memory, &settings, &ui).await?);
     }
     if args.backend.includes(BackendChoice::Postgres) {
         let mut pg = backends::Postgres::connect(&postgres_url).await?;
@@ -374,6 +395,7 @@ async fn main() -> Result<(), BoxError> {
             if let Some(plan) = long_tx_plan {
                 measured.extend(long_tx::run(&mut pg, &settings, plan, &ui).await?);
             }
+            measured.extend(retention.run(&mut pg, &settings, &ui).await?);
             Ok::<_, BoxError>(measured)
         }
         .await;
@@ -398,7 +420,9 @@ async fn main() -> Result<(), BoxError> {
         if settings.runs_floor() {
             figures.extend(floor::redis::measure(&redis_url, settings.jobs, &ui).await?);
         }
-        figures.extend(workloads::suite(&mut backends::Redis::new(&redis_url), &settings, &ui).await?);
+        let mut redis = backends::Redis::new(&redis_url);
+        figures.extend(workloads::suite(&mut redis, &settings, &ui).await?);
+        figures.extend(retention.run(&mut redis, &settings, &ui).await?);
         notes.push(
             "redis: each workload under a fresh key prefix, purged at its end; the floor is three minimal Lua \
              scripts (a sorted set of available ids, a sorted set of running ids scored by lease deadline, a hash \
@@ -407,6 +431,7 @@ async fn main() -> Result<(), BoxError> {
         );
     }
     compare_with_floors(&mut figures);
+    notes.extend(retention.notes(&figures, &settings));
     print_table(&figures);
     for note in &notes {
         println!("note: {note}");

@@ -129,6 +129,15 @@ pub enum Error {
         /// The type of the missing state.
         type_name: &'static str,
     },
+    /// A periodic job's schedule cannot be used: its cron expression does not parse or
+    /// never matches, its time zone is unknown, or its interval is out of range.
+    #[error("invalid schedule `{schedule}`: {reason}")]
+    InvalidSchedule {
+        /// The schedule as given (cron expression and time zone, or interval).
+        schedule: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The worker is shutting down and does not accept the operation.
     #[error("the worker is shutting down")]
     ShuttingDown,

@@ -13,6 +13,7 @@ mod id;
 pub mod job;
 mod names;
 mod outcome;
+pub mod periodic;
 mod queue;
 mod record;
 mod retry;
@@ -28,8 +29,9 @@ pub use context::{FromContext, JobContext, State, StateMap, StateRequirement, St
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use id::{Claim, JobId, LeaseToken};
 pub use job::{Job, JobKind, JobOptions};
-pub use names::{MAX_NAME_LEN, validate_kind_name, validate_namespace, validate_queue_name};
+pub use names::{MAX_NAME_LEN, validate_kind_name, validate_namespace, validate_periodic_name, validate_queue_name};
 pub use outcome::{Control, Discard, IntoJobResult, JobError, RetryAfter, Snooze};
+pub use periodic::{DueTicks, Missed, Periodic, PeriodicRecord, PeriodicScheduler, PeriodicUpdate, Schedule};
 pub use queue::{DEFAULT_MAX_ARGS_BYTES, Enqueue, EnqueueJob, Queue};
 pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp, Unique};
 pub use retry::RetryPolicy;

@@ -20,6 +20,11 @@ pub fn validate_kind_name(name: &str) -> Result<()> {
     KIND.check(name)
 }
 
+/// Checks a periodic job's name: 1 to 100 characters from `A-Z a-z 0-9 _ - . :`.
+pub fn validate_periodic_name(name: &str) -> Result<()> {
+    PERIODIC.check(name)
+}
+
 /// Checks a storage namespace (a PostgreSQL schema, a Redis key prefix): 1 to 100
 /// characters, lowercase letters, digits and `_`, starting with a letter.
 pub fn validate_namespace(name: &str) -> Result<()> {
@@ -57,8 +62,14 @@ macro_rules! name_rule {
 const QUEUE: NameRule =
     name_rule!("queue", "`A-Z a-z 0-9 _ - .`", |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
 
-const KIND: NameRule = name_rule!("job kind", "`A-Z a-z 0-9 _ - . :`", |c| c.is_ascii_alphanumeric()
-    || matches!(c, '_' | '-' | '.' | ':'));
+/// The characters of kind and periodic job names: they go into uniqueness keys.
+fn is_kind_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
+}
+
+const KIND: NameRule = name_rule!("job kind", "`A-Z a-z 0-9 _ - . :`", is_kind_char);
+
+const PERIODIC: NameRule = name_rule!("periodic job name", "`A-Z a-z 0-9 _ - . :`", is_kind_char);
 
 const NAMESPACE: NameRule = name_rule!("namespace", "`a-z 0-9 _`, starting with a lowercase letter", |c| c
     .is_ascii_lowercase()

@@ -104,25 +104,7 @@ impl Queue {
     /// Refuses too a job whose kind name two job types of this binary register
     /// ([`Error::DuplicateKind`]): its workers could not tell which one to run.
     pub fn prepare<J: EnqueueJob>(&self, job: &J) -> Result<NewJob> {
-        let kind = job.typetag_name();
-        check_kind_not_duplicated(kind)?;
-        let (args, size) = encode_args_sized(job)?;
-        if size > self.max_args_bytes {
-            return Err(Error::PayloadTooLarge { kind: kind.to_owned(), size, limit: self.max_args_bytes });
-        }
-        if let Err(source) = J::deserialize(&args) {
-            return Err(Error::Serialization { kind: kind.to_owned(), source });
-        }
-        let options = job.options();
-        let mut new = NewJob::new(kind, args)
-            .queue(options.queue.into_owned())
-            .priority(options.priority)
-            .max_attempts(options.max_attempts);
-        new.timeout = options.timeout;
-        if options.unique {
-            new.unique = Some(Unique::by_args(&new.kind, &new.args));
-        }
-        Ok(new)
+        prepare_job(job, self.max_args_bytes)
     }
 
     /// Cancels a job (see [`Storage::cancel`]).
@@ -161,6 +143,29 @@ impl Queue {
         validate_queue_name(queue)?;
         self.storage.resume_queue(queue).await
     }
+}
+
+/// [`Queue::prepare`] with `max_args_bytes` as the size limit.
+pub(crate) fn prepare_job<J: EnqueueJob>(job: &J, max_args_bytes: usize) -> Result<NewJob> {
+    let kind = job.typetag_name();
+    check_kind_not_duplicated(kind)?;
+    let (args, size) = encode_args_sized(job)?;
+    if size > max_args_bytes {
+        return Err(Error::PayloadTooLarge { kind: kind.to_owned(), size, limit: max_args_bytes });
+    }
+    if let Err(source) = J::deserialize(&args) {
+        return Err(Error::Serialization { kind: kind.to_owned(), source });
+    }
+    let options = job.options();
+    let mut new = NewJob::new(kind, args)
+        .queue(options.queue.into_owned())
+        .priority(options.priority)
+        .max_attempts(options.max_attempts);
+    new.timeout = options.timeout;
+    if options.unique {
+        new.unique = Some(Unique::by_args(&new.kind, &new.args));
+    }
+    Ok(new)
 }
 
 /// The length of `value` serialized as JSON, without building the string.

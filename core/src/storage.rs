@@ -12,8 +12,8 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use async_trait::async_trait;
 
 use crate::{
-    Claim, JobId, JobRecord, JobState, Leadership, LeadershipParams, NewJob, Result, Timestamp, Wakeups, WorkerBeat,
-    WorkerRecord,
+    Claim, JobId, JobRecord, JobState, Leadership, LeadershipParams, NewJob, PeriodicRecord, PeriodicUpdate, Result,
+    Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
 /// A job storage. See the module docs for the contract.
@@ -120,6 +120,20 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The current leadership, if one has not lapsed at `now`.
     async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>>;
+
+    /// Saves what a scheduler did with a periodic schedule. The stored `last_tick` never
+    /// moves back: an update whose `last_tick` is earlier than the stored one changes
+    /// nothing; otherwise the record takes the update's spec and next tick, the later
+    /// of the two last ticks (`None` keeps the stored one), and `updated_at = now`
+    /// ([`PeriodicUpdate::apply`] states the rule in code). Atomic per record.
+    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()>;
+
+    /// Every schedule's record, in name order (byte order of the UTF-8 names).
+    async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>>;
+
+    /// Deletes a schedule's record (e.g. of a schedule no worker declares any more);
+    /// returns whether there was one. A worker that still declares it records it again.
+    async fn delete_periodic(&self, name: &str) -> Result<bool>;
 
     /// Prepares the storage for this version of haul: creates or upgrades what it needs
     /// (PostgreSQL: the schema and its tables; Redis: the key layout's version marker).
@@ -617,6 +631,15 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
     async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
         (**self).leader(now).await
+    }
+    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
+        (**self).save_periodic(update).await
+    }
+    async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
+        (**self).list_periodic().await
+    }
+    async fn delete_periodic(&self, name: &str) -> Result<bool> {
+        (**self).delete_periodic(name).await
     }
     async fn migrate(&self) -> Result<()> {
         (**self).migrate().await

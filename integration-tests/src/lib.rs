@@ -211,6 +211,28 @@ macro_rules! conformance_suite {
                 a_failure_with_an_unbounded_backoff_ends_in_a_visible_state,
                 an_outcome_storage_refuses_does_not_hold_back_the_others,
             }
+            periodic [multi_thread] {
+                a_saved_record_is_listed_with_every_field_as_given,
+                an_update_with_an_earlier_tick_changes_nothing,
+                an_update_without_a_tick_keeps_the_stored_one_and_a_later_tick_replaces_it,
+                an_update_at_the_stored_tick_takes_the_new_spec_and_next_tick,
+                a_deleted_record_is_gone_until_saved_again,
+                racing_saves_keep_the_latest_tick,
+                the_first_pass_records_the_schedule_and_the_next_tick_enqueues_once requires(UniqueJobs),
+                racing_schedulers_store_one_job_per_tick requires(UniqueJobs),
+                a_late_scheduler_does_nothing_for_a_recorded_tick requires(UniqueJobs),
+                a_tick_whose_job_completed_is_not_stored_again requires(UniqueJobs),
+                missed_ticks_run_once_for_the_latest requires(UniqueJobs),
+                missed_ticks_are_skipped_when_the_schedule_says_so requires(UniqueJobs),
+                a_tick_exactly_late_after_old_is_on_time requires(UniqueJobs),
+                a_cron_schedule_in_a_zone_follows_daylight_saving_time requires(UniqueJobs),
+                upcoming_runs_and_the_recorded_next_tick_follow_the_schedule requires(UniqueJobs),
+                a_schedule_whose_record_was_deleted_starts_again_without_a_job requires(UniqueJobs),
+                a_schedule_changed_under_the_same_name_starts_afresh requires(UniqueJobs),
+                workers_sharing_a_schedule_store_each_tick_once requires(UniqueJobs),
+                periodic_jobs_sharing_a_name_fail_the_worker_at_start,
+                an_invalid_cron_expression_is_refused_with_its_reason,
+            }
         }
     };
 

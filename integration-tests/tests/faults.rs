@@ -7,13 +7,15 @@
 //! conformance suite uses (`HAUL_TEST_POSTGRES_URL`, `HAUL_TEST_REDIS_URL`, or
 //! testcontainers). The memory backend has no server to restart or connection to cut,
 //! and no other process can reach it, so its workers die by having their runtime
-//! dropped.
+//! dropped. For the same reason the leader-kill case (three worker processes sharing
+//! one periodic schedule, the leader SIGKILLed again and again) runs on PostgreSQL and
+//! Redis only: a memory storage cannot share a schedule across processes.
 
 use std::{path::Path, sync::Arc};
 
 use haul_integration_tests::{
     TestStorage,
-    faults::{HostedWorker, PrivateServer, Target, cases, with_target},
+    faults::{HostedWorker, PrivateServer, Target, cases, retention, with_target},
     services,
 };
 
@@ -84,6 +86,11 @@ mod memory {
     fn poison_input_among_good_jobs_loses_nothing() {
         on_big_stacks(|| cases::poison_input_among_good_jobs_loses_nothing(storage(), None));
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pruning_keeps_up_with_completions() {
+        retention::pruning_keeps_up_with_completions(storage()).await;
+    }
 }
 
 /// The fault cases for a backend reached through a URL and a private server.
@@ -123,6 +130,14 @@ macro_rules! server_faults {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_killed_leader_never_loses_or_repeats_a_tick() {
+                with_target(target().await, |storage, target| async move {
+                    cases::a_killed_leader_never_loses_or_repeats_a_tick(storage, in_child_process(&target)).await;
+                })
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_hung_handler_times_out_while_other_slots_work() {
                 with_target(target().await, |storage, _| {
                     cases::a_hung_handler_times_out_while_other_slots_work(storage)
@@ -143,6 +158,11 @@ macro_rules! server_faults {
                     })
                     .await;
                 });
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pruning_keeps_up_with_completions() {
+                with_target(target().await, |storage, _| retention::pruning_keeps_up_with_completions(storage)).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

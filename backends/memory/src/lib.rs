@@ -71,6 +71,12 @@
 //!   returns `None` while another worker's lead is live. **release_leadership** frees
 //!   the lead if that worker holds it under that term; the term counter stays.
 //!   **leader** is the lead unless released or lapsed.
+//! - **save_periodic** applies [`PeriodicUpdate::apply`](haul_core::PeriodicUpdate::apply)
+//!   to the schedule's record at `now`: an update whose `last_tick` is before the
+//!   stored one changes nothing; otherwise the record takes its spec and next tick,
+//!   the later of the two last ticks, and `updated_at = now`. **list_periodic** shows
+//!   every record by name; **delete_periodic** forgets one and tells whether it was
+//!   there.
 //!
 //! Wake-ups are sent once per queue per call whenever jobs become available (enqueue,
 //! snooze, promotion, rescue, retry, resume).
@@ -85,6 +91,7 @@
 mod cluster;
 mod index;
 mod lifecycle;
+mod periodic;
 mod storage_impl;
 mod store;
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::sync::{MutexGuard, PoisonError};
 use async_trait::async_trait;
 use haul_core::{
     ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, Leadership,
-    LeadershipParams, ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result,
-    Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord, validate_queue_name,
+    LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
+    ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord, validate_queue_name,
 };
 
 use crate::{MemoryStorage, lifecycle::ClaimRequest, store::Store, time::now_or_clock, wake::Wake};
@@ -149,5 +149,19 @@ impl Storage for MemoryStorage {
     async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
         let now = now_or_clock(now);
         Ok(self.store().cluster.leader(now))
+    }
+
+    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
+        let now = now_or_clock(update.now);
+        self.store().periodic.save(&update, now);
+        Ok(())
+    }
+
+    async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
+        Ok(self.store().periodic.list())
+    }
+
+    async fn delete_periodic(&self, name: &str) -> Result<bool> {
+        Ok(self.store().periodic.delete(name))
     }
 }

@@ -15,6 +15,7 @@ use haul_core::{JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts,
 use crate::{
     cluster::Cluster,
     index::{FINISHED_STATES, Index, QueueIndex, TimeKey},
+    periodic::Periodics,
 };
 
 /// Every job of one storage, with its indexes.
@@ -31,6 +32,8 @@ pub(crate) struct Store {
     unique: HashMap<String, BTreeSet<JobId>>,
     /// The worker registry and the leadership, under the same lock as the jobs.
     pub(crate) cluster: Cluster,
+    /// The records of periodic schedules, under the same lock as the jobs.
+    pub(crate) periodic: Periodics,
 }
 
 /// Lease tokens: a random prefix per store and a counter, so every claim of this

@@ -8,9 +8,9 @@ use std::{
 use async_trait::async_trait;
 use haul_core::{
     Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobId, JobOutcome,
-    JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PruneParams, QueueCounts, ReportOutcome,
-    ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord, storable_text,
-    validate_queue_name,
+    JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams,
+    QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat,
+    WorkerRecord, storable_text, validate_queue_name,
 };
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
@@ -44,6 +44,17 @@ fn decode_change(row: Option<PgRow>) -> Result<Option<(haul_core::JobState, Opti
         None => None,
     };
     Ok(Some((previous, record)))
+}
+
+/// Decodes a row of the periodic table (`name`, `spec`, `last_tick`, `next_tick`,
+/// `updated_at`).
+fn decode_periodic(row: &PgRow) -> Result<PeriodicRecord> {
+    let name: String = row.try_get("name").map_err(map_sqlx_error)?;
+    let spec: String = row.try_get("spec").map_err(map_sqlx_error)?;
+    let updated_at: Timestamp = row.try_get("updated_at").map_err(map_sqlx_error)?;
+    let last_tick = row.try_get("last_tick").map_err(map_sqlx_error)?;
+    let next_tick = row.try_get("next_tick").map_err(map_sqlx_error)?;
+    Ok(PeriodicRecord::new(name, spec, last_tick, next_tick, updated_at))
 }
 
 impl PostgresStorage {
@@ -440,6 +451,40 @@ impl Storage for PostgresStorage {
             .await
             .map_err(map_sqlx_error)?;
         row.as_ref().map(decode_leadership).transpose()
+    }
+
+    /// One `INSERT … ON CONFLICT DO UPDATE … WHERE` (`queries/save_periodic.sql`):
+    /// atomic per record, and a stale update (an earlier last tick) changes nothing.
+    /// PostgreSQL cannot store NUL in `text`: a spec holding one is stored with U+FFFD
+    /// in its place ([`storable_text`]).
+    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
+        sqlx::query(self.inner.queries.save_periodic.clone())
+            .bind(update.now)
+            .bind(&update.name)
+            .bind(storable_text(&update.spec).as_ref())
+            .bind(update.last_tick)
+            .bind(update.next_tick)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
+        let rows = sqlx::query(self.inner.queries.list_periodic.clone())
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        rows.iter().map(decode_periodic).collect()
+    }
+
+    async fn delete_periodic(&self, name: &str) -> Result<bool> {
+        let row = sqlx::query(self.inner.queries.delete_periodic.clone())
+            .bind(name)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(row.is_some())
     }
 
     /// [`PostgresStorage::migrate`]: creates the schema and applies the embedded

@@ -30,6 +30,9 @@ pub(crate) struct Queries {
     pub(crate) acquire_leadership: SqlStr,
     pub(crate) release_leadership: SqlStr,
     pub(crate) leader: SqlStr,
+    pub(crate) save_periodic: SqlStr,
+    pub(crate) list_periodic: SqlStr,
+    pub(crate) delete_periodic: SqlStr,
 }
 
 impl Queries {
@@ -67,6 +70,9 @@ impl Queries {
             acquire_leadership: render(include_str!("../queries/acquire_leadership.sql")),
             release_leadership: render(include_str!("../queries/release_leadership.sql")),
             leader: render(include_str!("../queries/leader.sql")),
+            save_periodic: render(include_str!("../queries/save_periodic.sql")),
+            list_periodic: render(include_str!("../queries/list_periodic.sql")),
+            delete_periodic: render(include_str!("../queries/delete_periodic.sql")),
         }
     }
 }
@@ -94,6 +100,9 @@ mod tests {
             &queries.acquire_leadership,
             &queries.release_leadership,
             &queries.leader,
+            &queries.save_periodic,
+            &queries.list_periodic,
+            &queries.delete_periodic,
         ] {
             assert!(!sql.as_str().contains('{'), "{}", sql.as_str());
         }
@@ -101,5 +110,8 @@ mod tests {
         assert!(queries.enqueue.as_str().contains("pg_notify('haul_tenant_1'"));
         assert!(queries.beat_worker.as_str().contains("\"tenant_1\".workers"));
         assert!(queries.acquire_leadership.as_str().contains("\"tenant_1\".leader"));
+        for sql in [&queries.save_periodic, &queries.list_periodic, &queries.delete_periodic] {
+            assert!(sql.as_str().contains("\"tenant_1\".periodic"), "{}", sql.as_str());
+        }
     }
 }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use haul::{StateMap, WorkerBuilder, prelude::*};
 use haul_core::{
     ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobOutcome, Leadership,
-    LeadershipParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
-    WorkerBeat, WorkerRecord,
+    LeadershipParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams,
+    RescueOutcome, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 use haul_postgres::PostgresStorage;
 use sqlx::{AssertSqlSafe, Row};
@@ -122,6 +122,18 @@ impl Storage for Recording {
     }
     async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
         self.storage.leader(now).await
+    }
+
+    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
+        self.storage.save_periodic(update).await
+    }
+
+    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
+        self.storage.list_periodic().await
+    }
+
+    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
+        self.storage.delete_periodic(name).await
     }
     async fn migrate(&self) -> haul::Result<()> {
         self.storage.migrate().await

@@ -65,11 +65,27 @@ impl Keys {
         format!("haul:{{{}}}:leader", self.prefix)
     }
 
+    /// The records of the periodic schedules: a hash of schedule name -> its record,
+    /// `<last_tick>|<next_tick>|<updated_at>|<spec>` (see `crate::ops::periodic`).
+    pub(crate) fn periodic(&self) -> String {
+        format!("haul:{{{}}}:periodic", self.prefix)
+    }
+
     /// The prefix-level keys that hold data (not the channel), for `purge` on a
     /// cluster: the jobs index, the queue set, the unique index, the layout marker,
-    /// the worker registry and its expiry index, and the leadership.
-    pub(crate) fn globals(&self) -> [String; 7] {
-        [self.jobs(), self.queues(), self.unique(), self.layout(), self.workers(), self.workers_expiry(), self.leader()]
+    /// the worker registry and its expiry index, the leadership, and the periodic
+    /// schedules' records.
+    pub(crate) fn globals(&self) -> [String; 8] {
+        [
+            self.jobs(),
+            self.queues(),
+            self.unique(),
+            self.layout(),
+            self.workers(),
+            self.workers_expiry(),
+            self.leader(),
+            self.periodic(),
+        ]
     }
 
     /// The pub/sub channel of wake-ups; messages are queue names.
@@ -190,6 +206,7 @@ mod tests {
         assert_eq!(Keys::new("t1").workers(), "haul:{t1}:workers");
         assert_eq!(Keys::new("t1").workers_expiry(), "haul:{t1}:workers:expiry");
         assert_eq!(Keys::new("t1").leader(), "haul:{t1}:leader");
+        assert_eq!(Keys::new("t1").periodic(), "haul:{t1}:periodic");
         let other = Keys::new("t10");
         assert!(!other.jobs().starts_with("haul:{t1}:") && !other.queue("q").paused().starts_with("haul:{t1:"));
     }

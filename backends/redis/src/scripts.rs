@@ -39,6 +39,7 @@ pub(crate) struct Scripts {
     pub(crate) acquire_leadership: Script,
     pub(crate) release_leadership: Script,
     pub(crate) leader: Script,
+    pub(crate) save_periodic: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -60,6 +61,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     acquire_leadership: with_lib!("acquire_leadership.lua"),
     release_leadership: Script::new(include_str!("../lua/release_leadership.lua")),
     leader: with_lib!("leader.lua"),
+    save_periodic: with_lib!("save_periodic.lua"),
 });
 
 /// The scripts.

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use haul_core::{
     ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, Leadership,
-    LeadershipParams, ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result,
-    Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
+    ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
 use crate::{BACKEND, RedisStorage};
@@ -99,6 +99,23 @@ impl Storage for RedisStorage {
 
     async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
         self.current_leader(now).await
+    }
+
+    /// One script (`save_periodic.lua`) in the prefix's slot: reads the stored last
+    /// tick of the record (`haul:{<prefix>}:periodic`, field = name) and writes the
+    /// record unless the update is stale, so the compare-and-set is atomic.
+    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
+        self.save_periodic_record(update).await
+    }
+
+    /// One `HGETALL`, sorted by name in the client.
+    async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
+        self.periodic_records().await
+    }
+
+    /// One `HDEL`.
+    async fn delete_periodic(&self, name: &str) -> Result<bool> {
+        self.delete_periodic_record(name).await
     }
 
     /// Marks the key prefix with this build's layout version (`haul:{<prefix>}:layout`,

@@ -1,6 +1,7 @@
 //! The cluster layer on Redis: the worker registry (`haul:{<p>}:workers` and
 //! `haul:{<p>}:workers:expiry`) and the leadership (`haul:{<p>}:leader`), each rule
-//! under an explicit clock, then under the server's.
+//! under an explicit clock, then under the server's; and `purge` of those keys with the
+//! periodic records (`haul:{<p>}:periodic`).
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -9,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use haul_core::{Leadership, LeadershipParams, Storage, Timestamp, WorkerBeat, WorkerRecord};
+use haul_core::{Leadership, LeadershipParams, PeriodicUpdate, Storage, Timestamp, WorkerBeat, WorkerRecord};
 use haul_redis::{RedisConfig, RedisStorage};
 use redis::AsyncCommands;
 
@@ -214,18 +215,24 @@ async fn sixteen_concurrent_acquires_make_exactly_one_leader() {
 }
 
 #[tokio::test]
-async fn purge_deletes_the_registry_and_the_leadership() {
+async fn purge_deletes_the_registry_the_leadership_and_the_periodic_records() {
     let (storage, guard) = common::storage().await;
     storage.beat_worker(beat("w", 30).now(at(0))).await.unwrap();
     storage.acquire_leadership(lead("w", 30, at(0))).await.unwrap().unwrap();
+    storage.save_periodic(PeriodicUpdate::new("nightly", "every 1h").last_tick(at(0)).now(at(0))).await.unwrap();
     let mut keys = common::keys_of(&guard.prefix).await;
     keys.sort();
     let p = &guard.prefix;
     assert_eq!(
         keys,
-        [format!("haul:{{{p}}}:leader"), format!("haul:{{{p}}}:workers"), format!("haul:{{{p}}}:workers:expiry")]
+        [
+            format!("haul:{{{p}}}:leader"),
+            format!("haul:{{{p}}}:periodic"),
+            format!("haul:{{{p}}}:workers"),
+            format!("haul:{{{p}}}:workers:expiry"),
+        ]
     );
-    assert_eq!(storage.purge().await.unwrap(), 3);
+    assert_eq!(storage.purge().await.unwrap(), 4);
     assert!(common::keys_of(&guard.prefix).await.is_empty());
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use haul_core::{EnqueueParams, Error, ErrorKind, NewJob, Storage};
+use haul_core::{EnqueueParams, Error, ErrorKind, NewJob, PeriodicUpdate, Storage};
 use haul_redis::{RedisConfig, RedisStorage};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -63,4 +63,24 @@ async fn a_stored_job_that_was_tampered_with_is_corrupt_data_or_unreadable_argum
 async fn a_tls_url_is_understood_and_an_unreachable_tls_server_is_a_connection_error() {
     let error = RedisStorage::connect("rediss://127.0.0.1:1").await.unwrap_err();
     assert_eq!(error.kind(), Some(ErrorKind::Connection), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_periodic_record_written_by_hand_is_left_out_then_replaced() {
+    let (storage, guard) = common::storage().await;
+    let at = |seconds: i64| chrono::DateTime::from_timestamp(1_900_000_000 + seconds, 0).unwrap();
+    storage.save_periodic(PeriodicUpdate::new("kept", "every 1s").last_tick(at(0)).now(at(0))).await.unwrap();
+    let mut conn = common::raw().await;
+    let key = format!("haul:{{{}}}:periodic", guard.prefix);
+    let _: () = conn.hset(&key, "mangled", "not a record").await.unwrap();
+
+    // One bad field does not hide the others (nor stop their schedules).
+    let names: Vec<String> = storage.list_periodic().await.unwrap().into_iter().map(|record| record.name).collect();
+    assert_eq!(names, ["kept"]);
+    // The next save of that schedule replaces it.
+    storage.save_periodic(PeriodicUpdate::new("mangled", "every 1s").last_tick(at(5)).now(at(5))).await.unwrap();
+    let records = storage.list_periodic().await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].name, "kept");
+    assert_eq!((records[1].name.as_str(), records[1].last_tick), ("mangled", Some(at(5))));
 }

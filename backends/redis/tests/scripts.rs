@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use haul_core::{
-    ClaimParams, EnqueueParams, HeartbeatParams, JobOutcome, JobState, LeadershipParams, NewJob, PruneParams, Report,
-    ReportParams, Retention, Storage, WorkerBeat,
+    ClaimParams, EnqueueParams, HeartbeatParams, JobOutcome, JobState, LeadershipParams, NewJob, PeriodicUpdate,
+    PruneParams, Report, ReportParams, Retention, Storage, WorkerBeat,
 };
 use serde_json::json;
 
@@ -65,4 +65,7 @@ async fn every_call_works_after_the_server_forgot_its_scripts() {
     flush_scripts().await;
     storage.release_leadership("w", held.term).await.unwrap();
     assert_eq!(storage.leader(None).await.unwrap(), None);
+    flush_scripts().await;
+    storage.save_periodic(PeriodicUpdate::new("nightly", "every 1s").last_tick(chrono::Utc::now())).await.unwrap();
+    assert_eq!(storage.list_periodic().await.unwrap().len(), 1);
 }

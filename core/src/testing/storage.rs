@@ -11,8 +11,8 @@ use super::{
 };
 use crate::{
     ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, Leadership,
-    LeadershipParams, ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result,
-    Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
+    ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
 /// Forwards every call to the storage under test, filling in each `now` the caller
@@ -135,6 +135,19 @@ impl Storage for ClockedStorage {
         self.inner().leader(self.now_or_test_clock(now)).await
     }
 
+    async fn save_periodic(&self, mut update: PeriodicUpdate) -> Result<()> {
+        update.now = self.now_or_test_clock(update.now);
+        self.inner().save_periodic(update).await
+    }
+
+    async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
+        self.inner().list_periodic().await
+    }
+
+    async fn delete_periodic(&self, name: &str) -> Result<bool> {
+        self.inner().delete_periodic(name).await
+    }
+
     async fn migrate(&self) -> Result<()> {
         self.inner().migrate().await
     }
@@ -252,6 +265,18 @@ mod tests {
             self.record("leader", now);
             Ok(None)
         }
+        async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
+            self.record("save_periodic", update.now);
+            Ok(())
+        }
+        async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
+            self.record("list_periodic", None);
+            Ok(Vec::new())
+        }
+        async fn delete_periodic(&self, _name: &str) -> Result<bool> {
+            self.record("delete_periodic", None);
+            Ok(false)
+        }
         async fn migrate(&self) -> Result<()> {
             self.record("migrate", None);
             Ok(())
@@ -296,6 +321,9 @@ mod tests {
         storage.leader(None).await.ok();
         storage.remove_worker("w").await.ok();
         storage.release_leadership("w", 1).await.ok();
+        storage.save_periodic(crate::PeriodicUpdate::new("nightly", "every 1s")).await.ok();
+        storage.list_periodic().await.ok();
+        storage.delete_periodic("nightly").await.ok();
         let own_time = chrono::Utc::now() - chrono::Duration::days(1);
         storage.promote_due(Some(own_time)).await.ok();
 
@@ -309,6 +337,7 @@ mod tests {
             .chain(untimed.iter().map(|call| (*call, None)))
             .chain(["beat_worker", "list_workers", "acquire_leadership", "leader"].iter().map(|call| (*call, test_now)))
             .chain([("remove_worker", None), ("release_leadership", None)])
+            .chain([("save_periodic", test_now), ("list_periodic", None), ("delete_periodic", None)])
             .chain([("promote_due", Some(own_time))])
             .collect();
         assert_eq!(calls, expected);

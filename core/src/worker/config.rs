@@ -4,7 +4,9 @@ mod debug;
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{Error, Result, Retention, StateMap, Storage, validate_queue_name, worker::Worker};
+use crate::{
+    Error, Periodic, PeriodicScheduler, Result, Retention, StateMap, Storage, validate_queue_name, worker::Worker,
+};
 
 /// Settings of one worker; see [`WorkerBuilder`] for each one's meaning and default.
 #[derive(Clone, Debug)]
@@ -24,6 +26,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) final_flush_timeout: Duration,
     pub(crate) leader_lease: Duration,
     pub(crate) leader_eligible: bool,
+    pub(crate) periodic: Vec<Periodic>,
 }
 
 impl WorkerConfig {
@@ -68,6 +71,13 @@ impl WorkerConfig {
         }
         Ok(())
     }
+
+    /// The scheduler of this worker's periodic jobs (checked: unique names, valid jobs).
+    /// A tick counts as missed when it is dealt with more than two leader leases after
+    /// its time: longer than a failover takes.
+    pub(crate) fn periodic_scheduler(&self) -> Result<PeriodicScheduler> {
+        PeriodicScheduler::new(self.periodic.clone(), self.leader_lease.saturating_mul(2))
+    }
 }
 
 /// Builds a [`Worker`]. Start from [`Worker::builder`].
@@ -100,6 +110,7 @@ impl WorkerBuilder {
                 final_flush_timeout: Duration::from_secs(10),
                 leader_lease: Duration::from_secs(15),
                 leader_eligible: true,
+                periodic: Vec::new(),
             },
         }
     }
@@ -229,6 +240,20 @@ impl WorkerBuilder {
     /// per namespace, or due jobs stay scheduled and expired leases are never rescued.
     pub fn leader_eligible(mut self, eligible: bool) -> Self {
         self.config.leader_eligible = eligible;
+        self
+    }
+
+    /// Adds a periodic job: while this worker leads, it enqueues `periodic`'s job at each
+    /// tick of its schedule, once per tick across every worker and leader change (see
+    /// [`crate::periodic`]).
+    ///
+    /// Declare the same periodic jobs on every worker that may lead: the leader runs the
+    /// ones it was built with. A worker that never leads
+    /// ([`WorkerBuilder::leader_eligible`]) never enqueues them. Two periodic jobs of one
+    /// worker must not share a name ([`Worker::run_until`] fails at start otherwise).
+    /// The job's queue need not be one this worker serves.
+    pub fn periodic(mut self, periodic: Periodic) -> Self {
+        self.config.periodic.push(periodic);
         self
     }
 

@@ -26,5 +26,6 @@ pub(super) fn settings(debug: &mut fmt::DebugStruct<'_, '_>, config: &WorkerConf
         .field("poll_interval", &config.poll_interval)
         .field("shutdown_grace", &config.shutdown_grace)
         .field("leader_lease", &config.leader_lease)
-        .field("leader_eligible", &config.leader_eligible);
+        .field("leader_eligible", &config.leader_eligible)
+        .field("periodic", &config.periodic.iter().map(crate::Periodic::name).collect::<Vec<_>>());
 }

@@ -9,6 +9,7 @@ mod flusher;
 mod heartbeat;
 mod held;
 mod maintenance;
+mod periodic;
 
 use std::{
     future::Future,
@@ -35,6 +36,7 @@ use flusher::Flusher;
 use heartbeat::Heartbeat;
 use held::HeldClaims;
 use maintenance::Maintenance;
+use periodic::PeriodicRunner;
 
 /// The [`Storage::backend_name`] of the in-process backend (haul-memory).
 const MEMORY_BACKEND: &str = "memory";
@@ -92,7 +94,8 @@ impl Worker {
     /// Before anything runs, it fails at once, returning the error, when:
     ///
     /// - a setting is out of range ([`Error::InvalidArgument`](crate::Error::InvalidArgument),
-    ///   [`Error::InvalidName`](crate::Error::InvalidName));
+    ///   [`Error::InvalidName`](crate::Error::InvalidName)), or two periodic jobs share a
+    ///   name, or one's job is invalid ([`Error::InvalidArgument`](crate::Error::InvalidArgument));
     /// - two job types register one kind name ([`Error::DuplicateKind`](crate::Error::DuplicateKind));
     /// - a registered job kind whose default queue this worker serves takes a `State<T>`
     ///   that the worker was not given ([`Error::MissingState`](crate::Error::MissingState),
@@ -110,6 +113,7 @@ impl Worker {
     /// after start, storage errors are retried and never end the worker.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> Result<()> {
         self.config.validate()?;
+        let scheduler = self.config.periodic_scheduler()?;
         check_registered_kinds()?;
         check_required_states(&self.config.queues, &self.states)?;
         let signal = signal;
@@ -152,6 +156,10 @@ impl Worker {
                 retention: config.retention,
             }
             .run(stop_cluster.clone()),
+        );
+        let periodic = tokio::spawn(
+            PeriodicRunner { storage: Arc::clone(&self.storage), leader: Arc::clone(&leader), scheduler }
+                .run(stop_cluster.clone()),
         );
 
         let stop_claiming = CancellationToken::new();
@@ -232,7 +240,7 @@ impl Worker {
             }
         }
         stop_background.cancel();
-        let (_, _, membership) = tokio::join!(heartbeat, maintenance, membership);
+        let (_, _, _, membership) = tokio::join!(heartbeat, maintenance, periodic, membership);
         // Nothing acts as leader any more: give the lead up and leave the registry.
         if let Ok(membership) = membership
             && tokio::time::timeout(config.final_flush_timeout, membership.leave()).await.is_err()

@@ -19,6 +19,7 @@ pub mod enqueue;
 pub mod failure;
 pub mod jobs;
 pub mod lease;
+pub mod periodic;
 pub mod retention;
 pub mod schedule;
 pub mod setup;

@@ -10,8 +10,8 @@ use haul::{
     JobId, JobRecord, JobState, NewJob, Queue, Worker, WorkerBuilder,
     storage::{
         ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        ListParams, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
-        WorkerBeat, WorkerRecord,
+        ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams,
+        RescueOutcome, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
     },
 };
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -506,6 +506,18 @@ impl haul::Storage for FaultyStorage {
     }
     async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
         self.inner.leader(now).await
+    }
+
+    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
+        self.inner.save_periodic(update).await
+    }
+
+    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
+        self.inner.list_periodic().await
+    }
+
+    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
+        self.inner.delete_periodic(name).await
     }
     async fn migrate(&self) -> haul::Result<()> {
         self.inner.migrate().await

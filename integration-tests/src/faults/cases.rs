@@ -28,6 +28,7 @@ use crate::{
     },
 };
 
+pub use super::leader_kill::a_killed_leader_never_loses_or_repeats_a_tick;
 pub use super::{
     poison::poison_input_among_good_jobs_loses_nothing, stall::a_stalled_worker_never_starts_a_job_another_completed,
 };
@@ -53,6 +54,7 @@ impl ScratchLog {
             lease_ms,
             grace_ms,
             log: self.0.path().to_owned(),
+            periodic: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use haul::{Storage, Worker};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::run_log::RunLog;
+use super::run_log::{Logged, RunLog};
 use crate::{HarnessError, TestStorage};
 
 /// The environment variable the child worker reads its [`ChildSpec`] from (as JSON).
@@ -113,12 +113,40 @@ pub struct WorkerSpec {
     pub grace_ms: u64,
     /// The run log its handlers write.
     pub log: PathBuf,
+    /// The periodic job it declares, if any (every worker of a case declares the same).
+    #[serde(default)]
+    pub periodic: Option<PeriodicSpec>,
+}
+
+/// The name of the periodic job a [`WorkerSpec`] declares.
+pub const PERIODIC_NAME: &str = "fault-tick";
+
+/// A periodic job on the spec's queue: a [`Logged`] job at each tick, named
+/// [`PERIODIC_NAME`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct PeriodicSpec {
+    /// The interval of its [`haul::Schedule::every`], in milliseconds (at least 1 s).
+    pub every_ms: u64,
+    /// How long each tick's job sleeps, in milliseconds.
+    pub sleep_ms: u64,
+}
+
+impl PeriodicSpec {
+    /// The periodic job, sending its ticks' jobs to `queue`. A tick's job may be held by
+    /// several workers that die in turn, so it has attempts to spare.
+    pub fn periodic(&self, queue: &str) -> haul::Periodic {
+        let schedule = haul::Schedule::every(Duration::from_millis(self.every_ms)).expect("the interval is valid");
+        haul::Periodic::new(PERIODIC_NAME, schedule, Logged::new(self.sleep_ms))
+            .expect("the periodic job is valid")
+            .queue(queue)
+            .max_attempts(50)
+    }
 }
 
 impl WorkerSpec {
     /// The worker this spec describes, over `storage`.
     pub fn build(&self, storage: impl Storage) -> Worker {
-        Worker::builder(storage)
+        let builder = Worker::builder(storage)
             .queues([self.queue.as_str()])
             .concurrency(self.concurrency)
             .prefetch(self.prefetch)
@@ -128,8 +156,12 @@ impl WorkerSpec {
             .shutdown_grace(Duration::from_millis(self.grace_ms))
             .poll_interval(Duration::from_millis(100))
             .maintenance_interval(Duration::from_millis(100))
-            .state(RunLog::new(&self.log))
-            .build()
+            .state(RunLog::new(&self.log));
+        match &self.periodic {
+            Some(periodic) => builder.periodic(periodic.periodic(&self.queue)),
+            None => builder,
+        }
+        .build()
     }
 }
 

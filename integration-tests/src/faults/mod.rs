@@ -9,7 +9,9 @@
 
 pub mod cases;
 pub mod hosts;
+pub mod leader_kill;
 pub mod poison;
+pub mod retention;
 pub mod run_log;
 pub mod servers;
 pub mod stall;

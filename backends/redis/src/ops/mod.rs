@@ -8,6 +8,7 @@ pub(crate) mod cluster;
 pub(crate) mod enqueue;
 pub(crate) mod maintenance;
 pub(crate) mod outcomes;
+pub(crate) mod periodic;
 
 use haul_core::Result;
 use redis::{ScriptInvocation, Value};
