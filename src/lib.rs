@@ -7,10 +7,22 @@ pub use connect::connect;
 #[doc(inline)]
 pub use haul_core::{
     AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult, Job, JobContext,
-    JobError, JobId, JobOptions, JobOutcome, JobRecord, JobState, ListParams, Missed, NewJob, Periodic, Queue,
-    QueueCounts, Result, Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap, StopReason,
-    Storage, Unique, Worker, WorkerBuilder, shutdown_signal,
+    JobError, JobEvent, JobEventKind, JobEvents, JobId, JobOptions, JobOutcome, JobRecord, JobState, ListParams,
+    MAX_METADATA_BYTES, Metadata, Missed, NewJob, Periodic, Queue, QueueCounts, Result, Retention, RetryAfter,
+    RetryPolicy, RunAt, Schedule, Snooze, State, StateMap, StopReason, Storage, Unique, Worker, WorkerBuilder,
+    shutdown_signal,
 };
+/// Middleware around every job's handler and every enqueue: [`middleware::from_fn`],
+/// [`middleware::enqueue_fn`], [`middleware::Middleware`], [`middleware::EnqueueMiddleware`].
+pub mod middleware {
+    #[doc(inline)]
+    pub use haul_core::middleware::*;
+}
+/// Lifecycle events of the attempts a worker runs ([`Worker::subscribe`]).
+pub mod events {
+    #[doc(inline)]
+    pub use haul_core::events::*;
+}
 /// Periodic (cron) jobs: [`Periodic`], [`Schedule`], [`Missed`], and the scheduler the
 /// leader runs. See the README's "Periodic jobs".
 pub mod periodic {
@@ -18,6 +30,14 @@ pub mod periodic {
     pub use haul_core::periodic::*;
 }
 pub mod testing;
+/// OpenTelemetry trace propagation through job metadata: [`otel::inject`] at enqueue,
+/// [`otel::continue_trace`] on each attempt's span (see the README's "OpenTelemetry").
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub mod otel {
+    #[doc(inline)]
+    pub use haul_core::otel::*;
+}
 /// The backend trait and its parameter types, for backend authors (unstable until 1.0).
 pub mod storage {
     #[doc(inline)]

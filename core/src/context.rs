@@ -35,6 +35,9 @@ pub enum StopReason {
 #[derive(Clone)]
 pub struct JobContext {
     inner: Arc<ContextInner>,
+    /// Apart from `inner`, so that [`JobContext::with_metadata`] never splits the
+    /// attempt's shared state (stop reason, completion mark) in two.
+    metadata: Arc<crate::Metadata>,
 }
 
 struct ContextInner {
@@ -78,6 +81,7 @@ impl JobContext {
                 completed: AtomicBool::new(false),
                 states,
             }),
+            metadata: Arc::default(),
         }
     }
 
@@ -93,6 +97,22 @@ impl JobContext {
             record.created_at,
             states,
         )
+        .with_metadata(record.metadata.clone())
+    }
+
+    /// This context with `metadata` as the job's metadata (for contexts built by hand,
+    /// e.g. to unit-test a handler or a middleware). The attempt's state (its stop
+    /// token and reason, its completion mark) stays shared with the original.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: crate::Metadata) -> Self {
+        self.metadata = Arc::new(metadata);
+        self
+    }
+
+    /// The job's metadata (see [`crate::Metadata`]): set at enqueue, by the caller or an
+    /// enqueue middleware.
+    pub fn metadata(&self) -> &crate::Metadata {
+        &self.metadata
     }
 
     /// A context for calling a job directly in a unit test, with the given state (and a

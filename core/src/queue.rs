@@ -13,6 +13,7 @@ use crate::{
     EnqueueParams, Error, Job, JobId, JobRecord, ListParams, NewJob, QueueCounts, Result, RunAt, Storage, Timestamp,
     Unique,
     job::{check_kind_not_duplicated, encode_args_sized},
+    middleware::{EnqueueMiddleware, EnqueueNext},
     validate_queue_name,
 };
 
@@ -31,12 +32,24 @@ pub const DEFAULT_MAX_ARGS_BYTES: usize = 1 << 20;
 pub struct Queue {
     storage: Arc<dyn Storage>,
     max_args_bytes: usize,
+    middleware: Arc<[Arc<dyn EnqueueMiddleware>]>,
 }
 
 impl Queue {
     /// A producer for `storage`.
     pub fn new(storage: impl Storage) -> Self {
-        Self { storage: Arc::new(storage), max_args_bytes: DEFAULT_MAX_ARGS_BYTES }
+        Self { storage: Arc::new(storage), max_args_bytes: DEFAULT_MAX_ARGS_BYTES, middleware: Arc::new([]) }
+    }
+
+    /// Adds an enqueue middleware (see [`crate::middleware`]): every batch this queue
+    /// enqueues (one job or many) passes through it before it is stored, in the order
+    /// middleware were added, the first outermost. Jobs the middleware changes are still
+    /// checked by the storage ([`NewJob::validate_batch`]).
+    pub fn middleware(mut self, middleware: impl EnqueueMiddleware) -> Self {
+        let mut chain = self.middleware.to_vec();
+        chain.push(Arc::new(middleware));
+        self.middleware = chain.into();
+        self
     }
 
     /// Sets the largest serialized arguments accepted ([`Error::PayloadTooLarge`] above
@@ -89,8 +102,14 @@ impl Queue {
     /// Stores jobs that [`Queue::prepare`] made: their arguments were size- and
     /// depth-checked there, and the storage validates the rest
     /// ([`NewJob::validate_batch`]), so they are not serialized or walked again here.
-    async fn store(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
-        Ok(self.storage.enqueue(EnqueueParams::new(jobs)).await?.ids)
+    async fn store(&self, #[allow(unused_mut)] mut jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
+        // The current span's trace context into each job's metadata (hence the `mut`).
+        #[cfg(feature = "opentelemetry")]
+        crate::otel::inject(&mut jobs);
+        if self.middleware.is_empty() {
+            return Ok(self.storage.enqueue(EnqueueParams::new(jobs)).await?.ids);
+        }
+        EnqueueNext::new(Arc::clone(&self.middleware), Arc::clone(&self.storage)).run(jobs).await
     }
 
     /// Turns a typed job into its stored form with its kind's options.
@@ -191,6 +210,7 @@ impl std::fmt::Debug for Queue {
         f.debug_struct("Queue")
             .field("backend", &self.storage.backend_name())
             .field("max_args_bytes", &self.max_args_bytes)
+            .field("middleware", &self.middleware.len())
             .finish()
     }
 }
@@ -239,6 +259,15 @@ impl Enqueue<'_> {
     /// Overrides the per-attempt timeout.
     pub fn timeout(self, timeout: Duration) -> Self {
         self.update(|job| job.timeout = Some(timeout))
+    }
+
+    /// Adds a metadata entry (see [`crate::Metadata`]), read back by the handler with
+    /// [`crate::JobContext::metadata`].
+    pub fn metadata(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        self.update(|job| {
+            job.metadata.insert(key, value);
+        })
     }
 
     /// Makes the job unique by its kind and arguments among unfinished jobs: while such

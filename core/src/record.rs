@@ -100,6 +100,8 @@ pub struct NewJob {
     pub timeout: Option<Duration>,
     /// At most one job with this key at a time; see [`Unique`].
     pub unique: Option<Unique>,
+    /// Strings stored with the job for middleware and handlers (see [`crate::Metadata`]).
+    pub metadata: crate::Metadata,
 }
 
 impl NewJob {
@@ -115,7 +117,14 @@ impl NewJob {
             max_attempts: crate::job::DEFAULT_MAX_ATTEMPTS,
             timeout: None,
             unique: None,
+            metadata: crate::Metadata::new(),
         }
+    }
+
+    /// Adds a metadata entry (replacing the value of a key already set).
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
     }
 
     /// Sets the queue.
@@ -161,8 +170,9 @@ impl NewJob {
     }
 
     /// Checks what every storage requires of a new job: valid queue and kind names, at
-    /// least one attempt, a timeout (if any) above zero, and arguments that are a JSON
-    /// object nested at most [`crate::MAX_ARGS_DEPTH`] levels deep.
+    /// least one attempt, a timeout (if any) above zero, metadata within its limits
+    /// ([`crate::MAX_METADATA_BYTES`]), and arguments that are a JSON object nested at
+    /// most [`crate::MAX_ARGS_DEPTH`] levels deep.
     pub fn validate(&self) -> Result<(), Error> {
         crate::validate_queue_name(&self.queue)?;
         crate::validate_kind_name(&self.kind)?;
@@ -186,6 +196,7 @@ impl NewJob {
                 format!("job {} of kind `{}` has arguments that are not a JSON object", self.id, self.kind).into(),
             ));
         }
+        crate::metadata::check_metadata(self.id, &self.kind, &self.metadata)?;
         crate::storable::check_args(&self.kind, &self.args)
     }
 
@@ -346,6 +357,8 @@ pub struct JobRecord {
     pub claimed_by: Option<String>,
     /// The uniqueness key it was enqueued with, if any.
     pub unique_key: Option<String>,
+    /// The metadata it was enqueued with (see [`crate::Metadata`]).
+    pub metadata: crate::Metadata,
     /// Why the stored arguments could not be read (then `args` is `null`): written by
     /// something other than haul's enqueue, or nested deeper than a decoder reads. A
     /// worker discards such a job with this reason rather than fail the claim it came
@@ -379,6 +392,7 @@ impl JobRecord {
             lease_expires_at: None,
             claimed_by: None,
             unique_key: None,
+            metadata: crate::Metadata::new(),
             unreadable_args: None,
         }
     }

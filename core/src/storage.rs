@@ -88,7 +88,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Lists jobs matching the filters, in id (creation) order.
     async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>>;
 
-    /// Counts jobs per queue and state, and tells which queues are paused.
+    /// Counts jobs per queue and state, tells which queues are paused, and gives each
+    /// queue's [`QueueCounts::next_available_at`] (found by index, without reading every
+    /// available job).
     async fn counts(&self) -> Result<Vec<QueueCounts>>;
 
     /// Subscribes to wake-up signals sent when work becomes available.
@@ -548,12 +550,22 @@ pub struct QueueCounts {
     pub paused: bool,
     /// Jobs per state (states with no job are absent).
     pub states: BTreeMap<JobState, u64>,
+    /// The `run_at` of the available job the next claim on this queue would take (the
+    /// head of its claim order: in a queue whose jobs share one priority, the oldest),
+    /// `None` when no job is available. Its age is how long the queue's work waits.
+    pub next_available_at: Option<Timestamp>,
 }
 
 impl QueueCounts {
     /// Counts of `queue`.
     pub fn new(queue: impl Into<String>, paused: bool, states: BTreeMap<JobState, u64>) -> Self {
-        Self { queue: queue.into(), paused, states }
+        Self { queue: queue.into(), paused, states, next_available_at: None }
+    }
+
+    /// Sets [`QueueCounts::next_available_at`].
+    pub fn next_available_at(mut self, at: Option<Timestamp>) -> Self {
+        self.next_available_at = at;
+        self
     }
 
     /// The count for one state.

@@ -121,10 +121,20 @@ macro_rules! conformance_suite {
                 pausing_a_queue_holds_its_jobs_until_it_is_resumed,
                 pause_and_resume_are_idempotent,
                 counts_jobs_per_queue_and_state,
+                counts_give_the_run_at_of_the_next_job_to_claim,
                 get_of_an_unknown_id_is_none,
                 list_filters_by_queue_state_and_kind,
                 list_pages_with_the_after_cursor,
                 list_returns_the_same_records_as_get,
+            }
+            metadata [current] {
+                metadata_round_trips_exactly_through_get_list_and_claim,
+                a_job_without_metadata_has_an_empty_map,
+                a_batch_keeps_each_jobs_own_metadata,
+                metadata_survives_failed_attempts_snoozes_and_manual_retries,
+                metadata_survives_the_rescue_of_an_expired_lease,
+                metadata_over_the_limit_or_with_a_nul_is_refused,
+                a_handler_reads_the_metadata_it_was_enqueued_with,
             }
             retention [current] {
                 prunes_each_finished_state_after_its_own_retention,
@@ -210,6 +220,29 @@ macro_rules! conformance_suite {
                 a_claim_whose_lease_ended_before_its_start_never_starts,
                 a_failure_with_an_unbounded_backoff_ends_in_a_visible_state,
                 an_outcome_storage_refuses_does_not_hold_back_the_others,
+            }
+            events [multi_thread] {
+                a_successful_job_gives_started_then_completed,
+                a_failed_attempt_with_attempts_left_gives_failed_with_its_retry_time,
+                a_failure_on_the_last_attempt_gives_discarded_not_failed,
+                a_discarding_handler_gives_discarded_with_its_reason,
+                a_snoozing_handler_gives_snoozed_until_its_due_time,
+                a_timeout_gives_timed_out_with_attempts_left_and_discarded_on_the_last,
+                a_cancelled_running_job_gives_cancelled,
+                shutdown_after_the_grace_period_gives_handed_back,
+                a_panicking_handler_gives_failed_with_the_panic_message,
+                every_subscriber_receives_every_event_until_the_worker_stops,
+            }
+            middleware [multi_thread] {
+                middleware_run_in_the_order_added_the_first_outermost,
+                a_middleware_can_replace_the_handlers_result,
+                a_middleware_that_does_not_call_next_skips_the_handler,
+                a_middleware_sees_the_jobs_metadata_and_context,
+                a_panic_in_a_middleware_is_a_failed_attempt,
+                the_jobs_timeout_covers_its_middleware,
+                an_enqueue_middleware_adds_metadata_to_every_job_of_a_batch,
+                an_enqueue_middleware_that_fails_stores_nothing,
+                test_jobs_drains_run_jobs_through_the_middleware,
             }
             periodic [multi_thread] {
                 a_saved_record_is_listed_with_every_field_as_given,

@@ -337,15 +337,16 @@ fn record_error(job: &mut JobRecord, now: Timestamp, message: String) {
     job.errors.push(AttemptError { attempt: job.attempt, at: now, message });
 }
 
-/// The stored form of a new job. Every field is set here, whatever defaults the
-/// constructor picks.
 /// The state a job due at `run_at` is stored in when enqueued at `now`.
 fn initial_state(run_at: haul_core::RunAt, now: Timestamp) -> JobState {
     if run_at.resolve(now) > now { JobState::Scheduled } else { JobState::Available }
 }
 
+/// The stored form of a new job. Every field is set here, whatever defaults the
+/// constructor picks (`NewJob` is `#[non_exhaustive]`, so the `..` below is required:
+/// a field added to it must be carried over here by hand).
 fn new_record(job: NewJob, now: Timestamp) -> JobRecord {
-    let NewJob { id, kind, args, queue, priority, run_at, max_attempts, timeout, unique, .. } = job;
+    let NewJob { id, kind, args, queue, priority, run_at, max_attempts, timeout, unique, metadata, .. } = job;
     let state = initial_state(run_at, now);
     let run_at = run_at.resolve(now);
     let mut record = JobRecord::new(id, kind, args);
@@ -365,5 +366,6 @@ fn new_record(job: NewJob, now: Timestamp) -> JobRecord {
     record.lease_expires_at = None;
     record.claimed_by = None;
     record.unique_key = unique.map(|unique| unique.key);
+    record.metadata = metadata;
     record
 }

@@ -200,7 +200,8 @@ impl Store {
             .collect()
     }
 
-    /// Counts per queue (queues with jobs or paused), by queue name.
+    /// Counts per queue (queues with jobs or paused), by queue name, each with the
+    /// `run_at` of the head of its available jobs.
     pub(crate) fn counts(&self) -> Vec<QueueCounts> {
         let mut counts: Vec<QueueCounts> = self
             .index
@@ -209,7 +210,9 @@ impl Store {
             .map(|(name, queue)| {
                 let states: BTreeMap<JobState, u64> =
                     JobState::ALL.into_iter().zip(queue.counts).filter(|&(_, count)| count > 0).collect();
-                QueueCounts::new(name.clone(), queue.paused, states)
+                // The first key in claim order is the head: the job the next claim takes.
+                let head = queue.available.first().map(|&(_, run_at, _)| run_at);
+                QueueCounts::new(name.clone(), queue.paused, states).next_available_at(head)
             })
             .collect();
         counts.sort_unstable_by(|a, b| a.queue.cmp(&b.queue));

@@ -22,6 +22,8 @@
 -- $12 notify        boolean       whether to NOTIFY here
 -- $13 unique_digests bytea[]      SHA-256 of each unique key's UTF-8 bytes (NULL
 --                                 entries: not unique)
+-- $14 metadata      jsonb[]       each job's metadata, a JSON object of strings (NULL
+--                                 entries: none, stored as NULL)
 --
 -- Returns one row: `duplicate` (a stored id of the batch, or NULL when the batch was
 -- inserted), `available` (the distinct queues that received available jobs, NULL when
@@ -33,8 +35,9 @@ input AS (
     SELECT *
     FROM unnest(
         $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::smallint[],
-        $7::timestamptz[], $8::bigint[], $9::integer[], $10::bigint[], $11::text[], $13::bytea[]
-    ) AS t (id, kind, args, queue, priority, run_at, delay_us, max_attempts, timeout_ms, unique_key, unique_digest)
+        $7::timestamptz[], $8::bigint[], $9::integer[], $10::bigint[], $11::text[], $13::bytea[], $14::jsonb[]
+    ) AS t (id, kind, args, queue, priority, run_at, delay_us, max_attempts, timeout_ms, unique_key, unique_digest,
+            metadata)
 ),
 resolved AS (
     SELECT input.*,
@@ -52,10 +55,10 @@ existing AS (
 ),
 inserted AS (
     INSERT INTO {schema}.jobs (id, kind, args, queue, priority, state, attempt, max_attempts, timeout_ms, run_at, created_at,
-                              unique_key, unique_digest)
+                              unique_key, unique_digest, metadata)
     SELECT id, kind, args, queue, priority,
            CASE WHEN due > now THEN 'scheduled' ELSE 'available' END,
-           0, max_attempts, timeout_ms, due, now, unique_key, unique_digest
+           0, max_attempts, timeout_ms, due, now, unique_key, unique_digest, metadata
     FROM resolved
     WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING queue, state

@@ -357,8 +357,12 @@ impl Storage for PostgresStorage {
             let state: Option<String> = row.try_get("state").map_err(map_sqlx_error)?;
             let paused: bool = row.try_get("paused").map_err(map_sqlx_error)?;
             let jobs = count(row, "jobs")?;
+            let head: Option<Timestamp> = row.try_get("next_available_at").map_err(map_sqlx_error)?;
             let entry = queues.entry(queue.clone()).or_insert_with(|| QueueCounts::new(queue, false, BTreeMap::new()));
             entry.paused |= paused;
+            if head.is_some() {
+                entry.next_available_at = head;
+            }
             if let Some(state) = state
                 && jobs > 0
             {

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use haul_core::{
-    AttemptError, JobId, JobRecord, JobState, Leadership, LeaseToken, Result, Timestamp, WorkerBeat, WorkerRecord,
+    AttemptError, JobId, JobRecord, JobState, Leadership, LeaseToken, Metadata, Result, Timestamp, WorkerBeat,
+    WorkerRecord, metadata_from_json,
 };
-use sqlx::{Row, postgres::PgRow};
+use sqlx::{Row, postgres::PgRow, types::Json};
 use uuid::Uuid;
 
 use crate::error::{corrupt, map_sqlx_error};
@@ -82,7 +83,22 @@ pub(crate) fn decode_record(row: &PgRow) -> Result<JobRecord> {
     record.lease_expires_at = column(row, "lease_expires_at")?;
     record.claimed_by = column(row, "claimed_by")?;
     record.unique_key = column(row, "unique_key")?;
+    record.metadata = decode_metadata(row, id)?;
     Ok(record)
+}
+
+/// Decodes the `metadata` column (migration 0007): NULL for none, else a JSON object of
+/// strings, read straight into the map; anything else is read leniently
+/// ([`metadata_from_json`]), so a row written by hand never fails a claim.
+fn decode_metadata(row: &PgRow, id: Uuid) -> Result<Metadata> {
+    match row.try_get::<Option<Json<Metadata>>, _>("metadata") {
+        Ok(metadata) => Ok(metadata.map(|Json(metadata)| metadata).unwrap_or_default()),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let value: Option<serde_json::Value> = column(row, "metadata")?;
+            Ok(metadata_from_json(JobId(id), value.unwrap_or(serde_json::Value::Null)))
+        }
+        Err(error) => Err(map_sqlx_error(error)),
+    }
 }
 
 /// A non-negative `bigint` column of the workers table as a `u32`; anything else

@@ -3,12 +3,14 @@
 use std::sync::{Arc, OnceLock};
 
 use haul_core::{
-    EnqueueOutcome, EnqueueParams, Error, JobId, JobState, NewJob, Result, RunAt, Timestamp, Unique, WakeupSender,
+    EnqueueOutcome, EnqueueParams, Error, JobId, JobState, Metadata, NewJob, Result, RunAt, Timestamp, Unique,
+    WakeupSender,
 };
 use sqlx::{
     Acquire, PgConnection, Postgres, Row,
     migrate::Migrator,
     postgres::{PgPool, PgPoolOptions},
+    types::Json,
 };
 use tokio::sync::Mutex;
 
@@ -296,6 +298,7 @@ impl PostgresStorage {
             .bind(&columns.unique_keys)
             .bind(wake_up == WakeUp::InTransaction)
             .bind(&columns.unique_digests)
+            .bind(&columns.metadata)
             .fetch_one(conn)
             .await
             .map_err(map_sqlx_error)?;
@@ -421,6 +424,8 @@ struct EnqueueColumns {
     timeouts_ms: Vec<Option<i64>>,
     unique_keys: Vec<Option<String>>,
     unique_digests: Vec<Option<Vec<u8>>>,
+    /// NULL for a job without metadata (see migration 0007).
+    metadata: Vec<Option<Json<Metadata>>>,
 }
 
 impl EnqueueColumns {
@@ -437,6 +442,7 @@ impl EnqueueColumns {
             timeouts_ms: Vec::with_capacity(capacity),
             unique_keys: Vec::with_capacity(capacity),
             unique_digests: Vec::with_capacity(capacity),
+            metadata: Vec::with_capacity(capacity),
         }
     }
 
@@ -467,6 +473,7 @@ impl EnqueueColumns {
         self.timeouts_ms.push(job.timeout.map(timeout_ms));
         self.unique_keys.push(job.unique.as_ref().map(|unique| unique.key.clone()));
         self.unique_digests.push(unique_digest.map(<[u8]>::to_vec));
+        self.metadata.push((!job.metadata.is_empty()).then(|| Json(job.metadata.clone())));
         Ok(())
     }
 }

@@ -593,14 +593,15 @@ mod plans {
             "SET plan_cache_mode = force_generic_plan".to_owned(),
             format!(
                 "PREPARE generic_enqueue (timestamptz, uuid[], text[], jsonb[], text[], smallint[], timestamptz[], \
-                 bigint[], integer[], bigint[], text[], boolean, bytea[]) AS {sql}"
+                 bigint[], integer[], bigint[], text[], boolean, bytea[], jsonb[]) AS {sql}"
             ),
         ] {
             sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *conn).await.expect("prepare");
         }
         let explain = "EXPLAIN (FORMAT TEXT) EXECUTE generic_enqueue (NULL, ARRAY[gen_random_uuid()], ARRAY['test_job'], \
                        ARRAY['{}'::jsonb], ARRAY['default'], ARRAY[0::smallint], ARRAY[NULL::timestamptz], ARRAY[0::bigint], \
-                       ARRAY[3], ARRAY[NULL::bigint], ARRAY[NULL::text], false, ARRAY[NULL::bytea])";
+                       ARRAY[3], ARRAY[NULL::bigint], ARRAY[NULL::text], false, ARRAY[NULL::bytea], \
+                       ARRAY[NULL::jsonb])";
         let plan: Vec<String> = sqlx::query(explain)
             .fetch_all(&mut *conn)
             .await
@@ -835,6 +836,47 @@ mod data {
         assert_eq!(row.get::<i32, _>("attempt"), 0);
         assert_eq!(row.get::<i32, _>("max_attempts"), 5);
         assert_eq!(row.get::<String, _>("errors"), "[]");
+    }
+
+    /// Metadata is a JSON object of strings in `metadata`; a job without any stores NULL
+    /// (migration 0007), not an empty object.
+    #[tokio::test]
+    async fn metadata_is_a_json_object_and_null_when_empty() {
+        let (storage, _guard) = common::storage().await;
+        let with = job("default").metadata("tenant", "acme").metadata("trace", "a\"b");
+        let ids = storage.enqueue(EnqueueParams::new(vec![with, job("default")])).await.expect("enqueue").ids;
+        let stored: Vec<Option<serde_json::Value>> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT metadata FROM \"{}\".jobs WHERE id = ANY ($1) ORDER BY id",
+            storage.schema()
+        )))
+        .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+        .fetch_all(storage.pool())
+        .await
+        .expect("read the column");
+        assert_eq!(stored, vec![Some(json!({ "tenant": "acme", "trace": "a\"b" })), None]);
+    }
+
+    /// Metadata written by hand with non-string values still reads (as their JSON
+    /// text); a non-object reads as none, so the job still runs and fails no claim.
+    #[tokio::test]
+    async fn metadata_written_by_hand_is_read_leniently() {
+        let (storage, _guard) = common::storage().await;
+        let id = enqueue(&storage, "default", 1).await[0];
+        let set = |value: serde_json::Value| {
+            sqlx::query(AssertSqlSafe(format!("UPDATE \"{}\".jobs SET metadata = $2 WHERE id = $1", storage.schema())))
+                .bind(id.0)
+                .bind(value)
+                .execute(storage.pool())
+        };
+        set(json!({ "tenant": "acme", "shard": 7 })).await.expect("update");
+        let record = storage.get(id).await.expect("get").expect("exists");
+        let expected: haul_core::Metadata =
+            [("shard", "7"), ("tenant", "acme")].map(|(key, value)| (key.to_owned(), value.to_owned())).into();
+        assert_eq!(record.metadata, expected);
+        set(json!(["tenant"])).await.expect("update");
+        assert!(storage.get(id).await.expect("get").expect("exists").metadata.is_empty());
+        let claimed = storage.claim(ClaimParams::new(["default"], 10)).await.expect("a bad value fails no claim");
+        assert_eq!(claimed.iter().map(|job| job.id).collect::<Vec<_>>(), vec![id]);
     }
 
     #[tokio::test]

@@ -5,8 +5,8 @@ use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use chrono::DateTime;
 use haul_core::{
-    AttemptError, Error, JobId, JobRecord, JobState, Leadership, LeaseToken, Result, Timestamp, WorkerBeat,
-    WorkerRecord,
+    AttemptError, Error, JobId, JobRecord, JobState, Leadership, LeaseToken, Metadata, Result, Timestamp, WorkerBeat,
+    WorkerRecord, metadata_from_json,
 };
 use redis::Value;
 use serde::Deserialize;
@@ -82,7 +82,28 @@ pub(crate) fn record_from_fields(fields: &Fields) -> Result<JobRecord> {
     record.lease_expires_at = optional_instant(fields, "lease_expires_at")?;
     record.claimed_by = fields.get("claimed_by").cloned();
     record.unique_key = fields.get("unique_key").cloned();
+    record.metadata = match fields.get("metadata") {
+        None => Metadata::new(),
+        Some(metadata) => metadata_from_field(record.id, metadata),
+    };
     Ok(record)
+}
+
+/// The job's metadata from its `metadata` field: a JSON object of strings, read
+/// straight into the map; anything else is read leniently ([`metadata_from_json`]),
+/// and text that is not JSON as no metadata, with a warning: a field written by hand
+/// never fails a claim.
+fn metadata_from_field(job: JobId, text: &str) -> Metadata {
+    if let Ok(metadata) = serde_json::from_str::<Metadata>(text) {
+        return metadata;
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => metadata_from_json(job, value),
+        Err(error) => {
+            tracing::warn!(%job, %error, "the job's stored metadata is not JSON; reading it as empty");
+            Metadata::new()
+        }
+    }
 }
 
 fn required<'a>(fields: &'a Fields, name: &str) -> Result<&'a str> {
@@ -319,6 +340,36 @@ mod tests {
         assert_eq!(reply::leadership(Value::Nil).expect("valid"), None);
         let error = reply::leadership(Value::Array(vec![bulk("w1"), bulk("x"), bulk("1")])).expect_err("bad term");
         assert_eq!(error.kind(), Some(haul_core::ErrorKind::CorruptData));
+    }
+
+    #[test]
+    fn metadata_reads_back_exactly_and_is_empty_without_its_field() {
+        let id = JobId::new().to_string();
+        let mut stored = fields(&[
+            ("id", &id),
+            ("kind", "k"),
+            ("args", "{}"),
+            ("queue", "q"),
+            ("priority", "0"),
+            ("state", "available"),
+            ("attempt", "0"),
+            ("max_attempts", "3"),
+            ("run_at", "1893456000000000"),
+            ("created_at", "1893456000000000"),
+        ]);
+        assert!(record_from_fields(&stored).expect("valid").metadata.is_empty());
+        let metadata: Metadata =
+            [("tenant", "acme"), ("note", "a|b=c\n\"d\"\\ é")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        stored.insert("metadata".to_owned(), serde_json::to_string(&metadata).expect("json"));
+        assert_eq!(record_from_fields(&stored).expect("valid").metadata, metadata);
+        stored.insert("metadata".to_owned(), r#"{"shard":7,"tenant":"acme"}"#.to_owned());
+        let lenient = record_from_fields(&stored).expect("valid").metadata;
+        assert_eq!(lenient.get("shard").map(String::as_str), Some("7"));
+        assert_eq!(lenient.get("tenant").map(String::as_str), Some("acme"));
+        for bad in ["[1]", "not json"] {
+            stored.insert("metadata".to_owned(), bad.to_owned());
+            assert!(record_from_fields(&stored).expect("a bad field fails no claim").metadata.is_empty(), "{bad}");
+        }
     }
 
     #[test]

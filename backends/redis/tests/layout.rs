@@ -43,6 +43,22 @@ async fn a_stored_job_is_a_plain_hash_an_operator_can_read() {
 }
 
 #[tokio::test]
+async fn metadata_is_a_json_field_written_only_when_a_job_has_some() {
+    let (storage, guard) = common::storage().await;
+    let with = NewJob::new("plain", json!({})).queue("meta").metadata("tenant", "acme").metadata("note", "a\"b");
+    let without = NewJob::new("plain", json!({})).queue("meta");
+    let ids = storage.enqueue(EnqueueParams::new(vec![with, without])).await.unwrap().ids;
+
+    let mut raw = common::raw().await;
+    let key = |id| format!("haul:{{{}:meta}}:job:{id}", guard.prefix);
+    let stored: Option<String> = raw.hget(key(ids[0]), "metadata").await.unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored.unwrap()).unwrap();
+    assert_eq!(stored, json!({ "tenant": "acme", "note": "a\"b" }));
+    let absent: Option<String> = raw.hget(key(ids[1]), "metadata").await.unwrap();
+    assert_eq!(absent, None, "no field for a job without metadata");
+}
+
+#[tokio::test]
 async fn every_key_of_a_queue_shares_its_hash_tag() {
     let (storage, guard) = common::storage().await;
     let jobs = vec![

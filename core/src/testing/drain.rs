@@ -1,7 +1,10 @@
 //! Runs due jobs one at a time through the worker's own executor, on the test clock:
 //! claim, run, report, until none is left.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, PoisonError},
+    time::Duration,
+};
 
 use super::Shared;
 use crate::{
@@ -152,7 +155,8 @@ async fn run_one(shared: &Shared, record: JobRecord) -> Result<Option<JobState>>
         ));
     };
     let ctx = JobContext::for_claimed(&record, claim.token, shared.states.current());
-    let outcome = execute(&record, ctx.clone()).await;
+    let middleware = Arc::clone(&*shared.middleware.lock().unwrap_or_else(PoisonError::into_inner));
+    let outcome = execute(&record, ctx.clone(), &middleware).await.outcome;
     if ctx.is_marked_completed() {
         // A backend extension already stored the completion with the handler's writes.
         return Ok(Some(JobState::Completed));

@@ -33,7 +33,7 @@ mod storage;
 use std::{
     fmt,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -41,7 +41,7 @@ use std::{
 
 pub use drain::DrainSummary;
 
-use crate::{Result, Storage, Timestamp};
+use crate::{Result, Storage, Timestamp, middleware::Middleware};
 use clock::TestClock;
 use drain::{Promote, Queues};
 use states::TestStates;
@@ -65,6 +65,8 @@ struct Shared {
     storage: Arc<dyn Storage>,
     clock: TestClock,
     states: TestStates,
+    /// The job middleware drains run jobs through, outermost first.
+    middleware: Mutex<Arc<[Arc<dyn Middleware>]>>,
     /// Whether an enqueue runs the jobs at once.
     inline: bool,
     drain_limit: AtomicUsize,
@@ -104,6 +106,7 @@ impl TestJobs {
                 storage: Arc::new(storage),
                 clock: TestClock::starting_now(),
                 states: TestStates::default(),
+                middleware: Mutex::new(Arc::new([])),
                 inline,
                 drain_limit: AtomicUsize::new(DEFAULT_DRAIN_LIMIT),
             }),
@@ -123,6 +126,20 @@ impl TestJobs {
     #[must_use]
     pub fn shared_state<T: Send + Sync + 'static>(self, value: Arc<T>) -> Self {
         self.shared.states.add(value);
+        self
+    }
+
+    /// Adds a job middleware that drains run jobs through, as
+    /// [`WorkerBuilder::middleware`](crate::WorkerBuilder::middleware) does for a worker
+    /// (in the order added, the first outermost).
+    #[must_use]
+    pub fn middleware(self, middleware: impl Middleware) -> Self {
+        {
+            let mut chain = self.shared.middleware.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut extended = chain.to_vec();
+            extended.push(Arc::new(middleware));
+            *chain = extended.into();
+        }
         self
     }
 

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     LeadershipParams, Storage, Timestamp, WorkerBeat,
-    worker::{backoff::StorageBackoff, held::HeldClaims},
+    worker::{backoff::StorageBackoff, held::HeldClaims, storage_errors},
 };
 
 /// A lead this worker holds, by its own clock.
@@ -165,6 +165,7 @@ impl Membership {
         let beaten = match self.storage.beat_worker(beat).await {
             Ok(()) => true,
             Err(error) => {
+                storage_errors::count("beat_worker");
                 tracing::warn!(%error, "refreshing this worker's registry record failed; retrying");
                 false
             }
@@ -193,6 +194,7 @@ impl Membership {
                 beaten
             }
             Err(error) => {
+                storage_errors::count("acquire_leadership");
                 let leading = self.leader.is_leading();
                 tracing::warn!(%error, leading, "taking or renewing the lead failed; retrying");
                 false
@@ -220,9 +222,11 @@ impl Membership {
         if let Some(term) = self.last_term
             && let Err(error) = self.storage.release_leadership(&self.worker_id, term).await
         {
+            storage_errors::count("release_leadership");
             tracing::warn!(%error, term, "giving the lead up at shutdown failed; it ends with its lease");
         }
         if let Err(error) = self.storage.remove_worker(&self.worker_id).await {
+            storage_errors::count("remove_worker");
             tracing::warn!(%error, "removing this worker's registry record failed; it ends with its lease");
         }
     }

@@ -5,7 +5,8 @@ mod debug;
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    Error, Periodic, PeriodicScheduler, Result, Retention, StateMap, Storage, validate_queue_name, worker::Worker,
+    Error, Periodic, PeriodicScheduler, Result, Retention, StateMap, Storage, middleware::Middleware,
+    validate_queue_name, worker::Worker,
 };
 
 /// Settings of one worker; see [`WorkerBuilder`] for each one's meaning and default.
@@ -21,6 +22,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) shutdown_grace: Duration,
     pub(crate) maintenance_interval: Duration,
     pub(crate) prune_interval: Duration,
+    pub(crate) queue_gauge_interval: Duration,
     pub(crate) retention: Retention,
     pub(crate) flush_batch: usize,
     pub(crate) final_flush_timeout: Duration,
@@ -85,6 +87,7 @@ impl WorkerConfig {
 pub struct WorkerBuilder {
     storage: Arc<dyn Storage>,
     states: StateMap,
+    middleware: Vec<Arc<dyn Middleware>>,
     config: WorkerConfig,
 }
 
@@ -94,6 +97,7 @@ impl WorkerBuilder {
         Self {
             storage,
             states: StateMap::new(),
+            middleware: Vec::new(),
             config: WorkerConfig {
                 worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
                 queues: vec![crate::job::DEFAULT_QUEUE.to_owned()],
@@ -105,6 +109,7 @@ impl WorkerBuilder {
                 shutdown_grace: Duration::from_secs(10),
                 maintenance_interval: Duration::from_secs(1),
                 prune_interval: Duration::from_secs(60),
+                queue_gauge_interval: Duration::from_secs(5),
                 retention: Retention::default(),
                 flush_batch: 1000,
                 final_flush_timeout: Duration::from_secs(10),
@@ -193,6 +198,26 @@ impl WorkerBuilder {
         self
     }
 
+    /// How often the leader samples the job counts of every queue into the gauges
+    /// `haul_queue_jobs{queue,state}` (every state, zero when no job is in it) and
+    /// `haul_queue_paused{queue}` (1 or 0) (default: 5 s).
+    ///
+    /// Only the leader (see [`WorkerBuilder::leader_lease`]) samples: one
+    /// [`Storage::counts`] call per interval, however many workers run. It samples at
+    /// once when it begins to lead, then every interval. A worker that stops leading
+    /// stops sampling and its gauges keep the last values it set, so with several
+    /// workers read the gauges of the process that leads now (its
+    /// `haul_worker_is_leader` is 1). A queue that leaves the counts (no job left, not
+    /// paused) is set to zero once.
+    ///
+    /// Each sample counts every stored job (on PostgreSQL, one `GROUP BY` over the jobs
+    /// table, finished jobs kept for retention included): raise the interval for very
+    /// large tables, or set it to zero to turn the gauges off.
+    pub fn queue_gauge_interval(mut self, interval: Duration) -> Self {
+        self.config.queue_gauge_interval = interval;
+        self
+    }
+
     /// How long finished jobs are kept, and how often they are pruned (defaults:
     /// [`Retention::default`], every 60 s).
     ///
@@ -265,8 +290,16 @@ impl WorkerBuilder {
         self
     }
 
+    /// Adds a job middleware (see [`crate::middleware`]): every attempt's handler runs
+    /// inside it. Middleware run in the order added, the first outermost; a job's
+    /// timeout, cancellation and panic handling cover the whole chain.
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
     /// Builds the worker. Settings are checked when it starts running.
     pub fn build(self) -> Worker {
-        Worker::from_parts(self.storage, Arc::new(self.states), self.config)
+        Worker::from_parts(self.storage, Arc::new(self.states), self.middleware.into(), self.config)
     }
 }

@@ -13,8 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    Claim, Control, Error, JobContext, JobOutcome, JobRecord, Report, RetryPolicy, StateMap, StopReason,
-    job::decode_job, worker::held::HeldClaims,
+    Claim, Control, Error, JobContext, JobEventKind, JobOutcome, JobRecord, Report, RetryPolicy, StateMap, StopReason,
+    events::EventSender,
+    job::decode_job,
+    middleware::{Middleware, Next},
+    worker::held::HeldClaims,
 };
 
 /// A job as the claimer hands it to an executor.
@@ -33,6 +36,10 @@ pub(crate) struct Executor {
     pub(crate) running: Arc<Semaphore>,
     /// Fires when the worker stops claiming: jobs that have not started are handed back.
     pub(crate) handing_back: CancellationToken,
+    /// The job middleware, outermost first.
+    pub(crate) middleware: Arc<[Arc<dyn Middleware>]>,
+    /// Where lifecycle events go.
+    pub(crate) events: EventSender,
 }
 
 impl Executor {
@@ -66,7 +73,9 @@ impl Executor {
         let Some(_slot) = slot.filter(|_| ctx.stop_reason().is_none()) else {
             let reason = ctx.stop_reason().unwrap_or(StopReason::Shutdown);
             let outcome = stopped_outcome(Some(reason), None, &RetryPolicy::default(), record.attempt);
-            self.queue_report(claim, record, outcome);
+            let attempt = Attempt { outcome, timeout: None, duration: Duration::ZERO, stopped: Some(reason) };
+            self.end(record, &attempt);
+            self.queue_report(claim, attempt.outcome);
             return;
         };
         // A claim whose lease ended before its start (the worker stalled, or waited on
@@ -75,6 +84,13 @@ impl Executor {
         if !self.held.lease_is_live(claim, Instant::now()) {
             tracing::debug!(id = %record.id, "the claim's lease ended before its handler started; leaving it to be rescued");
             metrics::counter!("haul_claims_expired_before_start_total").increment(1);
+            let lost = Attempt {
+                outcome: None,
+                timeout: None,
+                duration: Duration::ZERO,
+                stopped: Some(StopReason::LeaseLost),
+            };
+            self.end(record, &lost);
             self.held.remove(claim);
             return;
         }
@@ -85,28 +101,49 @@ impl Executor {
             queue = %record.queue,
             attempt = record.attempt,
         );
-        let outcome = execute(record, ctx.clone()).instrument(span).await;
+        #[cfg(feature = "opentelemetry")]
+        crate::otel::continue_trace(&span, &record.metadata);
+        let waited = (chrono::Utc::now() - record.run_at).to_std().unwrap_or_default();
+        metrics::histogram!("haul_job_wait_seconds", "queue" => record.queue.clone(), "kind" => record.kind.clone())
+            .record(waited.as_secs_f64());
+        self.events.send(record, || JobEventKind::Started);
+        let attempt = execute(record, ctx.clone(), &self.middleware).instrument(span.clone()).await;
         if ctx.is_marked_completed() {
             // A backend extension already wrote the completion under this claim (the
             // handler's writes and the completion committed together): storage holds
             // the outcome, and any report would find the claim spent.
-            if !matches!(outcome, Some(JobOutcome::Completed) | None) {
+            if !matches!(attempt.outcome, Some(JobOutcome::Completed) | None) {
                 tracing::warn!(id = %record.id, "the job's completion was already committed; ignoring what followed it");
             }
-            count_finished(record, &JobOutcome::Completed);
+            let completed = Attempt { outcome: Some(JobOutcome::Completed), ..attempt };
+            span.in_scope(|| self.end(record, &completed));
             self.held.remove(claim);
             return;
         }
-        self.queue_report(claim, record, outcome);
+        span.in_scope(|| self.end(record, &attempt));
+        self.queue_report(claim, attempt.outcome);
     }
 
-    fn queue_report(&self, claim: Claim, record: &JobRecord, outcome: Option<JobOutcome>) {
+    /// Logs, counts and publishes how an attempt ended.
+    fn end(&self, record: &JobRecord, attempt: &Attempt) {
+        let ending = ending_of(record, attempt);
+        log_ending(record, &ending);
+        metrics::counter!(
+            "haul_jobs_finished_total",
+            "queue" => record.queue.clone(),
+            "kind" => record.kind.clone(),
+            "outcome" => ending.label(),
+        )
+        .increment(1);
+        self.events.send(record, || ending);
+    }
+
+    fn queue_report(&self, claim: Claim, outcome: Option<JobOutcome>) {
         let Some(outcome) = outcome else {
             // The lease was lost: another worker may hold the job, so say nothing.
             self.held.remove(claim);
             return;
         };
-        count_finished(record, &outcome);
         self.held.mark_reported(claim);
         if self.reports.send(crate::Report { claim, outcome }).is_err() {
             // The flusher is gone; the job stays running in storage and is rescued
@@ -138,33 +175,40 @@ impl Drop for ReleaseOnPanic<'_> {
     }
 }
 
-fn count_finished(record: &JobRecord, outcome: &JobOutcome) {
-    metrics::counter!(
-        "haul_jobs_finished_total",
-        "queue" => record.queue.clone(),
-        "kind" => record.kind.clone(),
-        "outcome" => outcome_label(outcome),
-    )
-    .increment(1);
+/// What running one attempt gave.
+pub(crate) struct Attempt {
+    /// The outcome to report; `None` means it must not be reported (lease lost).
+    pub(crate) outcome: Option<JobOutcome>,
+    /// The attempt's time limit, if it had one.
+    pub(crate) timeout: Option<Duration>,
+    /// How long the handler (with its middleware) ran.
+    pub(crate) duration: Duration,
+    /// The stop that decided the outcome (a timeout, a cancel, a shutdown, a lost
+    /// lease), read once where the outcome was decided.
+    pub(crate) stopped: Option<StopReason>,
 }
 
-/// Runs one attempt. `None` means the outcome must not be reported (lease lost).
-pub(crate) async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOutcome> {
+/// Runs one attempt through `middleware` (outermost first) and the handler.
+pub(crate) async fn execute(record: &JobRecord, ctx: JobContext, middleware: &Arc<[Arc<dyn Middleware>]>) -> Attempt {
+    let ended = |outcome| Attempt { outcome: Some(outcome), timeout: None, duration: Duration::ZERO, stopped: None };
     if let Some(reason) = &record.unreadable_args {
         // No deployment can run it: discarded at once, with the reason kept.
-        tracing::error!(id = %record.id, kind = %record.kind, %reason, "cannot read the job's stored arguments");
-        return Some(JobOutcome::Discarded { reason: format!("the stored arguments cannot be read: {reason}") });
+        return ended(JobOutcome::Discarded { reason: format!("the stored arguments cannot be read: {reason}") });
     }
     let job = match decode_job(&record.kind, &record.args) {
         Ok(job) => job,
-        Err(error) => return Some(undecodable(record, &error)),
+        Err(error) => return ended(undecodable(record, &error)),
     };
     let options = job.options();
     let timeout = record.timeout.or(options.timeout);
     let started = std::time::Instant::now();
     // The handler runs inside this task (no second spawn per job); a panic is caught
     // at each poll and becomes a failed attempt, and a stop drops the handler.
-    let mut handler = job.perform(ctx.clone());
+    let mut handler = if middleware.is_empty() {
+        job.perform(ctx.clone())
+    } else {
+        Box::pin(Next::new(Arc::clone(middleware), job).run(ctx.clone()))
+    };
     let handler = std::future::poll_fn(move |cx| {
         match std::panic::catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(cx))) {
             Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
@@ -181,10 +225,13 @@ pub(crate) async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOu
         }
         () = ctx.stop_token().cancelled() => None,
     };
+    let duration = started.elapsed();
     metrics::histogram!("haul_job_duration_seconds", "queue" => record.queue.clone(), "kind" => record.kind.clone())
-        .record(started.elapsed().as_secs_f64());
+        .record(duration.as_secs_f64());
+    let attempt = |outcome, stopped| Attempt { outcome, timeout, duration, stopped };
     let Some(joined) = finished else {
-        return stopped_outcome(ctx.stop_reason(), timeout, &options.retry, record.attempt);
+        let stopped = ctx.stop_reason();
+        return attempt(stopped_outcome(stopped, timeout, &options.retry, record.attempt), stopped);
     };
     // A handler that watches its stop token may return before the runtime sees the
     // token fire: once a stop was asked, the reason decides, except that work finished
@@ -192,27 +239,85 @@ pub(crate) async fn execute(record: &JobRecord, ctx: JobContext) -> Option<JobOu
     if let Some(reason) = ctx.stop_reason()
         && !(reason == StopReason::Shutdown && matches!(joined, Ok(Ok(()))))
     {
-        return stopped_outcome(Some(reason), timeout, &options.retry, record.attempt);
+        return attempt(stopped_outcome(Some(reason), timeout, &options.retry, record.attempt), Some(reason));
     }
-    Some(match joined {
+    let outcome = match joined {
         Ok(Ok(())) => JobOutcome::Completed,
-        Ok(Err(error)) => {
-            tracing::warn!(error = %error, "job failed");
-            match error.control() {
-                None => failed(error.message(), &options.retry, record.attempt),
-                Some(Control::RetryAfter(retry)) => {
-                    JobOutcome::Failed { error: error.message().to_owned(), retry_in: retry.0 }
-                }
-                Some(Control::Discard(discard)) => JobOutcome::Discarded { reason: discard.0.clone() },
-                Some(Control::Snooze(snooze)) => JobOutcome::Snoozed { delay: snooze.0 },
+        Ok(Err(error)) => match error.control() {
+            None => failed(error.message(), &options.retry, record.attempt),
+            Some(Control::RetryAfter(retry)) => {
+                JobOutcome::Failed { error: error.message().to_owned(), retry_in: retry.0 }
             }
-        }
+            Some(Control::Discard(discard)) => JobOutcome::Discarded { reason: discard.0.clone() },
+            Some(Control::Snooze(snooze)) => JobOutcome::Snoozed { delay: snooze.0 },
+        },
         Err(payload) => {
-            let message = format!("handler panicked: {}", panic_message(payload));
-            tracing::error!(error = %message, "job panicked");
-            failed(&message, &options.retry, record.attempt)
+            failed(&format!("handler panicked: {}", panic_message(payload)), &options.retry, record.attempt)
         }
-    })
+    };
+    attempt(Some(outcome), None)
+}
+
+/// How an attempt ended, as events, logs and metrics tell it (see [`JobEventKind`]): a
+/// failure on the last attempt is a discard, since storage discards the job.
+fn ending_of(record: &JobRecord, attempt: &Attempt) -> JobEventKind {
+    let stop = attempt.stopped;
+    let after = |delay: Duration| {
+        chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|delay| chrono::Utc::now().checked_add_signed(delay))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    };
+    match &attempt.outcome {
+        None => JobEventKind::LeaseLost,
+        Some(JobOutcome::Completed) => JobEventKind::Completed { duration: attempt.duration },
+        Some(JobOutcome::Failed { error, .. }) if record.attempt >= record.max_attempts => {
+            JobEventKind::Discarded { reason: error.clone() }
+        }
+        Some(JobOutcome::Failed { retry_in, .. }) if stop == Some(StopReason::Timeout) => {
+            JobEventKind::TimedOut { timeout: attempt.timeout.unwrap_or_default(), retry_at: after(*retry_in) }
+        }
+        Some(JobOutcome::Failed { error, retry_in }) => {
+            JobEventKind::Failed { error: error.clone(), retry_at: after(*retry_in) }
+        }
+        Some(JobOutcome::Discarded { reason }) => JobEventKind::Discarded { reason: reason.clone() },
+        Some(JobOutcome::Cancelled) => JobEventKind::Cancelled,
+        Some(JobOutcome::Snoozed { .. }) if stop == Some(StopReason::Shutdown) => JobEventKind::HandedBack,
+        Some(JobOutcome::Snoozed { delay }) => JobEventKind::Snoozed { until: after(*delay) },
+        #[allow(unreachable_patterns)]
+        Some(_) => JobEventKind::Failed {
+            error: "an outcome this worker does not know".to_owned(),
+            retry_at: after(Duration::ZERO),
+        },
+    }
+}
+
+/// One log line per ending, at a level an operator can filter on: `warn` for what
+/// needs a look (failures, timeouts, discards, lost leases), `info` for what an operator
+/// did or asked (cancel, shutdown), `debug` for the normal course (completions, snoozes).
+fn log_ending(record: &JobRecord, ending: &JobEventKind) {
+    let (id, kind, attempt) = (record.id, record.kind.as_str(), record.attempt);
+    match ending {
+        JobEventKind::Started => {}
+        JobEventKind::Completed { duration } => tracing::debug!(%id, kind, attempt, ?duration, "job completed"),
+        JobEventKind::Failed { error, retry_at } => {
+            tracing::warn!(%id, kind, attempt, %error, %retry_at, "job failed; it will be retried");
+        }
+        JobEventKind::TimedOut { timeout, retry_at } => {
+            tracing::warn!(%id, kind, attempt, ?timeout, %retry_at, "job timed out; it will be retried");
+        }
+        JobEventKind::Discarded { reason } => {
+            tracing::warn!(%id, kind, attempt, %reason, "job discarded; it will not run again");
+        }
+        JobEventKind::Snoozed { until } => tracing::debug!(%id, kind, attempt, %until, "job snoozed"),
+        JobEventKind::Cancelled => tracing::info!(%id, kind, attempt, "job cancelled"),
+        JobEventKind::HandedBack => {
+            tracing::info!(%id, kind, attempt, "job handed back at shutdown; its attempt is not spent");
+        }
+        JobEventKind::LeaseLost => {
+            tracing::warn!(%id, kind, attempt, "job's lease lost; another worker may run it, nothing is reported");
+        }
+    }
 }
 
 /// A job whose stored form cannot be turned back into a Rust value fails its attempt
@@ -261,17 +366,5 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
             Ok(message) => (*message).to_owned(),
             Err(_) => "a non-string panic payload".to_owned(),
         },
-    }
-}
-
-fn outcome_label(outcome: &JobOutcome) -> &'static str {
-    match outcome {
-        JobOutcome::Completed => "completed",
-        JobOutcome::Failed { .. } => "failed",
-        JobOutcome::Discarded { .. } => "discarded",
-        JobOutcome::Cancelled => "cancelled",
-        JobOutcome::Snoozed { .. } => "snoozed",
-        #[allow(unreachable_patterns)]
-        _ => "other",
     }
 }

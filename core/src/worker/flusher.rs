@@ -6,7 +6,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Error, Report, ReportOutcome, ReportParams, Storage, worker::backoff::StorageBackoff, worker::held::HeldClaims,
+    Error, Report, ReportOutcome, ReportParams, Result, Storage,
+    worker::{backoff::StorageBackoff, held::HeldClaims, storage_errors},
 };
 
 pub(crate) struct Flusher {
@@ -43,7 +44,7 @@ impl Flusher {
                     Err(_) => break,
                 }
             }
-            let result = match self.storage.report(ReportParams::new(pending.clone())).await {
+            let result = match self.report(pending.clone()).await {
                 Ok(outcome) => {
                     self.written(&outcome, std::mem::take(&mut pending));
                     Ok(())
@@ -71,6 +72,12 @@ impl Flusher {
         }
     }
 
+    /// One storage call writing `reports`; a failure is counted in
+    /// `haul_storage_errors_total{operation="report"}`.
+    async fn report(&self, reports: Vec<Report>) -> Result<ReportOutcome> {
+        self.storage.report(ReportParams::new(reports)).await.inspect_err(|_| storage_errors::count("report"))
+    }
+
     /// Releases the claims of written outcomes.
     fn written(&self, outcome: &ReportOutcome, reports: Vec<Report>) {
         for claim in &outcome.rejected {
@@ -95,7 +102,7 @@ impl Flusher {
                 pending.push(report);
                 continue;
             }
-            match self.storage.report(ReportParams::new(vec![report.clone()])).await {
+            match self.report(vec![report.clone()]).await {
                 Ok(outcome) => {
                     written_any = true;
                     self.written(&outcome, vec![report]);

@@ -7,7 +7,10 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{HeartbeatParams, StopReason, Storage, worker::held::HeldClaims};
+use crate::{
+    HeartbeatParams, StopReason, Storage,
+    worker::{held::HeldClaims, storage_errors},
+};
 
 pub(crate) struct Heartbeat {
     pub(crate) storage: Arc<dyn Storage>,
@@ -46,7 +49,10 @@ impl Heartbeat {
                         }
                     }
                 }
-                Err(error) => tracing::warn!(%error, "heartbeat failed; retrying at the next beat"),
+                Err(error) => {
+                    storage_errors::count("heartbeat");
+                    tracing::warn!(%error, "heartbeat failed; retrying at the next beat");
+                }
             }
         }
     }

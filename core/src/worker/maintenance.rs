@@ -6,7 +6,10 @@ use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{PruneParams, Retention, Storage, worker::cluster::Leader};
+use crate::{
+    PruneParams, Retention, Storage,
+    worker::{cluster::Leader, storage_errors},
+};
 
 pub(crate) struct Maintenance {
     pub(crate) storage: Arc<dyn Storage>,
@@ -54,7 +57,10 @@ impl Maintenance {
         match self.storage.promote_due(None).await {
             Ok(0) => {}
             Ok(promoted) => tracing::debug!(promoted, "promoted due jobs"),
-            Err(error) => tracing::warn!(%error, "promoting due jobs failed"),
+            Err(error) => {
+                storage_errors::count("promote_due");
+                tracing::warn!(%error, "promoting due jobs failed");
+            }
         }
         if !self.leader.is_leading() {
             return;
@@ -64,7 +70,10 @@ impl Maintenance {
                 tracing::warn!(?outcome, "rescued jobs whose lease expired");
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "rescuing expired leases failed"),
+            Err(error) => {
+                storage_errors::count("rescue_expired");
+                tracing::warn!(%error, "rescuing expired leases failed");
+            }
         }
     }
 
@@ -117,6 +126,7 @@ impl Maintenance {
                     }
                 }
                 Err(error) => {
+                    storage_errors::count("prune");
                     tracing::warn!(%error, pruned, "pruning failed; retrying at the next prune interval");
                     return Pass::Done;
                 }

@@ -6,10 +6,12 @@ mod config;
 mod debug;
 mod executor;
 mod flusher;
+mod gauges;
 mod heartbeat;
 mod held;
 mod maintenance;
 mod periodic;
+mod storage_errors;
 
 use std::{
     future::Future,
@@ -25,14 +27,17 @@ pub use config::WorkerBuilder;
 use config::WorkerConfig;
 
 use crate::{
-    ClaimParams, Result, StateMap, StopReason, Storage, Wakeups,
+    ClaimParams, JobEvents, Result, StateMap, StopReason, Storage, Wakeups,
+    events::EventSender,
     job::{check_registered_kinds, check_required_states},
+    middleware::Middleware,
 };
 use backoff::StorageBackoff;
 use cluster::{Leader, Membership};
 pub(crate) use executor::execute;
 use executor::{Claimed, Executor};
 use flusher::Flusher;
+use gauges::QueueGauges;
 use heartbeat::Heartbeat;
 use held::HeldClaims;
 use maintenance::Maintenance;
@@ -62,8 +67,10 @@ const STARTED_IN_MEMORY: &str = "worker started on the memory backend: its jobs 
 /// [leader lease](WorkerBuilder::leader_lease); a record not refreshed within the
 /// lease is gone. At most one live worker of a namespace (a PostgreSQL schema, a
 /// Redis key prefix, a memory instance) is its leader, holding a lease it renews on
-/// the same interval, and only the leader promotes due jobs, rescues expired leases
-/// and prunes old jobs, so that work does not grow with the number of workers. A
+/// the same interval, and only the leader promotes due jobs, rescues expired leases,
+/// prunes old jobs and samples the queue gauges
+/// ([`WorkerBuilder::queue_gauge_interval`]), so that work does not grow with the
+/// number of workers. A
 /// worker that shuts down gives the lead up at once; one that dies is replaced once
 /// its lead runs out, within one leader lease (see [`WorkerBuilder::leader_lease`]
 /// for the rule). A worker can
@@ -71,6 +78,8 @@ const STARTED_IN_MEMORY: &str = "worker started on the memory backend: its jobs 
 pub struct Worker {
     storage: Arc<dyn Storage>,
     states: Arc<StateMap>,
+    middleware: Arc<[Arc<dyn Middleware>]>,
+    events: EventSender,
     config: WorkerConfig,
 }
 
@@ -80,8 +89,37 @@ impl Worker {
         WorkerBuilder::new(Arc::new(storage))
     }
 
-    pub(crate) fn from_parts(storage: Arc<dyn Storage>, states: Arc<StateMap>, config: WorkerConfig) -> Self {
-        Self { storage, states, config }
+    pub(crate) fn from_parts(
+        storage: Arc<dyn Storage>,
+        states: Arc<StateMap>,
+        middleware: Arc<[Arc<dyn Middleware>]>,
+        config: WorkerConfig,
+    ) -> Self {
+        Self { storage, states, middleware, events: EventSender::default(), config }
+    }
+
+    /// Subscribes to this worker's lifecycle events (see [`crate::events`]): every
+    /// attempt's start and end, from now on. Subscribe before
+    /// [`Worker::run_until`] to see every attempt; the subscription ends once the worker
+    /// has stopped and every event was received.
+    ///
+    /// ```
+    /// # async fn example(storage: haul_core::testing::TestJobs) {
+    /// # let worker = haul_core::Worker::builder(storage.storage()).build();
+    /// use haul_core::JobEventKind;
+    ///
+    /// let mut events = worker.subscribe();
+    /// tokio::spawn(async move {
+    ///     while let Some(event) = events.recv().await {
+    ///         if let JobEventKind::Discarded { reason } = &event.what {
+    ///             eprintln!("job {} ({}) will not run again: {reason}", event.id, event.kind);
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> JobEvents {
+        self.events.subscribe()
     }
 
     /// Runs until `signal` completes, then shuts down gracefully: stops claiming,
@@ -157,6 +195,14 @@ impl Worker {
             }
             .run(stop_cluster.clone()),
         );
+        let gauges = tokio::spawn(
+            QueueGauges {
+                storage: Arc::clone(&self.storage),
+                leader: Arc::clone(&leader),
+                interval: config.queue_gauge_interval,
+            }
+            .run(stop_cluster.clone()),
+        );
         let periodic = tokio::spawn(
             PeriodicRunner { storage: Arc::clone(&self.storage), leader: Arc::clone(&leader), scheduler }
                 .run(stop_cluster.clone()),
@@ -169,6 +215,8 @@ impl Worker {
             reports: report_tx,
             running: Arc::new(Semaphore::new(config.concurrency)),
             handing_back: stop_claiming.clone(),
+            middleware: self.middleware,
+            events: self.events,
         });
         // One slot per job held: running, or prefetched and waiting to run.
         let held_limit = config.concurrency.saturating_add(config.prefetch);
@@ -240,7 +288,7 @@ impl Worker {
             }
         }
         stop_background.cancel();
-        let (_, _, _, membership) = tokio::join!(heartbeat, maintenance, periodic, membership);
+        let (_, _, _, _, membership) = tokio::join!(heartbeat, maintenance, gauges, periodic, membership);
         // Nothing acts as leader any more: give the lead up and leave the registry.
         if let Ok(membership) = membership
             && tokio::time::timeout(config.final_flush_timeout, membership.leave()).await.is_err()
@@ -261,6 +309,7 @@ async fn wait_until_ready(storage: &dyn Storage, mut signal: Pin<&mut impl Futur
         match storage.check_ready().await {
             Ok(()) => return Ok(true),
             Err(error) if error.is_transient() => {
+                storage_errors::count("check_ready");
                 let delay = backoff.next_delay();
                 tracing::warn!(%error, retry_in = ?delay, "storage not reachable at start; retrying");
                 tokio::select! {
@@ -268,7 +317,10 @@ async fn wait_until_ready(storage: &dyn Storage, mut signal: Pin<&mut impl Futur
                     () = tokio::time::sleep(delay) => {}
                 }
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                storage_errors::count("check_ready");
+                return Err(error);
+            }
         }
     }
 }
@@ -300,6 +352,7 @@ impl Claimer {
                 }
                 Err(error) => {
                     drop(permits);
+                    storage_errors::count("claim");
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, ?delay, "claiming failed; retrying");
                     tokio::select! {
@@ -330,6 +383,7 @@ impl Claimer {
         match self.storage.subscribe().await {
             Ok(wakeups) => Some(wakeups),
             Err(error) => {
+                storage_errors::count("subscribe");
                 tracing::warn!(%error, "cannot subscribe to wake-ups; polling only");
                 None
             }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     PeriodicScheduler, Storage,
-    worker::{backoff::StorageBackoff, cluster::Leader},
+    worker::{backoff::StorageBackoff, cluster::Leader, storage_errors},
 };
 
 /// The longest sleep between passes, so that a wall clock moved forward is noticed.
@@ -49,6 +49,7 @@ impl PeriodicRunner {
                 }
                 Err(error) => {
                     // One schedule's failure does not hold the others' ticks back.
+                    storage_errors::count("periodic");
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, retry_in = ?delay, "enqueueing periodic jobs failed; retrying");
                     next_tick.min(Instant::now() + delay)

@@ -43,7 +43,8 @@ pub async fn counts_jobs_per_queue_and_state(storage: TestStorage) {
 
     let counts = storage.counts().await.expect("counts succeed");
     let expected = vec![
-        QueueCounts::new("a", false, BTreeMap::from([(JobState::Available, 2), (JobState::Running, 1)])),
+        QueueCounts::new("a", false, BTreeMap::from([(JobState::Available, 2), (JobState::Running, 1)]))
+            .next_available_at(Some(at(2))),
         QueueCounts::new("b", true, BTreeMap::from([(JobState::Scheduled, 1), (JobState::Completed, 1)])),
     ];
     assert_eq!(counts, expected);
@@ -116,4 +117,46 @@ pub async fn list_returns_the_same_records_as_get(storage: TestStorage) {
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0], get(&storage, running.id).await);
     assert_eq!(listed[1], get(&storage, waiting).await);
+}
+
+/// `counts` gives each queue's `next_available_at`: the `run_at` of the available job a
+/// claim would take next (lowest priority value, then earliest `run_at`), not the
+/// oldest job of the queue, ignoring scheduled, running and finished jobs; `None` for
+/// a queue with no available job.
+pub async fn counts_give_the_run_at_of_the_next_job_to_claim(storage: TestStorage) {
+    // Queue "head": the oldest and most urgent job is running, and an urgent one is
+    // scheduled in the future; of the available ones, the oldest has a lower priority
+    // (a higher value), so the head is the earliest of priority 0.
+    running_job(&storage, job_at("head", at(-100)).priority(-5), at(0)).await;
+    enqueue(
+        &storage,
+        vec![
+            job_at("head", at(1_000)).priority(-10),
+            job_at("head", at(10)).priority(1),
+            job_at("head", at(50)),
+            job_at("head", at(20)),
+        ],
+        at(100),
+    )
+    .await;
+    // Queue "idle": a scheduled job, a running one and a completed one, none available.
+    enqueue_one(&storage, job_at("idle", at(1_000)), at(0)).await;
+    running_job(&storage, job("idle"), at(0)).await;
+    let done = running_job(&storage, job("idle"), at(0)).await;
+    report_applied(&storage, claim_of(&done), JobOutcome::Completed, at(1)).await;
+
+    let next = |counts: &[QueueCounts], queue: &str| {
+        let counted = counts.iter().find(|counted| counted.queue == queue);
+        counted.unwrap_or_else(|| panic!("queue `{queue}` is counted: {counts:?}")).next_available_at
+    };
+    let counts = storage.counts().await.expect("counts succeed");
+    assert_eq!(next(&counts, "head"), Some(at(20)), "{counts:?}");
+    assert_eq!(next(&counts, "idle"), None, "no job of `idle` is available: {counts:?}");
+
+    // The next claim takes exactly that job; then the head is the next one in order.
+    let claimed = claim(&storage, &["head"], 1, at(100)).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(Some(claimed[0].run_at), next(&counts, "head"), "the claim took the counted head");
+    let counts = storage.counts().await.expect("counts succeed");
+    assert_eq!(next(&counts, "head"), Some(at(50)), "{counts:?}");
 }

@@ -166,34 +166,80 @@ impl RedisStorage {
         Ok(listed)
     }
 
+    /// Counts per queue with its head's `run_at`: the queue names, then one round trip
+    /// of the counts, the paused flags and each queue's head (`ZRANGE <available> 0 0`,
+    /// the first job in claim order), then, when some queue has one, one of the heads'
+    /// `run_at` fields.
     pub(crate) async fn queue_counts(&self) -> Result<Vec<QueueCounts>> {
+        /// Per queue: the state sets' `ZCARD`s, the paused flag's `EXISTS`, the head.
+        const PER_QUEUE: usize = QUEUE_SETS.len() + 2;
         let names = self.queue_names().await?;
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let mut commands = Vec::with_capacity(names.len() * (QUEUE_SETS.len() + 1));
+        let mut commands = Vec::with_capacity(names.len() * PER_QUEUE);
         for name in &names {
             let queue = self.inner.keys.queue(name);
             for set in queue.group().take(QUEUE_SETS.len()) {
                 commands.push(redis::cmd("ZCARD").arg(set).clone());
             }
             commands.push(redis::cmd("EXISTS").arg(queue.paused()).clone());
+            commands.push(redis::cmd("ZRANGE").arg(queue.available()).arg(0).arg(0).clone());
         }
-        let replies = self
-            .query_all(commands)
-            .await?
-            .into_iter()
-            .map(|count| reply::int(count).map(|count| u64::try_from(count).unwrap_or(0)))
-            .collect::<Result<Vec<u64>>>()?;
+        let mut replies = self.query_all(commands).await?.into_iter();
         let mut counts = Vec::new();
-        for (name, replies) in names.into_iter().zip(replies.chunks(QUEUE_SETS.len() + 1)) {
-            let paused = replies.get(QUEUE_SETS.len()).is_some_and(|&flag| flag > 0);
+        // The heads' members, by index in `counts`.
+        let mut heads: Vec<(usize, String)> = Vec::new();
+        for name in names {
+            let mut numbers = Vec::with_capacity(QUEUE_SETS.len() + 1);
+            for reply in replies.by_ref().take(QUEUE_SETS.len() + 1) {
+                numbers.push(u64::try_from(reply::int(reply)?).unwrap_or(0));
+            }
+            let head = replies.next().map(reply::array).transpose()?.unwrap_or_default();
+            let paused = numbers.get(QUEUE_SETS.len()).is_some_and(|&flag| flag > 0);
             let states: BTreeMap<JobState, u64> =
-                SET_STATES.into_iter().zip(replies.iter().copied()).filter(|&(_, count)| count > 0).collect();
+                SET_STATES.into_iter().zip(numbers.iter().copied()).filter(|&(_, count)| count > 0).collect();
             if paused || !states.is_empty() {
+                if let Some(member) = head.into_iter().next() {
+                    heads.push((counts.len(), reply::string(member)?));
+                }
                 counts.push(QueueCounts::new(name, paused, states));
             }
         }
+        if heads.is_empty() {
+            return Ok(counts);
+        }
+        let fields = heads
+            .iter()
+            .map(|(at, member)| {
+                let id = head_id(member)?;
+                Ok(redis::cmd("HGET").arg(self.inner.keys.queue(&counts[*at].queue).job(id)).arg("run_at").clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let run_ats = self.query_all(fields).await?;
+        for ((at, member), run_at) in heads.into_iter().zip(run_ats) {
+            let run_at = match run_at {
+                Value::Nil => member_run_at(&member)?,
+                run_at => crate::codec::from_micros(reply::int(run_at)?)?,
+            };
+            counts[at].next_available_at = Some(run_at);
+        }
         Ok(counts)
     }
+}
+
+/// The job id in an available-set member (`<run_at, 16 digits>:<id>`).
+fn head_id(member: &str) -> Result<JobId> {
+    member
+        .split_once(':')
+        .and_then(|(_, id)| id.parse().ok().map(JobId))
+        .ok_or_else(|| corrupt(format!("`{member}` is not an available-set member")))
+}
+
+/// The `run_at` in an available-set member, for a head whose job went (claimed and
+/// finished, or deleted) between the two round trips: exact, unless before 1970 (the
+/// member holds 0 then).
+fn member_run_at(member: &str) -> Result<Timestamp> {
+    let micros = member.split_once(':').and_then(|(run_at, _)| run_at.parse().ok());
+    crate::codec::from_micros(micros.ok_or_else(|| corrupt(format!("`{member}` is not an available-set member")))?)
 }

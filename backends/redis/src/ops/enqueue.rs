@@ -35,6 +35,8 @@ struct Encoded {
     unique_key: String,
     unique_digest: String,
     unique_member: String,
+    /// The metadata as a JSON object, or empty for none (no field is written then).
+    metadata: String,
 }
 
 /// The uniqueness check of one key: the unique-index member prefix of the key and the
@@ -375,7 +377,8 @@ fn push_job(call: &mut redis::ScriptInvocation<'_>, group: usize, job: &Encoded)
         .arg(&job.max_attempts)
         .arg(&job.timeout)
         .arg(&job.unique_key)
-        .arg(&job.unique_digest);
+        .arg(&job.unique_digest)
+        .arg(&job.metadata);
 }
 
 /// The reply of `enqueue.lua` or `reserve.lua`: `{}` (true), `{'changed'}` (false), or
@@ -412,6 +415,12 @@ fn encode(job: &NewJob) -> Result<Encoded> {
         }
         None => (String::new(), String::new(), String::new()),
     };
+    let metadata = if job.metadata.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&job.metadata)
+            .map_err(|source| Error::Serialization { kind: job.kind.clone(), source })?
+    };
     Ok(Encoded {
         id: job.id.to_string(),
         kind: job.kind.clone(),
@@ -423,5 +432,6 @@ fn encode(job: &NewJob) -> Result<Encoded> {
         unique_key,
         unique_digest,
         unique_member,
+        metadata,
     })
 }

@@ -1,0 +1,11 @@
+-- haul: job metadata.
+--
+-- A job's metadata (a map of strings: trace context, tenant and request ids) is stored
+-- as a JSON object of strings, set at enqueue and never changed. A job without
+-- metadata stores NULL, not '{}': most jobs have none, and a NULL costs only its bit
+-- in the row's null bitmap (which a jobs row already has) where an empty jsonb object
+-- would take bytes in every row. Adding a nullable column without a default changes
+-- only the catalog: no table rewrite and no scan, so the migration is instant however
+-- many jobs are stored, and the processes of an older version, which neither write nor
+-- read the column, keep working while it runs.
+ALTER TABLE jobs ADD COLUMN metadata jsonb;
