@@ -4,6 +4,14 @@
 //! cargo run --release -p haul-bench -- --backend all --jobs 20000 --concurrency 32
 //! ```
 //!
+//! The `middleware` workload (memory backend only) compares the memory drain with and
+//! without middleware in one run; built with `--features otel` it also measures the drain
+//! with OpenTelemetry trace propagation (see `middleware.rs`):
+//!
+//! ```text
+//! cargo run --release -p haul-bench --features otel -- --backend memory --workloads middleware
+//! ```
+//!
 //! PostgreSQL is reached at `HAUL_BENCH_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); every workload runs in a fresh schema that
 //! is dropped at its end. Redis is reached at `HAUL_BENCH_REDIS_URL` (default
@@ -12,6 +20,7 @@
 mod backends;
 mod floor;
 mod long_tx;
+mod middleware;
 mod retention;
 mod ui;
 mod workloads;
@@ -64,6 +73,10 @@ struct Args {
     /// under 5 s (or this, when shorter) are not tried.
     #[arg(long, default_value_t = 10.0)]
     retention_seconds: f64,
+    /// Measured rounds of the middleware workload (each runs every variant once; each
+    /// variant's figure is the median of its rounds).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    middleware_rounds: u32,
     /// Workloads to run, comma-separated (default: all). The floor runs whenever a
     /// workload compared with it runs.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::ALL)]
@@ -89,16 +102,21 @@ pub(crate) enum Workload {
     LongTx,
     /// Stepped producer rates with a short retention: do the stored finished jobs stay bounded.
     Retention,
+    /// The memory drain without middleware, with one and with three pass-through middleware,
+    /// and (feature `otel`) under an OpenTelemetry layer with and without trace propagation:
+    /// ratios to the first, in one run (memory only).
+    Middleware,
 }
 
 impl Workload {
-    const ALL: [Workload; 6] = [
+    const ALL: [Workload; 7] = [
         Workload::Enqueue,
         Workload::Drain,
         Workload::Steady,
         Workload::Scaling,
         Workload::LongTx,
         Workload::Retention,
+        Workload::Middleware,
     ];
 }
 
@@ -131,6 +149,8 @@ pub(crate) struct Settings {
     pub(crate) long_tx_phase_seconds: Option<f64>,
     /// The length of each step of the retention workload (0: skipped).
     pub(crate) retention_seconds: f64,
+    /// The measured rounds of the middleware workload.
+    pub(crate) middleware_rounds: usize,
     /// The workloads to run.
     pub(crate) workloads: Vec<Workload>,
 }
@@ -212,6 +232,9 @@ pub(crate) struct Figure {
     /// Long-transaction phases: jobs/s relative to the phase before the held snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_to_before: Option<f64>,
+    /// Middleware variants: jobs/s relative to the drain without middleware in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_to_baseline: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }
@@ -233,6 +256,7 @@ impl Figure {
             floor_jobs_per_second: None,
             ratio_to_floor: None,
             ratio_to_before: None,
+            ratio_to_baseline: None,
             note: None,
         }
     }
@@ -266,6 +290,11 @@ impl Figure {
 
     pub(crate) fn ratio_to_before(mut self, ratio: f64) -> Self {
         self.ratio_to_before = Some(ratio);
+        self
+    }
+
+    pub(crate) fn ratio_to_baseline(mut self, ratio: f64) -> Self {
+        self.ratio_to_baseline = Some(ratio);
         self
     }
 
@@ -344,6 +373,7 @@ async fn main() -> Result<(), BoxError> {
         long_tx_seconds: args.long_tx_seconds,
         long_tx_phase_seconds: args.long_tx_phase_seconds,
         retention_seconds: args.retention_seconds,
+        middleware_rounds: usize::try_from(args.middleware_rounds).unwrap_or(usize::MAX),
         workloads: args.workloads.clone(),
     };
     let long_tx_plan = long_tx::Plan::new(args.long_tx_seconds, args.long_tx_phase_seconds)
@@ -360,6 +390,11 @@ async fn main() -> Result<(), BoxError> {
 
     if args.backend.includes(BackendChoice::Memory) {
         figures.extend(workloads::suite(&mut backends::Memory, &settings, &ui).await?);
+        if settings.runs(Workload::Middleware) {
+            let (measured, note) = middleware::run(&settings, &ui).await?;
+            figures.extend(measured);
+            notes.push(note);
+        }
         figures.extend(retention.run(&mut backends::Memory, &settings, &ui).await?);
     }
     if args.backend.includes(BackendChoice::Postgres) {

@@ -10,7 +10,7 @@ use std::{
 
 use std::collections::HashMap;
 
-use haul::{JobContext, JobId, JobState, Queue, Storage, Worker, job};
+use haul::{JobContext, JobId, JobState, Queue, Storage, Worker, WorkerBuilder, job};
 use tokio::{
     sync::{Notify, Semaphore},
     task::JoinSet,
@@ -147,7 +147,7 @@ pub(crate) async fn on_fresh<B: Backend, T>(
 }
 
 /// Enqueues `jobs` no-op jobs in batches of 1,000, counting them in `counter`.
-async fn enqueue_noops(queue: &Queue, jobs: usize, counter: &AtomicUsize) -> Result<(), BoxError> {
+pub(crate) async fn enqueue_noops(queue: &Queue, jobs: usize, counter: &AtomicUsize) -> Result<(), BoxError> {
     let mut left = jobs;
     while left > 0 {
         let n = left.min(BATCH);
@@ -241,16 +241,7 @@ async fn drain<B: Backend>(
         let started = Instant::now();
         let mut workers = JoinSet::new();
         for handle in &handles {
-            let worker = Worker::builder(handle.clone())
-                .queues(["bench"])
-                .concurrency(concurrency)
-                .prefetch(prefetch)
-                .shared_state(Arc::clone(&progress))
-                // Every kind of the queue `bench` must find its state, or the worker
-                // refuses to start; no `timed` job runs here.
-                .shared_state(Arc::new(Latencies::default()))
-                .poll_interval(DRAIN_POLL)
-                .build();
+            let worker = drain_worker(handle.clone(), concurrency, prefetch, &progress).build();
             let mut stopped = stopped.clone();
             workers.spawn(worker.run_until(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
@@ -279,6 +270,60 @@ async fn drain<B: Backend>(
         Ok(Figure::new(name, label, jobs, elapsed).floor(FloorOf::Drain).workers(instances))
     })
     .await
+}
+
+/// The worker of the drain workloads on `handle`: `concurrency` slots, `prefetch` jobs
+/// claimed ahead, counting its runs in `progress`.
+fn drain_worker<S: Storage>(handle: S, concurrency: usize, prefetch: usize, progress: &Arc<Progress>) -> WorkerBuilder {
+    Worker::builder(handle)
+        .queues(["bench"])
+        .concurrency(concurrency)
+        .prefetch(prefetch)
+        .shared_state(Arc::clone(progress))
+        // Every kind of the queue `bench` must find its state, or the worker refuses to
+        // start; no `timed` job runs here.
+        .shared_state(Arc::new(Latencies::default()))
+        .poll_interval(DRAIN_POLL)
+}
+
+/// One drain as [`drain`] runs it with one instance, for workloads that compare variants
+/// of the worker (the `middleware` workload): `jobs` no-op jobs are pre-enqueued by
+/// `enqueue` (given the queue; it must enqueue with [`enqueue_noops`]), then one worker
+/// on `storage`, built by [`drain_worker`] and then `customize`, works them; returns the
+/// time from the worker's start until every job is completed in storage.
+pub(crate) async fn drain_once<S: Storage + Clone>(
+    storage: &S,
+    jobs: usize,
+    concurrency: usize,
+    prefetch: usize,
+    enqueue: impl AsyncFnOnce(&Queue) -> Result<(), BoxError>,
+    customize: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
+) -> Result<Duration, BoxError> {
+    let queue = Queue::new(storage.clone());
+    enqueue(&queue).await?;
+    let progress = Arc::new(Progress::default());
+    progress.target.store(jobs, Ordering::Relaxed);
+    let worker = customize(drain_worker(storage.clone(), concurrency, prefetch, &progress)).build();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let mut running = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+    // A worker that ends early (it refused to start) must not leave this waiting.
+    tokio::select! {
+        () = progress.reached.notified() => {}
+        joined = &mut running => {
+            joined??;
+            return Err("the worker stopped before the jobs were done".into());
+        }
+    }
+    while completed(&queue).await? < jobs {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(true);
+    running.await??;
+    Ok(elapsed)
 }
 
 /// The worker of the latency workloads, recording handler starts in a [`Latencies`].
