@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queue_gauge_interval(Duration::from_millis(100))
         .build();
     let all_finished = {
-        let queue = queue.clone();
+        let (queue, handle) = (queue.clone(), handle.clone());
         async move {
             loop {
                 let mut finished = 0;
@@ -63,13 +63,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     finished +=
                         usize::from(queue.get(*id).await.ok().flatten().is_some_and(|job| job.state.is_finished()));
                 }
-                if finished == ids.len() {
+                // Once every job is finished, until the leader's next sample of the queue
+                // gauges shows it too.
+                let exposition = handle.render();
+                let sampled = ["scheduled", "available", "running", "retryable"].iter().all(|state| {
+                    exposition.contains(&format!("haul_queue_jobs{{queue=\"billing\",state=\"{state}\"}} 0"))
+                });
+                if finished == ids.len() && sampled {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            // Lets the leader sample the queue gauges once more, with every job finished.
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     };
     worker.run_until(all_finished).await?;

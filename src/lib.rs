@@ -4,13 +4,14 @@
 mod connect;
 
 pub use connect::connect;
+pub use haul_core::forward_admin;
 #[doc(inline)]
 pub use haul_core::{
-    AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult, Job, JobContext,
-    JobError, JobEvent, JobEventKind, JobEvents, JobId, JobOptions, JobOutcome, JobRecord, JobState, ListParams,
-    MAX_METADATA_BYTES, Metadata, Missed, NewJob, Periodic, Queue, QueueCounts, Result, Retention, RetryAfter,
-    RetryPolicy, RunAt, Schedule, Snooze, State, StateMap, StopReason, Storage, Unique, Worker, WorkerBuilder,
-    shutdown_signal,
+    Admin, AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult, Job,
+    JobContext, JobError, JobEvent, JobEventKind, JobEvents, JobFilter, JobId, JobOptions, JobOutcome, JobRecord,
+    JobState, ListParams, MAX_METADATA_BYTES, Metadata, Missed, NewJob, Periodic, Queue, QueueCounts, Result,
+    Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap, StopReason, Storage, Unique, Worker,
+    WorkerBuilder, shutdown_signal,
 };
 /// Middleware around every job's handler and every enqueue: [`middleware::from_fn`],
 /// [`middleware::enqueue_fn`], [`middleware::Middleware`], [`middleware::EnqueueMiddleware`].
@@ -126,8 +127,8 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::job;
     pub use crate::{
-        Discard, JobContext, JobError, JobId, JobRecord, JobState, ListParams, Periodic, Queue, RetryAfter,
-        RetryPolicy, Schedule, Snooze, State, Storage, Unique, Worker, shutdown_signal,
+        Admin, Discard, JobContext, JobError, JobFilter, JobId, JobRecord, JobState, ListParams, Periodic, Queue,
+        RetryAfter, RetryPolicy, Schedule, Snooze, State, Storage, Unique, Worker, shutdown_signal,
     };
     pub use std::time::Duration;
 }

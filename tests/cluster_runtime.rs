@@ -22,8 +22,8 @@ use haul::{
     prelude::*,
     storage::{
         ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome,
-        Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+        PeriodicUpdate, PruneParams, Report, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
+        WorkerBeat,
     },
 };
 use tokio::{sync::oneshot, task::JoinHandle, time::Instant};
@@ -99,27 +99,6 @@ impl Storage for Counting {
         self.calls.prune.fetch_add(1, Ordering::SeqCst);
         self.inner.prune(params).await
     }
-    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.cancel(id, now).await
-    }
-    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.retry(id, now).await
-    }
-    async fn pause_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.pause_queue(queue).await
-    }
-    async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.resume_queue(queue).await
-    }
-    async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, params: ListParams) -> haul::Result<Vec<JobRecord>> {
-        self.inner.list(params).await
-    }
-    async fn counts(&self) -> haul::Result<Vec<QueueCounts>> {
-        self.inner.counts().await
-    }
     async fn subscribe(&self) -> haul::Result<Wakeups> {
         self.inner.subscribe().await
     }
@@ -129,9 +108,6 @@ impl Storage for Counting {
     }
     async fn remove_worker(&self, id: &str) -> haul::Result<()> {
         self.inner.remove_worker(id).await
-    }
-    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
-        self.inner.list_workers(now).await
     }
     async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
         let sent_at = Instant::now();
@@ -153,21 +129,10 @@ impl Storage for Counting {
     async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
         self.inner.release_leadership(worker_id, term).await
     }
-    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
-        self.inner.leader(now).await
-    }
-
     async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
         self.inner.save_periodic(update).await
     }
 
-    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
-        self.inner.list_periodic().await
-    }
-
-    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
-        self.inner.delete_periodic(name).await
-    }
     async fn migrate(&self) -> haul::Result<()> {
         self.inner.migrate().await
     }
@@ -175,6 +140,8 @@ impl Storage for Counting {
         self.inner.check_ready().await
     }
 }
+
+haul::forward_admin!(Counting, inner);
 
 fn worker(storage: &Counting, id: &str) -> WorkerBuilder {
     Worker::builder(storage.clone())

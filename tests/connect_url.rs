@@ -113,7 +113,7 @@ async fn a_postgres_url_names_the_schema_the_pool_and_the_migration() {
     .await
     .unwrap();
     assert!(tables.iter().any(|table| table == "jobs"), "{tables:?}");
-    let found = haul::Storage::get(&direct, id).await.unwrap().unwrap();
+    let found = haul::Admin::get(&direct, id).await.unwrap().unwrap();
     assert_eq!(found.kind, "plain");
     let stored: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM \"{schema}\".jobs")))
         .fetch_one(direct.pool())
@@ -144,9 +144,9 @@ async fn a_redis_url_names_the_prefix() {
 
     // The job is under the URL's prefix, and not under the default one.
     let direct = RedisStorage::connect_with(&redis_url(), RedisConfig::new().prefix(&prefix)).await.unwrap();
-    assert_eq!(haul::Storage::get(&direct, id).await.unwrap().map(|job| job.kind), Some("plain".to_owned()));
+    assert_eq!(haul::Admin::get(&direct, id).await.unwrap().map(|job| job.kind), Some("plain".to_owned()));
     let default_prefix = RedisStorage::connect(&redis_url()).await.unwrap();
-    assert!(haul::Storage::get(&default_prefix, id).await.unwrap().is_none());
+    assert!(haul::Admin::get(&default_prefix, id).await.unwrap().is_none());
 }
 
 #[tokio::test]

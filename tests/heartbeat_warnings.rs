@@ -15,8 +15,7 @@ use haul::{
     prelude::*,
     storage::{
         ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome,
-        Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+        PeriodicUpdate, PruneParams, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups, WorkerBeat,
     },
 };
 use tracing_subscriber::util::SubscriberInitExt;
@@ -70,27 +69,6 @@ impl Storage for HeartbeatsAfterReports {
     async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
         self.inner.prune(params).await
     }
-    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.cancel(id, now).await
-    }
-    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.retry(id, now).await
-    }
-    async fn pause_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.pause_queue(queue).await
-    }
-    async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.resume_queue(queue).await
-    }
-    async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, params: ListParams) -> haul::Result<Vec<JobRecord>> {
-        self.inner.list(params).await
-    }
-    async fn counts(&self) -> haul::Result<Vec<QueueCounts>> {
-        self.inner.counts().await
-    }
     async fn subscribe(&self) -> haul::Result<Wakeups> {
         self.inner.subscribe().await
     }
@@ -100,30 +78,16 @@ impl Storage for HeartbeatsAfterReports {
     async fn remove_worker(&self, id: &str) -> haul::Result<()> {
         self.inner.remove_worker(id).await
     }
-    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
-        self.inner.list_workers(now).await
-    }
     async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
         self.inner.acquire_leadership(params).await
     }
     async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
         self.inner.release_leadership(worker_id, term).await
     }
-    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
-        self.inner.leader(now).await
-    }
-
     async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
         self.inner.save_periodic(update).await
     }
 
-    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
-        self.inner.list_periodic().await
-    }
-
-    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
-        self.inner.delete_periodic(name).await
-    }
     async fn migrate(&self) -> haul::Result<()> {
         self.inner.migrate().await
     }
@@ -131,6 +95,8 @@ impl Storage for HeartbeatsAfterReports {
         self.inner.check_ready().await
     }
 }
+
+haul::forward_admin!(HeartbeatsAfterReports, inner);
 
 /// Everything the worker logs, as text.
 #[derive(Clone, Default)]

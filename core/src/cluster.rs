@@ -76,7 +76,7 @@ impl WorkerBeat {
     }
 }
 
-/// A live worker's record, as [`crate::Storage::list_workers`] returns it.
+/// A live worker's record, as [`crate::Admin::list_workers`] returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerRecord {

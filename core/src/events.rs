@@ -68,7 +68,9 @@ impl JobEvent {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum JobEventKind {
-    /// The handler started.
+    /// The attempt started: the handler is about to run. A job whose stored arguments
+    /// cannot be read or decoded starts too, and ends at once (`Failed` or `Discarded`,
+    /// with the reason), so every attempt storage counts has its pair of events.
     Started,
     /// The handler succeeded: the job is `completed`.
     Completed {

@@ -5,6 +5,7 @@
 //! and run the conformance suite of `haul-integration-tests` against it. The
 //! `Storage` trait is **unstable until 1.0**.
 
+mod admin;
 mod cluster;
 mod context;
 mod debug_impls;
@@ -26,9 +27,10 @@ mod storable;
 mod storage;
 pub mod testing;
 pub mod url_param;
-mod wakeup;
+pub mod wakeup;
 mod worker;
 
+pub use admin::{Admin, JobFilter, ListParams, QueueCounts};
 pub use cluster::{Leadership, LeadershipParams, WorkerBeat, WorkerRecord};
 pub use context::{FromContext, JobContext, State, StateMap, StateRequirement, StopReason};
 pub use error::{BoxError, Error, ErrorKind, Result};
@@ -44,8 +46,8 @@ pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp, Un
 pub use retry::RetryPolicy;
 pub use storable::{MAX_ARGS_DEPTH, storable_text};
 pub use storage::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, ListParams, PruneParams,
-    QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
+    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, PruneParams, Report,
+    ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
 };
 pub use wakeup::{WakeupSender, Wakeups};
 pub use worker::{Worker, WorkerBuilder, shutdown_signal};

@@ -13,12 +13,16 @@ pub type Metadata = BTreeMap<String, String>;
 /// Largest metadata accepted per job: the bytes of every key and value together (64 KiB).
 pub const MAX_METADATA_BYTES: usize = 64 << 10;
 
+/// The bytes metadata entries count against [`MAX_METADATA_BYTES`]: every key and value.
+pub(crate) fn metadata_size<'a>(entries: impl IntoIterator<Item = (&'a String, &'a String)>) -> usize {
+    entries.into_iter().fold(0_usize, |size, (key, value)| size.saturating_add(key.len()).saturating_add(value.len()))
+}
+
 /// Checks a job's metadata: keys of 1 to [`MAX_NAME_LEN`] bytes without control
 /// characters, values without NUL (no storage keeps it), and at most
 /// [`MAX_METADATA_BYTES`] in all.
 pub(crate) fn check_metadata(id: JobId, kind: &str, metadata: &Metadata) -> Result<(), Error> {
     let refuse = |why: String| Error::InvalidArgument(format!("job {id} of kind `{kind}`: {why}").into());
-    let mut size = 0_usize;
     for (key, value) in metadata {
         if key.is_empty() || key.len() > MAX_NAME_LEN || key.chars().any(char::is_control) {
             return Err(refuse(format!(
@@ -28,8 +32,8 @@ pub(crate) fn check_metadata(id: JobId, kind: &str, metadata: &Metadata) -> Resu
         if value.contains('\0') {
             return Err(refuse(format!("the metadata value of {key:?} holds a NUL character, which no storage keeps")));
         }
-        size = size.saturating_add(key.len()).saturating_add(value.len());
     }
+    let size = metadata_size(metadata);
     if size > MAX_METADATA_BYTES {
         return Err(refuse(format!("its metadata takes {size} bytes; the limit is {MAX_METADATA_BYTES}")));
     }

@@ -9,7 +9,12 @@
 //!
 //! An enqueue middleware ([`EnqueueMiddleware`], closures with [`enqueue_fn`]) sees each
 //! batch of [`NewJob`]s before it is stored and may change them (add metadata, move a
-//! queue) or refuse them; add them with [`crate::Queue::middleware`].
+//! queue) or refuse them; add them with [`crate::Queue::middleware`]. The arguments of
+//! jobs it changed are checked again against the queue's
+//! [`max_args_bytes`](crate::Queue::max_args_bytes). Only enqueues through that `Queue`
+//! pass through it: not a `Storage::enqueue` called directly, a PostgreSQL
+//! `enqueue_in_tx`, nor the jobs the periodic scheduler enqueues (whose options the
+//! schedule declares).
 //!
 //! ```
 //! use haul_core::{JobContext, JobError, middleware::{Next, from_fn}};
@@ -111,11 +116,16 @@ pub struct EnqueueNext {
     chain: Arc<[Arc<dyn EnqueueMiddleware>]>,
     position: usize,
     storage: Arc<dyn Storage>,
+    max_args_bytes: usize,
 }
 
 impl EnqueueNext {
-    pub(crate) fn new(chain: Arc<[Arc<dyn EnqueueMiddleware>]>, storage: Arc<dyn Storage>) -> Self {
-        Self { chain, position: 0, storage }
+    pub(crate) fn new(
+        chain: Arc<[Arc<dyn EnqueueMiddleware>]>,
+        storage: Arc<dyn Storage>,
+        max_args_bytes: usize,
+    ) -> Self {
+        Self { chain, position: 0, storage, max_args_bytes }
     }
 
     /// Runs the next enqueue middleware, or stores the batch after the last one.
@@ -125,7 +135,20 @@ impl EnqueueNext {
                 let rest = Self { position: self.position + 1, ..self };
                 middleware.enqueue(jobs, rest).await
             }
-            None => Ok(self.storage.enqueue(crate::EnqueueParams::new(jobs)).await?.ids),
+            None => {
+                if self.position > 0 {
+                    // Middleware ran and may have changed the arguments: checked again,
+                    // their depth first (a deep value is dropped without recursion).
+                    if let Err(error) = NewJob::validate_batch(&jobs) {
+                        for job in jobs {
+                            crate::storable::drop_without_recursion(job.args);
+                        }
+                        return Err(error);
+                    }
+                    crate::queue::check_args_sizes(&jobs, self.max_args_bytes)?;
+                }
+                Ok(self.storage.enqueue(crate::EnqueueParams::new(jobs)).await?.ids)
+            }
         }
     }
 }

@@ -50,7 +50,7 @@ use opentelemetry::{
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::{OpenTelemetrySpanExt, SetParentError};
 
-use crate::{MAX_METADATA_BYTES, Metadata, NewJob};
+use crate::{MAX_METADATA_BYTES, Metadata, NewJob, metadata::metadata_size};
 
 /// The metadata key of the W3C `traceparent` header (trace id, parent span id, flags).
 pub const TRACEPARENT: &str = "traceparent";
@@ -71,10 +71,9 @@ pub fn inject(jobs: &mut [NewJob]) {
     };
     let mut headers = Headers::default();
     TraceContextPropagator::new().inject_context(&cx, &mut headers);
-    let added: usize = headers.0.iter().map(|(key, value)| key.len() + value.len()).sum();
+    let added = metadata_size(headers.0.iter().map(|(key, value)| (key, value)));
     for job in jobs.iter_mut().filter(|job| !job.metadata.contains_key(TRACEPARENT)) {
-        let size: usize = job.metadata.iter().map(|(key, value)| key.len() + value.len()).sum();
-        if size.saturating_add(added) > MAX_METADATA_BYTES {
+        if metadata_size(&job.metadata).saturating_add(added) > MAX_METADATA_BYTES {
             tracing::debug!(id = %job.id, kind = %job.kind, "no room in the job's metadata for its trace context");
             continue;
         }

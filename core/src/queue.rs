@@ -10,8 +10,7 @@ use std::{
 };
 
 use crate::{
-    EnqueueParams, Error, Job, JobId, JobRecord, ListParams, NewJob, QueueCounts, Result, RunAt, Storage, Timestamp,
-    Unique,
+    Error, Job, JobId, JobRecord, ListParams, NewJob, QueueCounts, Result, RunAt, Storage, Timestamp, Unique,
     job::{check_kind_not_duplicated, encode_args_sized},
     middleware::{EnqueueMiddleware, EnqueueNext},
     validate_queue_name,
@@ -90,26 +89,19 @@ impl Queue {
             }
             return Err(error);
         }
-        for job in &jobs {
-            let size = serialized_len(&job.args);
-            if size > self.max_args_bytes {
-                return Err(Error::PayloadTooLarge { kind: job.kind.clone(), size, limit: self.max_args_bytes });
-            }
-        }
+        check_args_sizes(&jobs, self.max_args_bytes)?;
         self.store(jobs).await
     }
 
-    /// Stores jobs that [`Queue::prepare`] made: their arguments were size- and
-    /// depth-checked there, and the storage validates the rest
-    /// ([`NewJob::validate_batch`]), so they are not serialized or walked again here.
+    /// Stores jobs that [`Queue::prepare`] made through the enqueue middleware: their
+    /// arguments were size- and depth-checked there (sizes are checked again after
+    /// middleware, which may have changed them), and the storage validates the rest
+    /// ([`NewJob::validate_batch`]).
     async fn store(&self, #[allow(unused_mut)] mut jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
         // The current span's trace context into each job's metadata (hence the `mut`).
         #[cfg(feature = "opentelemetry")]
         crate::otel::inject(&mut jobs);
-        if self.middleware.is_empty() {
-            return Ok(self.storage.enqueue(EnqueueParams::new(jobs)).await?.ids);
-        }
-        EnqueueNext::new(Arc::clone(&self.middleware), Arc::clone(&self.storage)).run(jobs).await
+        EnqueueNext::new(Arc::clone(&self.middleware), Arc::clone(&self.storage), self.max_args_bytes).run(jobs).await
     }
 
     /// Turns a typed job into its stored form with its kind's options.
@@ -126,12 +118,12 @@ impl Queue {
         prepare_job(job, self.max_args_bytes)
     }
 
-    /// Cancels a job (see [`Storage::cancel`]).
+    /// Cancels a job (see [`crate::Admin::cancel`]).
     pub async fn cancel(&self, id: JobId) -> Result<JobRecord> {
         self.storage.cancel(id, None).await
     }
 
-    /// Makes a discarded, cancelled or waiting job available now (see [`Storage::retry`]).
+    /// Makes a discarded, cancelled or waiting job available now (see [`crate::Admin::retry`]).
     pub async fn retry(&self, id: JobId) -> Result<JobRecord> {
         self.storage.retry(id, None).await
     }
@@ -185,6 +177,18 @@ pub(crate) fn prepare_job<J: EnqueueJob>(job: &J, max_args_bytes: usize) -> Resu
         new.unique = Some(Unique::by_args(&new.kind, &new.args));
     }
     Ok(new)
+}
+
+/// Refuses the batch if a job's serialized arguments exceed `limit` bytes
+/// ([`Error::PayloadTooLarge`]).
+pub(crate) fn check_args_sizes(jobs: &[NewJob], limit: usize) -> Result<()> {
+    for job in jobs {
+        let size = serialized_len(&job.args);
+        if size > limit {
+            return Err(Error::PayloadTooLarge { kind: job.kind.clone(), size, limit });
+        }
+    }
+    Ok(())
 }
 
 /// The length of `value` serialized as JSON, without building the string.

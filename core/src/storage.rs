@@ -7,18 +7,18 @@
 //! clock (the database's `now()`, Redis `TIME`, the process clock for memory); tests
 //! pass a value to move the clock instead of sleeping.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
 use crate::{
-    Claim, JobId, JobRecord, JobState, Leadership, LeadershipParams, NewJob, PeriodicRecord, PeriodicUpdate, Result,
-    Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    Admin, Claim, JobId, JobRecord, JobState, Leadership, LeadershipParams, NewJob, PeriodicUpdate, Result, Timestamp,
+    Wakeups, WorkerBeat,
 };
 
 /// A job storage. See the module docs for the contract.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: Admin + Send + Sync + 'static {
     /// A short name for logs and errors (`"memory"`, `"postgres"`, `"redis"`).
     fn backend_name(&self) -> &'static str;
 
@@ -67,32 +67,6 @@ pub trait Storage: Send + Sync + 'static {
     /// Deletes finished jobs older than the retention policy, at most `limit` of them.
     async fn prune(&self, params: PruneParams) -> Result<u64>;
 
-    /// Cancels a job. A scheduled, available or retryable job becomes `cancelled` and
-    /// never runs; a running job keeps running until its holder learns of the request
-    /// through [`Storage::heartbeat`]. A finished job is an [`crate::Error::InvalidState`].
-    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord>;
-
-    /// Makes a finished, scheduled or retryable job available now. If its attempts are
-    /// used up it gets one more. A running job is an [`crate::Error::InvalidState`].
-    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord>;
-
-    /// Stops claims from `queue` until it is resumed. Enqueueing still works.
-    async fn pause_queue(&self, queue: &str) -> Result<()>;
-
-    /// Lets claims from `queue` happen again.
-    async fn resume_queue(&self, queue: &str) -> Result<()>;
-
-    /// Looks up one job.
-    async fn get(&self, id: JobId) -> Result<Option<JobRecord>>;
-
-    /// Lists jobs matching the filters, in id (creation) order.
-    async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>>;
-
-    /// Counts jobs per queue and state, tells which queues are paused, and gives each
-    /// queue's [`QueueCounts::next_available_at`] (found by index, without reading every
-    /// available job).
-    async fn counts(&self) -> Result<Vec<QueueCounts>>;
-
     /// Subscribes to wake-up signals sent when work becomes available.
     async fn subscribe(&self) -> Result<Wakeups>;
 
@@ -103,9 +77,6 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Removes a worker's record (at shutdown). Removing an unknown id is not an error.
     async fn remove_worker(&self, id: &str) -> Result<()>;
-
-    /// The live workers (records whose end is after `now`), in id order.
-    async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>>;
 
     /// Makes `params.worker_id` the leader of this namespace, or renews its lead, if no
     /// other worker holds a leadership that has not lapsed (its `expires_at` is after
@@ -120,22 +91,12 @@ pub trait Storage: Send + Sync + 'static {
     /// nothing. The next [`Storage::acquire_leadership`] by anyone then succeeds.
     async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()>;
 
-    /// The current leadership, if one has not lapsed at `now`.
-    async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>>;
-
     /// Saves what a scheduler did with a periodic schedule. The stored `last_tick` never
     /// moves back: an update whose `last_tick` is earlier than the stored one changes
     /// nothing; otherwise the record takes the update's spec and next tick, the later
     /// of the two last ticks (`None` keeps the stored one), and `updated_at = now`
     /// ([`PeriodicUpdate::apply`] states the rule in code). Atomic per record.
     async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()>;
-
-    /// Every schedule's record, in name order (byte order of the UTF-8 names).
-    async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>>;
-
-    /// Deletes a schedule's record (e.g. of a schedule no worker declares any more);
-    /// returns whether there was one. A worker that still declares it records it again.
-    async fn delete_periodic(&self, name: &str) -> Result<bool>;
 
     /// Prepares the storage for this version of haul: creates or upgrades what it needs
     /// (PostgreSQL: the schema and its tables; Redis: the key layout's version marker).
@@ -481,99 +442,6 @@ impl PruneParams {
     }
 }
 
-/// Input of [`Storage::list`].
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ListParams {
-    /// Only this queue.
-    pub queue: Option<String>,
-    /// Only these states (empty: all).
-    pub states: Vec<JobState>,
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// Only jobs with an id greater than this (cursor).
-    pub after: Option<JobId>,
-    /// At most this many.
-    pub limit: usize,
-}
-
-impl Default for ListParams {
-    fn default() -> Self {
-        Self { queue: None, states: Vec::new(), kind: None, after: None, limit: 100 }
-    }
-}
-
-impl ListParams {
-    /// Lists up to 100 jobs of any queue and state.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Only `queue`.
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = Some(queue.into());
-        self
-    }
-
-    /// Only `state` (can be called several times).
-    pub fn state(mut self, state: JobState) -> Self {
-        self.states.push(state);
-        self
-    }
-
-    /// Only `kind`.
-    pub fn kind(mut self, kind: impl Into<String>) -> Self {
-        self.kind = Some(kind.into());
-        self
-    }
-
-    /// Only ids after `id`.
-    pub fn after(mut self, id: JobId) -> Self {
-        self.after = Some(id);
-        self
-    }
-
-    /// At most `limit`.
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-}
-
-/// Job counts of one queue.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct QueueCounts {
-    /// The queue.
-    pub queue: String,
-    /// Whether it is paused.
-    pub paused: bool,
-    /// Jobs per state (states with no job are absent).
-    pub states: BTreeMap<JobState, u64>,
-    /// The `run_at` of the available job the next claim on this queue would take (the
-    /// head of its claim order: in a queue whose jobs share one priority, the oldest),
-    /// `None` when no job is available. Its age is how long the queue's work waits.
-    pub next_available_at: Option<Timestamp>,
-}
-
-impl QueueCounts {
-    /// Counts of `queue`.
-    pub fn new(queue: impl Into<String>, paused: bool, states: BTreeMap<JobState, u64>) -> Self {
-        Self { queue: queue.into(), paused, states, next_available_at: None }
-    }
-
-    /// Sets [`QueueCounts::next_available_at`].
-    pub fn next_available_at(mut self, at: Option<Timestamp>) -> Self {
-        self.next_available_at = at;
-        self
-    }
-
-    /// The count for one state.
-    pub fn get(&self, state: JobState) -> u64 {
-        self.states.get(&state).copied().unwrap_or(0)
-    }
-}
-
 /// A shared storage is a storage, so `Arc<dyn Storage>` (what `haul::connect`
 /// returns) works wherever a storage is expected.
 #[async_trait]
@@ -602,27 +470,6 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     async fn prune(&self, params: PruneParams) -> Result<u64> {
         (**self).prune(params).await
     }
-    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-        (**self).cancel(id, now).await
-    }
-    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-        (**self).retry(id, now).await
-    }
-    async fn pause_queue(&self, queue: &str) -> Result<()> {
-        (**self).pause_queue(queue).await
-    }
-    async fn resume_queue(&self, queue: &str) -> Result<()> {
-        (**self).resume_queue(queue).await
-    }
-    async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {
-        (**self).get(id).await
-    }
-    async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>> {
-        (**self).list(params).await
-    }
-    async fn counts(&self) -> Result<Vec<QueueCounts>> {
-        (**self).counts().await
-    }
     async fn subscribe(&self) -> Result<Wakeups> {
         (**self).subscribe().await
     }
@@ -632,26 +479,14 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     async fn remove_worker(&self, id: &str) -> Result<()> {
         (**self).remove_worker(id).await
     }
-    async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
-        (**self).list_workers(now).await
-    }
     async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
         (**self).acquire_leadership(params).await
     }
     async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
         (**self).release_leadership(worker_id, term).await
     }
-    async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
-        (**self).leader(now).await
-    }
     async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
         (**self).save_periodic(update).await
-    }
-    async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
-        (**self).list_periodic().await
-    }
-    async fn delete_periodic(&self, name: &str) -> Result<bool> {
-        (**self).delete_periodic(name).await
     }
     async fn migrate(&self) -> Result<()> {
         (**self).migrate().await

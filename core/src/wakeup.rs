@@ -1,10 +1,42 @@
-//! In-process fan-out of "new work on queue X" signals.
+//! In-process fan-out of "new work on queue X" and "job X was cancelled" signals.
 //!
 //! Backends feed a [`WakeupSender`] from their own notification mechanism
-//! (LISTEN/NOTIFY, pub/sub, or directly for memory); workers hold a [`Wakeups`]
-//! receiver and fall back to polling when nothing arrives.
+//! (LISTEN/NOTIFY, pub/sub, or directly for memory); workers hold [`Wakeups`]
+//! receivers and fall back to polling (new work) or to their heartbeat (cancels) when
+//! nothing arrives.
+//!
+//! A signal travels as one string: a queue name for new work, [`cancel_signal`]'s
+//! `cancel:<job id>` for a cancel. The two cannot be confused, because a queue name
+//! never holds a `:`.
 
 use tokio::sync::broadcast;
+
+use crate::JobId;
+
+/// The prefix of a cancel signal.
+const CANCEL_PREFIX: &str = "cancel:";
+
+/// The signal a storage sends when it records a cancel request for a running job, so
+/// that its holder beats at once instead of at its next heartbeat.
+///
+/// ```
+/// use haul_core::{JobId, wakeup::cancel_signal};
+///
+/// let id = JobId::new();
+/// assert_eq!(cancel_signal(id), format!("cancel:{id}"));
+/// ```
+pub fn cancel_signal(id: JobId) -> String {
+    format!("{CANCEL_PREFIX}{id}")
+}
+
+/// What [`Wakeups::next_cancel`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelSignal {
+    /// A cancel was requested for this job.
+    Job(JobId),
+    /// The sender is gone: no signal will come any more.
+    Closed,
+}
 
 /// Capacity of the wake-up channel; a receiver that lags simply wakes up.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -22,12 +54,19 @@ impl WakeupSender {
         Self { sender }
     }
 
-    /// Signals that `queue` may have work. Does nothing if nobody listens.
-    pub fn notify(&self, queue: &str) {
+    /// Sends `signal`: a queue name (that queue may have work) or a
+    /// [`cancel_signal`], as received from the backend's notification mechanism. Does
+    /// nothing if nobody listens.
+    pub fn notify(&self, signal: &str) {
         if self.sender.receiver_count() > 0 {
             // An error only means every receiver is gone.
-            let _ = self.sender.send(queue.to_owned());
+            let _ = self.sender.send(signal.to_owned());
         }
+    }
+
+    /// Signals that a cancel was requested for the running job `id`.
+    pub fn notify_cancel(&self, id: JobId) {
+        self.notify(&cancel_signal(id));
     }
 
     /// A new receiver of signals sent from now on.
@@ -61,6 +100,22 @@ impl Wakeups {
             }
         }
     }
+
+    /// Waits for the next cancel signal. Signals missed because this receiver lagged
+    /// behind are skipped: the holder's heartbeat learns of those cancels.
+    pub async fn next_cancel(&mut self) -> CancelSignal {
+        loop {
+            match self.receiver.recv().await {
+                Ok(signal) => {
+                    if let Some(id) = signal.strip_prefix(CANCEL_PREFIX).and_then(|id| id.parse().ok()) {
+                        return CancelSignal::Job(JobId(id));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return CancelSignal::Closed,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -76,5 +131,20 @@ mod tests {
         assert!(wakeups.wait_for(&["mail".to_owned()]).await);
         drop(sender);
         assert!(!wakeups.wait_for(&["mail".to_owned()]).await);
+    }
+
+    #[tokio::test]
+    async fn cancel_signals_are_told_apart_from_queue_names() {
+        let sender = WakeupSender::new();
+        let mut for_claims = sender.subscribe();
+        let mut for_cancels = sender.subscribe();
+        let id = JobId::new();
+        sender.notify_cancel(id);
+        sender.notify("mail");
+        assert!(for_claims.wait_for(&["mail".to_owned()]).await, "a cancel signal is no queue's wake-up");
+        assert_eq!(for_cancels.next_cancel().await, CancelSignal::Job(id));
+        sender.notify("mail");
+        drop(sender);
+        assert_eq!(for_cancels.next_cancel().await, CancelSignal::Closed, "queue wake-ups are no cancel");
     }
 }

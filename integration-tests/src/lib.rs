@@ -127,6 +127,21 @@ macro_rules! conformance_suite {
                 list_pages_with_the_after_cursor,
                 list_returns_the_same_records_as_get,
             }
+            admin_actions [multi_thread] {
+                deleting_a_job_that_is_not_running_removes_it_everywhere,
+                deleting_a_running_job_is_an_invalid_state_and_keeps_it,
+                deleting_a_unique_job_frees_its_key requires(UniqueJobs),
+                list_honours_every_filter_field,
+                list_pages_through_the_matches_of_a_filter,
+                listing_a_rare_state_finds_exactly_its_jobs,
+                retry_jobs_retries_the_idle_matches_and_skips_running_ones,
+                cancel_jobs_cancels_the_waiting_matches_and_asks_running_ones,
+                delete_jobs_deletes_the_idle_matches_and_keeps_running_ones,
+                delete_jobs_racing_with_claims_never_deletes_a_claimed_job,
+                retry_jobs_racing_with_claims_never_resets_a_claimed_job,
+                cancel_jobs_racing_with_claims_cancels_or_asks_every_job,
+                a_storage_is_usable_as_a_shared_admin,
+            }
             metadata [current] {
                 metadata_round_trips_exactly_through_get_list_and_claim,
                 a_job_without_metadata_has_an_empty_map,
@@ -229,6 +244,7 @@ macro_rules! conformance_suite {
                 a_snoozing_handler_gives_snoozed_until_its_due_time,
                 a_timeout_gives_timed_out_with_attempts_left_and_discarded_on_the_last,
                 a_cancelled_running_job_gives_cancelled,
+                a_cancel_reaches_the_running_handler_within_200_ms,
                 shutdown_after_the_grace_period_gives_handed_back,
                 a_panicking_handler_gives_failed_with_the_panic_message,
                 every_subscriber_receives_every_event_until_the_worker_stops,
@@ -242,6 +258,7 @@ macro_rules! conformance_suite {
                 the_jobs_timeout_covers_its_middleware,
                 an_enqueue_middleware_adds_metadata_to_every_job_of_a_batch,
                 an_enqueue_middleware_that_fails_stores_nothing,
+                arguments_an_enqueue_middleware_grows_past_the_limit_are_refused,
                 test_jobs_drains_run_jobs_through_the_middleware,
             }
             periodic [multi_thread] {

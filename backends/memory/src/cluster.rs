@@ -84,6 +84,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // tests may unwrap
 
     use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+    use haul_core::Admin as _;
 
     use super::*;
 

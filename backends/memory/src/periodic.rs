@@ -38,6 +38,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // tests may unwrap
 
     use chrono::{TimeDelta, TimeZone, Utc};
+    use haul_core::Admin as _;
 
     use super::*;
 

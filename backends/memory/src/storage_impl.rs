@@ -5,9 +5,10 @@ use std::sync::{MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use haul_core::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, Leadership,
-    LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
-    ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord, validate_queue_name,
+    Admin, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter, JobId, JobRecord,
+    JobState, Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts,
+    ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    validate_queue_name,
 };
 
 use crate::{MemoryStorage, lifecycle::ClaimRequest, store::Store, time::now_or_clock, wake::Wake};
@@ -78,9 +79,48 @@ impl Storage for MemoryStorage {
         Ok(self.store().prune(&params.retention, params.limit, now))
     }
 
+    async fn subscribe(&self) -> Result<Wakeups> {
+        Ok(self.shared.wakeups.subscribe())
+    }
+
+    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
+        let now = now_or_clock(beat.now);
+        self.store().cluster.beat(beat, now);
+        Ok(())
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        self.store().cluster.remove(id);
+        Ok(())
+    }
+
+    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
+        let now = now_or_clock(params.now);
+        Ok(self.store().cluster.acquire(&params.worker_id, params.ttl, now))
+    }
+
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
+        self.store().cluster.release(worker_id, term);
+        Ok(())
+    }
+
+    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
+        let now = now_or_clock(update.now);
+        self.store().periodic.save(&update, now);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Admin for MemoryStorage {
+    /// A running job's holder is signalled at once (see `Wakeups::next_cancel`).
     async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
         let now = now_or_clock(now);
-        self.store().cancel(id, now)
+        let record = self.store().cancel(id, now)?;
+        if record.state == JobState::Running {
+            self.shared.wakeups.notify_cancel(id);
+        }
+        Ok(record)
     }
 
     async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
@@ -106,29 +146,52 @@ impl Storage for MemoryStorage {
     }
 
     async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>> {
-        if let Some(queue) = &params.queue {
+        if let Some(queue) = &params.filter.queue {
             validate_queue_name(queue)?;
         }
         Ok(self.store().list(&params))
     }
 
+    async fn delete(&self, id: JobId) -> Result<()> {
+        self.store().delete_idle(id)
+    }
+
+    /// The bulk calls pick and change their jobs under one lock: each job changed still
+    /// matches the filter when it is changed.
+    async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        let now = now_or_clock(now);
+        self.with_wake(|store, wake| {
+            let ids = store.matching(&filter, |state| state != JobState::Running);
+            for &id in &ids {
+                store.retry(id, now, wake)?;
+            }
+            Ok(count(&ids))
+        })
+    }
+
+    async fn cancel_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        let now = now_or_clock(now);
+        let mut store = self.store();
+        let ids = store.matching(&filter, |state| !state.is_finished());
+        for &id in &ids {
+            if store.cancel(id, now)?.state == JobState::Running {
+                self.shared.wakeups.notify_cancel(id);
+            }
+        }
+        Ok(count(&ids))
+    }
+
+    async fn delete_jobs(&self, filter: JobFilter) -> Result<u64> {
+        let mut store = self.store();
+        let ids = store.matching(&filter, |state| state != JobState::Running);
+        for &id in &ids {
+            store.delete_idle(id)?;
+        }
+        Ok(count(&ids))
+    }
+
     async fn counts(&self) -> Result<Vec<QueueCounts>> {
         Ok(self.store().counts())
-    }
-
-    async fn subscribe(&self) -> Result<Wakeups> {
-        Ok(self.shared.wakeups.subscribe())
-    }
-
-    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
-        let now = now_or_clock(beat.now);
-        self.store().cluster.beat(beat, now);
-        Ok(())
-    }
-
-    async fn remove_worker(&self, id: &str) -> Result<()> {
-        self.store().cluster.remove(id);
-        Ok(())
     }
 
     async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
@@ -136,25 +199,9 @@ impl Storage for MemoryStorage {
         Ok(self.store().cluster.list(now))
     }
 
-    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
-        let now = now_or_clock(params.now);
-        Ok(self.store().cluster.acquire(&params.worker_id, params.ttl, now))
-    }
-
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
-        self.store().cluster.release(worker_id, term);
-        Ok(())
-    }
-
     async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
         let now = now_or_clock(now);
         Ok(self.store().cluster.leader(now))
-    }
-
-    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
-        let now = now_or_clock(update.now);
-        self.store().periodic.save(&update, now);
-        Ok(())
     }
 
     async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
@@ -164,4 +211,9 @@ impl Storage for MemoryStorage {
     async fn delete_periodic(&self, name: &str) -> Result<bool> {
         Ok(self.store().periodic.delete(name))
     }
+}
+
+/// How many jobs `ids` holds, as the bulk calls return it.
+fn count(ids: &[JobId]) -> u64 {
+    u64::try_from(ids.len()).unwrap_or(u64::MAX)
 }

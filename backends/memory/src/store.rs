@@ -10,7 +10,9 @@ use std::{
     ops::Bound,
 };
 
-use haul_core::{JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts, Timestamp, Unique};
+use haul_core::{
+    Error, JobFilter, JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts, Result, Timestamp, Unique,
+};
 
 use crate::{
     cluster::Cluster,
@@ -127,6 +129,26 @@ impl Store {
         Some(job)
     }
 
+    /// The ids of the jobs `filter` matches whose state `accepts`, in id order.
+    pub(crate) fn matching(&self, filter: &JobFilter, accepts: impl Fn(JobState) -> bool) -> Vec<JobId> {
+        self.jobs.values().filter(|job| accepts(job.state) && filter.matches(job)).map(|job| job.id).collect()
+    }
+
+    /// Deletes a job that is not running (the operators' delete).
+    pub(crate) fn delete_idle(&mut self, id: JobId) -> Result<()> {
+        let state = self.get(id).ok_or(Error::NotFound(id))?.state;
+        if state == JobState::Running {
+            return Err(Error::InvalidState {
+                id,
+                state,
+                operation: "delete",
+                expected: "scheduled, available, retryable, completed, discarded or cancelled",
+            });
+        }
+        self.delete(id);
+        Ok(())
+    }
+
     /// Pauses or resumes `queue` (a valid name, with or without jobs).
     pub(crate) fn set_paused(&mut self, queue: &str, paused: bool) {
         match self.index.queues.get_mut(queue) {
@@ -192,9 +214,7 @@ impl Store {
         self.jobs
             .range((start, Bound::Unbounded))
             .map(|(_, job)| job)
-            .filter(|job| params.queue.as_ref().is_none_or(|queue| job.queue == *queue))
-            .filter(|job| params.states.is_empty() || params.states.contains(&job.state))
-            .filter(|job| params.kind.as_ref().is_none_or(|kind| job.kind == *kind))
+            .filter(|job| params.filter.matches(job))
             .take(params.limit)
             .cloned()
             .collect()

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+use haul_core::Admin as _;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};

@@ -1,18 +1,19 @@
--- Lists jobs matching the filters, in id (creation) order. A NULL or empty filter
--- matches everything.
+-- Lists jobs matching a filter, in id (creation) order. A NULL filter, or an empty $2,
+-- matches everything. The ids come from matching_ids.sql (one ordered index walk per
+-- state, merged); run it unprepared, as that fragment says.
 --
--- $1 queue   text
--- $2 states  text[]
--- $3 kind    text
--- $4 after   uuid    cursor: only ids greater than this
--- $5 limit   bigint
+-- $1 queue          text
+-- $2 states         text[]
+-- $3 kind           text
+-- $4 created_from   timestamptz  inclusive
+-- $5 created_until  timestamptz  exclusive
+-- $6 after          uuid         cursor: only ids greater than this
+-- $7 limit          bigint
 --
 -- Returns the matching rows.
-SELECT *
-FROM {schema}.jobs
-WHERE ($1::text IS NULL OR queue = $1::text)
-  AND (cardinality($2::text[]) = 0 OR state = ANY ($2::text[]))
-  AND ($3::text IS NULL OR kind = $3::text)
-  AND ($4::uuid IS NULL OR id > $4::uuid)
-ORDER BY id
-LIMIT $5
+SELECT j.*
+FROM (
+{matching_ids}
+) AS m
+JOIN {schema}.jobs AS j ON j.id = m.id
+ORDER BY j.id

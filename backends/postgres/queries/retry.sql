@@ -26,7 +26,7 @@ updated AS (
         max_attempts        = CASE WHEN j.attempt >= j.max_attempts THEN j.attempt + 1 ELSE j.max_attempts END
     FROM target AS t, ctx
     WHERE j.id = t.id
-      AND j.state <> 'running'
+      AND t.state <> 'running'
     RETURNING j.*
 ),
 notified AS (

@@ -7,16 +7,17 @@ use std::{
 
 use async_trait::async_trait;
 use haul_core::{
-    Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobId, JobOutcome,
-    JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams,
-    QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat,
-    WorkerRecord, storable_text, validate_queue_name,
+    Admin, Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobFilter,
+    JobId, JobOutcome, JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PeriodicRecord, PeriodicUpdate,
+    PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups,
+    WorkerBeat, WorkerRecord, storable_text, validate_queue_name,
 };
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
     BACKEND, PostgresStorage,
+    bulk::BulkAction,
     error::map_sqlx_error,
     listen::Listener,
     row::{decode_leadership, decode_record, decode_worker, micros, parse_state},
@@ -264,6 +265,131 @@ impl Storage for PostgresStorage {
         Ok(result.rows_affected())
     }
 
+    async fn subscribe(&self) -> Result<Wakeups> {
+        let mut listener = self.inner.listener.lock().await;
+        if let Some(listener) = listener.as_ref() {
+            return Ok(listener.sender().subscribe());
+        }
+        let options = (*self.inner.pool.connect_options()).clone();
+        let started = Listener::start(options, self.inner.channel.clone()).await?;
+        let wakeups = started.sender().subscribe();
+        // Set once: the listener, once started, is kept for the storage's life.
+        let _ = self.inner.local_wakeups.set(started.sender().clone());
+        *listener = Some(started);
+        Ok(wakeups)
+    }
+
+    /// One statement: upserts the worker's row, and deletes the rows of other workers
+    /// expired for over an hour (`queries/beat_worker.sql`).
+    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
+        sqlx::query(self.inner.queries.beat_worker.clone())
+            .bind(beat.now)
+            .bind(&beat.id)
+            .bind(&beat.host)
+            .bind(i64::from(beat.pid))
+            .bind(&beat.queues)
+            .bind(i64::from(beat.concurrency))
+            .bind(i64::from(beat.held))
+            .bind(beat.started_at)
+            .bind(micros(beat.ttl))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        sqlx::query(self.inner.queries.remove_worker.clone())
+            .bind(id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    /// One `INSERT … ON CONFLICT DO UPDATE … WHERE` on the single-row leader table
+    /// (`queries/acquire_leadership.sql`): atomic without a session lock.
+    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
+        let row = sqlx::query(self.inner.queries.acquire_leadership.clone())
+            .bind(params.now)
+            .bind(&params.worker_id)
+            .bind(micros(params.ttl))
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        row.as_ref().map(decode_leadership).transpose()
+    }
+
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
+        // No stored term exceeds i64::MAX: such a term holds nothing to release.
+        let Ok(term) = i64::try_from(term) else { return Ok(()) };
+        sqlx::query(self.inner.queries.release_leadership.clone())
+            .bind(worker_id)
+            .bind(term)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    /// One `INSERT … ON CONFLICT DO UPDATE … WHERE` (`queries/save_periodic.sql`):
+    /// atomic per record, and a stale update (an earlier last tick) changes nothing.
+    /// PostgreSQL cannot store NUL in `text`: a spec holding one is stored with U+FFFD
+    /// in its place ([`storable_text`]).
+    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
+        sqlx::query(self.inner.queries.save_periodic.clone())
+            .bind(update.now)
+            .bind(&update.name)
+            .bind(storable_text(&update.spec).as_ref())
+            .bind(update.last_tick)
+            .bind(update.next_tick)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(())
+    }
+
+    /// [`PostgresStorage::migrate`]: creates the schema and applies the embedded
+    /// migrations it lacks, under sqlx's advisory lock (so concurrent calls are safe).
+    async fn migrate(&self) -> Result<()> {
+        PostgresStorage::migrate(self).await
+    }
+
+    /// Checks that `<schema>._sqlx_migrations` records every migration this build
+    /// embeds as applied; otherwise (no schema, no table, or missing versions) fails
+    /// with [`Error::StorageNotReady`] naming the schema, what it lacks, and the fix
+    /// (call `storage.migrate()` once, or connect with `?migrate=true`). Versions that
+    /// this build does not know, applied by a newer haul, are accepted as long as every
+    /// version of this build is applied too.
+    async fn check_ready(&self) -> Result<()> {
+        self.check_migrated().await
+    }
+}
+
+#[async_trait]
+impl Admin for PostgresStorage {
+    /// One statement (`queries/delete.sql`): the row is locked, then deleted unless it
+    /// is running, so a job claimed meanwhile is kept and reported running.
+    async fn delete(&self, id: JobId) -> Result<()> {
+        let row = sqlx::query(self.inner.queries.delete.clone())
+            .bind(id.0)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        let Some(row) = row else { return Err(Error::NotFound(id)) };
+        let deleted: Option<Uuid> = row.try_get("deleted").map_err(map_sqlx_error)?;
+        if deleted.is_some() {
+            return Ok(());
+        }
+        let state: String = row.try_get("previous_state").map_err(map_sqlx_error)?;
+        Err(Error::InvalidState {
+            id,
+            state: parse_state(&state)?,
+            operation: "delete",
+            expected: "scheduled, available, retryable, completed, discarded or cancelled",
+        })
+    }
+
     async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
         let row = sqlx::query(self.inner.queries.cancel.clone())
             .bind(id.0)
@@ -335,13 +461,18 @@ impl Storage for PostgresStorage {
         if params.limit == 0 {
             return Ok(Vec::new());
         }
-        let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
+        let filter = &params.filter;
+        let states: Vec<&str> = filter.states.iter().map(|state| state.as_str()).collect();
         let rows = sqlx::query(self.inner.queries.list.clone())
-            .bind(params.queue.as_deref())
+            .bind(filter.queue.as_deref())
             .bind(&states)
-            .bind(params.kind.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(filter.created_from)
+            .bind(filter.created_until)
             .bind(params.after.map(|id| id.0))
             .bind(limit(params.limit))
+            // Unprepared: planned with the parameters' values (see matching_ids.sql).
+            .persistent(false)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(map_sqlx_error)?;
@@ -372,48 +503,6 @@ impl Storage for PostgresStorage {
         Ok(queues.into_values().collect())
     }
 
-    async fn subscribe(&self) -> Result<Wakeups> {
-        let mut listener = self.inner.listener.lock().await;
-        if let Some(listener) = listener.as_ref() {
-            return Ok(listener.sender().subscribe());
-        }
-        let options = (*self.inner.pool.connect_options()).clone();
-        let started = Listener::start(options, self.inner.channel.clone()).await?;
-        let wakeups = started.sender().subscribe();
-        // Set once: the listener, once started, is kept for the storage's life.
-        let _ = self.inner.local_wakeups.set(started.sender().clone());
-        *listener = Some(started);
-        Ok(wakeups)
-    }
-
-    /// One statement: upserts the worker's row, and deletes the rows of other workers
-    /// expired for over an hour (`queries/beat_worker.sql`).
-    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
-        sqlx::query(self.inner.queries.beat_worker.clone())
-            .bind(beat.now)
-            .bind(&beat.id)
-            .bind(&beat.host)
-            .bind(i64::from(beat.pid))
-            .bind(&beat.queues)
-            .bind(i64::from(beat.concurrency))
-            .bind(i64::from(beat.held))
-            .bind(beat.started_at)
-            .bind(micros(beat.ttl))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        Ok(())
-    }
-
-    async fn remove_worker(&self, id: &str) -> Result<()> {
-        sqlx::query(self.inner.queries.remove_worker.clone())
-            .bind(id)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        Ok(())
-    }
-
     async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
         let rows = sqlx::query(self.inner.queries.list_workers.clone())
             .bind(now)
@@ -423,31 +512,6 @@ impl Storage for PostgresStorage {
         rows.iter().map(decode_worker).collect()
     }
 
-    /// One `INSERT … ON CONFLICT DO UPDATE … WHERE` on the single-row leader table
-    /// (`queries/acquire_leadership.sql`): atomic without a session lock.
-    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
-        let row = sqlx::query(self.inner.queries.acquire_leadership.clone())
-            .bind(params.now)
-            .bind(&params.worker_id)
-            .bind(micros(params.ttl))
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        row.as_ref().map(decode_leadership).transpose()
-    }
-
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
-        // No stored term exceeds i64::MAX: such a term holds nothing to release.
-        let Ok(term) = i64::try_from(term) else { return Ok(()) };
-        sqlx::query(self.inner.queries.release_leadership.clone())
-            .bind(worker_id)
-            .bind(term)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        Ok(())
-    }
-
     async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
         let row = sqlx::query(self.inner.queries.leader.clone())
             .bind(now)
@@ -455,23 +519,6 @@ impl Storage for PostgresStorage {
             .await
             .map_err(map_sqlx_error)?;
         row.as_ref().map(decode_leadership).transpose()
-    }
-
-    /// One `INSERT … ON CONFLICT DO UPDATE … WHERE` (`queries/save_periodic.sql`):
-    /// atomic per record, and a stale update (an earlier last tick) changes nothing.
-    /// PostgreSQL cannot store NUL in `text`: a spec holding one is stored with U+FFFD
-    /// in its place ([`storable_text`]).
-    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
-        sqlx::query(self.inner.queries.save_periodic.clone())
-            .bind(update.now)
-            .bind(&update.name)
-            .bind(storable_text(&update.spec).as_ref())
-            .bind(update.last_tick)
-            .bind(update.next_tick)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        Ok(())
     }
 
     async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
@@ -491,19 +538,21 @@ impl Storage for PostgresStorage {
         Ok(row.is_some())
     }
 
-    /// [`PostgresStorage::migrate`]: creates the schema and applies the embedded
-    /// migrations it lacks, under sqlx's advisory lock (so concurrent calls are safe).
-    async fn migrate(&self) -> Result<()> {
-        PostgresStorage::migrate(self).await
+    /// Set-based: one statement per batch of 1,000 matching jobs
+    /// (`queries/retry_jobs.sql`), with one NOTIFY per queue that got jobs.
+    async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        self.bulk(&filter, BulkAction::Retry, now).await
     }
 
-    /// Checks that `<schema>._sqlx_migrations` records every migration this build
-    /// embeds as applied; otherwise (no schema, no table, or missing versions) fails
-    /// with [`Error::StorageNotReady`] naming the schema, what it lacks, and the fix
-    /// (call `storage.migrate()` once, or connect with `?migrate=true`). Versions that
-    /// this build does not know, applied by a newer haul, are accepted as long as every
-    /// version of this build is applied too.
-    async fn check_ready(&self) -> Result<()> {
-        self.check_migrated().await
+    /// Set-based: one statement per batch of 1,000 matching jobs
+    /// (`queries/cancel_jobs.sql`).
+    async fn cancel_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        self.bulk(&filter, BulkAction::Cancel, now).await
+    }
+
+    /// Set-based: one statement per batch of 1,000 matching jobs
+    /// (`queries/delete_jobs.sql`).
+    async fn delete_jobs(&self, filter: JobFilter) -> Result<u64> {
+        self.bulk(&filter, BulkAction::Delete, None).await
     }
 }

@@ -19,6 +19,10 @@ pub(crate) struct Queries {
     pub(crate) prune: SqlStr,
     pub(crate) cancel: SqlStr,
     pub(crate) retry: SqlStr,
+    pub(crate) delete: SqlStr,
+    pub(crate) retry_jobs: SqlStr,
+    pub(crate) cancel_jobs: SqlStr,
+    pub(crate) delete_jobs: SqlStr,
     pub(crate) pause_queue: SqlStr,
     pub(crate) resume_queue: SqlStr,
     pub(crate) get: SqlStr,
@@ -38,12 +42,18 @@ pub(crate) struct Queries {
 impl Queries {
     /// Renders the queries for `schema` and the NOTIFY `channel`. Both must already be
     /// validated (`[a-z][a-z0-9_]*`): the schema goes in as a quoted identifier, the
-    /// channel as a string literal.
+    /// channel as a string literal. The fragment `queries/matching_ids.sql`, without its
+    /// header comment, goes in where a query says `{matching_ids}`.
     pub(crate) fn new(schema: &str, channel: &str) -> Self {
         let schema = format!("\"{schema}\"");
         let channel = format!("'{channel}'");
-        let render =
-            |sql: &str| AssertSqlSafe(sql.replace("{schema}", &schema).replace("{channel}", &channel)).into_sql_str();
+        let matching_ids = without_header(include_str!("../queries/matching_ids.sql"));
+        let render = |sql: &str| {
+            AssertSqlSafe(
+                sql.replace("{matching_ids}", matching_ids).replace("{schema}", &schema).replace("{channel}", &channel),
+            )
+            .into_sql_str()
+        };
         Self {
             enqueue: render(include_str!("../queries/enqueue.sql")),
             notify: render(include_str!("../queries/notify.sql")),
@@ -59,6 +69,10 @@ impl Queries {
             prune: render(include_str!("../queries/prune.sql")),
             cancel: render(include_str!("../queries/cancel.sql")),
             retry: render(include_str!("../queries/retry.sql")),
+            delete: render(include_str!("../queries/delete.sql")),
+            retry_jobs: render(include_str!("../queries/retry_jobs.sql")),
+            cancel_jobs: render(include_str!("../queries/cancel_jobs.sql")),
+            delete_jobs: render(include_str!("../queries/delete_jobs.sql")),
             pause_queue: render(include_str!("../queries/pause_queue.sql")),
             resume_queue: render(include_str!("../queries/resume_queue.sql")),
             get: render(include_str!("../queries/get.sql")),
@@ -77,6 +91,16 @@ impl Queries {
     }
 }
 
+/// `sql` without its leading comment lines (a fragment's header, which documents the
+/// fragment but has no place in the statements it goes into).
+fn without_header(sql: &str) -> &str {
+    let mut rest = sql;
+    while rest.starts_with("--") {
+        rest = rest.split_once('\n').map_or("", |(_, after)| after);
+    }
+    rest.trim_end()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +117,11 @@ mod tests {
             &queries.report,
             &queries.complete,
             &queries.retry,
+            &queries.delete,
+            &queries.list,
+            &queries.retry_jobs,
+            &queries.cancel_jobs,
+            &queries.delete_jobs,
             &queries.counts,
             &queries.beat_worker,
             &queries.remove_worker,
@@ -109,6 +138,11 @@ mod tests {
         assert!(queries.claim.as_str().contains("\"tenant_1\".jobs"));
         assert!(queries.enqueue.as_str().contains("pg_notify('haul_tenant_1'"));
         assert!(queries.beat_worker.as_str().contains("\"tenant_1\".workers"));
+        for sql in [&queries.list, &queries.retry_jobs, &queries.cancel_jobs, &queries.delete_jobs] {
+            assert!(sql.as_str().contains("WHERE j.state = 'discarded'"), "{}", sql.as_str());
+            assert!(!sql.as_str().contains("A fragment, not a statement"), "{}", sql.as_str());
+        }
+        assert!(queries.retry_jobs.as_str().contains("pg_notify('haul_tenant_1'"));
         assert!(queries.acquire_leadership.as_str().contains("\"tenant_1\".leader"));
         for sql in [&queries.save_periodic, &queries.list_periodic, &queries.delete_periodic] {
             assert!(sql.as_str().contains("\"tenant_1\".periodic"), "{}", sql.as_str());

@@ -8,6 +8,7 @@
 
 mod common;
 
+use haul_core::Admin as _;
 use std::{sync::Arc, time::Duration};
 
 use haul_core::{Leadership, LeadershipParams, Storage, Timestamp, WorkerBeat, WorkerRecord};

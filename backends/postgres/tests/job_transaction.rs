@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use haul::{StateMap, WorkerBuilder, prelude::*};
 use haul_core::{
     ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobOutcome, Leadership,
-    LeadershipParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams,
-    RescueOutcome, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    LeadershipParams, PeriodicUpdate, PruneParams, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
+    WorkerBeat,
 };
 use haul_postgres::PostgresStorage;
 use sqlx::{AssertSqlSafe, Row};
@@ -81,27 +81,6 @@ impl Storage for Recording {
     async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
         self.storage.prune(params).await
     }
-    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.storage.cancel(id, now).await
-    }
-    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.storage.retry(id, now).await
-    }
-    async fn pause_queue(&self, queue: &str) -> haul::Result<()> {
-        self.storage.pause_queue(queue).await
-    }
-    async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
-        self.storage.resume_queue(queue).await
-    }
-    async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
-        self.storage.get(id).await
-    }
-    async fn list(&self, params: ListParams) -> haul::Result<Vec<JobRecord>> {
-        self.storage.list(params).await
-    }
-    async fn counts(&self) -> haul::Result<Vec<QueueCounts>> {
-        self.storage.counts().await
-    }
     async fn subscribe(&self) -> haul::Result<Wakeups> {
         self.storage.subscribe().await
     }
@@ -111,30 +90,16 @@ impl Storage for Recording {
     async fn remove_worker(&self, id: &str) -> haul::Result<()> {
         self.storage.remove_worker(id).await
     }
-    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
-        self.storage.list_workers(now).await
-    }
     async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
         self.storage.acquire_leadership(params).await
     }
     async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
         self.storage.release_leadership(worker_id, term).await
     }
-    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
-        self.storage.leader(now).await
-    }
-
     async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
         self.storage.save_periodic(update).await
     }
 
-    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
-        self.storage.list_periodic().await
-    }
-
-    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
-        self.storage.delete_periodic(name).await
-    }
     async fn migrate(&self) -> haul::Result<()> {
         self.storage.migrate().await
     }
@@ -142,6 +107,8 @@ impl Storage for Recording {
         self.storage.check_ready().await
     }
 }
+
+haul_core::forward_admin!(Recording, storage);
 
 /// Tells the test that the handler is about to return.
 struct Done {

@@ -3,7 +3,8 @@
 --
 -- The common head of ARGV, read by read_head(), is the same for every per-queue script:
 --   ARGV[1]  clock override in µs since the Unix epoch ('' = the server's TIME)
---   ARGV[2]  the pub/sub channel of wake-ups (its messages are queue names)
+--   ARGV[2]  the pub/sub channel of wake-ups (its messages are queue names, and
+--            'cancel:<id>' for a cancel request of a running job)
 --   ARGV[3]  how many global keys come first in KEYS (0, or 3: jobs index, queue set,
 --            unique index)
 --   ARGV[4]  G, the number of queue groups
@@ -46,6 +47,17 @@ end
 -- digest `digest` (SHA-256, 64 hex digits, computed by the client): '<digest>:<id>:<queue>'.
 local function unique_member(digest, id, queue)
   return digest .. ':' .. id .. ':' .. queue
+end
+
+-- The unique-index member of the job whose hash is `key` (job `id` of `queue`), read
+-- from its hash: '<digest>:<id>:<queue>', '' when it has no uniqueness key, and for a
+-- job stored before unique keys were digested (no `unique_digest` field) the member of
+-- that layout, '<key length>:<key>:<id>:<queue>'.
+local function stored_unique_member(key, id, queue)
+  local unique = redis.call('HMGET', key, 'unique_key', 'unique_digest')
+  if unique[2] then return unique_member(unique[2], id, queue) end
+  if unique[1] then return string.len(unique[1]) .. ':' .. unique[1] .. ':' .. id .. ':' .. queue end
+  return ''
 end
 
 -- Reads the uniqueness checks at ARGV[at]: C, then per check a unique-index member
@@ -131,6 +143,18 @@ local function publish(channel, groups)
   for _, group in ipairs(groups) do
     if group.woken then redis.call('PUBLISH', channel, group.queue) end
   end
+end
+
+-- Whether `state` is one of `allowed`, a comma-separated list of state names such
+-- as 'available,discarded' ('' or nil: any state). The operators' one-job scripts
+-- (cancel.lua, retry.lua, delete.lua) take it after the job id, so that a bulk call
+-- whose filter names states changes only a job that is still in one of them.
+local function state_allowed(state, allowed)
+  if not allowed or allowed == '' then return true end
+  for name in string.gmatch(allowed, '[^,]+') do
+    if name == state then return true end
+  end
+  return false
 end
 
 -- Takes a job out of the set of its current state.

@@ -95,13 +95,7 @@ local by_set = {}
 for _, job in ipairs(chosen) do
   local id, group, state = job[1], job[2], job[3]
   local key = group.prefix .. id
-  local unique = redis.call('HMGET', key, 'unique_key', 'unique_digest')
-  local member_of_key = ''
-  if unique[2] then
-    member_of_key = unique_member(unique[2], id, group.queue)
-  elseif unique[1] then
-    member_of_key = string.len(unique[1]) .. ':' .. unique[1] .. ':' .. id .. ':' .. group.queue
-  end
+  local member_of_key = stored_unique_member(key, id, group.queue)
   hashes[#hashes + 1] = key
   local set = group[state]
   if not by_set[set] then

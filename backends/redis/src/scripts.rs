@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use haul_core::Timestamp;
-use redis::{Script, ScriptInvocation};
+use redis::{Cmd, Script, ScriptInvocation};
 
 use crate::{
     codec::clock_arg,
@@ -31,6 +31,7 @@ pub(crate) struct Scripts {
     pub(crate) prune: Script,
     pub(crate) cancel: Script,
     pub(crate) retry: Script,
+    pub(crate) delete: Script,
     pub(crate) pause: Script,
     pub(crate) resume: Script,
     pub(crate) beat_worker: Script,
@@ -53,6 +54,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     prune: with_lib!("prune.lua"),
     cancel: with_lib!("cancel.lua"),
     retry: with_lib!("retry.lua"),
+    delete: with_lib!("delete.lua"),
     pause: Script::new(include_str!("../lua/pause.lua")),
     resume: Script::new(include_str!("../lua/resume.lua")),
     beat_worker: with_lib!("beat_worker.lua"),
@@ -71,8 +73,7 @@ pub(crate) fn scripts() -> &'static Scripts {
 
 /// An invocation of a per-queue script with the common head of `lua/lib.lua`: the
 /// clock, the channel, the global keys when `global` (jobs index, queue set, unique
-/// index), then the
-/// groups of `queues`. The caller appends the script's own arguments.
+/// index), then the groups of `queues`. The caller appends the script's own arguments.
 pub(crate) fn with_head<'a>(
     script: &'a Script,
     keys: &Keys,
@@ -80,18 +81,52 @@ pub(crate) fn with_head<'a>(
     global: bool,
     queues: &[&QueueKeys],
 ) -> ScriptInvocation<'a> {
+    let (script_keys, head) = head(keys, now, global, queues);
     let mut call = script.prepare_invoke();
-    if global {
-        call.key(keys.jobs()).key(keys.queues()).key(keys.unique());
+    for key in script_keys {
+        call.key(key);
     }
-    for queue in queues {
-        for key in queue.group() {
-            call.key(key);
-        }
-    }
-    call.arg(clock_arg(now)).arg(keys.channel()).arg(if global { 3 } else { 0 }).arg(queues.len());
-    for queue in queues {
-        call.arg(queue.name()).arg(queue.job_prefix());
+    for arg in head {
+        call.arg(arg);
     }
     call
+}
+
+/// The `EVALSHA` command of a per-queue script with the common head, as [`with_head`]
+/// builds its invocation, for sending many in one round trip (`RedisStorage::run_all`
+/// loads the script when the server answers `NOSCRIPT`). The caller appends the
+/// script's own arguments.
+pub(crate) fn head_command(
+    script: &Script,
+    keys: &Keys,
+    now: Option<Timestamp>,
+    global: bool,
+    queues: &[&QueueKeys],
+) -> Cmd {
+    let (script_keys, head) = head(keys, now, global, queues);
+    let mut command = redis::cmd("EVALSHA");
+    command.arg(script.get_hash()).arg(script_keys.len()).arg(script_keys).arg(head);
+    command
+}
+
+/// The keys and the head arguments of a per-queue script (see `lua/lib.lua`).
+fn head(keys: &Keys, now: Option<Timestamp>, global: bool, queues: &[&QueueKeys]) -> (Vec<String>, Vec<String>) {
+    let mut script_keys = Vec::with_capacity(3 + queues.len() * 8);
+    if global {
+        script_keys.extend([keys.jobs(), keys.queues(), keys.unique()]);
+    }
+    for queue in queues {
+        script_keys.extend(queue.group());
+    }
+    let mut head = Vec::with_capacity(4 + queues.len() * 2);
+    head.extend([
+        clock_arg(now),
+        keys.channel(),
+        (if global { "3" } else { "0" }).to_owned(),
+        queues.len().to_string(),
+    ]);
+    for queue in queues {
+        head.extend([queue.name().to_owned(), queue.job_prefix()]);
+    }
+    (script_keys, head)
 }

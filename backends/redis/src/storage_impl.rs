@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use haul_core::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, Leadership,
-    LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
+    Admin, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter, JobId, JobRecord,
+    Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
     ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
-use crate::{BACKEND, RedisStorage};
+use crate::{BACKEND, RedisStorage, ops::admin::Operation};
 
 #[async_trait]
 impl Storage for RedisStorage {
@@ -43,6 +43,57 @@ impl Storage for RedisStorage {
         self.prune_finished(params).await
     }
 
+    async fn subscribe(&self) -> Result<Wakeups> {
+        self.subscribe_wakeups().await
+    }
+
+    /// One script (`beat_worker.lua`) in the prefix's slot: writes the record and its
+    /// expiry, and deletes up to 100 records that have ended.
+    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
+        self.beat(beat).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        self.unregister(id).await
+    }
+
+    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
+        self.acquire_lead(params).await
+    }
+
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
+        self.release_lead(worker_id, term).await
+    }
+
+    /// One script (`save_periodic.lua`) in the prefix's slot: reads the stored last
+    /// tick of the record (`haul:{<prefix>}:periodic`, field = name) and writes the
+    /// record unless the update is stale, so the compare-and-set is atomic.
+    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
+        self.save_periodic_record(update).await
+    }
+
+    /// Marks the key prefix with this build's layout version (`haul:{<prefix>}:layout`,
+    /// set only if absent), then checks it as [`Storage::check_ready`] does. Redis needs
+    /// nothing else set up.
+    async fn migrate(&self) -> Result<()> {
+        self.migrate_layout().await
+    }
+
+    /// Accepts a prefix without a layout marker (nothing to set up on Redis) or marked
+    /// with this build's version; refuses one marked by another version of haul with
+    /// [`haul_core::Error::StorageNotReady`], which names both versions and the ways out.
+    async fn check_ready(&self) -> Result<()> {
+        self.check_layout().await
+    }
+}
+
+#[async_trait]
+impl Admin for RedisStorage {
+    /// `delete.lua` in the job's slot after a lookup of its queue; see the crate docs.
+    async fn delete(&self, id: JobId) -> Result<()> {
+        self.delete_job(id).await
+    }
+
     async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
         self.cancel_job(id, now).await
     }
@@ -71,41 +122,12 @@ impl Storage for RedisStorage {
         self.queue_counts().await
     }
 
-    async fn subscribe(&self) -> Result<Wakeups> {
-        self.subscribe_wakeups().await
-    }
-
-    /// One script (`beat_worker.lua`) in the prefix's slot: writes the record and its
-    /// expiry, and deletes up to 100 records that have ended.
-    async fn beat_worker(&self, beat: WorkerBeat) -> Result<()> {
-        self.beat(beat).await
-    }
-
-    async fn remove_worker(&self, id: &str) -> Result<()> {
-        self.unregister(id).await
-    }
-
     async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
         self.live_workers(now).await
     }
 
-    async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
-        self.acquire_lead(params).await
-    }
-
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
-        self.release_lead(worker_id, term).await
-    }
-
     async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
         self.current_leader(now).await
-    }
-
-    /// One script (`save_periodic.lua`) in the prefix's slot: reads the stored last
-    /// tick of the record (`haul:{<prefix>}:periodic`, field = name) and writes the
-    /// record unless the update is stale, so the compare-and-set is atomic.
-    async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
-        self.save_periodic_record(update).await
     }
 
     /// One `HGETALL`, sorted by name in the client.
@@ -118,17 +140,19 @@ impl Storage for RedisStorage {
         self.delete_periodic_record(name).await
     }
 
-    /// Marks the key prefix with this build's layout version (`haul:{<prefix>}:layout`,
-    /// set only if absent), then checks it as [`Storage::check_ready`] does. Redis needs
-    /// nothing else set up.
-    async fn migrate(&self) -> Result<()> {
-        self.migrate_layout().await
+    /// Pages of 500 from `list`, each page's `retry.lua` runs in one round trip.
+    async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        self.bulk(filter, Operation::Retry, now).await
     }
 
-    /// Accepts a prefix without a layout marker (nothing to set up on Redis) or marked
-    /// with this build's version; refuses one marked by another version of haul with
-    /// [`haul_core::Error::StorageNotReady`], which names both versions and the ways out.
-    async fn check_ready(&self) -> Result<()> {
-        self.check_layout().await
+    /// Pages of 500 from `list`, each page's `cancel.lua` runs in one round trip.
+    async fn cancel_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        self.bulk(filter, Operation::Cancel, now).await
+    }
+
+    /// Pages of 500 from `list`, each page's `delete.lua` runs in one round trip (and
+    /// on a cluster one more removes the deleted jobs' index members).
+    async fn delete_jobs(&self, filter: JobFilter) -> Result<u64> {
+        self.bulk(filter, Operation::Delete, None).await
     }
 }

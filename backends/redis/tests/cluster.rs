@@ -7,6 +7,7 @@
 
 mod common;
 
+use haul_core::Admin as _;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};

@@ -4,6 +4,7 @@
 
 mod common;
 
+use haul_core::Admin as _;
 use haul_core::{EnqueueParams, Error, ErrorKind, NewJob, PeriodicUpdate, Storage};
 use haul_redis::{RedisConfig, RedisStorage};
 use redis::AsyncCommands;

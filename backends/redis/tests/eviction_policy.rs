@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+use haul_core::Admin as _;
 use std::{
     net::TcpListener,
     path::PathBuf,

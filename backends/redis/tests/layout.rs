@@ -5,6 +5,7 @@
 
 mod common;
 
+use haul_core::Admin as _;
 use std::{collections::HashMap, time::Duration};
 
 use haul_core::{ClaimParams, EnqueueParams, JobOutcome, NewJob, Report, ReportParams, RunAt, Storage};

@@ -6,6 +6,7 @@
 
 mod common;
 
+use haul_core::Admin as _;
 use std::{collections::HashSet, time::Duration};
 
 use haul_core::{EnqueueParams, NewJob, Storage};

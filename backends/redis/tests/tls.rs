@@ -5,6 +5,7 @@
 #![cfg(feature = "tls")]
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+use haul_core::Admin as _;
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},

@@ -6,6 +6,7 @@
 
 mod common;
 
+use haul_core::Admin as _;
 use haul_core::{EnqueueParams, NewJob, Storage};
 use haul_redis::RedisStorage;
 use serde_json::json;

@@ -1,9 +1,9 @@
 //! The storage contract of periodic jobs: one record per schedule, what the leader
-//! last did with it ([`crate::Storage::save_periodic`], [`crate::Storage::list_periodic`]).
+//! last did with it ([`crate::Storage::save_periodic`], [`crate::Admin::list_periodic`]).
 
 use crate::Timestamp;
 
-/// A schedule's record in storage, as [`crate::Storage::list_periodic`] returns it.
+/// A schedule's record in storage, as [`crate::Admin::list_periodic`] returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PeriodicRecord {

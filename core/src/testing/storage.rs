@@ -10,8 +10,8 @@ use super::{
     drain::{self, Queues},
 };
 use crate::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobId, JobRecord, Leadership,
-    LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
+    Admin, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter, JobId, JobRecord,
+    Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
     ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
@@ -77,12 +77,66 @@ impl Storage for ClockedStorage {
         self.inner().prune(params).await
     }
 
+    async fn subscribe(&self) -> Result<Wakeups> {
+        self.inner().subscribe().await
+    }
+
+    async fn beat_worker(&self, mut beat: WorkerBeat) -> Result<()> {
+        beat.now = self.now_or_test_clock(beat.now);
+        self.inner().beat_worker(beat).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        self.inner().remove_worker(id).await
+    }
+
+    async fn acquire_leadership(&self, mut params: LeadershipParams) -> Result<Option<Leadership>> {
+        params.now = self.now_or_test_clock(params.now);
+        self.inner().acquire_leadership(params).await
+    }
+
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
+        self.inner().release_leadership(worker_id, term).await
+    }
+
+    async fn save_periodic(&self, mut update: PeriodicUpdate) -> Result<()> {
+        update.now = self.now_or_test_clock(update.now);
+        self.inner().save_periodic(update).await
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.inner().migrate().await
+    }
+
+    async fn check_ready(&self) -> Result<()> {
+        self.inner().check_ready().await
+    }
+}
+
+#[async_trait]
+impl Admin for ClockedStorage {
     async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
         self.inner().cancel(id, self.now_or_test_clock(now)).await
     }
 
     async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
         self.inner().retry(id, self.now_or_test_clock(now)).await
+    }
+
+    async fn delete(&self, id: JobId) -> Result<()> {
+        self.inner().delete(id).await
+    }
+
+    async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        self.inner().retry_jobs(filter, self.now_or_test_clock(now)).await
+    }
+
+    async fn cancel_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        self.inner().cancel_jobs(filter, self.now_or_test_clock(now)).await
+    }
+
+    async fn delete_jobs(&self, filter: JobFilter) -> Result<u64> {
+        self.inner().delete_jobs(filter).await
     }
 
     async fn pause_queue(&self, queue: &str) -> Result<()> {
@@ -105,39 +159,12 @@ impl Storage for ClockedStorage {
         self.inner().counts().await
     }
 
-    async fn subscribe(&self) -> Result<Wakeups> {
-        self.inner().subscribe().await
-    }
-
-    async fn beat_worker(&self, mut beat: WorkerBeat) -> Result<()> {
-        beat.now = self.now_or_test_clock(beat.now);
-        self.inner().beat_worker(beat).await
-    }
-
-    async fn remove_worker(&self, id: &str) -> Result<()> {
-        self.inner().remove_worker(id).await
-    }
-
     async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
         self.inner().list_workers(self.now_or_test_clock(now)).await
     }
 
-    async fn acquire_leadership(&self, mut params: LeadershipParams) -> Result<Option<Leadership>> {
-        params.now = self.now_or_test_clock(params.now);
-        self.inner().acquire_leadership(params).await
-    }
-
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()> {
-        self.inner().release_leadership(worker_id, term).await
-    }
-
     async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
         self.inner().leader(self.now_or_test_clock(now)).await
-    }
-
-    async fn save_periodic(&self, mut update: PeriodicUpdate) -> Result<()> {
-        update.now = self.now_or_test_clock(update.now);
-        self.inner().save_periodic(update).await
     }
 
     async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
@@ -146,14 +173,6 @@ impl Storage for ClockedStorage {
 
     async fn delete_periodic(&self, name: &str) -> Result<bool> {
         self.inner().delete_periodic(name).await
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        self.inner().migrate().await
-    }
-
-    async fn check_ready(&self) -> Result<()> {
-        self.inner().check_ready().await
     }
 }
 
@@ -209,34 +228,6 @@ mod tests {
             self.record("prune", params.now);
             Ok(0)
         }
-        async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-            self.record("cancel", now);
-            Ok(JobRecord::new(id, "kind", serde_json::json!({})))
-        }
-        async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-            self.record("retry", now);
-            Ok(JobRecord::new(id, "kind", serde_json::json!({})))
-        }
-        async fn pause_queue(&self, _queue: &str) -> Result<()> {
-            self.record("pause_queue", None);
-            Ok(())
-        }
-        async fn resume_queue(&self, _queue: &str) -> Result<()> {
-            self.record("resume_queue", None);
-            Ok(())
-        }
-        async fn get(&self, _id: JobId) -> Result<Option<JobRecord>> {
-            self.record("get", None);
-            Ok(None)
-        }
-        async fn list(&self, _params: ListParams) -> Result<Vec<JobRecord>> {
-            self.record("list", None);
-            Ok(Vec::new())
-        }
-        async fn counts(&self) -> Result<Vec<QueueCounts>> {
-            self.record("counts", None);
-            Ok(Vec::new())
-        }
         async fn subscribe(&self) -> Result<Wakeups> {
             self.record("subscribe", None);
             Ok(WakeupSender::new().subscribe())
@@ -249,10 +240,6 @@ mod tests {
             self.record("remove_worker", None);
             Ok(())
         }
-        async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
-            self.record("list_workers", now);
-            Ok(Vec::new())
-        }
         async fn acquire_leadership(&self, params: LeadershipParams) -> Result<Option<Leadership>> {
             self.record("acquire_leadership", params.now);
             Ok(None)
@@ -261,21 +248,9 @@ mod tests {
             self.record("release_leadership", None);
             Ok(())
         }
-        async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
-            self.record("leader", now);
-            Ok(None)
-        }
         async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
             self.record("save_periodic", update.now);
             Ok(())
-        }
-        async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
-            self.record("list_periodic", None);
-            Ok(Vec::new())
-        }
-        async fn delete_periodic(&self, _name: &str) -> Result<bool> {
-            self.record("delete_periodic", None);
-            Ok(false)
         }
         async fn migrate(&self) -> Result<()> {
             self.record("migrate", None);
@@ -284,6 +259,69 @@ mod tests {
         async fn check_ready(&self) -> Result<()> {
             self.record("check_ready", None);
             Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Admin for Recorder {
+        async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+            self.record("cancel", now);
+            Ok(JobRecord::new(id, "kind", serde_json::json!({})))
+        }
+
+        async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+            self.record("retry", now);
+            Ok(JobRecord::new(id, "kind", serde_json::json!({})))
+        }
+
+        async fn delete(&self, _id: JobId) -> Result<()> {
+            self.record("delete", None);
+            Ok(())
+        }
+
+        async fn pause_queue(&self, _queue: &str) -> Result<()> {
+            self.record("pause_queue", None);
+            Ok(())
+        }
+
+        async fn resume_queue(&self, _queue: &str) -> Result<()> {
+            self.record("resume_queue", None);
+            Ok(())
+        }
+
+        async fn get(&self, _id: JobId) -> Result<Option<JobRecord>> {
+            self.record("get", None);
+            Ok(None)
+        }
+
+        async fn list(&self, _params: ListParams) -> Result<Vec<JobRecord>> {
+            self.record("list", None);
+            Ok(Vec::new())
+        }
+
+        async fn counts(&self) -> Result<Vec<QueueCounts>> {
+            self.record("counts", None);
+            Ok(Vec::new())
+        }
+
+        async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
+            self.record("list_workers", now);
+            Ok(Vec::new())
+        }
+
+        async fn leader(&self, now: Option<Timestamp>) -> Result<Option<Leadership>> {
+            self.record("leader", now);
+            Ok(None)
+        }
+
+        async fn list_periodic(&self) -> Result<Vec<PeriodicRecord>> {
+            self.record("list_periodic", None);
+            Ok(Vec::new())
+        }
+
+        async fn delete_periodic(&self, _name: &str) -> Result<bool> {
+            self.record("delete_periodic", None);
+            Ok(false)
         }
     }
 

@@ -203,7 +203,7 @@ impl WorkerBuilder {
     /// `haul_queue_paused{queue}` (1 or 0) (default: 5 s).
     ///
     /// Only the leader (see [`WorkerBuilder::leader_lease`]) samples: one
-    /// [`Storage::counts`] call per interval, however many workers run. It samples at
+    /// [`crate::Admin::counts`] call per interval, however many workers run. It samples at
     /// once when it begins to lead, then every interval. A worker that stops leading
     /// stops sampling and its gauges keep the last values it set, so with several
     /// workers read the gauges of the process that leads now (its
@@ -235,7 +235,7 @@ impl WorkerBuilder {
     /// lead every quarter of it; the record lives the whole lease, a granted lead three
     /// quarters of it.
     ///
-    /// Every running worker records itself in storage (see [`Storage::list_workers`])
+    /// Every running worker records itself in storage (see [`crate::Admin::list_workers`])
     /// and, unless it opted out with [`WorkerBuilder::leader_eligible`], tries to become
     /// the namespace's one leader. Only the leader promotes due jobs, rescues expired
     /// leases and prunes old jobs. The rule:

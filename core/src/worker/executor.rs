@@ -321,9 +321,9 @@ fn log_ending(record: &JobRecord, ending: &JobEventKind) {
 }
 
 /// A job whose stored form cannot be turned back into a Rust value fails its attempt
-/// with the reason recorded: a newer (or older) deployment may still know it.
+/// with the reason recorded (and logged once, as the attempt's end): a newer (or older)
+/// deployment may still know it.
 fn undecodable(record: &JobRecord, error: &Error) -> JobOutcome {
-    tracing::error!(id = %record.id, kind = %record.kind, error = %error, "cannot decode job");
     let mut message = error.to_string();
     if let Some(source) = std::error::Error::source(error) {
         message = format!("{message}: {source}");

@@ -1,6 +1,6 @@
 //! Queue gauges, sampled by the leader only: `haul_queue_jobs{queue,state}`,
 //! `haul_queue_paused{queue}` and `haul_queue_next_available_age_seconds{queue}`, from
-//! one [`Storage::counts`] call per interval, so the cost does not grow with the number
+//! one [`crate::Admin::counts`] call per interval, so the cost does not grow with the number
 //! of workers.
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};

@@ -51,6 +51,12 @@ impl HeldClaims {
         self.lock().iter().filter(|(_, held)| !held.ctx.is_marked_completed()).map(|(claim, _)| *claim).collect()
     }
 
+    /// Whether a claim of job `id` is held, its handler has not finished and nothing has
+    /// asked it to stop yet.
+    pub(crate) fn runs_job(&self, id: crate::JobId) -> bool {
+        self.lock().iter().any(|(claim, held)| claim.id == id && !held.reported && held.ctx.stop_reason().is_none())
+    }
+
     /// Records that storage extended `claims` until at least `deadline` (this worker's clock).
     pub(crate) fn extended(&self, claims: &[Claim], deadline: Instant) {
         let mut held = self.lock();

@@ -63,7 +63,7 @@ const STARTED_IN_MEMORY: &str = "worker started on the memory backend: its jobs 
 ///
 /// Each running worker records itself in storage (its id, host, process id, queues,
 /// concurrency, the jobs it holds, when it started and when it was last seen:
-/// [`Storage::list_workers`]) and refreshes that record every quarter of its
+/// [`crate::Admin::list_workers`]) and refreshes that record every quarter of its
 /// [leader lease](WorkerBuilder::leader_lease); a record not refreshed within the
 /// lease is gone. At most one live worker of a namespace (a PostgreSQL schema, a
 /// Redis key prefix, a memory instance) is its leader, holding a lease it renews on
@@ -176,12 +176,14 @@ impl Worker {
             Flusher { storage: Arc::clone(&self.storage), held: Arc::clone(&held), batch: config.flush_batch }
                 .run(report_rx, give_up_flushing.clone()),
         );
+        let cancels = heartbeat::subscribe_to_cancels(self.storage.as_ref()).await;
         let heartbeat = tokio::spawn(
             Heartbeat {
                 storage: Arc::clone(&self.storage),
                 held: Arc::clone(&held),
                 lease: config.lease,
                 interval: config.heartbeat_interval,
+                cancels,
             }
             .run(stop_background.clone()),
         );

@@ -319,6 +319,33 @@ pub async fn a_cancelled_running_job_gives_cancelled(storage: TestStorage) {
     assert_eq!(tracker.runs(id), vec![1]);
 }
 
+/// Cancelling a running job reaches its handler at once: storage signals the holder
+/// through its wake-up channel (NOTIFY, pub/sub, in process) and the holder beats at
+/// once, so the handler is stopped within 200 ms although its next regular heartbeat is
+/// 20 s away (a 60 s lease).
+pub async fn a_cancel_reaches_the_running_handler_within_200_ms(storage: TestStorage) {
+    let queue = "ev.cancel_signal";
+    let tracker = Tracker::new();
+    let (worker, mut log) = start_watched(&storage, queue, &tracker, |builder| builder.lease(Duration::from_secs(60)));
+    let id = enqueue_script(&storage, queue, Script::Hang, |job| job).await;
+    log.wait_for_starts(id, 1).await;
+
+    let asked = std::time::Instant::now();
+    let requested = storage.cancel(id, None).await.expect("cancel succeeds");
+    assert_eq!(requested.state, JobState::Running, "the cancel is requested of the running job");
+    log.wait_for("the job's cancelled event", |seen| {
+        seen.iter().any(|event| event.id == id && event.what == JobEventKind::Cancelled)
+    })
+    .await;
+    let took = asked.elapsed();
+    wait_for_state(&storage, id, JobState::Cancelled).await;
+    worker.stop().await;
+    log.finish().await;
+
+    log.expect(id, &["started", "cancelled"]);
+    assert!(took < Duration::from_millis(200), "the handler was stopped {took:?} after the cancel, not within 200 ms");
+}
+
 /// A worker shut down while a long job runs gives it `HandedBack` once the grace
 /// period is over; a job it had claimed ahead and not started gives `HandedBack` with
 /// no `Started`. Both are `available` again with their attempt not spent.

@@ -388,6 +388,32 @@ pub async fn an_enqueue_middleware_that_fails_stores_nothing(storage: TestStorag
     assert_eq!(total_jobs(&storage).await, 0, "nothing of a refused batch is stored");
 }
 
+/// An enqueue middleware that adds 2,000 bytes to each job's arguments.
+fn padding() -> impl haul::middleware::EnqueueMiddleware {
+    enqueue_fn(|mut jobs: Vec<NewJob>, next: EnqueueNext| {
+        for job in &mut jobs {
+            if let Some(args) = job.args.as_object_mut() {
+                args.insert("padding".to_owned(), serde_json::Value::String("x".repeat(2_000)));
+            }
+        }
+        next.run(jobs)
+    })
+}
+
+/// Arguments an enqueue middleware grows past the queue's `max_args_bytes` are refused
+/// like any oversized arguments: the batch fails with `PayloadTooLarge` and nothing is
+/// stored; arguments it leaves within the limit are stored.
+pub async fn arguments_an_enqueue_middleware_grows_past_the_limit_are_refused(storage: TestStorage) {
+    let producer = Queue::new(storage.clone()).max_args_bytes(1_024).middleware(padding());
+    let error = producer.enqueue(Noted::new(Act::Succeed)).await.expect_err("grown arguments are refused");
+    assert!(matches!(error, Error::PayloadTooLarge { limit: 1_024, .. }), "{error:?}");
+    assert_eq!(total_jobs(&storage).await, 0, "nothing of a refused batch is stored");
+
+    let roomy = Queue::new(storage.clone()).max_args_bytes(4_096).middleware(padding());
+    roomy.enqueue(Noted::new(Act::Succeed)).await.expect("arguments within the limit are stored");
+    assert_eq!(total_jobs(&storage).await, 1);
+}
+
 /// `haul::testing` drains run jobs through the middleware given to `TestJobs`, in the
 /// order added, as a worker does.
 pub async fn test_jobs_drains_run_jobs_through_the_middleware(storage: TestStorage) {

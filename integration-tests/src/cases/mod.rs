@@ -10,6 +10,7 @@
 //! Panics are how a case fails, so the fixtures `expect` freely.
 
 pub mod admin;
+pub mod admin_actions;
 pub mod bad_input;
 pub mod cancel;
 pub mod claim;

@@ -51,7 +51,7 @@ const SCHEDULED_MARGIN: Duration = Duration::from_secs(10);
 const GRACE_MS: u64 = 5_000;
 
 /// Three worker processes declare the same periodic job (`every 2 s`) with 1 s leases.
-/// For a minute, every 2.5 to 3.5 s, the case finds the leader ([`haul::Storage::leader`]),
+/// For a minute, every 2.5 to 3.5 s, the case finds the leader ([`haul::Admin::leader`]),
 /// maps its worker id to its process through the registry, SIGKILLs it, starts a
 /// replacement (three run again), waits for a new leader, and enqueues jobs due 3 s
 /// later. Then it stops the workers gracefully, lets a fourth worker without the

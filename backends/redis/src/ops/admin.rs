@@ -1,23 +1,21 @@
-//! Operators' calls: cancel, retry, pause and resume, get, list, counts.
+//! Operators' calls on one job or queue: cancel, retry, delete, pause and resume, get,
+//! counts.
 
 use std::collections::BTreeMap;
 
-use haul_core::{Error, JobId, JobRecord, JobState, ListParams, QueueCounts, Result, Timestamp, validate_queue_name};
-use redis::{AsyncCommands, Value};
+use haul_core::{Error, JobId, JobRecord, JobState, QueueCounts, Result, Timestamp, validate_queue_name};
+use redis::{AsyncCommands, Script, ScriptInvocation, Value};
 
 use crate::{
     RedisStorage,
     codec::reply,
     error::{corrupt, map_redis_error},
-    keys::QUEUE_SETS,
-    scripts::{scripts, with_head},
+    keys::{QUEUE_SETS, QueueKeys},
+    scripts::{head_command, scripts, with_head},
 };
 
-/// How many jobs-index members `list` reads per round trip.
-const LIST_PAGE: usize = 500;
-
 /// The states of [`QUEUE_SETS`], in the same order.
-const SET_STATES: [JobState; 7] = [
+pub(crate) const SET_STATES: [JobState; 7] = [
     JobState::Scheduled,
     JobState::Available,
     JobState::Running,
@@ -27,57 +25,181 @@ const SET_STATES: [JobState; 7] = [
     JobState::Cancelled,
 ];
 
-/// What `cancel.lua` and `retry.lua` found.
-enum Change {
-    Done(Box<JobRecord>),
+/// An operator's change of one job, each one script that checks the job's state
+/// atomically: `cancel.lua`, `retry.lua` or `delete.lua`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Operation {
+    Cancel,
+    Retry,
+    Delete,
+}
+
+impl Operation {
+    /// The operation's script.
+    pub(crate) fn script(self) -> &'static Script {
+        match self {
+            Self::Cancel => &scripts().cancel,
+            Self::Retry => &scripts().retry,
+            Self::Delete => &scripts().delete,
+        }
+    }
+
+    /// Whether the script accepts a job in `state` (it checks again when it runs).
+    pub(crate) fn accepts(self, state: JobState) -> bool {
+        match self {
+            Self::Retry | Self::Delete => state != JobState::Running,
+            Self::Cancel => !state.is_finished(),
+        }
+    }
+
+    /// The refusal of a job in `state`.
+    fn refusal(self, id: JobId, state: JobState) -> Error {
+        let (operation, expected) = match self {
+            Self::Cancel => ("cancel", "scheduled, available, retryable or running"),
+            Self::Retry => ("retry", "scheduled, available, retryable, completed, discarded or cancelled"),
+            Self::Delete => ("delete", "scheduled, available, retryable, completed, discarded or cancelled"),
+        };
+        Error::InvalidState { id, state, operation, expected }
+    }
+
+    /// Whether the script takes the global keys: only `delete.lua`, and only on one
+    /// server (on a cluster the caller removes the members it returns, see
+    /// [`RedisStorage::unindex`]).
+    fn global(self, storage: &RedisStorage) -> bool {
+        matches!(self, Self::Delete) && !storage.is_cluster()
+    }
+
+    /// The script's invocation on job `id` of `queue`.
+    fn invocation(
+        self,
+        storage: &RedisStorage,
+        queue: &QueueKeys,
+        id: JobId,
+        now: Option<Timestamp>,
+    ) -> ScriptInvocation<'static> {
+        let mut call = with_head(self.script(), &storage.inner.keys, now, self.global(storage), &[queue]);
+        call.arg(id.to_string());
+        call
+    }
+
+    /// The script's `EVALSHA` command on job `id` of `queue`, for a pipeline (see
+    /// [`RedisStorage::run_all`]). `allowed` lists the states the job must still be in
+    /// (see [`allowed_states`]; empty: any): a job in another state is refused like a
+    /// state the operation does not accept.
+    pub(crate) fn command(
+        self,
+        storage: &RedisStorage,
+        queue: &QueueKeys,
+        id: JobId,
+        allowed: &str,
+        now: Option<Timestamp>,
+    ) -> redis::Cmd {
+        let mut command = head_command(self.script(), &storage.inner.keys, now, self.global(storage), &[queue]);
+        command.arg(id.to_string()).arg(allowed);
+        command
+    }
+}
+
+/// The argument of the one-job scripts that names the states a job must be in for the
+/// script to change it: `states` comma-separated, empty for any state.
+pub(crate) fn allowed_states(states: &[JobState]) -> String {
+    states.iter().map(|state| state.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// What the script of an [`Operation`] found.
+pub(crate) enum Change {
+    /// It applied: the rest of its reply (the job's fields after the change, or for a
+    /// delete the job's index members).
+    Done(Vec<Value>),
+    /// There is no such job.
     Missing,
+    /// The job is in a state the operation refuses.
     InState(JobState),
 }
 
-impl RedisStorage {
-    /// Runs `cancel.lua` or `retry.lua` on the job `id`.
-    async fn change(&self, script: &redis::Script, id: JobId, now: Option<Timestamp>) -> Result<Change> {
-        let Some(queue) = self.queue_of(id).await? else { return Ok(Change::Missing) };
-        let queue = self.inner.keys.queue(&queue);
-        let mut call = with_head(script, &self.inner.keys, now, false, &[&queue]);
-        call.arg(id.to_string());
-        let mut items = reply::array(self.run(&call).await?)?.into_iter();
+impl Change {
+    /// Reads the reply of an [`Operation`]'s script about job `id`: `{'ok', ...}`,
+    /// `{'missing'}` or `{'state', state}`.
+    pub(crate) fn from_reply(value: Value, id: JobId) -> Result<Self> {
+        let mut items = reply::array(value)?.into_iter();
         let status = items.next().map(reply::string).transpose()?.unwrap_or_default();
-        match (status.as_str(), items.next()) {
-            ("ok", Some(fields)) => Ok(Change::Done(Box::new(reply::record(fields)?))),
-            ("missing", _) => Ok(Change::Missing),
-            ("state", Some(state)) => {
-                let state = reply::string(state)?;
-                Ok(Change::InState(state.parse().map_err(|_| corrupt(format!("job {id} is in state `{state}`")))?))
+        match status.as_str() {
+            "ok" => Ok(Self::Done(items.collect())),
+            "missing" => Ok(Self::Missing),
+            "state" => {
+                let state = items.next().map(reply::string).transpose()?.unwrap_or_default();
+                Ok(Self::InState(state.parse().map_err(|_| corrupt(format!("job {id} is in state `{state}`")))?))
             }
             _ => Err(corrupt(format!("unexpected reply `{status}` about job {id}"))),
         }
     }
+}
 
-    pub(crate) async fn cancel_job(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-        match self.change(&scripts().cancel, id, now).await? {
-            Change::Done(record) => Ok(*record),
+/// The members of a deleted job in the jobs index and the unique index (empty for
+/// none), as `delete.lua` and `prune.lua` return them, for [`RedisStorage::unindex`].
+pub(crate) struct IndexMembers {
+    pub(crate) job: String,
+    pub(crate) unique: String,
+}
+
+impl IndexMembers {
+    /// The members in the rest of a `delete.lua` reply.
+    pub(crate) fn from_reply(rest: Vec<Value>) -> Result<Self> {
+        let mut rest = rest.into_iter().map(reply::string);
+        match (rest.next(), rest.next()) {
+            (Some(job), Some(unique)) => Ok(Self { job: job?, unique: unique? }),
+            _ => Err(corrupt("delete.lua replied without the job's index members")),
+        }
+    }
+}
+
+impl RedisStorage {
+    /// Runs `operation`'s script on the job `id`: the rest of its reply when it
+    /// applied, [`Error::NotFound`] or [`Error::InvalidState`] otherwise.
+    async fn apply(&self, operation: Operation, id: JobId, now: Option<Timestamp>) -> Result<Vec<Value>> {
+        let Some(queue) = self.queue_of(id).await? else { return Err(Error::NotFound(id)) };
+        let call = operation.invocation(self, &self.inner.keys.queue(&queue), id, now);
+        match Change::from_reply(self.run(&call).await?, id)? {
+            Change::Done(rest) => Ok(rest),
             Change::Missing => Err(Error::NotFound(id)),
-            Change::InState(state) => Err(Error::InvalidState {
-                id,
-                state,
-                operation: "cancel",
-                expected: "scheduled, available, retryable or running",
-            }),
+            Change::InState(state) => Err(operation.refusal(id, state)),
         }
     }
 
+    pub(crate) async fn cancel_job(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
+        let fields = self.apply(Operation::Cancel, id, now).await?.into_iter().next();
+        reply::record(fields.ok_or_else(|| corrupt(format!("cancel.lua replied without job {id}")))?)
+    }
+
     pub(crate) async fn retry_job(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-        match self.change(&scripts().retry, id, now).await? {
-            Change::Done(record) => Ok(*record),
-            Change::Missing => Err(Error::NotFound(id)),
-            Change::InState(state) => Err(Error::InvalidState {
-                id,
-                state,
-                operation: "retry",
-                expected: "scheduled, available, retryable, completed, discarded or cancelled",
-            }),
+        let fields = self.apply(Operation::Retry, id, now).await?.into_iter().next();
+        reply::record(fields.ok_or_else(|| corrupt(format!("retry.lua replied without job {id}")))?)
+    }
+
+    /// Two round trips (the job's queue from the jobs index, then `delete.lua`, which
+    /// also removes the job's index members), and a third on a cluster, where the
+    /// script stays in the queue's slot: removing its members from the indexes in the
+    /// prefix's slot, as `prune` does.
+    pub(crate) async fn delete_job(&self, id: JobId) -> Result<()> {
+        let members = IndexMembers::from_reply(self.apply(Operation::Delete, id, None).await?)?;
+        self.unindex(&[members]).await
+    }
+
+    /// On a cluster, removes the members of deleted jobs from the jobs index and the
+    /// unique index (one `ZREM` each, in the prefix's slot); on one server the script
+    /// that deleted them did, and this does nothing.
+    pub(crate) async fn unindex(&self, deleted: &[IndexMembers]) -> Result<()> {
+        if !self.is_cluster() || deleted.is_empty() {
+            return Ok(());
         }
+        let jobs: Vec<&str> = deleted.iter().map(|members| members.job.as_str()).collect();
+        let uniques: Vec<&str> =
+            deleted.iter().map(|members| members.unique.as_str()).filter(|member| !member.is_empty()).collect();
+        let mut commands = vec![redis::cmd("ZREM").arg(self.inner.keys.jobs()).arg(jobs).clone()];
+        if !uniques.is_empty() {
+            commands.push(redis::cmd("ZREM").arg(self.inner.keys.unique()).arg(uniques).clone());
+        }
+        self.query_all(commands).await.map(drop)
     }
 
     pub(crate) async fn set_paused(&self, queue: &str, paused: bool) -> Result<()> {
@@ -104,66 +226,6 @@ impl RedisStorage {
             return Ok(None);
         }
         crate::codec::record_from_fields(&fields).map(Some)
-    }
-
-    /// Walks the jobs index in id order, a page at a time, reading the jobs whose
-    /// queue matches and keeping those whose state and kind match.
-    pub(crate) async fn list_jobs(&self, params: ListParams) -> Result<Vec<JobRecord>> {
-        if let Some(queue) = &params.queue {
-            validate_queue_name(queue)?;
-        }
-        let mut listed = Vec::new();
-        if params.limit == 0 {
-            return Ok(listed);
-        }
-        let mut start = params.after.map_or_else(|| "-".to_owned(), |after| format!("({after};"));
-        loop {
-            let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
-                .arg(self.inner.keys.jobs())
-                .arg(&start)
-                .arg("+")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(LIST_PAGE)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(map_redis_error)?;
-            let Some(last) = members.last() else { break };
-            let last_id = last.split_once(':').map_or(last.as_str(), |(id, _)| id);
-            start = format!("({last_id};");
-
-            let wanted: Vec<(JobId, &str)> = members
-                .iter()
-                .filter_map(|member| member.split_once(':'))
-                .filter(|(_, queue)| params.queue.as_deref().is_none_or(|wanted| wanted == *queue))
-                .filter_map(|(id, queue)| id.parse().ok().map(|id| (JobId(id), queue)))
-                .collect();
-            if !wanted.is_empty() {
-                let commands = wanted
-                    .iter()
-                    .map(|(id, queue)| redis::cmd("HGETALL").arg(self.inner.keys.queue(queue).job(*id)).clone());
-                let replies = self.query_all(commands.collect()).await?;
-                for value in replies {
-                    let fields = reply::fields(value)?;
-                    if fields.is_empty() {
-                        continue; // pruned since the index was read
-                    }
-                    let record = crate::codec::record_from_fields(&fields)?;
-                    let state_matches = params.states.is_empty() || params.states.contains(&record.state);
-                    let kind_matches = params.kind.as_ref().is_none_or(|kind| *kind == record.kind);
-                    if state_matches && kind_matches {
-                        listed.push(record);
-                        if listed.len() >= params.limit {
-                            return Ok(listed);
-                        }
-                    }
-                }
-            }
-            if members.len() < LIST_PAGE {
-                break;
-            }
-        }
-        Ok(listed)
     }
 
     /// Counts per queue with its head's `run_at`: the queue names, then one round trip

@@ -8,6 +8,7 @@ use crate::{
     RedisStorage,
     codec::{duration_micros, reply},
     keys::QueueKeys,
+    ops::admin::IndexMembers,
     scripts::{scripts, with_head},
 };
 
@@ -120,24 +121,11 @@ impl RedisStorage {
         let reply =
             reply::array(self.run(&call).await?)?.into_iter().map(reply::string).collect::<Result<Vec<String>>>()?;
         // Pairs: the jobs-index member, then the unique-index member ('' for none).
-        let members: Vec<&String> = reply.iter().step_by(2).collect();
-        let uniques: Vec<&String> = reply.iter().skip(1).step_by(2).filter(|member| !member.is_empty()).collect();
-        if !global && !members.is_empty() {
-            let _: u64 = redis::cmd("ZREM")
-                .arg(self.inner.keys.jobs())
-                .arg(&members)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(crate::error::map_redis_error)?;
-            if !uniques.is_empty() {
-                let _: u64 = redis::cmd("ZREM")
-                    .arg(self.inner.keys.unique())
-                    .arg(&uniques)
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(crate::error::map_redis_error)?;
-            }
-        }
+        let members: Vec<IndexMembers> = reply
+            .chunks(2)
+            .map(|pair| IndexMembers { job: pair[0].clone(), unique: pair.get(1).cloned().unwrap_or_default() })
+            .collect();
+        self.unindex(&members).await?;
         Ok(members.len())
     }
 }

@@ -1,0 +1,25 @@
+-- haul: listing one state without reading every job.
+--
+-- Operators list jobs of a state in id order, across queues (`Admin::list` with a state
+-- and no queue: the discarded jobs of every queue), and the bulk retry, cancel and
+-- delete walk the jobs a filter matches the same way. jobs_queue_state_idx
+-- (queue, state, id) serves one queue only; without this index such a listing walks
+-- the primary key through the jobs of every other state. With it, a page of a state's
+-- jobs is a walk of as many index entries, however many jobs the other states hold.
+--
+-- The index holds what that walk needs and no more: the state and the id. Every insert
+-- and every change of state adds an entry to it (a change of state is never a HOT
+-- update: `state` is in other indexes already), one more index write per job and per
+-- transition. Completed jobs are in it too: leaving them out would spare the
+-- completion's write, but a listing of completed jobs would then walk the primary key
+-- through every job of the other states, all of them when few jobs are completed.
+--
+-- Building it blocks writes to the jobs table while it runs (a few seconds per million
+-- jobs). Where that pause is too long, build the index beforehand without blocking
+-- writes, under this name in haul's schema, and check that the build succeeded (a
+-- failed concurrent build leaves an invalid index behind: drop it and build again):
+--
+--     CREATE INDEX CONCURRENTLY jobs_state_id_idx ON <schema>.jobs (state, id);
+--
+-- This migration then finds it and changes nothing.
+CREATE INDEX IF NOT EXISTS jobs_state_id_idx ON jobs (state, id);

@@ -1,0 +1,121 @@
+//! The bulk operator calls ([`Admin::retry_jobs`](haul_core::Admin::retry_jobs),
+//! [`Admin::cancel_jobs`](haul_core::Admin::cancel_jobs),
+//! [`Admin::delete_jobs`](haul_core::Admin::delete_jobs)) as set-based statements: one
+//! statement per batch of [`BATCH`] matching jobs, walking the filter's jobs in id
+//! order (`queries/retry_jobs.sql`, `cancel_jobs.sql`, `delete_jobs.sql`).
+
+use haul_core::{JobFilter, JobState, Result, Timestamp};
+use sqlx::{Row, SqlStr};
+use uuid::Uuid;
+
+use crate::{PostgresStorage, error::map_sqlx_error, queries::Queries};
+
+/// How many matching jobs one statement looks at (and locks, at most).
+pub(crate) const BATCH: usize = 1000;
+
+/// A bulk call: which one-job call it applies to each match.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BulkAction {
+    /// `retry`: any state but running.
+    Retry,
+    /// `cancel`: scheduled, available, retryable and running.
+    Cancel,
+    /// `delete`: any state but running.
+    Delete,
+}
+
+impl BulkAction {
+    /// Whether the one-job call accepts a job in `state`.
+    fn accepts(self, state: JobState) -> bool {
+        match self {
+            Self::Retry | Self::Delete => state != JobState::Running,
+            Self::Cancel => !state.is_finished(),
+        }
+    }
+
+    /// The states whose jobs this action changes under `filter`, as stored: the
+    /// filter's states (every state when it names none) that the action accepts.
+    /// Empty when the filter names only states the action refuses.
+    pub(crate) fn states(self, filter: &JobFilter) -> Vec<&'static str> {
+        let named: &[JobState] = if filter.states.is_empty() { &JobState::ALL } else { &filter.states };
+        let mut states: Vec<&'static str> =
+            named.iter().filter(|state| self.accepts(**state)).map(|state| state.as_str()).collect();
+        states.sort_unstable();
+        states.dedup();
+        states
+    }
+
+    fn statement(self, queries: &Queries) -> SqlStr {
+        match self {
+            Self::Retry => queries.retry_jobs.clone(),
+            Self::Cancel => queries.cancel_jobs.clone(),
+            Self::Delete => queries.delete_jobs.clone(),
+        }
+    }
+
+    /// Whether the statement takes the clock override (`$8`).
+    fn takes_now(self) -> bool {
+        !matches!(self, Self::Delete)
+    }
+}
+
+impl PostgresStorage {
+    /// Applies `action` to every job `filter` matches that the action accepts, a batch
+    /// per statement, and returns how many jobs it changed. Each statement locks its
+    /// batch in id order and checks each job's state on the locked row, so a job that
+    /// became running since the batch was read is left alone.
+    pub(crate) async fn bulk(&self, filter: &JobFilter, action: BulkAction, now: Option<Timestamp>) -> Result<u64> {
+        let states = action.states(filter);
+        if states.is_empty() {
+            return Ok(0);
+        }
+        let batch = i64::try_from(BATCH).unwrap_or(i64::MAX);
+        let mut changed = 0;
+        let mut after: Option<Uuid> = None;
+        loop {
+            let mut query = sqlx::query(action.statement(&self.inner.queries))
+                .bind(filter.queue.as_deref())
+                .bind(&states)
+                .bind(filter.kind.as_deref())
+                .bind(filter.created_from)
+                .bind(filter.created_until)
+                .bind(after)
+                .bind(batch);
+            if action.takes_now() {
+                query = query.bind(now);
+            }
+            // Unprepared: planned with the parameters' values (see matching_ids.sql).
+            let row = query.persistent(false).fetch_one(&self.inner.pool).await.map_err(map_sqlx_error)?;
+            let scanned: i64 = row.try_get("scanned").map_err(map_sqlx_error)?;
+            let done: i64 = row.try_get("changed").map_err(map_sqlx_error)?;
+            let last: Option<Uuid> = row.try_get("last").map_err(map_sqlx_error)?;
+            changed += u64::try_from(done).unwrap_or(0);
+            match last {
+                Some(last) if scanned >= batch => after = Some(last),
+                _ => return Ok(changed),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_changes_the_named_states_it_accepts() {
+        let all = JobFilter::new();
+        assert_eq!(BulkAction::Retry.states(&all).len(), 6);
+        assert!(!BulkAction::Retry.states(&all).contains(&"running"));
+        assert!(!BulkAction::Delete.states(&all).contains(&"running"));
+        assert_eq!(BulkAction::Cancel.states(&all), vec!["available", "retryable", "running", "scheduled"]);
+
+        let mixed = JobFilter::new().state(JobState::Running).state(JobState::Discarded);
+        assert_eq!(BulkAction::Retry.states(&mixed), vec!["discarded"]);
+        assert_eq!(BulkAction::Delete.states(&mixed), vec!["discarded"]);
+        assert_eq!(BulkAction::Cancel.states(&mixed), vec!["running"]);
+
+        let finished = JobFilter::new().state(JobState::Completed);
+        assert!(BulkAction::Cancel.states(&finished).is_empty());
+    }
+}

@@ -1,0 +1,269 @@
+//! `haul jobs retry|cancel|delete`: on jobs named by id, each changed and reported on
+//! its own, or on the jobs a filter matches, counted and confirmed first.
+
+use chrono::TimeDelta;
+use haul::{JobFilter, JobId, JobRecord, JobState, ListParams, Storage, storage::Timestamp};
+use serde_json::json;
+
+use crate::{
+    Exit, Io,
+    args::ActionArgs,
+    error::{self, CliError},
+    format,
+};
+
+/// How many jobs one `list` call reads while counting the matches.
+const COUNT_PAGE: usize = 500;
+
+/// An operator action on jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Make the jobs available again.
+    Retry,
+    /// Cancel the jobs.
+    Cancel,
+    /// Delete the jobs.
+    Delete,
+}
+
+impl Action {
+    /// The command's name.
+    fn verb(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::Cancel => "cancel",
+            Self::Delete => "delete",
+        }
+    }
+
+    /// What it did, as a past participle.
+    fn done(self) -> &'static str {
+        match self {
+            Self::Retry => "retried",
+            Self::Cancel => "cancelled",
+            Self::Delete => "deleted",
+        }
+    }
+
+    /// Whether the storage's call accepts a job in `state` (the rule of `Admin`'s
+    /// one-job calls: retry and delete take any state but running, cancel any state
+    /// but the finished ones).
+    fn accepts(self, state: JobState) -> bool {
+        match self {
+            Self::Retry | Self::Delete => state != JobState::Running,
+            Self::Cancel => !state.is_finished(),
+        }
+    }
+
+    /// The states it leaves alone, as the confirmation question names them.
+    fn refused_states(self) -> &'static str {
+        match self {
+            Self::Retry | Self::Delete => "running",
+            Self::Cancel => "finished",
+        }
+    }
+}
+
+/// Runs `action` on the jobs `args` names.
+pub(super) async fn run(
+    action: Action,
+    storage: &dyn Storage,
+    io: &mut Io<'_>,
+    json: bool,
+    args: &ActionArgs,
+) -> Result<Exit, CliError> {
+    if !args.ids.is_empty() {
+        return by_ids(action, storage, io, json, &args.ids).await;
+    }
+    if args.filter.is_empty() && !args.all {
+        return Err(CliError::Usage(format!(
+            "say which jobs to {}: their ids, filter flags (--queue, --state, --kind, --created-from, \
+             --created-until), or --all for every job",
+            action.verb()
+        )));
+    }
+    let selection = if args.all {
+        "in the storage".to_owned()
+    } else {
+        let flags: Vec<String> = args
+            .filter
+            .to_flags()
+            .into_iter()
+            .map(|(flag, value)| format!("{flag} {}", format::shell_word(&value)))
+            .collect();
+        format!("matching {}", flags.join(" "))
+    };
+    by_filter(action, storage, io, json, args.filter.to_filter(), &selection, args.yes).await
+}
+
+/// Applies the one-job call to each id and reports each outcome; the exit code is
+/// [`Exit::combine`] of theirs.
+async fn by_ids(
+    action: Action,
+    storage: &dyn Storage,
+    io: &mut Io<'_>,
+    json: bool,
+    ids: &[JobId],
+) -> Result<Exit, CliError> {
+    let mut exits = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let result = match action {
+            Action::Retry => storage.retry(id, None).await.map(Some),
+            Action::Cancel => storage.cancel(id, None).await.map(Some),
+            Action::Delete => storage.delete(id).await.map(|()| None),
+        };
+        match result {
+            Ok(job) => {
+                exits.push(Exit::Success);
+                if json {
+                    let state = job.as_ref().map(|job| job.state.as_str());
+                    io.json_line(
+                        &json!({ "id": id.to_string(), "action": action.verb(), "ok": true, "state": state }),
+                    )?;
+                } else {
+                    io.out_line(&describe_done(action, id, job.as_ref()))?;
+                }
+            }
+            Err(failure) => {
+                let exit = error::storage_exit(&failure);
+                exits.push(exit);
+                if json {
+                    io.json_line(&json!({
+                        "id": id.to_string(),
+                        "action": action.verb(),
+                        "ok": false,
+                        "error": failure.to_string(),
+                        "exit_code": exit.code(),
+                    }))?;
+                }
+                io.err_line(&format!("error: could not {} {id}: {failure}", action.verb()))?;
+                if let Some(hint) = error::storage_hint(&failure) {
+                    io.err_line(&format!("hint: {hint}"))?;
+                }
+            }
+        }
+    }
+    Ok(Exit::combine(exits))
+}
+
+/// What a successful one-job call did.
+fn describe_done(action: Action, id: JobId, job: Option<&JobRecord>) -> String {
+    match job {
+        Some(job) if action == Action::Cancel && job.state == JobState::Running => {
+            format!("asked {id} to cancel: it is running, and stops when its worker next hears from the storage")
+        }
+        Some(job) => format!("{} {id}: now {}", action.done(), job.state),
+        None => format!("{} {id}", action.done()),
+    }
+}
+
+/// Counts the jobs `filter` matches, asks for confirmation unless `yes`, then runs the
+/// storage's bulk call and says how many jobs it changed.
+async fn by_filter(
+    action: Action,
+    storage: &dyn Storage,
+    io: &mut Io<'_>,
+    json: bool,
+    filter: JobFilter,
+    selection: &str,
+    yes: bool,
+) -> Result<Exit, CliError> {
+    let Counted { accepted, refused, newest } = count(storage, &filter, action).await?;
+    let matched = accepted + refused;
+    if accepted == 0 {
+        if json {
+            io.json_line(&json!({ "action": action.verb(), "matched": matched, "changed": 0 }))?;
+        } else if matched == 0 {
+            io.out_line(&format!("nothing to {}: no job {selection}", action.verb()))?;
+        } else {
+            io.out_line(&format!(
+                "nothing to {}: the {matched} {} {selection} {} {}",
+                action.verb(),
+                plural(matched, "job", "jobs"),
+                plural(matched, "is", "are"),
+                action.refused_states()
+            ))?;
+        }
+        return Ok(Exit::Success);
+    }
+    if !yes {
+        if refused > 0 {
+            io.err_line(&format!(
+                "{refused} more {} {selection} {} {}, and left alone",
+                plural(refused, "job", "jobs"),
+                plural(refused, "is", "are"),
+                action.refused_states(),
+            ))?;
+        }
+        let question = format!("{} {accepted} {} {selection}?", action.verb(), plural(accepted, "job", "jobs"));
+        if !io.confirm(&question)? {
+            return Err(CliError::Declined);
+        }
+    }
+    // Jobs stored after the count (while the question waited) are left alone: the call
+    // covers jobs created up to the newest one counted.
+    let filter = bounded(filter, newest);
+    let changed = match action {
+        Action::Retry => storage.retry_jobs(filter, None).await?,
+        Action::Cancel => storage.cancel_jobs(filter, None).await?,
+        Action::Delete => storage.delete_jobs(filter).await?,
+    };
+    if json {
+        io.json_line(&json!({ "action": action.verb(), "matched": matched, "changed": changed }))?;
+    } else {
+        io.out_line(&format!("{} {changed} {}", action.done(), plural(changed, "job", "jobs")))?;
+    }
+    Ok(Exit::Success)
+}
+
+/// What [`count`] found.
+struct Counted {
+    /// Matches the action accepts.
+    accepted: u64,
+    /// Matches it refuses (running or finished jobs).
+    refused: u64,
+    /// The latest creation time among the matches.
+    newest: Option<Timestamp>,
+}
+
+/// `filter` narrowed to jobs created no later than `newest` (the latest match counted).
+fn bounded(filter: JobFilter, newest: Option<Timestamp>) -> JobFilter {
+    let Some(bound) = newest.and_then(|newest| newest.checked_add_signed(TimeDelta::microseconds(1))) else {
+        return filter;
+    };
+    match filter.created_until {
+        Some(until) if until <= bound => filter,
+        _ => filter.created_until(bound),
+    }
+}
+
+/// How many jobs `filter` matches that `action` accepts, how many it refuses, and the
+/// latest creation time among them.
+async fn count(storage: &dyn Storage, filter: &JobFilter, action: Action) -> Result<Counted, CliError> {
+    let (mut accepted, mut refused, mut newest) = (0, 0, None::<Timestamp>);
+    let mut after = None;
+    loop {
+        let mut params = ListParams::filtered(filter.clone()).limit(COUNT_PAGE);
+        if let Some(after) = after {
+            params = params.after(after);
+        }
+        let page = storage.list(params).await?;
+        for job in &page {
+            newest = Some(newest.map_or(job.created_at, |newest| newest.max(job.created_at)));
+            if action.accepts(job.state) {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == COUNT_PAGE => after = Some(last.id),
+            _ => return Ok(Counted { accepted, refused, newest }),
+        }
+    }
+}
+
+/// `one` when `count` is 1, else `many`.
+fn plural(count: u64, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 { one } else { many }
+}

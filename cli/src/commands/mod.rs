@@ -1,0 +1,46 @@
+//! One module per command; [`execute`] picks the one the command line names.
+
+mod actions;
+mod cron;
+mod jobs;
+mod migrate;
+mod prune;
+mod queues;
+mod stats;
+mod workers;
+
+use haul::Storage;
+
+use crate::{
+    Exit, Io,
+    args::{Cli, Command, JobsCommand, QueueAction},
+    error::CliError,
+};
+
+pub(crate) use actions::Action;
+
+/// Runs the command `cli` names against `storage`. Every command but `migrate` first
+/// checks that the storage is ready for this version of haul.
+pub(crate) async fn execute(cli: &Cli, storage: &dyn Storage, io: &mut Io<'_>) -> Result<Exit, CliError> {
+    let json = cli.json;
+    if !matches!(cli.command, Command::Migrate) {
+        storage.check_ready().await?;
+    }
+    match &cli.command {
+        Command::Migrate => migrate::run(storage, io, json).await,
+        Command::Queues(args) => match &args.action {
+            None => queues::list(storage, io, json).await,
+            Some(QueueAction::Pause { name }) => queues::pause(storage, io, json, name, true).await,
+            Some(QueueAction::Resume { name }) => queues::pause(storage, io, json, name, false).await,
+        },
+        Command::Jobs(JobsCommand::List(args)) => jobs::list(storage, io, json, args).await,
+        Command::Jobs(JobsCommand::Show { id }) => jobs::show(storage, io, json, *id).await,
+        Command::Jobs(JobsCommand::Retry(args)) => actions::run(Action::Retry, storage, io, json, args).await,
+        Command::Jobs(JobsCommand::Cancel(args)) => actions::run(Action::Cancel, storage, io, json, args).await,
+        Command::Jobs(JobsCommand::Delete(args)) => actions::run(Action::Delete, storage, io, json, args).await,
+        Command::Stats => stats::run(storage, io, json).await,
+        Command::Prune(args) => prune::run(storage, io, json, args).await,
+        Command::Workers => workers::run(storage, io, json).await,
+        Command::Cron => cron::run(storage, io, json).await,
+    }
+}

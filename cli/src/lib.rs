@@ -1,0 +1,74 @@
+//! The `haul` command line as a library: [`Cli`] is its grammar, [`run`] runs a parsed
+//! command against a storage and [`connect_and_run`] opens the storage the command
+//! line names first (what the `haul` binary does). Tests call [`run`] with an in-process
+//! storage and an [`Io`] over buffers.
+//!
+//! The commands, their output and the exit codes ([`Exit`]) are described in the
+//! crate's README and in `haul --help`.
+
+mod args;
+mod commands;
+mod error;
+mod exit;
+mod format;
+mod io;
+mod json;
+mod table;
+
+use std::{io::ErrorKind, sync::Arc};
+
+use haul::Storage;
+
+pub use args::{ActionArgs, Cli, Command, FilterArgs, JobsCommand, ListArgs, PruneArgs, QueueAction, QueuesArgs};
+pub use exit::Exit;
+pub use io::Io;
+
+use error::CliError;
+
+/// Runs the command `cli` names against `storage`, writing results to `io`'s output,
+/// errors (with what to do about them) to its error stream, and reading a confirmation
+/// from its input when one is needed. Returns the exit code. `cli.url` is not used:
+/// the caller opened `storage`.
+pub async fn run(cli: Cli, storage: Arc<dyn Storage>, io: &mut Io<'_>) -> Exit {
+    let outcome = commands::execute(&cli, storage.as_ref(), io).await;
+    finish(outcome, io)
+}
+
+/// Opens the storage `cli.url` names (`--url` or `HAUL_URL`) with `haul::connect`, then
+/// [`run`]s the command. No URL is bad usage ([`Exit::Usage`]); a storage that cannot
+/// be opened is a failure ([`Exit::Failure`]). The URL is never printed: it may hold a
+/// password.
+pub async fn connect_and_run(cli: Cli, io: &mut Io<'_>) -> Exit {
+    let Some(url) = cli.url.clone() else { return finish(Err(CliError::NoUrl), io) };
+    let storage = match haul::connect(&url).await {
+        Ok(storage) => storage,
+        Err(error) => return finish(Err(CliError::Connect(error)), io),
+    };
+    if storage.backend_name() == "memory" {
+        let note = "note: memory:// opens a new, empty in-process storage: it holds no other process's jobs";
+        if let Err(error) = io.err_line(note) {
+            return finish(Err(error.into()), io);
+        }
+    }
+    run(cli, storage, io).await
+}
+
+/// Reports a failure on the error stream, flushes, and turns the outcome into an exit
+/// code. A closed output (`haul jobs list | head`) ends the command quietly.
+fn finish(outcome: Result<Exit, CliError>, io: &mut Io<'_>) -> Exit {
+    let outcome = outcome.and_then(|exit| io.flush().map(|()| exit).map_err(CliError::from));
+    match outcome {
+        Ok(exit) => exit,
+        Err(CliError::Io(error)) if error.kind() == ErrorKind::BrokenPipe => Exit::Success,
+        Err(error) => {
+            // The error stream is the last place to say anything; if it is gone too,
+            // the exit code still tells.
+            let _ = io.err_line(&format!("error: {error}"));
+            if let Some(hint) = error.hint() {
+                let _ = io.err_line(&format!("hint: {hint}"));
+            }
+            let _ = io.flush();
+            error.exit()
+        }
+    }
+}
