@@ -146,9 +146,7 @@ impl Admin for MemoryStorage {
     }
 
     async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>> {
-        if let Some(queue) = &params.filter.queue {
-            validate_queue_name(queue)?;
-        }
+        check_filter(&params.filter)?;
         Ok(self.store().list(&params))
     }
 
@@ -159,6 +157,7 @@ impl Admin for MemoryStorage {
     /// The bulk calls pick and change their jobs under one lock: each job changed still
     /// matches the filter when it is changed.
     async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        check_filter(&filter)?;
         let now = now_or_clock(now);
         self.with_wake(|store, wake| {
             let ids = store.matching(&filter, |state| state != JobState::Running);
@@ -170,6 +169,7 @@ impl Admin for MemoryStorage {
     }
 
     async fn cancel_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
+        check_filter(&filter)?;
         let now = now_or_clock(now);
         let mut store = self.store();
         let ids = store.matching(&filter, |state| !state.is_finished());
@@ -182,6 +182,7 @@ impl Admin for MemoryStorage {
     }
 
     async fn delete_jobs(&self, filter: JobFilter) -> Result<u64> {
+        check_filter(&filter)?;
         let mut store = self.store();
         let ids = store.matching(&filter, |state| state != JobState::Running);
         for &id in &ids {
@@ -216,4 +217,9 @@ impl Admin for MemoryStorage {
 /// How many jobs `ids` holds, as the bulk calls return it.
 fn count(ids: &[JobId]) -> u64 {
     u64::try_from(ids.len()).unwrap_or(u64::MAX)
+}
+
+/// Refuses a filter naming an invalid queue, as every call naming a queue does.
+fn check_filter(filter: &JobFilter) -> Result<()> {
+    filter.queue.as_deref().map_or(Ok(()), validate_queue_name)
 }

@@ -458,10 +458,13 @@ impl Admin for PostgresStorage {
     }
 
     async fn list(&self, params: ListParams) -> Result<Vec<JobRecord>> {
+        let filter = &params.filter;
+        if let Some(queue) = &filter.queue {
+            validate_queue_name(queue)?;
+        }
         if params.limit == 0 {
             return Ok(Vec::new());
         }
-        let filter = &params.filter;
         let states: Vec<&str> = filter.states.iter().map(|state| state.as_str()).collect();
         let rows = sqlx::query(self.inner.queries.list.clone())
             .bind(filter.queue.as_deref())

@@ -4,7 +4,7 @@
 //! statement per batch of [`BATCH`] matching jobs, walking the filter's jobs in id
 //! order (`queries/retry_jobs.sql`, `cancel_jobs.sql`, `delete_jobs.sql`).
 
-use haul_core::{JobFilter, JobState, Result, Timestamp};
+use haul_core::{JobFilter, JobState, Result, Timestamp, validate_queue_name};
 use sqlx::{Row, SqlStr};
 use uuid::Uuid;
 
@@ -65,6 +65,9 @@ impl PostgresStorage {
     /// batch in id order and checks each job's state on the locked row, so a job that
     /// became running since the batch was read is left alone.
     pub(crate) async fn bulk(&self, filter: &JobFilter, action: BulkAction, now: Option<Timestamp>) -> Result<u64> {
+        if let Some(queue) = &filter.queue {
+            validate_queue_name(queue)?;
+        }
         let states = action.states(filter);
         if states.is_empty() {
             return Ok(0);

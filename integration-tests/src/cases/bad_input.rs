@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use haul::{Error, JobOutcome, JobState, NewJob, Queue, storage::Report};
+use haul::{Error, JobFilter, JobOutcome, JobState, ListParams, NewJob, Queue, storage::Report};
 use serde_json::json;
 
 use super::{
@@ -18,13 +18,17 @@ async fn nothing_stored(storage: &TestStorage) {
 }
 
 /// Queue names that are empty, too long or contain odd characters are refused, for
-/// enqueue and for pause.
+/// enqueue, pause, list and bulk calls.
 pub async fn invalid_queue_names_are_rejected(storage: TestStorage) {
     let producer = Queue::new(storage.clone());
     for bad in ["", "mail queue", "q{1}", "é", "a/b", &"x".repeat(101)] {
         let error = producer.insert(vec![job(bad)]).await.expect_err("an invalid queue is refused");
         assert!(matches!(error, Error::InvalidName { what: "queue", .. }), "{bad:?}: {error:?}");
         let error = producer.pause(bad).await.expect_err("pausing an invalid queue is refused");
+        assert!(matches!(error, Error::InvalidName { what: "queue", .. }), "{bad:?}: {error:?}");
+        let error = storage.list(ListParams::new().queue(bad)).await.expect_err("listing an invalid queue is refused");
+        assert!(matches!(error, Error::InvalidName { what: "queue", .. }), "{bad:?}: {error:?}");
+        let error = storage.delete_jobs(JobFilter::new().queue(bad)).await.expect_err("a bulk call on it is refused");
         assert!(matches!(error, Error::InvalidName { what: "queue", .. }), "{bad:?}: {error:?}");
     }
     let error = producer.enqueue(Scripted::new(Script::Complete)).queue("no spaces").await.expect_err("refused");

@@ -60,8 +60,9 @@ impl RedisStorage {
             let sizes = sizes.await?.into_iter().map(reply::int).collect::<Result<Vec<i64>>>()?;
             let total: u64 = sizes.iter().map(|&size| u64::try_from(size).unwrap_or(0)).sum();
             if total <= SET_READ_LIMIT {
-                let nonempty = sets.into_iter().zip(sizes).filter(|(_, size)| *size > 0).map(|(set, _)| set);
-                return self.list_from_sets(&params, nonempty.collect()).await;
+                // Every set is read, even one that was empty a round trip ago: a job may
+                // have moved into it since.
+                return self.list_from_sets(&params, sets).await;
             }
         }
         self.walk_index(&params).await
@@ -83,11 +84,26 @@ impl RedisStorage {
         Ok(sets)
     }
 
-    /// Reads the members of `sets`, then the jobs after the cursor in id order.
+    /// Reads the members of `sets`, then the jobs after the cursor in id order. On one
+    /// server the sets are read in one transaction (`MULTI`/`EXEC`), so a job moving
+    /// between two of them is seen in one or the other; on a cluster, where the sets of
+    /// several queues live in several slots, they are read concurrently and a job that
+    /// moves during that round trip can be missed by this page.
     async fn list_from_sets(&self, params: &ListParams, sets: Vec<StateSet>) -> Result<Vec<JobRecord>> {
-        let reads = sets.iter().map(|set| redis::cmd("ZRANGE").arg(&set.key).arg(0).arg(-1).clone()).collect();
+        let reads: Vec<redis::Cmd> =
+            sets.iter().map(|set| redis::cmd("ZRANGE").arg(&set.key).arg(0).arg(-1).clone()).collect();
+        let replies: Vec<Value> = if self.is_cluster() {
+            self.query_all(reads).await?
+        } else {
+            let mut transaction = redis::pipe();
+            transaction.atomic();
+            for read in reads {
+                transaction.add_command(read);
+            }
+            transaction.query_async(&mut self.conn()).await.map_err(crate::error::map_redis_error)?
+        };
         let mut found: Vec<(JobId, &str)> = Vec::new();
-        for (set, members) in sets.iter().zip(self.query_all(reads).await?) {
+        for (set, members) in sets.iter().zip(replies) {
             for member in reply::array(members)? {
                 let member = reply::string(member)?;
                 let id = if set.state == JobState::Available { member_id(&member) } else { Some(member.as_str()) };
