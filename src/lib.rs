@@ -10,8 +10,8 @@ pub use haul_core::{
     Admin, AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult, Job,
     JobContext, JobError, JobEvent, JobEventKind, JobEvents, JobFilter, JobId, JobOptions, JobOutcome, JobRecord,
     JobState, ListParams, MAX_METADATA_BYTES, Metadata, Missed, NewJob, Periodic, Queue, QueueCounts, Result,
-    Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap, StopReason, Storage, Unique, Worker,
-    WorkerBuilder, shutdown_signal,
+    Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap, StopReason, Storage,
+    THROUGHPUT_RETENTION, ThroughputSample, Unique, Worker, WorkerBuilder, shutdown_signal,
 };
 /// Middleware around every job's handler and every enqueue: [`middleware::from_fn`],
 /// [`middleware::enqueue_fn`], [`middleware::Middleware`], [`middleware::EnqueueMiddleware`].
@@ -46,7 +46,8 @@ pub mod storage {
         ClaimParams, DEFAULT_MAX_ARGS_BYTES, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams,
         JobOutcome, Leadership, LeadershipParams, LeaseToken, ListParams, MAX_ARGS_DEPTH, PeriodicRecord,
         PeriodicUpdate, PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention,
-        Storage, Timestamp, WakeupSender, Wakeups, WorkerBeat, WorkerRecord, storable_text,
+        Storage, ThroughputSample, Timestamp, WakeupSender, Wakeups, WorkerBeat, WorkerRecord, merge_samples,
+        minute_of, storable_text,
     };
 }
 #[cfg(feature = "macros")]

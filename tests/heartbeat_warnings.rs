@@ -87,6 +87,13 @@ impl Storage for HeartbeatsAfterReports {
     async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
         self.inner.save_periodic(update).await
     }
+    async fn record_throughput(
+        &self,
+        samples: Vec<haul::ThroughputSample>,
+        now: Option<haul::storage::Timestamp>,
+    ) -> haul::Result<()> {
+        self.inner.record_throughput(samples, now).await
+    }
 
     async fn migrate(&self) -> haul::Result<()> {
         self.inner.migrate().await

@@ -108,6 +108,13 @@ impl Storage for Observed {
     async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
         self.inner.save_periodic(update).await
     }
+    async fn record_throughput(
+        &self,
+        samples: Vec<haul::ThroughputSample>,
+        now: Option<haul::storage::Timestamp>,
+    ) -> haul::Result<()> {
+        self.inner.record_throughput(samples, now).await
+    }
     async fn migrate(&self) -> haul::Result<()> {
         self.inner.migrate().await
     }
@@ -166,6 +173,9 @@ impl Admin for Observed {
 
     async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
         self.inner.delete_periodic(name).await
+    }
+    async fn throughput(&self, since: haul::storage::Timestamp) -> haul::Result<Vec<haul::ThroughputSample>> {
+        self.inner.throughput(since).await
     }
 }
 

@@ -14,7 +14,9 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
 
-use crate::{Error, JobId, JobRecord, JobState, Leadership, PeriodicRecord, Result, Timestamp, WorkerRecord};
+use crate::{
+    Error, JobId, JobRecord, JobState, Leadership, PeriodicRecord, Result, ThroughputSample, Timestamp, WorkerRecord,
+};
 
 /// How many jobs the default bulk calls read per page of [`Admin::list`].
 const BULK_PAGE: usize = 500;
@@ -81,6 +83,12 @@ pub trait Admin: Send + Sync + 'static {
     /// Deletes a schedule's record (e.g. of a schedule no worker declares any more);
     /// returns whether there was one. A worker that still declares it records it again.
     async fn delete_periodic(&self, name: &str) -> Result<bool>;
+
+    /// The per-minute throughput samples (see [`Storage::record_throughput`](crate::Storage::record_throughput))
+    /// whose minute is at or after `since` (truncated to its minute), one per queue and
+    /// minute that has any, ordered by queue then minute ([`crate::merge_samples`]'s
+    /// shape). Minutes nobody recorded are absent, not zero.
+    async fn throughput(&self, since: Timestamp) -> Result<Vec<ThroughputSample>>;
 
     /// Retries every job `filter` matches that [`Admin::retry`] accepts (any state but
     /// `running`); returns how many were made available.
@@ -358,6 +366,9 @@ impl<A: Admin + ?Sized> Admin for Arc<A> {
     async fn delete_periodic(&self, name: &str) -> Result<bool> {
         (**self).delete_periodic(name).await
     }
+    async fn throughput(&self, since: Timestamp) -> Result<Vec<ThroughputSample>> {
+        (**self).throughput(since).await
+    }
     async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
         (**self).retry_jobs(filter, now).await
     }
@@ -431,6 +442,9 @@ macro_rules! forward_admin {
             }
             async fn delete_periodic(&self, name: &str) -> $crate::Result<bool> {
                 $crate::Admin::delete_periodic(&self.$field, name).await
+            }
+            async fn throughput(&self, since: $crate::Timestamp) -> $crate::Result<Vec<$crate::ThroughputSample>> {
+                $crate::Admin::throughput(&self.$field, since).await
             }
             async fn retry_jobs(
                 &self,

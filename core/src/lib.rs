@@ -26,6 +26,7 @@ mod retry;
 mod storable;
 mod storage;
 pub mod testing;
+mod throughput;
 pub mod url_param;
 pub mod wakeup;
 mod worker;
@@ -49,6 +50,7 @@ pub use storage::{
     ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, PruneParams, Report,
     ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
 };
+pub use throughput::{THROUGHPUT_RETENTION, ThroughputSample, merge_samples, minute_of};
 pub use wakeup::{WakeupSender, Wakeups};
 pub use worker::{Worker, WorkerBuilder, shutdown_signal};
 

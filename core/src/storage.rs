@@ -12,8 +12,8 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 
 use crate::{
-    Admin, Claim, JobId, JobRecord, JobState, Leadership, LeadershipParams, NewJob, PeriodicUpdate, Result, Timestamp,
-    Wakeups, WorkerBeat,
+    Admin, Claim, JobId, JobRecord, JobState, Leadership, LeadershipParams, NewJob, PeriodicUpdate, Result,
+    ThroughputSample, Timestamp, Wakeups, WorkerBeat,
 };
 
 /// A job storage. See the module docs for the contract.
@@ -97,6 +97,14 @@ pub trait Storage: Admin + Send + Sync + 'static {
     /// of the two last ticks (`None` keeps the stored one), and `updated_at = now`
     /// ([`PeriodicUpdate::apply`] states the rule in code). Atomic per record.
     async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()>;
+
+    /// Adds worker-counted attempt endings to the per-queue, per-minute counts that
+    /// [`Admin::throughput`](crate::Admin::throughput) reads: samples of the same queue
+    /// and minute add up, across calls and workers (each sample's minute is truncated
+    /// to a whole minute). Samples are kept at least [`crate::THROUGHPUT_RETENTION`]
+    /// before `now` (default: storage's clock); older ones may be dropped. An invalid
+    /// queue name is an [`crate::Error::InvalidInput`] and records nothing.
+    async fn record_throughput(&self, samples: Vec<ThroughputSample>, now: Option<Timestamp>) -> Result<()>;
 
     /// Prepares the storage for this version of haul: creates or upgrades what it needs
     /// (PostgreSQL: the schema and its tables; Redis: the key layout's version marker).
@@ -487,6 +495,9 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
     async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
         (**self).save_periodic(update).await
+    }
+    async fn record_throughput(&self, samples: Vec<ThroughputSample>, now: Option<Timestamp>) -> Result<()> {
+        (**self).record_throughput(samples, now).await
     }
     async fn migrate(&self) -> Result<()> {
         (**self).migrate().await

@@ -96,6 +96,7 @@ mod storage_impl;
 mod store;
 #[cfg(test)]
 mod tests;
+mod throughput;
 mod time;
 mod unique;
 mod wake;

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use haul_core::{
     Admin, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter, JobId, JobRecord,
     JobState, Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts,
-    ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    ReportOutcome, ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat,
+    WorkerRecord,
     validate_queue_name,
 };
 
@@ -107,6 +108,12 @@ impl Storage for MemoryStorage {
     async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()> {
         let now = now_or_clock(update.now);
         self.store().periodic.save(&update, now);
+        Ok(())
+    }
+
+    async fn record_throughput(&self, samples: Vec<ThroughputSample>, now: Option<Timestamp>) -> Result<()> {
+        samples.iter().try_for_each(ThroughputSample::validate)?;
+        self.store().throughput.record(samples, now_or_clock(now));
         Ok(())
     }
 }
@@ -211,6 +218,10 @@ impl Admin for MemoryStorage {
 
     async fn delete_periodic(&self, name: &str) -> Result<bool> {
         Ok(self.store().periodic.delete(name))
+    }
+
+    async fn throughput(&self, since: Timestamp) -> Result<Vec<ThroughputSample>> {
+        Ok(self.store().throughput.since(since))
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct Store {
     pub(crate) cluster: Cluster,
     /// The records of periodic schedules, under the same lock as the jobs.
     pub(crate) periodic: Periodics,
+    /// The per-minute throughput samples, under the same lock as the jobs.
+    pub(crate) throughput: crate::throughput::Throughput,
 }
 
 /// Lease tokens: a random prefix per store and a counter, so every claim of this

@@ -349,6 +349,15 @@ impl Storage for PostgresStorage {
         Ok(())
     }
 
+    // TEMP-STUB: replaced by the backend's implementation this session.
+    async fn record_throughput(
+        &self,
+        _samples: Vec<haul_core::ThroughputSample>,
+        _now: Option<Timestamp>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// [`PostgresStorage::migrate`]: creates the schema and applies the embedded
     /// migrations it lacks, under sqlx's advisory lock (so concurrent calls are safe).
     async fn migrate(&self) -> Result<()> {
@@ -539,6 +548,11 @@ impl Admin for PostgresStorage {
             .await
             .map_err(map_sqlx_error)?;
         Ok(row.is_some())
+    }
+
+    // TEMP-STUB: replaced by the backend's implementation this session.
+    async fn throughput(&self, _since: Timestamp) -> Result<Vec<haul_core::ThroughputSample>> {
+        Ok(Vec::new())
     }
 
     /// Set-based: one statement per batch of 1,000 matching jobs

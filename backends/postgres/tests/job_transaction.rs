@@ -99,6 +99,13 @@ impl Storage for Recording {
     async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
         self.storage.save_periodic(update).await
     }
+    async fn record_throughput(
+        &self,
+        samples: Vec<haul::ThroughputSample>,
+        now: Option<haul::storage::Timestamp>,
+    ) -> haul::Result<()> {
+        self.storage.record_throughput(samples, now).await
+    }
 
     async fn migrate(&self) -> haul::Result<()> {
         self.storage.migrate().await

@@ -72,6 +72,15 @@ impl Storage for RedisStorage {
         self.save_periodic_record(update).await
     }
 
+    // TEMP-STUB: replaced by the backend's implementation this session.
+    async fn record_throughput(
+        &self,
+        _samples: Vec<haul_core::ThroughputSample>,
+        _now: Option<Timestamp>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// Marks the key prefix with this build's layout version (`haul:{<prefix>}:layout`,
     /// set only if absent), then checks it as [`Storage::check_ready`] does. Redis needs
     /// nothing else set up.
@@ -138,6 +147,11 @@ impl Admin for RedisStorage {
     /// One `HDEL`.
     async fn delete_periodic(&self, name: &str) -> Result<bool> {
         self.delete_periodic_record(name).await
+    }
+
+    // TEMP-STUB: replaced by the backend's implementation this session.
+    async fn throughput(&self, _since: Timestamp) -> Result<Vec<haul_core::ThroughputSample>> {
+        Ok(Vec::new())
     }
 
     /// Pages of 500 from `list`, each page's `retry.lua` runs in one round trip.

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     Admin, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter, JobId, JobRecord,
     Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
-    ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
 /// Forwards every call to the storage under test, filling in each `now` the caller
@@ -104,6 +104,10 @@ impl Storage for ClockedStorage {
         self.inner().save_periodic(update).await
     }
 
+    async fn record_throughput(&self, samples: Vec<ThroughputSample>, now: Option<Timestamp>) -> Result<()> {
+        self.inner().record_throughput(samples, self.now_or_test_clock(now)).await
+    }
+
     async fn migrate(&self) -> Result<()> {
         self.inner().migrate().await
     }
@@ -125,6 +129,10 @@ impl Admin for ClockedStorage {
 
     async fn delete(&self, id: JobId) -> Result<()> {
         self.inner().delete(id).await
+    }
+
+    async fn throughput(&self, since: Timestamp) -> Result<Vec<ThroughputSample>> {
+        self.inner().throughput(since).await
     }
 
     async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
@@ -252,6 +260,10 @@ mod tests {
             self.record("save_periodic", update.now);
             Ok(())
         }
+        async fn record_throughput(&self, _samples: Vec<ThroughputSample>, now: Option<Timestamp>) -> Result<()> {
+            self.record("record_throughput", now);
+            Ok(())
+        }
         async fn migrate(&self) -> Result<()> {
             self.record("migrate", None);
             Ok(())
@@ -323,6 +335,10 @@ mod tests {
             self.record("delete_periodic", None);
             Ok(false)
         }
+        async fn throughput(&self, _since: Timestamp) -> Result<Vec<ThroughputSample>> {
+            self.record("throughput", None);
+            Ok(Vec::new())
+        }
     }
 
     #[tokio::test]
@@ -362,6 +378,8 @@ mod tests {
         storage.save_periodic(crate::PeriodicUpdate::new("nightly", "every 1s")).await.ok();
         storage.list_periodic().await.ok();
         storage.delete_periodic("nightly").await.ok();
+        storage.record_throughput(Vec::new(), None).await.ok();
+        storage.throughput(chrono::Utc::now()).await.ok();
         let own_time = chrono::Utc::now() - chrono::Duration::days(1);
         storage.promote_due(Some(own_time)).await.ok();
 
@@ -376,6 +394,7 @@ mod tests {
             .chain(["beat_worker", "list_workers", "acquire_leadership", "leader"].iter().map(|call| (*call, test_now)))
             .chain([("remove_worker", None), ("release_leadership", None)])
             .chain([("save_periodic", test_now), ("list_periodic", None), ("delete_periodic", None)])
+            .chain([("record_throughput", test_now), ("throughput", None)])
             .chain([("promote_due", Some(own_time))])
             .collect();
         assert_eq!(calls, expected);

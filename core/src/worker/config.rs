@@ -23,6 +23,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) maintenance_interval: Duration,
     pub(crate) prune_interval: Duration,
     pub(crate) queue_gauge_interval: Duration,
+    pub(crate) throughput_interval: Duration,
     pub(crate) retention: Retention,
     pub(crate) flush_batch: usize,
     pub(crate) final_flush_timeout: Duration,
@@ -110,6 +111,7 @@ impl WorkerBuilder {
                 maintenance_interval: Duration::from_secs(1),
                 prune_interval: Duration::from_secs(60),
                 queue_gauge_interval: Duration::from_secs(5),
+                throughput_interval: Duration::from_secs(5),
                 retention: Retention::default(),
                 flush_batch: 1000,
                 final_flush_timeout: Duration::from_secs(10),
@@ -215,6 +217,21 @@ impl WorkerBuilder {
     /// large tables, or set it to zero to turn the gauges off.
     pub fn queue_gauge_interval(mut self, interval: Duration) -> Self {
         self.config.queue_gauge_interval = interval;
+        self
+    }
+
+    /// How often this worker adds the attempts it ended (completed and failed, per
+    /// queue) to storage's per-minute throughput, which `haul stats` and the dashboard
+    /// show (default: 5 s; zero turns it off).
+    ///
+    /// One [`crate::Storage::record_throughput`] call per interval and worker, off the
+    /// claim and report path; counting an attempt takes no lock. Each interval's counts
+    /// are filed under the minute the call is made in, so an attempt may be shown up to
+    /// one interval late; a worker that dies loses at most one interval's counts, and a
+    /// failed call is retried with the next interval's counts. The worker writes once
+    /// more when it stops.
+    pub fn throughput_interval(mut self, interval: Duration) -> Self {
+        self.config.throughput_interval = interval;
         self
     }
 

@@ -25,6 +25,7 @@ pub(super) fn settings(debug: &mut fmt::DebugStruct<'_, '_>, config: &WorkerConf
         .field("lease", &config.lease)
         .field("poll_interval", &config.poll_interval)
         .field("queue_gauge_interval", &config.queue_gauge_interval)
+        .field("throughput_interval", &config.throughput_interval)
         .field("shutdown_grace", &config.shutdown_grace)
         .field("leader_lease", &config.leader_lease)
         .field("leader_eligible", &config.leader_eligible)

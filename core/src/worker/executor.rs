@@ -17,7 +17,7 @@ use crate::{
     events::EventSender,
     job::decode_job,
     middleware::{Middleware, Next},
-    worker::held::HeldClaims,
+    worker::{held::HeldClaims, throughput::ThroughputTally},
 };
 
 /// A job as the claimer hands it to an executor.
@@ -40,6 +40,8 @@ pub(crate) struct Executor {
     pub(crate) middleware: Arc<[Arc<dyn Middleware>]>,
     /// Where lifecycle events go.
     pub(crate) events: EventSender,
+    /// Completed and failed attempts per queue, for storage's throughput.
+    pub(crate) throughput: Arc<ThroughputTally>,
 }
 
 impl Executor {
@@ -135,6 +137,7 @@ impl Executor {
             "outcome" => ending.label(),
         )
         .increment(1);
+        self.throughput.count(&record.queue, &ending);
         self.events.send(record, || ending);
     }
 

@@ -12,6 +12,7 @@ mod held;
 mod maintenance;
 mod periodic;
 mod storage_errors;
+mod throughput;
 
 use std::{
     future::Future,
@@ -42,6 +43,7 @@ use heartbeat::Heartbeat;
 use held::HeldClaims;
 use maintenance::Maintenance;
 use periodic::PeriodicRunner;
+use throughput::{ThroughputRecorder, ThroughputTally};
 
 /// The [`Storage::backend_name`] of the in-process backend (haul-memory).
 const MEMORY_BACKEND: &str = "memory";
@@ -210,6 +212,17 @@ impl Worker {
                 .run(stop_cluster.clone()),
         );
 
+        let tally = Arc::new(ThroughputTally::new(&config.queues));
+        let throughput = tokio::spawn(
+            ThroughputRecorder {
+                storage: Arc::clone(&self.storage),
+                tally: Arc::clone(&tally),
+                interval: config.throughput_interval,
+                final_timeout: config.final_flush_timeout,
+            }
+            .run(stop_background.clone()),
+        );
+
         let stop_claiming = CancellationToken::new();
         let executor = Arc::new(Executor {
             states: self.states,
@@ -219,6 +232,7 @@ impl Worker {
             handing_back: stop_claiming.clone(),
             middleware: self.middleware,
             events: self.events,
+            throughput: tally,
         });
         // One slot per job held: running, or prefetched and waiting to run.
         let held_limit = config.concurrency.saturating_add(config.prefetch);
@@ -290,7 +304,8 @@ impl Worker {
             }
         }
         stop_background.cancel();
-        let (_, _, _, _, membership) = tokio::join!(heartbeat, maintenance, gauges, periodic, membership);
+        let (_, _, _, _, _, membership) =
+            tokio::join!(heartbeat, maintenance, gauges, periodic, throughput, membership);
         // Nothing acts as leader any more: give the lead up and leave the registry.
         if let Ok(membership) = membership
             && tokio::time::timeout(config.final_flush_timeout, membership.leave()).await.is_err()
