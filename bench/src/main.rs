@@ -12,11 +12,20 @@
 //! cargo run --release -p haul-bench --features otel -- --backend memory --workloads middleware
 //! ```
 //!
+//! The `admin` workload times the operators' calls (`haul jobs list`, the other `Admin`
+//! reads) and the dashboard's pages on a store of a million jobs (see `admin.rs`; in the
+//! default set, without `--admin-jobs`, it stores `--jobs` jobs instead):
+//!
+//! ```text
+//! cargo run --release -p haul-bench -- --backend all --workloads admin
+//! ```
+//!
 //! PostgreSQL is reached at `HAUL_BENCH_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); every workload runs in a fresh schema that
 //! is dropped at its end. Redis is reached at `HAUL_BENCH_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`), each workload under a fresh key prefix that is purged at its end.
 
+mod admin;
 mod backends;
 mod floor;
 mod long_tx;
@@ -77,10 +86,21 @@ struct Args {
     /// variant's figure is the median of its rounds).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     middleware_rounds: u32,
+    /// Jobs stored for the admin workload (default: 1,000,000 when `--workloads` names
+    /// `admin`, else `--jobs`, so the default set stays quick).
+    #[arg(long)]
+    admin_jobs: Option<usize>,
+    /// Timed repetitions of each call of the admin workload (after 3 untimed ones).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    admin_reps: u32,
+    /// Keep the admin workload's store (PostgreSQL schema, Redis prefix) for inspection;
+    /// its name is printed, and deleting it is up to you.
+    #[arg(long)]
+    admin_keep: bool,
     /// Workloads to run, comma-separated (default: all). The floor runs whenever a
     /// workload compared with it runs.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::ALL)]
-    workloads: Vec<Workload>,
+    #[arg(long, value_enum, value_delimiter = ',')]
+    workloads: Option<Vec<Workload>>,
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -106,10 +126,13 @@ pub(crate) enum Workload {
     /// and (feature `otel`) under an OpenTelemetry layer with and without trace propagation:
     /// ratios to the first, in one run (memory only).
     Middleware,
+    /// The operators' calls and the dashboard's pages on a store of many jobs: p50 and
+    /// p95 per call.
+    Admin,
 }
 
 impl Workload {
-    const ALL: [Workload; 7] = [
+    const ALL: [Workload; 8] = [
         Workload::Enqueue,
         Workload::Drain,
         Workload::Steady,
@@ -117,6 +140,7 @@ impl Workload {
         Workload::LongTx,
         Workload::Retention,
         Workload::Middleware,
+        Workload::Admin,
     ];
 }
 
@@ -151,6 +175,12 @@ pub(crate) struct Settings {
     pub(crate) retention_seconds: f64,
     /// The measured rounds of the middleware workload.
     pub(crate) middleware_rounds: usize,
+    /// Jobs stored by the admin workload.
+    pub(crate) admin_jobs: usize,
+    /// Timed repetitions of each call of the admin workload.
+    pub(crate) admin_reps: usize,
+    /// Whether the admin workload keeps its store.
+    pub(crate) admin_keep: bool,
     /// The workloads to run.
     pub(crate) workloads: Vec<Workload>,
 }
@@ -325,6 +355,9 @@ struct RunReport<'a> {
     settings: ReportSettings<'a>,
     notes: &'a [String],
     figures: &'a [Figure],
+    /// The admin workload's tables, one per backend.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    admin: &'a [admin::Table],
 }
 
 #[derive(Debug, Serialize)]
@@ -362,6 +395,8 @@ struct ReportSettings<'a> {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    let named = args.workloads.as_ref().is_some_and(|named| named.contains(&Workload::Admin));
+    let admin_jobs = args.admin_jobs.unwrap_or(if named { admin::DEFAULT_JOBS } else { args.jobs });
     let load_at_start =
         std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "unknown".to_owned(), |l| l.trim().to_owned());
     let settings = Settings {
@@ -374,7 +409,10 @@ async fn main() -> Result<(), BoxError> {
         long_tx_phase_seconds: args.long_tx_phase_seconds,
         retention_seconds: args.retention_seconds,
         middleware_rounds: usize::try_from(args.middleware_rounds).unwrap_or(usize::MAX),
-        workloads: args.workloads.clone(),
+        admin_jobs,
+        admin_reps: usize::try_from(args.admin_reps).unwrap_or(usize::MAX),
+        admin_keep: args.admin_keep,
+        workloads: args.workloads.clone().unwrap_or_else(|| Workload::ALL.to_vec()),
     };
     let long_tx_plan = long_tx::Plan::new(args.long_tx_seconds, args.long_tx_phase_seconds)
         .filter(|_| settings.runs(Workload::LongTx));
@@ -383,6 +421,7 @@ async fn main() -> Result<(), BoxError> {
     );
     let ui = ui::Ui::new();
     let mut figures = Vec::new();
+    let mut admin_tables = Vec::new();
     let mut notes = Vec::new();
     let (mut postgres_version, mut postgres_build, mut redis_version) = (None, None, None);
     let postgres_url = std::env::var("HAUL_BENCH_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
@@ -396,6 +435,11 @@ async fn main() -> Result<(), BoxError> {
             notes.push(note);
         }
         figures.extend(retention.run(&mut backends::Memory, &settings, &ui).await?);
+        if settings.runs(Workload::Admin) {
+            let (figure, table) = admin::run(&mut backends::Memory, &settings, &ui).await?;
+            figures.push(figure);
+            admin_tables.push(table);
+        }
     }
     if args.backend.includes(BackendChoice::Postgres) {
         let mut pg = backends::Postgres::connect(&postgres_url).await?;
@@ -431,11 +475,18 @@ async fn main() -> Result<(), BoxError> {
                 measured.extend(long_tx::run(&mut pg, &settings, plan, &ui).await?);
             }
             measured.extend(retention.run(&mut pg, &settings, &ui).await?);
-            Ok::<_, BoxError>(measured)
+            let admin =
+                if settings.runs(Workload::Admin) { Some(admin::run(&mut pg, &settings, &ui).await?) } else { None };
+            Ok::<_, BoxError>((measured, admin))
         }
         .await;
         let cleaned = pg.cleanup().await;
-        figures.extend(result?);
+        let (measured, admin) = result?;
+        figures.extend(measured);
+        if let Some((figure, table)) = admin {
+            figures.push(figure);
+            admin_tables.push(table);
+        }
         cleaned?;
     }
     notes.push(format!(
@@ -458,6 +509,11 @@ async fn main() -> Result<(), BoxError> {
         let mut redis = backends::Redis::new(&redis_url);
         figures.extend(workloads::suite(&mut redis, &settings, &ui).await?);
         figures.extend(retention.run(&mut redis, &settings, &ui).await?);
+        if settings.runs(Workload::Admin) {
+            let (figure, table) = admin::run(&mut redis, &settings, &ui).await?;
+            figures.push(figure);
+            admin_tables.push(table);
+        }
         notes.push(
             "redis: each workload under a fresh key prefix, purged at its end; the floor is three minimal Lua \
              scripts (a sorted set of available ids, a sorted set of running ids scored by lease deadline, a hash \
@@ -468,6 +524,9 @@ async fn main() -> Result<(), BoxError> {
     compare_with_floors(&mut figures);
     notes.extend(retention.notes(&figures, &settings));
     print_table(&figures);
+    for table in &admin_tables {
+        table.print();
+    }
     for note in &notes {
         println!("note: {note}");
     }
@@ -498,6 +557,7 @@ async fn main() -> Result<(), BoxError> {
             },
             notes: &notes,
             figures: &figures,
+            admin: &admin_tables,
         };
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         println!("wrote {}", path.display());

@@ -77,6 +77,44 @@ pub enum Command {
     Workers,
     /// The periodic schedules: name, schedule, last and next tick.
     Cron,
+    /// Serve the web dashboard until Ctrl-C.
+    ///
+    /// Overview of queues and throughput, job lists and pages, workers and schedules,
+    /// with retry, cancel, delete, pause and resume (unless --read-only). Binds to
+    /// 127.0.0.1:8080 by default; another address that is not loopback needs --token or
+    /// --basic.
+    Web(WebArgs),
+}
+
+/// `haul web`. Its `Debug` never prints the token or the password.
+#[derive(Clone, Args)]
+pub struct WebArgs {
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Show everything but offer no action: every POST is refused.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Require this token: an `Authorization: Bearer` header, or `?token=` once in the
+    /// browser (it then sets a cookie). Prefer the environment variable: a command line
+    /// shows in `ps`.
+    #[arg(long, env = "HAUL_WEB_TOKEN", hide_env_values = true, value_name = "TOKEN", conflicts_with = "basic")]
+    pub token: Option<String>,
+    /// Require HTTP Basic authentication with this user and password (prefer the
+    /// environment variable: a command line shows in `ps`).
+    #[arg(long, env = "HAUL_WEB_BASIC", hide_env_values = true, value_name = "USER:PASSWORD")]
+    pub basic: Option<String>,
+}
+
+impl std::fmt::Debug for WebArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebArgs")
+            .field("bind", &self.bind)
+            .field("read_only", &self.read_only)
+            .field("token", &self.token.as_ref().map(|_| ".."))
+            .field("basic", &self.basic.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 /// `haul queues [pause|resume NAME]`.
@@ -280,6 +318,17 @@ pub(crate) fn parse_timestamp(value: &str) -> Result<Timestamp, String> {
         .map_err(|error| format!("`{value}` is not an RFC 3339 instant such as 2030-01-31T12:00:00Z: {error}"))
 }
 
+/// Reads `user:password` (the password may hold `:`). The error never repeats the
+/// value: it holds a password.
+pub(crate) fn parse_basic(value: &str) -> Result<(String, String), String> {
+    match value.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+            Ok((user.to_owned(), password.to_owned()))
+        }
+        _ => Err("give the user and the password as USER:PASSWORD, neither empty".to_owned()),
+    }
+}
+
 /// Reads a count of at least one.
 fn parse_limit(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
@@ -307,5 +356,7 @@ mod tests {
         assert!(parse_job_id("42").unwrap_err().contains("UUID"));
         assert!(parse_timestamp("yesterday").unwrap_err().contains("RFC 3339"));
         assert_eq!(parse_limit("0").unwrap_err(), "must be at least 1");
+        assert_eq!(parse_basic("ops:pa:ss").unwrap(), ("ops".to_owned(), "pa:ss".to_owned()));
+        assert!(parse_basic("ops").unwrap_err().contains("USER:PASSWORD"));
     }
 }

@@ -19,7 +19,9 @@ use std::{io::ErrorKind, sync::Arc};
 
 use haul::Storage;
 
-pub use args::{ActionArgs, Cli, Command, FilterArgs, JobsCommand, ListArgs, PruneArgs, QueueAction, QueuesArgs};
+pub use args::{
+    ActionArgs, Cli, Command, FilterArgs, JobsCommand, ListArgs, PruneArgs, QueueAction, QueuesArgs, WebArgs,
+};
 pub use exit::Exit;
 pub use io::Io;
 
@@ -30,7 +32,7 @@ use error::CliError;
 /// from its input when one is needed. Returns the exit code. `cli.url` is not used:
 /// the caller opened `storage`.
 pub async fn run(cli: Cli, storage: Arc<dyn Storage>, io: &mut Io<'_>) -> Exit {
-    let outcome = commands::execute(&cli, storage.as_ref(), io).await;
+    let outcome = commands::execute(&cli, storage, io).await;
     finish(outcome, io)
 }
 

@@ -11,7 +11,7 @@ use clap::Parser;
 use common::{KIND, WORKER, claim, discarded, enqueue, get, job, json_lines, report, running};
 use haul::{
     Admin, JobId, JobOutcome, JobState, MemoryStorage, Storage,
-    storage::{LeadershipParams, PeriodicUpdate, WorkerBeat},
+    storage::{LeadershipParams, PeriodicUpdate, ThroughputSample, WorkerBeat},
 };
 use haul_cli::{Cli, Exit, Io};
 
@@ -470,8 +470,61 @@ async fn stats_totals_every_queue() {
     assert_eq!(json[2]["total"], 5);
     assert_eq!(json[2]["counts"]["available"], 3);
     for line in &json {
-        assert_eq!(line["throughput_per_minute"], serde_json::Value::Null, "not measured, never made up");
+        assert_eq!(line["completed_last_hour"], 0, "no worker recorded any attempt: {line}");
+        assert_eq!(line["failed_last_hour"], 0, "no worker recorded any attempt: {line}");
+        assert_eq!(line["completed_per_minute"], 0.0, "{line}");
+        assert_eq!(line["failed_per_minute"], 0.0, "{line}");
     }
+}
+
+#[tokio::test]
+async fn stats_shows_the_attempts_of_the_last_hour_per_queue_and_per_minute() {
+    use serde_json::json;
+
+    let storage = storage();
+    enqueue(&storage, job("mail")).await;
+    let now = chrono::Utc::now();
+    let minutes_ago = |minutes: i64| now - chrono::Duration::minutes(minutes);
+    let samples = vec![
+        ThroughputSample::new("mail", now, 20, 1),
+        ThroughputSample::new("mail", minutes_ago(30), 70, 2),
+        // Older than the hour: left out.
+        ThroughputSample::new("mail", minutes_ago(90), 1000, 1000),
+        // A queue that holds no job any more still has its row.
+        ThroughputSample::new("reports", minutes_ago(10), 30, 0),
+    ];
+    storage.record_throughput(samples, None).await.unwrap();
+
+    let outcome = haul(&storage, &["stats"]).await;
+    assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
+    let header = outcome.out.lines().next().unwrap();
+    assert!(header.contains("CANCELLED  DONE 1H  FAILED 1H  DONE/MIN  FAILED/MIN  NEXT AVAILABLE WAITED"), "{header}");
+    // queue, paused, total, the seven states, then done and failed in the hour and per minute.
+    assert_eq!(words(line_starting(&outcome.out, "mail"))[10..14], ["90", "3", "1.50", "0.05"]);
+    assert_eq!(
+        words(line_starting(&outcome.out, "reports")),
+        ["reports", "no", "0", "0", "0", "0", "0", "0", "0", "0", "30", "0", "0.50", "0.00", "-"]
+    );
+    assert_eq!(words(line_starting(&outcome.out, "(all queues)"))[13..17], ["120", "3", "2.00", "0.05"]);
+
+    let json = json_lines(&haul(&storage, &["stats", "--json"]).await.out);
+    let last_hour = |line: &serde_json::Value| {
+        (
+            line["queue"].clone(),
+            line["completed_last_hour"].clone(),
+            line["failed_last_hour"].clone(),
+            line["completed_per_minute"].clone(),
+            line["failed_per_minute"].clone(),
+        )
+    };
+    let expected = [("mail", 90, 3, 1.5, 0.05), ("reports", 30, 0, 0.5, 0.0)].map(
+        |(queue, completed, failed, completed_per_minute, failed_per_minute)| {
+            (json!(queue), json!(completed), json!(failed), json!(completed_per_minute), json!(failed_per_minute))
+        },
+    );
+    assert_eq!(json.iter().map(last_hour).collect::<Vec<_>>()[..2], expected);
+    assert_eq!(last_hour(&json[2]), (serde_json::Value::Null, json!(120), json!(3), json!(2.0), json!(0.05)));
+    assert_eq!(json.len(), 3);
 }
 
 #[tokio::test]

@@ -103,7 +103,7 @@ pub trait Storage: Admin + Send + Sync + 'static {
     /// and minute add up, across calls and workers (each sample's minute is truncated
     /// to a whole minute). Samples are kept at least [`crate::THROUGHPUT_RETENTION`]
     /// before `now` (default: storage's clock); older ones may be dropped. An invalid
-    /// queue name is an [`crate::Error::InvalidInput`] and records nothing.
+    /// queue name is an [`crate::Error::InvalidName`] and records nothing.
     async fn record_throughput(&self, samples: Vec<ThroughputSample>, now: Option<Timestamp>) -> Result<()>;
 
     /// Prepares the storage for this version of haul: creates or upgrades what it needs

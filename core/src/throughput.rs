@@ -9,8 +9,6 @@
 
 use std::time::Duration;
 
-use chrono::{DurationRound, TimeDelta};
-
 use crate::{Result, Timestamp, validate_queue_name};
 
 /// How long backends keep throughput samples at least, counted back from the `now`
@@ -56,10 +54,12 @@ impl ThroughputSample {
     }
 }
 
-/// The start of the minute holding `at`.
+/// The start of the minute holding `at` (whole seconds, floored: before 1970 too).
 pub fn minute_of(at: Timestamp) -> Timestamp {
-    // Truncating a UTC timestamp to a whole minute cannot overflow.
-    at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at)
+    let minute_start = at.timestamp().div_euclid(60) * 60;
+    // A whole minute at or before a valid instant is valid, but for the first minute of
+    // chrono's range: keep `at` there.
+    chrono::DateTime::from_timestamp(minute_start, 0).unwrap_or(at)
 }
 
 /// Adds samples of the same queue and minute together, and orders the result by queue

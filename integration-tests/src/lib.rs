@@ -142,6 +142,14 @@ macro_rules! conformance_suite {
                 cancel_jobs_racing_with_claims_cancels_or_asks_every_job,
                 a_storage_is_usable_as_a_shared_admin,
             }
+            throughput [multi_thread] {
+                samples_of_a_queue_and_minute_add_up_and_others_stay_apart,
+                a_samples_minute_is_truncated_to_the_start_of_its_minute,
+                throughput_since_returns_the_minutes_from_the_minute_of_since,
+                samples_within_the_retention_are_kept_at_a_later_now,
+                a_worker_records_its_completed_and_failed_attempts_when_it_stops,
+                a_running_worker_records_its_counts_every_interval,
+            }
             metadata [current] {
                 metadata_round_trips_exactly_through_get_list_and_claim,
                 a_job_without_metadata_has_an_empty_map,
@@ -168,6 +176,7 @@ macro_rules! conformance_suite {
                 a_job_with_a_corrupt_payload_is_a_recorded_failure,
                 arguments_that_cannot_be_read_back_are_refused,
                 text_with_nul_characters_is_stored_with_replacement_characters,
+                throughput_samples_with_an_invalid_queue_are_refused_and_record_nothing,
             }
             unique [current] {
                 a_unique_job_is_skipped_while_an_unfinished_one_has_its_key requires(UniqueJobs),

@@ -18,7 +18,10 @@ impl Throughput {
             entry.0 = entry.0.saturating_add(sample.completed);
             entry.1 = entry.1.saturating_add(sample.failed);
         }
-        let oldest_kept = chrono::TimeDelta::from_std(THROUGHPUT_RETENTION).map_or(now, |retention| now - retention);
+        let oldest_kept = chrono::TimeDelta::from_std(THROUGHPUT_RETENTION)
+            .ok()
+            .and_then(|retention| now.checked_sub_signed(retention))
+            .unwrap_or(now);
         self.counts.retain(|(_, minute), _| *minute >= minute_of(oldest_kept));
     }
 

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use haul_core::{
     Admin, Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobFilter,
     JobId, JobOutcome, JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PeriodicRecord, PeriodicUpdate,
-    PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups,
-    WorkerBeat, WorkerRecord, storable_text, validate_queue_name,
+    PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp,
+    Wakeups, WorkerBeat, WorkerRecord, storable_text, validate_queue_name,
 };
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
@@ -349,13 +349,13 @@ impl Storage for PostgresStorage {
         Ok(())
     }
 
-    // TEMP-STUB: replaced by the backend's implementation this session.
-    async fn record_throughput(
-        &self,
-        _samples: Vec<haul_core::ThroughputSample>,
-        _now: Option<Timestamp>,
-    ) -> Result<()> {
-        Ok(())
+    /// One statement (`queries/record_throughput.sql`), after every sample's queue is
+    /// checked: adds the samples to the stored counts (rows locked in queue, minute
+    /// order, so concurrent workers cannot deadlock) and deletes the rows older than
+    /// [`haul_core::THROUGHPUT_RETENTION`] before `now`, skipping rows another
+    /// transaction holds. No samples: no round trip.
+    async fn record_throughput(&self, samples: Vec<ThroughputSample>, now: Option<Timestamp>) -> Result<()> {
+        self.add_throughput(samples, now).await
     }
 
     /// [`PostgresStorage::migrate`]: creates the schema and applies the embedded
@@ -550,9 +550,9 @@ impl Admin for PostgresStorage {
         Ok(row.is_some())
     }
 
-    // TEMP-STUB: replaced by the backend's implementation this session.
-    async fn throughput(&self, _since: Timestamp) -> Result<Vec<haul_core::ThroughputSample>> {
-        Ok(Vec::new())
+    /// One statement (`queries/throughput.sql`) over the minute index.
+    async fn throughput(&self, since: Timestamp) -> Result<Vec<ThroughputSample>> {
+        self.throughput_since(since).await
     }
 
     /// Set-based: one statement per batch of 1,000 matching jobs

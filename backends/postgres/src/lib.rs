@@ -14,6 +14,7 @@ mod readiness;
 mod row;
 mod slow;
 mod storage;
+mod throughput;
 mod unique;
 mod url;
 

@@ -37,6 +37,8 @@ pub(crate) struct Queries {
     pub(crate) save_periodic: SqlStr,
     pub(crate) list_periodic: SqlStr,
     pub(crate) delete_periodic: SqlStr,
+    pub(crate) record_throughput: SqlStr,
+    pub(crate) throughput: SqlStr,
 }
 
 impl Queries {
@@ -87,6 +89,8 @@ impl Queries {
             save_periodic: render(include_str!("../queries/save_periodic.sql")),
             list_periodic: render(include_str!("../queries/list_periodic.sql")),
             delete_periodic: render(include_str!("../queries/delete_periodic.sql")),
+            record_throughput: render(include_str!("../queries/record_throughput.sql")),
+            throughput: render(include_str!("../queries/throughput.sql")),
         }
     }
 }
@@ -132,6 +136,8 @@ mod tests {
             &queries.save_periodic,
             &queries.list_periodic,
             &queries.delete_periodic,
+            &queries.record_throughput,
+            &queries.throughput,
         ] {
             assert!(!sql.as_str().contains('{'), "{}", sql.as_str());
         }
@@ -146,6 +152,9 @@ mod tests {
         assert!(queries.acquire_leadership.as_str().contains("\"tenant_1\".leader"));
         for sql in [&queries.save_periodic, &queries.list_periodic, &queries.delete_periodic] {
             assert!(sql.as_str().contains("\"tenant_1\".periodic"), "{}", sql.as_str());
+        }
+        for sql in [&queries.record_throughput, &queries.throughput] {
+            assert!(sql.as_str().contains("\"tenant_1\".throughput"), "{}", sql.as_str());
         }
     }
 }

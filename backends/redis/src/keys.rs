@@ -71,11 +71,25 @@ impl Keys {
         format!("haul:{{{}}}:periodic", self.prefix)
     }
 
+    /// The per-queue, per-minute throughput counts: a hash of `c:<minute>:<queue>`
+    /// -> completed attempts and `f:<minute>:<queue>` -> failed attempts, where
+    /// `<minute>` is the minute's start in seconds since the Unix epoch (see
+    /// `crate::ops::throughput`).
+    pub(crate) fn throughput(&self) -> String {
+        format!("haul:{{{}}}:throughput", self.prefix)
+    }
+
+    /// The index of the throughput counts: a sorted set of `<minute>:<queue>` scored
+    /// by the minute, for reading from a minute on and dropping old minutes.
+    pub(crate) fn throughput_minutes(&self) -> String {
+        format!("haul:{{{}}}:throughput:minutes", self.prefix)
+    }
+
     /// The prefix-level keys that hold data (not the channel), for `purge` on a
     /// cluster: the jobs index, the queue set, the unique index, the layout marker,
-    /// the worker registry and its expiry index, the leadership, and the periodic
-    /// schedules' records.
-    pub(crate) fn globals(&self) -> [String; 8] {
+    /// the worker registry and its expiry index, the leadership, the periodic
+    /// schedules' records, and the throughput counts and their index.
+    pub(crate) fn globals(&self) -> [String; 10] {
         [
             self.jobs(),
             self.queues(),
@@ -85,6 +99,8 @@ impl Keys {
             self.workers_expiry(),
             self.leader(),
             self.periodic(),
+            self.throughput(),
+            self.throughput_minutes(),
         ]
     }
 
@@ -207,6 +223,8 @@ mod tests {
         assert_eq!(Keys::new("t1").workers_expiry(), "haul:{t1}:workers:expiry");
         assert_eq!(Keys::new("t1").leader(), "haul:{t1}:leader");
         assert_eq!(Keys::new("t1").periodic(), "haul:{t1}:periodic");
+        assert_eq!(Keys::new("t1").throughput(), "haul:{t1}:throughput");
+        assert_eq!(Keys::new("t1").throughput_minutes(), "haul:{t1}:throughput:minutes");
         let other = Keys::new("t10");
         assert!(!other.jobs().starts_with("haul:{t1}:") && !other.queue("q").paused().starts_with("haul:{t1:"));
     }

@@ -41,6 +41,8 @@ pub(crate) struct Scripts {
     pub(crate) release_leadership: Script,
     pub(crate) leader: Script,
     pub(crate) save_periodic: Script,
+    pub(crate) record_throughput: Script,
+    pub(crate) throughput: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -64,6 +66,8 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     release_leadership: Script::new(include_str!("../lua/release_leadership.lua")),
     leader: with_lib!("leader.lua"),
     save_periodic: with_lib!("save_periodic.lua"),
+    record_throughput: with_lib!("record_throughput.lua"),
+    throughput: Script::new(include_str!("../lua/throughput.lua")),
 });
 
 /// The scripts.

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use haul_core::{
     Admin, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter, JobId, JobRecord,
     Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
-    ReportParams, RescueOutcome, Result, Storage, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
 use crate::{BACKEND, RedisStorage, ops::admin::Operation};
@@ -72,13 +72,11 @@ impl Storage for RedisStorage {
         self.save_periodic_record(update).await
     }
 
-    // TEMP-STUB: replaced by the backend's implementation this session.
-    async fn record_throughput(
-        &self,
-        _samples: Vec<haul_core::ThroughputSample>,
-        _now: Option<Timestamp>,
-    ) -> Result<()> {
-        Ok(())
+    /// One script (`record_throughput.lua`) in the prefix's slot, after every sample
+    /// is checked: adds the samples to `haul:{<prefix>}:throughput` and drops the
+    /// minutes older than the retention before `now`, atomically. No samples, no call.
+    async fn record_throughput(&self, samples: Vec<ThroughputSample>, now: Option<Timestamp>) -> Result<()> {
+        self.record_samples(samples, now).await
     }
 
     /// Marks the key prefix with this build's layout version (`haul:{<prefix>}:layout`,
@@ -149,9 +147,10 @@ impl Admin for RedisStorage {
         self.delete_periodic_record(name).await
     }
 
-    // TEMP-STUB: replaced by the backend's implementation this session.
-    async fn throughput(&self, _since: Timestamp) -> Result<Vec<haul_core::ThroughputSample>> {
-        Ok(Vec::new())
+    /// One read-only script (`throughput.lua`): the index's members from the minute
+    /// holding `since` on and their counts, ordered by queue then minute in the client.
+    async fn throughput(&self, since: Timestamp) -> Result<Vec<ThroughputSample>> {
+        self.samples_since(since).await
     }
 
     /// Pages of 500 from `list`, each page's `retry.lua` runs in one round trip.

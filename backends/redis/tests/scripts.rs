@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use haul_core::{
     ClaimParams, EnqueueParams, HeartbeatParams, JobOutcome, JobState, LeadershipParams, NewJob, PeriodicUpdate,
-    PruneParams, Report, ReportParams, Retention, Storage, WorkerBeat,
+    PruneParams, Report, ReportParams, Retention, Storage, ThroughputSample, WorkerBeat,
 };
 use serde_json::json;
 
@@ -69,4 +69,9 @@ async fn every_call_works_after_the_server_forgot_its_scripts() {
     flush_scripts().await;
     storage.save_periodic(PeriodicUpdate::new("nightly", "every 1s").last_tick(chrono::Utc::now())).await.unwrap();
     assert_eq!(storage.list_periodic().await.unwrap().len(), 1);
+    flush_scripts().await;
+    let now = chrono::Utc::now();
+    storage.record_throughput(vec![ThroughputSample::new("q", now, 2, 1)], None).await.unwrap();
+    flush_scripts().await;
+    assert_eq!(storage.throughput(now).await.unwrap(), vec![ThroughputSample::new("q", now, 2, 1)]);
 }

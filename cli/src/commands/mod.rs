@@ -7,7 +7,10 @@ mod migrate;
 mod prune;
 mod queues;
 mod stats;
+mod web;
 mod workers;
+
+use std::sync::Arc;
 
 use haul::Storage;
 
@@ -21,8 +24,9 @@ pub(crate) use actions::Action;
 
 /// Runs the command `cli` names against `storage`. Every command but `migrate` first
 /// checks that the storage is ready for this version of haul.
-pub(crate) async fn execute(cli: &Cli, storage: &dyn Storage, io: &mut Io<'_>) -> Result<Exit, CliError> {
+pub(crate) async fn execute(cli: &Cli, shared: Arc<dyn Storage>, io: &mut Io<'_>) -> Result<Exit, CliError> {
     let json = cli.json;
+    let storage = shared.as_ref();
     if !matches!(cli.command, Command::Migrate) {
         storage.check_ready().await?;
     }
@@ -42,5 +46,6 @@ pub(crate) async fn execute(cli: &Cli, storage: &dyn Storage, io: &mut Io<'_>) -
         Command::Prune(args) => prune::run(storage, io, json, args).await,
         Command::Workers => workers::run(storage, io, json).await,
         Command::Cron => cron::run(storage, io, json).await,
+        Command::Web(args) => web::run(shared.clone(), io, args, haul::shutdown_signal()).await,
     }
 }

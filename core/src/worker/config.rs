@@ -227,9 +227,11 @@ impl WorkerBuilder {
     /// One [`crate::Storage::record_throughput`] call per interval and worker, off the
     /// claim and report path; counting an attempt takes no lock. Each interval's counts
     /// are filed under the minute the call is made in, so an attempt may be shown up to
-    /// one interval late; a worker that dies loses at most one interval's counts, and a
-    /// failed call is retried with the next interval's counts. The worker writes once
-    /// more when it stops.
+    /// one interval late. The counts are for a dashboard, not for billing: a worker
+    /// that dies loses at most one interval's counts, a call that takes longer than an
+    /// interval is given up (its counts lost), and a failed call's counts are added to
+    /// the next interval's (counted twice if storage applied the call but its answer was
+    /// lost). The worker writes once more when it stops.
     pub fn throughput_interval(mut self, interval: Duration) -> Self {
         self.config.throughput_interval = interval;
         self

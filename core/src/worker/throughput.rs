@@ -89,29 +89,37 @@ impl ThroughputRecorder {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
-            let stopping = tokio::select! {
-                () = stop.cancelled() => true,
-                _ = ticker.tick() => false,
-            };
-            if stopping {
-                if tokio::time::timeout(self.final_timeout, self.flush()).await.is_err() {
-                    tracing::warn!("recording throughput at stop timed out; the last counts are lost");
-                }
-                return;
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticker.tick() => {}
             }
-            self.flush().await;
+            // A storage that hangs holds back neither the next interval nor shutdown.
+            let samples = self.tally.take();
+            match tokio::time::timeout(self.interval, self.write(&samples)).await {
+                Ok(true) => {}
+                Ok(false) => self.tally.restore(&samples),
+                Err(_) => tracing::warn!("recording throughput timed out; this interval's counts are lost"),
+            }
+        }
+        let samples = self.tally.take();
+        if !matches!(tokio::time::timeout(self.final_timeout, self.write(&samples)).await, Ok(true)) {
+            tracing::warn!("recording throughput at stop failed; the last interval's counts are lost");
         }
     }
 
-    async fn flush(&self) {
-        let samples = self.tally.take();
+    /// Writes `samples`; returns whether storage took them (an empty list is taken).
+    /// A failure is logged and counted.
+    async fn write(&self, samples: &[ThroughputSample]) -> bool {
         if samples.is_empty() {
-            return;
+            return true;
         }
-        if let Err(error) = self.storage.record_throughput(samples.clone(), None).await {
-            storage_errors::count("record_throughput");
-            tracing::warn!(%error, "recording throughput failed; retrying with the next interval's counts");
-            self.tally.restore(&samples);
+        match self.storage.record_throughput(samples.to_vec(), None).await {
+            Ok(()) => true,
+            Err(error) => {
+                storage_errors::count("record_throughput");
+                tracing::warn!(%error, "recording throughput failed; its counts are added to the next interval's");
+                false
+            }
         }
     }
 }

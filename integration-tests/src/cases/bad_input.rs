@@ -218,3 +218,17 @@ pub async fn text_with_nul_characters_is_stored_with_replacement_characters(stor
     assert_eq!((discarded.state, discarded.errors[0].message.as_str()), (JobState::Discarded, "\u{FFFD}"));
     assert_eq!(state_of(&storage, completed.id).await, JobState::Completed);
 }
+
+/// Throughput samples with an invalid queue name are refused with `InvalidName`, and
+/// the call records nothing: not even its valid samples, placed before and after the
+/// invalid one.
+pub async fn throughput_samples_with_an_invalid_queue_are_refused_and_record_nothing(storage: TestStorage) {
+    let valid = |minute: i64| haul::ThroughputSample::new("tp.valid", at(minute * 60), 1, 1);
+    for bad in ["", "mail queue", "q{1}", "é", "a/b", &"x".repeat(101)] {
+        let samples = vec![valid(0), haul::ThroughputSample::new(bad, at(0), 2, 3), valid(1)];
+        let error = storage.record_throughput(samples, Some(at(90))).await.expect_err("an invalid queue is refused");
+        assert!(matches!(error, Error::InvalidName { what: "queue", .. }), "{bad:?}: {error:?}");
+    }
+    let recorded = storage.throughput(at(-3600)).await.expect("throughput succeeds");
+    assert!(recorded.is_empty(), "nothing was recorded: {recorded:?}");
+}

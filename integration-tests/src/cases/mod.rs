@@ -28,6 +28,7 @@ pub mod retention;
 pub mod schedule;
 pub mod setup;
 pub mod testing;
+pub mod throughput;
 pub mod unique;
 pub mod wakeup;
 pub mod worker;

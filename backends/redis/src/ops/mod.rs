@@ -11,6 +11,7 @@ pub(crate) mod list;
 pub(crate) mod maintenance;
 pub(crate) mod outcomes;
 pub(crate) mod periodic;
+pub(crate) mod throughput;
 
 use haul_core::Result;
 use redis::{Cmd, RedisResult, Script, ScriptInvocation, Value};

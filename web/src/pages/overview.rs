@@ -1,0 +1,99 @@
+//! `GET /`: every queue's counts per state, pause and resume, the last hour's
+//! throughput, the leader and the live workers.
+
+use axum::{extract::RawQuery, response::Response};
+use chrono::Utc;
+use haul::{JobState, QueueCounts};
+use maud::{Markup, html};
+
+use super::{Nav, chart, csrf_field, render, respond, when};
+use crate::{error::PageError, paths::Ctx, security::form_pairs};
+
+/// The overview page.
+pub(crate) async fn page(ctx: Ctx, RawQuery(query): RawQuery) -> Response {
+    let outcome = build(&ctx, query.as_deref().unwrap_or("")).await;
+    respond(&ctx, outcome)
+}
+
+/// Reads what the page shows and renders it.
+async fn build(ctx: &Ctx, query: &str) -> Result<Response, PageError> {
+    let notice = form_pairs(query).into_iter().find(|(name, _)| name == "notice").map(|(_, value)| value);
+    let admin = &ctx.dashboard.admin;
+    let now = Utc::now();
+    let since = chart::first_minute(now);
+    let snapshot = ctx.dashboard.counts.get(admin, ctx.dashboard.refresh).await?;
+    let counts = snapshot.queues.as_slice();
+    let samples = admin.throughput(since).await?;
+    let leader = admin.leader(None).await?;
+    let workers = admin.list_workers(None).await?;
+    let content = html! {
+        h1 { "Overview" }
+        dl #cluster .summary {
+            div { dt { "Leader" } dd #leader {
+                @match &leader {
+                    Some(leader) => { a href=(ctx.href("/workers")) { (leader.worker_id) } " " span .muted { "(term " (leader.term) ")" } }
+                    None => span .none { "none" },
+                }
+            } }
+            div { dt { "Live workers" } dd #worker-count { a href=(ctx.href("/workers")) { (workers.len()) } } }
+            div { dt { "Queues" } dd { (counts.len()) } }
+            div { dt { "Paused" } dd { (counts.iter().filter(|queue| queue.paused).count()) } }
+        }
+        h2 { "Queues " span .muted #counted-at { "counted " (when(Some(snapshot.taken_at))) } }
+        (queues_table(ctx, counts))
+        h2 { "Throughput " span .muted { "completed and failed attempts per minute, last hour" } }
+        (chart::throughput(&samples, now))
+    };
+    Ok(render(ctx, Nav::Overview, "Overview", notice.as_deref(), content))
+}
+
+/// The queues × states table.
+fn queues_table(ctx: &Ctx, counts: &[QueueCounts]) -> Markup {
+    html! {
+        @if counts.is_empty() {
+            p .empty { "No queue holds a job yet." }
+        }
+        table #queues {
+            thead { tr {
+                th { "Queue" }
+                @for state in JobState::ALL { th .num { (state.as_str()) } }
+                th { "Oldest available" }
+                @if ctx.can_act() { th { "" } }
+            } }
+            tbody {
+                @for queue in counts {
+                    tr data-queue=(queue.queue) class=[queue.paused.then_some("paused")] {
+                        td .queue {
+                            a href=(ctx.jobs_href(&[("queue", &queue.queue)])) { (queue.queue) }
+                            @if queue.paused { " " span .badge .paused-badge { "paused" } }
+                        }
+                        @for state in JobState::ALL {
+                            @let count = queue.get(state);
+                            td .num {
+                                a class=(if count == 0 { "count zero" } else { "count" })
+                                    data-state=(state.as_str())
+                                    href=(ctx.jobs_href(&[("queue", &queue.queue), ("state", state.as_str())])) { (count) }
+                            }
+                        }
+                        td { (when(queue.next_available_at)) }
+                        @if ctx.can_act() {
+                            td .actions { (pause_form(ctx, queue)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pause (or, for a paused queue, resume) form of a queue.
+fn pause_form(ctx: &Ctx, queue: &QueueCounts) -> Markup {
+    let (class, action, label) =
+        if queue.paused { ("resume", "resume", "Resume") } else { ("pause", "pause", "Pause") };
+    html! {
+        form class=(class) method="post" action=(ctx.queue_href(&queue.queue, action)) {
+            (csrf_field(ctx))
+            button type="submit" class=(format!("button {class}-button")) { (label) }
+        }
+    }
+}
