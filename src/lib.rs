@@ -7,8 +7,8 @@ pub use connect::connect;
 pub use haul_core::forward_admin;
 #[doc(inline)]
 pub use haul_core::{
-    Admin, AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult, Job,
-    JobContext, JobError, JobEvent, JobEventKind, JobEvents, JobFilter, JobId, JobOptions, JobOutcome, JobRecord,
+    Admin, AdminAction, AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult,
+    Job, JobContext, JobError, JobEvent, JobEventKind, JobEvents, JobFilter, JobId, JobOptions, JobOutcome, JobRecord,
     JobState, ListParams, MAX_METADATA_BYTES, Metadata, Missed, NewJob, Periodic, Queue, QueueCounts, Result,
     Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap, StopReason, Storage,
     THROUGHPUT_RETENTION, ThroughputSample, Unique, Worker, WorkerBuilder, shutdown_signal,

@@ -93,34 +93,53 @@ pub trait Admin: Send + Sync + 'static {
     /// Retries every job `filter` matches that [`Admin::retry`] accepts (any state but
     /// `running`); returns how many were made available.
     async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
-        bulk(self, filter, BulkAction::Retry, now).await
+        bulk(self, filter, AdminAction::Retry, now).await
     }
 
     /// Cancels every job `filter` matches that [`Admin::cancel`] accepts (scheduled,
     /// available, retryable, and running ones, whose holders are asked to stop);
     /// returns how many were cancelled or asked to cancel.
     async fn cancel_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
-        bulk(self, filter, BulkAction::Cancel, now).await
+        bulk(self, filter, AdminAction::Cancel, now).await
     }
 
     /// Deletes every job `filter` matches that is not running; returns how many were
     /// deleted.
     async fn delete_jobs(&self, filter: JobFilter) -> Result<u64> {
-        bulk(self, filter, BulkAction::Delete, None).await
+        bulk(self, filter, AdminAction::Delete, None).await
     }
 }
 
-/// A one-job call the default bulk calls apply to each match.
-#[derive(Clone, Copy, Debug)]
-enum BulkAction {
+/// An operator action on a job: [`Admin::retry`], [`Admin::cancel`] or
+/// [`Admin::delete`] (and their bulk calls, which apply it to each match it accepts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdminAction {
+    /// [`Admin::retry`]: make the job available now.
     Retry,
+    /// [`Admin::cancel`]: cancel the job (or ask its holder to stop).
     Cancel,
+    /// [`Admin::delete`]: delete the job and everything stored about it.
     Delete,
 }
 
-impl BulkAction {
-    /// Whether the one-job call accepts a job in `state` (checked again by the call).
-    fn accepts(self, state: JobState) -> bool {
+impl AdminAction {
+    /// Every action.
+    pub const ALL: [AdminAction; 3] = [Self::Retry, Self::Cancel, Self::Delete];
+
+    /// Whether the action accepts a job in `state`: retry and delete take any state
+    /// but `running`, cancel any unfinished one (scheduled, available, retryable or
+    /// running). Every backend refuses the other states with
+    /// [`Error::InvalidState`], and the bulk calls skip them.
+    ///
+    /// ```
+    /// use haul_core::{AdminAction, JobState};
+    ///
+    /// assert!(AdminAction::Retry.accepts(JobState::Discarded));
+    /// assert!(!AdminAction::Delete.accepts(JobState::Running));
+    /// assert!(AdminAction::Cancel.accepts(JobState::Running));
+    /// assert!(!AdminAction::Cancel.accepts(JobState::Completed));
+    /// ```
+    pub fn accepts(self, state: JobState) -> bool {
         match self {
             Self::Retry | Self::Delete => state != JobState::Running,
             Self::Cancel => !state.is_finished(),
@@ -133,7 +152,7 @@ impl BulkAction {
 async fn bulk<A: Admin + ?Sized>(
     admin: &A,
     filter: JobFilter,
-    action: BulkAction,
+    action: AdminAction,
     now: Option<Timestamp>,
 ) -> Result<u64> {
     let mut changed = 0;
@@ -143,9 +162,9 @@ async fn bulk<A: Admin + ?Sized>(
         let page = admin.list(params).await?;
         for job in page.iter().filter(|job| action.accepts(job.state)) {
             let result = match action {
-                BulkAction::Retry => admin.retry(job.id, now).await.map(drop),
-                BulkAction::Cancel => admin.cancel(job.id, now).await.map(drop),
-                BulkAction::Delete => admin.delete(job.id).await,
+                AdminAction::Retry => admin.retry(job.id, now).await.map(drop),
+                AdminAction::Cancel => admin.cancel(job.id, now).await.map(drop),
+                AdminAction::Delete => admin.delete(job.id).await,
             };
             match result {
                 Ok(()) => changed += 1,

@@ -70,7 +70,9 @@ impl JobEvent {
 pub enum JobEventKind {
     /// The attempt started: the handler is about to run. A job whose stored arguments
     /// cannot be read or decoded starts too, and ends at once (`Failed` or `Discarded`,
-    /// with the reason), so every attempt storage counts has its pair of events.
+    /// with the reason). A claimed job that ends before its handler starts (cancelled,
+    /// handed back at shutdown, its lease lost while it waited for a slot) gets its
+    /// ending alone, without `Started`, although storage counted the attempt.
     Started,
     /// The handler succeeded: the job is `completed`.
     Completed {

@@ -31,7 +31,7 @@ pub mod url_param;
 pub mod wakeup;
 mod worker;
 
-pub use admin::{Admin, JobFilter, ListParams, QueueCounts};
+pub use admin::{Admin, AdminAction, JobFilter, ListParams, QueueCounts};
 pub use cluster::{Leadership, LeadershipParams, WorkerBeat, WorkerRecord};
 pub use context::{FromContext, JobContext, State, StateMap, StateRequirement, StopReason};
 pub use error::{BoxError, Error, ErrorKind, Result};

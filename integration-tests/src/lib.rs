@@ -257,6 +257,9 @@ macro_rules! conformance_suite {
                 shutdown_after_the_grace_period_gives_handed_back,
                 a_panicking_handler_gives_failed_with_the_panic_message,
                 every_subscriber_receives_every_event_until_the_worker_stops,
+                a_lost_lease_gives_lease_lost_and_no_other_ending,
+                a_job_cancelled_before_its_handler_starts_gives_only_cancelled,
+                retry_after_on_the_last_attempt_gives_discarded_not_failed,
             }
             middleware [multi_thread] {
                 middleware_run_in_the_order_added_the_first_outermost,

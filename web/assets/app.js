@@ -1,9 +1,9 @@
 // The haul dashboard's only script: confirmations before destructive actions, and
 // an auto-refresh of `main#content` every `data-refresh-ms` milliseconds.
 //
-// The refresh leaves the page alone while the user is busy with it (a form field has
-// the focus, a mouse button is down, text is selected, a confirmation is open, the tab
-// is hidden), swaps nothing when the content has not changed, and keeps a form whose
+// The refresh leaves the page alone while the user is busy with it (something in the
+// content has the focus, a mouse button is down, text is selected, a form was just sent,
+// the tab is hidden), swaps nothing when the content has not changed, and keeps a form whose
 // fields the user changed. An action's flash message (`?notice=`) is shown once: it
 // is dropped from the address, so the refresh, a reload or a bookmark do not show it
 // again; the banner stays until NOTICE_MS have passed.
@@ -13,8 +13,14 @@
   // How long an action's notice stays on the page across refreshes.
   var NOTICE_MS = 8000;
 
+  // The longest a refresh may take before it is given up.
+  var FETCH_TIMEOUT_MS = 10000;
+  // The longest delay setTimeout takes (a longer one fires at once).
+  var MAX_DELAY_MS = 2147483647;
+
   var confirming = false;
   var pointerDown = false;
+  var submitting = false;
   var noticeShownAt = null;
 
   // Every form with a `data-confirm` asks before it is sent.
@@ -30,14 +36,23 @@
     } finally {
       confirming = false;
     }
-    if (!ok) event.preventDefault();
+    if (!ok) {
+      event.preventDefault();
+      return;
+    }
+    // Sent: no refresh swaps in a fresh copy of the form to be sent again meanwhile.
+    submitting = true;
+    if (event.submitter) event.submitter.disabled = true;
   });
 
   // A press that a swap would split (down on the old button, up on the new one) is a
   // lost click: no refresh while a button is held.
-  document.addEventListener("pointerdown", function () { pointerDown = true; }, true);
-  document.addEventListener("pointerup", function () { pointerDown = false; }, true);
-  document.addEventListener("pointercancel", function () { pointerDown = false; }, true);
+  // Only the primary button: a right click opens a menu and its release never arrives.
+  document.addEventListener("pointerdown", function (event) { pointerDown = event.button === 0; }, true);
+  ["pointerup", "pointercancel", "contextmenu", "dragstart"].forEach(function (name) {
+    document.addEventListener(name, function () { pointerDown = false; }, true);
+  });
+  window.addEventListener("blur", function () { pointerDown = false; });
 
   // Whether the user has selected some text (e.g. to copy an error).
   function selecting() {
@@ -47,11 +62,12 @@
 
   // Whether the user is busy with the page: a refresh would throw their work away.
   function busy() {
-    if (confirming || pointerDown || document.hidden || selecting()) return true;
+    if (confirming || pointerDown || submitting || document.hidden || selecting()) return true;
+    // Anything focused in the content (a field, a button, a link: keyboard users) would
+    // lose its focus to the swap.
     var active = document.activeElement;
-    if (!active) return false;
-    var tag = active.tagName;
-    return tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA";
+    var content = document.getElementById("content");
+    return !!active && active !== document.body && !!content && content.contains(active);
   }
 
   // The page's address without `notice`.
@@ -107,7 +123,7 @@
     for (var i = 0; i < forms.length; i++) {
       var form = forms[i];
       if (!edited(form)) continue;
-      var replacement = next.querySelector("form#" + CSS.escape(form.id));
+      var replacement = next.querySelector("form#" + CSS.escape(form.getAttribute("id")));
       if (replacement) replacement.replaceWith(form);
     }
   }
@@ -122,12 +138,24 @@
 
   function refresh() {
     if (busy()) return Promise.resolve();
+    var controller = new AbortController();
+    var timer = window.setTimeout(function () { controller.abort(); }, FETCH_TIMEOUT_MS);
     return fetch(withoutNotice(window.location.href), {
       credentials: "same-origin",
-      headers: { "X-Requested-With": "haul-refresh" },
+      cache: "no-store",
+      redirect: "manual",
+      signal: controller.signal,
     })
       .then(function (response) {
-        if (!response.ok) return null;
+        window.clearTimeout(timer);
+        // Signed out, or sent elsewhere (an application's login page in front of a
+        // mounted dashboard): reload, so the browser shows what the server wants.
+        if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) {
+          window.location.reload();
+          return null;
+        }
+        var type = response.headers.get("content-type") || "";
+        if (!response.ok || type.indexOf("text/html") !== 0) return null;
         return response.text();
       })
       .then(function (text) {
@@ -143,7 +171,8 @@
         current.replaceWith(next);
       })
       .catch(function () {
-        // The dashboard is unreachable for now; the next tick tries again.
+        // Unreachable or timed out for now; the next tick tries again.
+        window.clearTimeout(timer);
       });
   }
 
@@ -151,6 +180,7 @@
     forgetNotice();
     var every = parseInt(document.body.getAttribute("data-refresh-ms") || "0", 10);
     if (!(every > 0)) return;
+    every = Math.min(every, MAX_DELAY_MS);
     var schedule = function () {
       window.setTimeout(function () {
         refresh().then(schedule, schedule);

@@ -8,7 +8,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use haul::JobState;
+use haul::{AdminAction, JobState};
 
 use crate::{
     error::PageError,
@@ -18,47 +18,39 @@ use crate::{
     security::{csrf_matches, form_pairs},
 };
 
-/// One job's action.
-#[derive(Clone, Copy, Debug)]
-enum JobAction {
-    Retry,
-    Cancel,
-    Delete,
-}
-
 /// `POST /jobs/{id}/retry`.
 pub(crate) async fn retry(ctx: Ctx, Path(id): Path<String>, body: Bytes) -> Response {
-    let outcome = one_job(&ctx, &id, &body, JobAction::Retry).await;
+    let outcome = one_job(&ctx, &id, &body, AdminAction::Retry).await;
     respond(&ctx, outcome)
 }
 
 /// `POST /jobs/{id}/cancel`.
 pub(crate) async fn cancel(ctx: Ctx, Path(id): Path<String>, body: Bytes) -> Response {
-    let outcome = one_job(&ctx, &id, &body, JobAction::Cancel).await;
+    let outcome = one_job(&ctx, &id, &body, AdminAction::Cancel).await;
     respond(&ctx, outcome)
 }
 
 /// `POST /jobs/{id}/delete`.
 pub(crate) async fn delete(ctx: Ctx, Path(id): Path<String>, body: Bytes) -> Response {
-    let outcome = one_job(&ctx, &id, &body, JobAction::Delete).await;
+    let outcome = one_job(&ctx, &id, &body, AdminAction::Delete).await;
     respond(&ctx, outcome)
 }
 
 /// `POST /jobs/retry`: every job the form's filter matches.
 pub(crate) async fn bulk_retry(ctx: Ctx, body: Bytes) -> Response {
-    let outcome = bulk(&ctx, &body, JobAction::Retry).await;
+    let outcome = bulk(&ctx, &body, AdminAction::Retry).await;
     respond(&ctx, outcome)
 }
 
 /// `POST /jobs/cancel`.
 pub(crate) async fn bulk_cancel(ctx: Ctx, body: Bytes) -> Response {
-    let outcome = bulk(&ctx, &body, JobAction::Cancel).await;
+    let outcome = bulk(&ctx, &body, AdminAction::Cancel).await;
     respond(&ctx, outcome)
 }
 
 /// `POST /jobs/delete`.
 pub(crate) async fn bulk_delete(ctx: Ctx, body: Bytes) -> Response {
-    let outcome = bulk(&ctx, &body, JobAction::Delete).await;
+    let outcome = bulk(&ctx, &body, AdminAction::Delete).await;
     respond(&ctx, outcome)
 }
 
@@ -89,27 +81,26 @@ fn checked_form(ctx: &Ctx, body: &[u8]) -> Result<Vec<(String, String)>, PageErr
 }
 
 /// Retries, cancels or deletes one job.
-async fn one_job(ctx: &Ctx, id: &str, body: &[u8], action: JobAction) -> Result<Response, PageError> {
+async fn one_job(ctx: &Ctx, id: &str, body: &[u8], action: AdminAction) -> Result<Response, PageError> {
     checked_form(ctx, body)?;
     let id = parse_id(id)?;
     let admin = &ctx.dashboard.admin;
     let Some(job) = admin.get(id).await? else {
         return Err(PageError::not_found(format!("job {id} not found: it may have been deleted or pruned")));
     };
-    let acted = act_on_job(ctx, id, &job.queue, action).await;
-    ctx.dashboard.counts.invalidate();
-    acted
+    let _invalidate = ctx.dashboard.counts.invalidate_on_drop();
+    act_on_job(ctx, id, &job.queue, action).await
 }
 
 /// The action of [`one_job`] on a job of `queue`.
-async fn act_on_job(ctx: &Ctx, id: haul::JobId, queue: &str, action: JobAction) -> Result<Response, PageError> {
+async fn act_on_job(ctx: &Ctx, id: haul::JobId, queue: &str, action: AdminAction) -> Result<Response, PageError> {
     let admin = &ctx.dashboard.admin;
     match action {
-        JobAction::Retry => {
+        AdminAction::Retry => {
             admin.retry(id, None).await?;
             Ok(see_other(&ctx.job_href_with_notice(id, "Retried: the job is available now")))
         }
-        JobAction::Cancel => {
+        AdminAction::Cancel => {
             let job = admin.cancel(id, None).await?;
             let notice = if job.state == JobState::Running {
                 "Cancel requested: the running job stops when its worker next hears from the storage"
@@ -118,7 +109,7 @@ async fn act_on_job(ctx: &Ctx, id: haul::JobId, queue: &str, action: JobAction) 
             };
             Ok(see_other(&ctx.job_href_with_notice(id, notice)))
         }
-        JobAction::Delete => {
+        AdminAction::Delete => {
             admin.delete(id).await?;
             let notice = format!("Deleted job {id}");
             Ok(see_other(&ctx.jobs_href(&[("queue", queue), ("notice", &notice)])))
@@ -127,7 +118,7 @@ async fn act_on_job(ctx: &Ctx, id: haul::JobId, queue: &str, action: JobAction) 
 }
 
 /// Applies `action` to every job the form's filter (with a state) matches.
-async fn bulk(ctx: &Ctx, body: &[u8], action: JobAction) -> Result<Response, PageError> {
+async fn bulk(ctx: &Ctx, body: &[u8], action: AdminAction) -> Result<Response, PageError> {
     let pairs = checked_form(ctx, body)?;
     let query = ListQuery::parse(&pairs)?;
     if query.state.is_none() {
@@ -137,13 +128,12 @@ async fn bulk(ctx: &Ctx, body: &[u8], action: JobAction) -> Result<Response, Pag
     }
     let admin = &ctx.dashboard.admin;
     let filter = query.filter();
-    let acted = match action {
-        JobAction::Retry => admin.retry_jobs(filter, None).await.map(|count| (count, "Retried")),
-        JobAction::Cancel => admin.cancel_jobs(filter, None).await.map(|count| (count, "Cancelled")),
-        JobAction::Delete => admin.delete_jobs(filter).await.map(|count| (count, "Deleted")),
+    let _invalidate = ctx.dashboard.counts.invalidate_on_drop();
+    let (count, verb) = match action {
+        AdminAction::Retry => (admin.retry_jobs(filter, None).await?, "Retried"),
+        AdminAction::Cancel => (admin.cancel_jobs(filter, None).await?, "Cancelled"),
+        AdminAction::Delete => (admin.delete_jobs(filter).await?, "Deleted"),
     };
-    ctx.dashboard.counts.invalidate();
-    let (count, verb) = acted?;
     let notice = format!("{verb} {count} {}", if count == 1 { "job" } else { "jobs" });
     let [queue, state, kind] = query.filter_pairs();
     Ok(see_other(&ctx.jobs_href(&[(queue.0, &queue.1), (state.0, &state.1), (kind.0, &kind.1), ("notice", &notice)])))
@@ -153,9 +143,12 @@ async fn bulk(ctx: &Ctx, body: &[u8], action: JobAction) -> Result<Response, Pag
 async fn queue_action(ctx: &Ctx, queue: &str, body: &[u8], pause: bool) -> Result<Response, PageError> {
     checked_form(ctx, body)?;
     let admin = &ctx.dashboard.admin;
-    let acted = if pause { admin.pause_queue(queue).await } else { admin.resume_queue(queue).await };
-    ctx.dashboard.counts.invalidate();
-    acted?;
+    let _invalidate = ctx.dashboard.counts.invalidate_on_drop();
+    if pause {
+        admin.pause_queue(queue).await?;
+    } else {
+        admin.resume_queue(queue).await?;
+    }
     let notice = if pause { format!("Paused queue {queue}") } else { format!("Resumed queue {queue}") };
     Ok(see_other(&ctx.overview_href(Some(&notice))))
 }

@@ -34,6 +34,10 @@ use tokio::sync::Mutex;
 /// The default lifetime when the page refresh is off.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(5);
 
+/// The longest a count may take: one that hangs must not hold every page that waits
+/// for it forever (a page then shows a 503 and the next one counts again).
+const COUNT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One count of every queue.
 #[derive(Clone, Debug)]
 pub(crate) struct Snapshot {
@@ -84,6 +88,13 @@ impl CountsCache {
         *latest = None;
     }
 
+    /// A guard that forgets the snapshot when dropped: an action holds one while it
+    /// acts, so the counts are forgotten however the action ends, even when the client
+    /// goes away mid-action and the request's future is dropped with the change made.
+    pub(crate) fn invalidate_on_drop(&self) -> InvalidateOnDrop<'_> {
+        InvalidateOnDrop(self)
+    }
+
     fn latest(&self) -> Option<Snapshot> {
         self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
@@ -108,13 +119,29 @@ impl CountsCache {
         let generation = self.generation.load(Ordering::SeqCst);
         let taken_at = Utc::now();
         let started = Instant::now();
-        let queues = admin.counts().await?;
+        let queues = tokio::time::timeout(COUNT_TIMEOUT, admin.counts()).await.map_err(|_| {
+            haul::Error::backend(
+                "storage",
+                haul::ErrorKind::Timeout,
+                format!("counting the queues took longer than {} s", COUNT_TIMEOUT.as_secs()),
+                None,
+            )
+        })??;
         let snapshot = Snapshot { queues: Arc::new(queues), taken_at, ended: Instant::now(), took: started.elapsed() };
         let mut latest = self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.generation.load(Ordering::SeqCst) == generation {
             *latest = Some(snapshot.clone());
         }
         Ok(snapshot)
+    }
+}
+
+/// See [`CountsCache::invalidate_on_drop`].
+pub(crate) struct InvalidateOnDrop<'a>(&'a CountsCache);
+
+impl Drop for InvalidateOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.invalidate();
     }
 }
 

@@ -24,7 +24,8 @@ const TOKEN_PARAM: &str = "token";
 
 /// The policy every response carries: scripts and styles from the dashboard's own
 /// files only, never inline.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'";
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; form-action 'self'; base-uri 'none'; \
+                   frame-ancestors 'none'; object-src 'none'";
 
 /// A fresh random secret: 32 bytes, hex.
 pub(crate) fn new_secret() -> String {

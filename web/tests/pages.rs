@@ -48,7 +48,13 @@ async fn the_overview_shows_counts_pauses_throughput_leader_and_workers() {
     assert!(html.contains("href=\"/jobs?queue=mail&amp;state=discarded\">1</a>"), "{html}");
     assert!(html.contains("href=\"/jobs?queue=mail&amp;state=available\">1</a>"));
     assert!(html.contains("<form class=\"resume\" method=\"post\" action=\"/queues/reports/resume\">"), "{html}");
-    assert!(html.contains("<form class=\"pause\" method=\"post\" action=\"/queues/mail/pause\">"));
+    assert!(
+        html.contains(
+            "<form class=\"pause\" method=\"post\" action=\"/queues/mail/pause\" data-confirm=\"Pause queue mail? Its \
+             jobs stop being claimed until it is resumed.\">"
+        ),
+        "{html}"
+    );
     assert!(html.contains("<svg id=\"throughput\""));
     assert!(
         html.contains("10 completed, 2 failed"),

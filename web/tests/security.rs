@@ -76,7 +76,11 @@ async fn every_response_carries_the_security_headers() {
         [(&router, "/"), (&router, "/jobs/42"), (&router, "/nowhere"), (&router, "/assets/app.js"), (&locked, "/")]
     {
         let reply = get(router, uri).await;
-        assert_eq!(reply.headers["content-security-policy"], "default-src 'self'; script-src 'self'; style-src 'self'");
+        assert_eq!(
+            reply.headers["content-security-policy"],
+            "default-src 'self'; script-src 'self'; style-src 'self'; form-action 'self'; base-uri 'none'; \
+             frame-ancestors 'none'; object-src 'none'"
+        );
         assert_eq!(reply.headers["x-content-type-options"], "nosniff");
         assert_eq!(reply.headers["referrer-policy"], "same-origin");
         assert_eq!(reply.headers["x-frame-options"], "DENY");

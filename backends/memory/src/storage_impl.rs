@@ -5,10 +5,10 @@ use std::sync::{MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use haul_core::{
-    Admin, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter, JobId, JobRecord,
-    JobState, Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts,
-    ReportOutcome, ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat,
-    WorkerRecord, validate_queue_name,
+    Admin, AdminAction, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter,
+    JobId, JobRecord, JobState, Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams,
+    QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups,
+    WorkerBeat, WorkerRecord, validate_queue_name,
 };
 
 use crate::{MemoryStorage, lifecycle::ClaimRequest, store::Store, time::now_or_clock, wake::Wake};
@@ -166,7 +166,7 @@ impl Admin for MemoryStorage {
         check_filter(&filter)?;
         let now = now_or_clock(now);
         self.with_wake(|store, wake| {
-            let ids = store.matching(&filter, |state| state != JobState::Running);
+            let ids = store.matching(&filter, |state| AdminAction::Retry.accepts(state));
             for &id in &ids {
                 store.retry(id, now, wake)?;
             }
@@ -178,7 +178,7 @@ impl Admin for MemoryStorage {
         check_filter(&filter)?;
         let now = now_or_clock(now);
         let mut store = self.store();
-        let ids = store.matching(&filter, |state| !state.is_finished());
+        let ids = store.matching(&filter, |state| AdminAction::Cancel.accepts(state));
         for &id in &ids {
             if store.cancel(id, now)?.state == JobState::Running {
                 self.shared.wakeups.notify_cancel(id);
@@ -190,7 +190,7 @@ impl Admin for MemoryStorage {
     async fn delete_jobs(&self, filter: JobFilter) -> Result<u64> {
         check_filter(&filter)?;
         let mut store = self.store();
-        let ids = store.matching(&filter, |state| state != JobState::Running);
+        let ids = store.matching(&filter, |state| AdminAction::Delete.accepts(state));
         for &id in &ids {
             store.delete_idle(id)?;
         }

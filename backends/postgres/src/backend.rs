@@ -7,17 +7,16 @@ use std::{
 
 use async_trait::async_trait;
 use haul_core::{
-    Admin, Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobFilter,
-    JobId, JobOutcome, JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PeriodicRecord, PeriodicUpdate,
-    PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp,
-    Wakeups, WorkerBeat, WorkerRecord, storable_text, validate_queue_name,
+    Admin, AdminAction, Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams,
+    JobFilter, JobId, JobOutcome, JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PeriodicRecord,
+    PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage,
+    ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord, storable_text, validate_queue_name,
 };
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
     BACKEND, PostgresStorage,
-    bulk::BulkAction,
     error::map_sqlx_error,
     listen::Listener,
     row::{decode_leadership, decode_record, decode_worker, micros, parse_state},
@@ -558,18 +557,18 @@ impl Admin for PostgresStorage {
     /// Set-based: one statement per batch of 1,000 matching jobs
     /// (`queries/retry_jobs.sql`), with one NOTIFY per queue that got jobs.
     async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
-        self.bulk(&filter, BulkAction::Retry, now).await
+        self.bulk(&filter, AdminAction::Retry, now).await
     }
 
     /// Set-based: one statement per batch of 1,000 matching jobs
     /// (`queries/cancel_jobs.sql`).
     async fn cancel_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
-        self.bulk(&filter, BulkAction::Cancel, now).await
+        self.bulk(&filter, AdminAction::Cancel, now).await
     }
 
     /// Set-based: one statement per batch of 1,000 matching jobs
     /// (`queries/delete_jobs.sql`).
     async fn delete_jobs(&self, filter: JobFilter) -> Result<u64> {
-        self.bulk(&filter, BulkAction::Delete, None).await
+        self.bulk(&filter, AdminAction::Delete, None).await
     }
 }

@@ -4,7 +4,7 @@
 //! statement per batch of [`BATCH`] matching jobs, walking the filter's jobs in id
 //! order (`queries/retry_jobs.sql`, `cancel_jobs.sql`, `delete_jobs.sql`).
 
-use haul_core::{JobFilter, JobState, Result, Timestamp, validate_queue_name};
+use haul_core::{AdminAction, JobFilter, JobState, Result, Timestamp, validate_queue_name};
 use sqlx::{Row, SqlStr};
 use uuid::Uuid;
 
@@ -13,50 +13,30 @@ use crate::{PostgresStorage, error::map_sqlx_error, queries::Queries};
 /// How many matching jobs one statement looks at (and locks, at most).
 pub(crate) const BATCH: usize = 1000;
 
-/// A bulk call: which one-job call it applies to each match.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum BulkAction {
-    /// `retry`: any state but running.
-    Retry,
-    /// `cancel`: scheduled, available, retryable and running.
-    Cancel,
-    /// `delete`: any state but running.
-    Delete,
+/// The states whose jobs `action` changes under `filter`, as stored: the filter's
+/// states (every state when it names none) that the action accepts. Empty when the
+/// filter names only states the action refuses.
+pub(crate) fn states(action: AdminAction, filter: &JobFilter) -> Vec<&'static str> {
+    let named: &[JobState] = if filter.states.is_empty() { &JobState::ALL } else { &filter.states };
+    let mut states: Vec<&'static str> =
+        named.iter().filter(|state| action.accepts(**state)).map(|state| state.as_str()).collect();
+    states.sort_unstable();
+    states.dedup();
+    states
 }
 
-impl BulkAction {
-    /// Whether the one-job call accepts a job in `state`.
-    fn accepts(self, state: JobState) -> bool {
-        match self {
-            Self::Retry | Self::Delete => state != JobState::Running,
-            Self::Cancel => !state.is_finished(),
-        }
+/// The bulk statement of `action`.
+fn statement(action: AdminAction, queries: &Queries) -> SqlStr {
+    match action {
+        AdminAction::Retry => queries.retry_jobs.clone(),
+        AdminAction::Cancel => queries.cancel_jobs.clone(),
+        AdminAction::Delete => queries.delete_jobs.clone(),
     }
+}
 
-    /// The states whose jobs this action changes under `filter`, as stored: the
-    /// filter's states (every state when it names none) that the action accepts.
-    /// Empty when the filter names only states the action refuses.
-    pub(crate) fn states(self, filter: &JobFilter) -> Vec<&'static str> {
-        let named: &[JobState] = if filter.states.is_empty() { &JobState::ALL } else { &filter.states };
-        let mut states: Vec<&'static str> =
-            named.iter().filter(|state| self.accepts(**state)).map(|state| state.as_str()).collect();
-        states.sort_unstable();
-        states.dedup();
-        states
-    }
-
-    fn statement(self, queries: &Queries) -> SqlStr {
-        match self {
-            Self::Retry => queries.retry_jobs.clone(),
-            Self::Cancel => queries.cancel_jobs.clone(),
-            Self::Delete => queries.delete_jobs.clone(),
-        }
-    }
-
-    /// Whether the statement takes the clock override (`$8`).
-    fn takes_now(self) -> bool {
-        !matches!(self, Self::Delete)
-    }
+/// Whether the statement of `action` takes the clock override (`$8`).
+fn takes_now(action: AdminAction) -> bool {
+    !matches!(action, AdminAction::Delete)
 }
 
 impl PostgresStorage {
@@ -64,11 +44,11 @@ impl PostgresStorage {
     /// per statement, and returns how many jobs it changed. Each statement locks its
     /// batch in id order and checks each job's state on the locked row, so a job that
     /// became running since the batch was read is left alone.
-    pub(crate) async fn bulk(&self, filter: &JobFilter, action: BulkAction, now: Option<Timestamp>) -> Result<u64> {
+    pub(crate) async fn bulk(&self, filter: &JobFilter, action: AdminAction, now: Option<Timestamp>) -> Result<u64> {
         if let Some(queue) = &filter.queue {
             validate_queue_name(queue)?;
         }
-        let states = action.states(filter);
+        let states = states(action, filter);
         if states.is_empty() {
             return Ok(0);
         }
@@ -76,7 +56,7 @@ impl PostgresStorage {
         let mut changed = 0;
         let mut after: Option<Uuid> = None;
         loop {
-            let mut query = sqlx::query(action.statement(&self.inner.queries))
+            let mut query = sqlx::query(statement(action, &self.inner.queries))
                 .bind(filter.queue.as_deref())
                 .bind(&states)
                 .bind(filter.kind.as_deref())
@@ -84,7 +64,7 @@ impl PostgresStorage {
                 .bind(filter.created_until)
                 .bind(after)
                 .bind(batch);
-            if action.takes_now() {
+            if takes_now(action) {
                 query = query.bind(now);
             }
             // Unprepared: planned with the parameters' values (see matching_ids.sql).
@@ -108,17 +88,17 @@ mod tests {
     #[test]
     fn an_action_changes_the_named_states_it_accepts() {
         let all = JobFilter::new();
-        assert_eq!(BulkAction::Retry.states(&all).len(), 6);
-        assert!(!BulkAction::Retry.states(&all).contains(&"running"));
-        assert!(!BulkAction::Delete.states(&all).contains(&"running"));
-        assert_eq!(BulkAction::Cancel.states(&all), vec!["available", "retryable", "running", "scheduled"]);
+        assert_eq!(states(AdminAction::Retry, &all).len(), 6);
+        assert!(!states(AdminAction::Retry, &all).contains(&"running"));
+        assert!(!states(AdminAction::Delete, &all).contains(&"running"));
+        assert_eq!(states(AdminAction::Cancel, &all), vec!["available", "retryable", "running", "scheduled"]);
 
         let mixed = JobFilter::new().state(JobState::Running).state(JobState::Discarded);
-        assert_eq!(BulkAction::Retry.states(&mixed), vec!["discarded"]);
-        assert_eq!(BulkAction::Delete.states(&mixed), vec!["discarded"]);
-        assert_eq!(BulkAction::Cancel.states(&mixed), vec!["running"]);
+        assert_eq!(states(AdminAction::Retry, &mixed), vec!["discarded"]);
+        assert_eq!(states(AdminAction::Delete, &mixed), vec!["discarded"]);
+        assert_eq!(states(AdminAction::Cancel, &mixed), vec!["running"]);
 
         let finished = JobFilter::new().state(JobState::Completed);
-        assert!(BulkAction::Cancel.states(&finished).is_empty());
+        assert!(states(AdminAction::Cancel, &finished).is_empty());
     }
 }

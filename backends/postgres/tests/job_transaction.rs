@@ -251,6 +251,36 @@ async fn a_committed_job_transaction_stores_the_write_and_completes_the_job_with
     assert!(reports.rejected().is_empty());
 }
 
+/// A job completed by its handler's committed transaction gives `Started` then
+/// `Completed`, once: the worker publishes the completion the commit stored, although it
+/// writes no outcome of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_job_transaction_gives_started_then_completed_once() {
+    let (storage, _guard) = common::storage().await;
+    let table = notes_table(&storage).await;
+    let id = Queue::new(storage.clone()).enqueue(WriteAndCommit::new(table.clone(), "evented")).await.expect("enqueue");
+
+    let reports = Reports::default();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let worker = worker(&storage, &reports).state(Done { tx: done_tx }).build();
+    let mut events = worker.subscribe();
+    let run = worker.run_until(async move {
+        done_rx.recv().await;
+    });
+    tokio::time::timeout(GENEROUS, run).await.expect("the job ran").expect("the worker ran");
+    let mut seen = Vec::new();
+    while let Some(event) = tokio::time::timeout(GENEROUS, events.recv()).await.expect("the subscription ends") {
+        seen.push(event);
+    }
+
+    assert_eq!(job(&storage, id).await.state, JobState::Completed);
+    let labels: Vec<&str> = seen.iter().map(|event| event.what.label()).collect();
+    assert_eq!(labels, vec!["started", "completed"], "{seen:#?}");
+    assert!(seen.iter().all(|event| event.id == id && event.attempt == 1), "{seen:#?}");
+    assert!(matches!(seen[1].what, haul::JobEventKind::Completed { .. }), "{seen:#?}");
+    assert!(reports.written().is_empty(), "the worker reported {:?}", reports.written());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_error_rolls_back_its_writes_and_the_job_is_retried() {
     let (storage, _guard) = common::storage().await;

@@ -2,12 +2,13 @@
 
 use async_trait::async_trait;
 use haul_core::{
-    Admin, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter, JobId, JobRecord,
-    Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
-    ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    Admin, AdminAction, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter,
+    JobId, JobRecord, Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams,
+    QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups,
+    WorkerBeat, WorkerRecord,
 };
 
-use crate::{BACKEND, RedisStorage, ops::admin::Operation};
+use crate::{BACKEND, RedisStorage};
 
 #[async_trait]
 impl Storage for RedisStorage {
@@ -155,17 +156,17 @@ impl Admin for RedisStorage {
 
     /// Pages of 500 from `list`, each page's `retry.lua` runs in one round trip.
     async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
-        self.bulk(filter, Operation::Retry, now).await
+        self.bulk(filter, AdminAction::Retry, now).await
     }
 
     /// Pages of 500 from `list`, each page's `cancel.lua` runs in one round trip.
     async fn cancel_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> Result<u64> {
-        self.bulk(filter, Operation::Cancel, now).await
+        self.bulk(filter, AdminAction::Cancel, now).await
     }
 
     /// Pages of 500 from `list`, each page's `delete.lua` runs in one round trip (and
     /// on a cluster one more removes the deleted jobs' index members).
     async fn delete_jobs(&self, filter: JobFilter) -> Result<u64> {
-        self.bulk(filter, Operation::Delete, None).await
+        self.bulk(filter, AdminAction::Delete, None).await
     }
 }

@@ -2,7 +2,7 @@
 //! its own, or on the jobs a filter matches, counted and confirmed first.
 
 use chrono::TimeDelta;
-use haul::{JobFilter, JobId, JobRecord, JobState, ListParams, Storage, storage::Timestamp};
+use haul::{AdminAction, JobFilter, JobId, JobRecord, JobState, ListParams, Storage, storage::Timestamp};
 use serde_json::json;
 
 use crate::{
@@ -15,19 +15,17 @@ use crate::{
 /// How many jobs one `list` call reads while counting the matches.
 const COUNT_PAGE: usize = 500;
 
-/// An operator action on jobs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// Make the jobs available again.
-    Retry,
-    /// Cancel the jobs.
-    Cancel,
-    /// Delete the jobs.
-    Delete,
+/// What the command says about an operator action.
+trait Wording {
+    /// The command's name.
+    fn verb(self) -> &'static str;
+    /// What it did, as a past participle.
+    fn done(self) -> &'static str;
+    /// The states it leaves alone, as the confirmation question names them.
+    fn refused_states(self) -> &'static str;
 }
 
-impl Action {
-    /// The command's name.
+impl Wording for AdminAction {
     fn verb(self) -> &'static str {
         match self {
             Self::Retry => "retry",
@@ -36,7 +34,6 @@ impl Action {
         }
     }
 
-    /// What it did, as a past participle.
     fn done(self) -> &'static str {
         match self {
             Self::Retry => "retried",
@@ -45,17 +42,6 @@ impl Action {
         }
     }
 
-    /// Whether the storage's call accepts a job in `state` (the rule of `Admin`'s
-    /// one-job calls: retry and delete take any state but running, cancel any state
-    /// but the finished ones).
-    fn accepts(self, state: JobState) -> bool {
-        match self {
-            Self::Retry | Self::Delete => state != JobState::Running,
-            Self::Cancel => !state.is_finished(),
-        }
-    }
-
-    /// The states it leaves alone, as the confirmation question names them.
     fn refused_states(self) -> &'static str {
         match self {
             Self::Retry | Self::Delete => "running",
@@ -66,7 +52,7 @@ impl Action {
 
 /// Runs `action` on the jobs `args` names.
 pub(super) async fn run(
-    action: Action,
+    action: AdminAction,
     storage: &dyn Storage,
     io: &mut Io<'_>,
     json: bool,
@@ -99,7 +85,7 @@ pub(super) async fn run(
 /// Applies the one-job call to each id and reports each outcome; the exit code is
 /// [`Exit::combine`] of theirs.
 async fn by_ids(
-    action: Action,
+    action: AdminAction,
     storage: &dyn Storage,
     io: &mut Io<'_>,
     json: bool,
@@ -108,9 +94,9 @@ async fn by_ids(
     let mut exits = Vec::with_capacity(ids.len());
     for &id in ids {
         let result = match action {
-            Action::Retry => storage.retry(id, None).await.map(Some),
-            Action::Cancel => storage.cancel(id, None).await.map(Some),
-            Action::Delete => storage.delete(id).await.map(|()| None),
+            AdminAction::Retry => storage.retry(id, None).await.map(Some),
+            AdminAction::Cancel => storage.cancel(id, None).await.map(Some),
+            AdminAction::Delete => storage.delete(id).await.map(|()| None),
         };
         match result {
             Ok(job) => {
@@ -147,9 +133,9 @@ async fn by_ids(
 }
 
 /// What a successful one-job call did.
-fn describe_done(action: Action, id: JobId, job: Option<&JobRecord>) -> String {
+fn describe_done(action: AdminAction, id: JobId, job: Option<&JobRecord>) -> String {
     match job {
-        Some(job) if action == Action::Cancel && job.state == JobState::Running => {
+        Some(job) if action == AdminAction::Cancel && job.state == JobState::Running => {
             format!("asked {id} to cancel: it is running, and stops when its worker next hears from the storage")
         }
         Some(job) => format!("{} {id}: now {}", action.done(), job.state),
@@ -160,7 +146,7 @@ fn describe_done(action: Action, id: JobId, job: Option<&JobRecord>) -> String {
 /// Counts the jobs `filter` matches, asks for confirmation unless `yes`, then runs the
 /// storage's bulk call and says how many jobs it changed.
 async fn by_filter(
-    action: Action,
+    action: AdminAction,
     storage: &dyn Storage,
     io: &mut Io<'_>,
     json: bool,
@@ -204,9 +190,9 @@ async fn by_filter(
     // covers jobs created up to the newest one counted.
     let filter = bounded(filter, newest);
     let changed = match action {
-        Action::Retry => storage.retry_jobs(filter, None).await?,
-        Action::Cancel => storage.cancel_jobs(filter, None).await?,
-        Action::Delete => storage.delete_jobs(filter).await?,
+        AdminAction::Retry => storage.retry_jobs(filter, None).await?,
+        AdminAction::Cancel => storage.cancel_jobs(filter, None).await?,
+        AdminAction::Delete => storage.delete_jobs(filter).await?,
     };
     if json {
         io.json_line(&json!({ "action": action.verb(), "matched": matched, "changed": changed }))?;
@@ -239,7 +225,7 @@ fn bounded(filter: JobFilter, newest: Option<Timestamp>) -> JobFilter {
 
 /// How many jobs `filter` matches that `action` accepts, how many it refuses, and the
 /// latest creation time among them.
-async fn count(storage: &dyn Storage, filter: &JobFilter, action: Action) -> Result<Counted, CliError> {
+async fn count(storage: &dyn Storage, filter: &JobFilter, action: AdminAction) -> Result<Counted, CliError> {
     let (mut accepted, mut refused, mut newest) = (0, 0, None::<Timestamp>);
     let mut after = None;
     loop {

@@ -12,15 +12,13 @@ mod workers;
 
 use std::sync::Arc;
 
-use haul::Storage;
+use haul::{AdminAction, Storage};
 
 use crate::{
     Exit, Io,
     args::{Cli, Command, JobsCommand, QueueAction},
     error::CliError,
 };
-
-pub(crate) use actions::Action;
 
 /// Runs the command `cli` names against `storage`. Every command but `migrate` first
 /// checks that the storage is ready for this version of haul.
@@ -39,9 +37,9 @@ pub(crate) async fn execute(cli: &Cli, shared: Arc<dyn Storage>, io: &mut Io<'_>
         },
         Command::Jobs(JobsCommand::List(args)) => jobs::list(storage, io, json, args).await,
         Command::Jobs(JobsCommand::Show { id }) => jobs::show(storage, io, json, *id).await,
-        Command::Jobs(JobsCommand::Retry(args)) => actions::run(Action::Retry, storage, io, json, args).await,
-        Command::Jobs(JobsCommand::Cancel(args)) => actions::run(Action::Cancel, storage, io, json, args).await,
-        Command::Jobs(JobsCommand::Delete(args)) => actions::run(Action::Delete, storage, io, json, args).await,
+        Command::Jobs(JobsCommand::Retry(args)) => actions::run(AdminAction::Retry, storage, io, json, args).await,
+        Command::Jobs(JobsCommand::Cancel(args)) => actions::run(AdminAction::Cancel, storage, io, json, args).await,
+        Command::Jobs(JobsCommand::Delete(args)) => actions::run(AdminAction::Delete, storage, io, json, args).await,
         Command::Stats => stats::run(storage, io, json).await,
         Command::Prune(args) => prune::run(storage, io, json, args).await,
         Command::Workers => workers::run(storage, io, json).await,

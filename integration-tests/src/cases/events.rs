@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use haul::{JobEvent, JobEventKind, JobEvents, JobId, JobState, Queue, Worker, WorkerBuilder};
+use haul::{JobError, JobEvent, JobEventKind, JobEvents, JobId, JobOutcome, JobState, Queue, Worker, WorkerBuilder};
 
 use super::{
     jobs::{SCRIPTED_BACKOFF, SCRIPTED_KIND, Script, Tracker},
@@ -423,4 +423,117 @@ pub async fn every_subscriber_receives_every_event_until_the_worker_stops(storag
     first.expect(discarded, &["started", "discarded"]);
     assert_eq!(first.seen.len(), 8, "every event of the three jobs, and nothing else: {:#?}", first.seen);
     assert_eq!(first.seen, second.seen, "both subscribers received the same events in the same order");
+}
+
+/// A worker whose lease on a running job is lost (storage rescued the job as if its
+/// lease had expired, and another claim took it) gives `LeaseLost` for that job and no
+/// other ending, and reports nothing: the other claim's hold is left as it was.
+pub async fn a_lost_lease_gives_lease_lost_and_no_other_ending(storage: TestStorage) {
+    let queue = "ev.lease_lost";
+    let tracker = Tracker::new();
+    // One slot and no prefetch: the worker claims nothing while it holds the job, so the
+    // claim after the rescue is the case's own.
+    let (worker, mut log) = start_watched(&storage, queue, &tracker, |builder| {
+        builder.concurrency(1).prefetch(0).lease(Duration::from_millis(1_500))
+    });
+    let id = enqueue_script(&storage, queue, Script::Hang, |job| job.max_attempts(3)).await;
+    log.wait_for_starts(id, 1).await;
+
+    // The lease is lost as if the worker had stalled past it: an hour on, storage
+    // rescues the job and another claim takes it.
+    let far_ahead = chrono::Utc::now() + chrono::Duration::hours(1);
+    let rescued = storage.rescue_expired(Some(far_ahead)).await.expect("rescue succeeds");
+    assert_eq!(rescued.rescued, 1);
+    let other = claim_only(&storage, queue, id, after(far_ahead, Duration::from_secs(1))).await;
+    assert_eq!(other.attempt, 2);
+    log.wait_for("the job's lease-lost event", |seen| {
+        seen.iter().any(|event| event.id == id && event.what == JobEventKind::LeaseLost)
+    })
+    .await;
+    let held = get(&storage, id).await;
+    assert_eq!(
+        (held.state, held.lease_token, held.lease_expires_at),
+        (JobState::Running, other.lease_token, other.lease_expires_at),
+        "the other claim still holds the job as it claimed it"
+    );
+    report_applied(&storage, claim_of(&other), JobOutcome::Completed, after(far_ahead, Duration::from_secs(2))).await;
+    worker.stop().await;
+    log.finish().await;
+
+    let events = log.expect(id, &["started", "lease_lost"]);
+    assert_eq!(attempts(&events), vec![1, 1]);
+    assert_eq!(log.seen.len(), 2, "no event of another claim: {:#?}", log.seen);
+    assert_eq!(tracker.runs(id), vec![1], "the worker did not run the job again");
+    let record = get(&storage, id).await;
+    assert_eq!((record.state, record.attempt), (JobState::Completed, 2), "completed by the other claim");
+    assert_eq!(record.errors.len(), 1, "only the rescue's error is recorded: {:?}", record.errors);
+    assert_eq!(record.errors[0].attempt, 1);
+}
+
+/// A job cancelled while it waits claimed ahead (prefetched) for a running slot gives
+/// `Cancelled` alone: its handler never starts, so there is no `Started`. It ends
+/// `cancelled` without having run.
+pub async fn a_job_cancelled_before_its_handler_starts_gives_only_cancelled(storage: TestStorage) {
+    let queue = "ev.cancel_waiting";
+    let tracker = Tracker::new();
+    let ids = super::worker::enqueue_scripts(&storage, queue, vec![Script::Hang; 2]).await;
+    let (worker, mut log) = start_watched(&storage, queue, &tracker, |builder| {
+        builder.concurrency(1).prefetch(1).shutdown_grace(Duration::from_millis(200))
+    });
+    wait_for_all(&storage, queue, 2, JobState::Running).await;
+    log.wait_for("a job to start", |seen| seen.iter().any(|event| event.what == JobEventKind::Started)).await;
+    let started = log.seen.iter().find(|event| event.what == JobEventKind::Started).map(|event| event.id);
+    let started = started.expect("a job started");
+    let waiting = *ids.iter().find(|id| **id != started).expect("two jobs");
+
+    let requested = Queue::new(storage.clone()).cancel(waiting).await.expect("cancel succeeds");
+    assert_eq!(requested.state, JobState::Running, "the cancel is requested of the claimed job");
+    let record = wait_for_state(&storage, waiting, JobState::Cancelled).await;
+    worker.stop().await;
+    log.finish().await;
+
+    let events = log.expect(waiting, &["cancelled"]);
+    assert_eq!((events[0].attempt, record.attempt), (1, 1), "the claim began the attempt");
+    assert!(tracker.runs(waiting).is_empty(), "the cancelled job never ran");
+    log.expect(started, &["started", "handed_back"]);
+}
+
+/// How long [`asks_to_retry`] jobs ask to wait before their next attempt.
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// Asks on every attempt to be retried after [`RETRY_DELAY`] (a `RetryAfter`).
+#[haul::job(name = "haul_tests.events.asks_to_retry")]
+pub async fn asks_to_retry() -> Result<(), JobError> {
+    Err(JobError::retry_after(RETRY_DELAY))
+}
+
+/// A `RetryAfter` with attempts left gives `Failed`, due again after the delay it asked
+/// for; on the job's last attempt it gives `Discarded` with its message as reason, not
+/// `Failed`, since storage discards the job.
+pub async fn retry_after_on_the_last_attempt_gives_discarded_not_failed(storage: TestStorage) {
+    let queue = "ev.retry_after";
+    let tracker = Tracker::new();
+    let (worker, mut log) = start_watched(&storage, queue, &tracker, |builder| builder);
+    let id = Queue::new(storage.clone())
+        .enqueue(AsksToRetry::new())
+        .queue(queue)
+        .max_attempts(2)
+        .await
+        .expect("enqueue succeeds");
+    let record = wait_for_state(&storage, id, JobState::Discarded).await;
+    worker.stop().await;
+    log.finish().await;
+
+    let events = log.expect(id, &["started", "failed", "started", "discarded"]);
+    assert_eq!(attempts(&events), vec![1, 1, 2, 2]);
+    let retry_at = retry_at(&events[1]);
+    assert!(
+        retry_at >= after(events[0].at, RETRY_DELAY) && retry_at <= after(events[1].at, RETRY_DELAY),
+        "due again the {RETRY_DELAY:?} the handler asked for after the failure: {events:#?}"
+    );
+    assert_eq!((events[3].attempt, events[3].max_attempts), (2, 2));
+    let recorded: Vec<&str> = record.errors.iter().map(|error| error.message.as_str()).collect();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(reason(&events[3]), recorded[1], "the reason is the error storage recorded");
+    assert!(reason(&events[3]).contains("retry requested"), "{events:#?}");
 }

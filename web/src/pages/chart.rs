@@ -34,7 +34,7 @@ pub(crate) fn throughput(samples: &[ThroughputSample], now: Timestamp) -> Markup
     let mut completed = [0_u64; MINUTES as usize];
     let mut failed = [0_u64; MINUTES as usize];
     for sample in samples {
-        let index = (sample.minute - first).num_minutes();
+        let index = (haul::storage::minute_of(sample.minute) - first).num_minutes();
         if let Ok(index) = usize::try_from(index)
             && index < completed.len()
         {

@@ -4,7 +4,7 @@ use axum::{
     extract::{Path, RawQuery},
     response::Response,
 };
-use haul::{JobRecord, JobState};
+use haul::{AdminAction, JobRecord, JobState};
 use maud::{Markup, html};
 
 use super::{Nav, badge, csrf_field, render, respond, when_full};
@@ -106,9 +106,9 @@ fn metadata_json(job: &JobRecord) -> String {
 
 /// The forms of the actions the job's state allows.
 fn actions(ctx: &Ctx, job: &JobRecord) -> Markup {
-    let retry = job.state != JobState::Running;
-    let cancel = !job.state.is_finished();
-    let delete = job.state != JobState::Running;
+    let retry = AdminAction::Retry.accepts(job.state);
+    let cancel = AdminAction::Cancel.accepts(job.state);
+    let delete = AdminAction::Delete.accepts(job.state);
     let form = |action: &str, label: &str, confirm: Option<String>| {
         html! {
             form id=(action) class=(format!("action {action}")) method="post"

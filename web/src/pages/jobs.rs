@@ -2,7 +2,7 @@
 //! on the filter.
 
 use axum::{extract::RawQuery, response::Response};
-use haul::{JobRecord, JobState, ListParams};
+use haul::{AdminAction, JobRecord, JobState, ListParams};
 use maud::{Markup, html};
 
 use super::{Nav, badge, csrf_field, render, respond, when};
@@ -154,9 +154,9 @@ fn bulk_forms(ctx: &Ctx, query: &ListQuery, matching: Option<u64>) -> Markup {
         None => format!("all {}", query.describe()),
     };
     let actions = [
-        ("retry", "Retry", state != JobState::Running),
-        ("cancel", "Cancel", !state.is_finished()),
-        ("delete", "Delete", state != JobState::Running),
+        ("retry", "Retry", AdminAction::Retry.accepts(state)),
+        ("cancel", "Cancel", AdminAction::Cancel.accepts(state)),
+        ("delete", "Delete", AdminAction::Delete.accepts(state)),
     ];
     html! {
         section .bulk {

@@ -91,7 +91,8 @@ fn pause_form(ctx: &Ctx, queue: &QueueCounts) -> Markup {
     let (class, action, label) =
         if queue.paused { ("resume", "resume", "Resume") } else { ("pause", "pause", "Pause") };
     html! {
-        form class=(class) method="post" action=(ctx.queue_href(&queue.queue, action)) {
+        form class=(class) method="post" action=(ctx.queue_href(&queue.queue, action))
+            data-confirm=[(!queue.paused).then(|| format!("Pause queue {}? Its jobs stop being claimed until it is resumed.", queue.queue))] {
             (csrf_field(ctx))
             button type="submit" class=(format!("button {class}-button")) { (label) }
         }

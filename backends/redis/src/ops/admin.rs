@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use haul_core::{Error, JobId, JobRecord, JobState, QueueCounts, Result, Timestamp, validate_queue_name};
+use haul_core::{AdminAction, Error, JobId, JobRecord, JobState, QueueCounts, Result, Timestamp, validate_queue_name};
 use redis::{AsyncCommands, Script, ScriptInvocation, Value};
 
 use crate::{
@@ -25,79 +25,61 @@ pub(crate) const SET_STATES: [JobState; 7] = [
     JobState::Cancelled,
 ];
 
-/// An operator's change of one job, each one script that checks the job's state
-/// atomically: `cancel.lua`, `retry.lua` or `delete.lua`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Operation {
-    Cancel,
-    Retry,
-    Delete,
+/// The script of `operation`: an operator's change of one job is one script that
+/// checks the job's state atomically, `cancel.lua`, `retry.lua` or `delete.lua`.
+pub(crate) fn script(operation: AdminAction) -> &'static Script {
+    match operation {
+        AdminAction::Cancel => &scripts().cancel,
+        AdminAction::Retry => &scripts().retry,
+        AdminAction::Delete => &scripts().delete,
+    }
 }
 
-impl Operation {
-    /// The operation's script.
-    pub(crate) fn script(self) -> &'static Script {
-        match self {
-            Self::Cancel => &scripts().cancel,
-            Self::Retry => &scripts().retry,
-            Self::Delete => &scripts().delete,
-        }
-    }
+/// The refusal by `operation` of a job in `state`.
+fn refusal(operation: AdminAction, id: JobId, state: JobState) -> Error {
+    let (operation, expected) = match operation {
+        AdminAction::Cancel => ("cancel", "scheduled, available, retryable or running"),
+        AdminAction::Retry => ("retry", "scheduled, available, retryable, completed, discarded or cancelled"),
+        AdminAction::Delete => ("delete", "scheduled, available, retryable, completed, discarded or cancelled"),
+    };
+    Error::InvalidState { id, state, operation, expected }
+}
 
-    /// Whether the script accepts a job in `state` (it checks again when it runs).
-    pub(crate) fn accepts(self, state: JobState) -> bool {
-        match self {
-            Self::Retry | Self::Delete => state != JobState::Running,
-            Self::Cancel => !state.is_finished(),
-        }
-    }
+/// Whether the script of `operation` takes the global keys: only `delete.lua`, and
+/// only on one server (on a cluster the caller removes the members it returns, see
+/// [`RedisStorage::unindex`]).
+fn global(operation: AdminAction, storage: &RedisStorage) -> bool {
+    matches!(operation, AdminAction::Delete) && !storage.is_cluster()
+}
 
-    /// The refusal of a job in `state`.
-    fn refusal(self, id: JobId, state: JobState) -> Error {
-        let (operation, expected) = match self {
-            Self::Cancel => ("cancel", "scheduled, available, retryable or running"),
-            Self::Retry => ("retry", "scheduled, available, retryable, completed, discarded or cancelled"),
-            Self::Delete => ("delete", "scheduled, available, retryable, completed, discarded or cancelled"),
-        };
-        Error::InvalidState { id, state, operation, expected }
-    }
+/// The invocation of `operation`'s script on job `id` of `queue`.
+fn invocation(
+    operation: AdminAction,
+    storage: &RedisStorage,
+    queue: &QueueKeys,
+    id: JobId,
+    now: Option<Timestamp>,
+) -> ScriptInvocation<'static> {
+    let mut call = with_head(script(operation), &storage.inner.keys, now, global(operation, storage), &[queue]);
+    call.arg(id.to_string());
+    call
+}
 
-    /// Whether the script takes the global keys: only `delete.lua`, and only on one
-    /// server (on a cluster the caller removes the members it returns, see
-    /// [`RedisStorage::unindex`]).
-    fn global(self, storage: &RedisStorage) -> bool {
-        matches!(self, Self::Delete) && !storage.is_cluster()
-    }
-
-    /// The script's invocation on job `id` of `queue`.
-    fn invocation(
-        self,
-        storage: &RedisStorage,
-        queue: &QueueKeys,
-        id: JobId,
-        now: Option<Timestamp>,
-    ) -> ScriptInvocation<'static> {
-        let mut call = with_head(self.script(), &storage.inner.keys, now, self.global(storage), &[queue]);
-        call.arg(id.to_string());
-        call
-    }
-
-    /// The script's `EVALSHA` command on job `id` of `queue`, for a pipeline (see
-    /// [`RedisStorage::run_all`]). `allowed` lists the states the job must still be in
-    /// (see [`allowed_states`]; empty: any): a job in another state is refused like a
-    /// state the operation does not accept.
-    pub(crate) fn command(
-        self,
-        storage: &RedisStorage,
-        queue: &QueueKeys,
-        id: JobId,
-        allowed: &str,
-        now: Option<Timestamp>,
-    ) -> redis::Cmd {
-        let mut command = head_command(self.script(), &storage.inner.keys, now, self.global(storage), &[queue]);
-        command.arg(id.to_string()).arg(allowed);
-        command
-    }
+/// The `EVALSHA` command of `operation`'s script on job `id` of `queue`, for a
+/// pipeline (see [`RedisStorage::run_all`]). `allowed` lists the states the job must
+/// still be in (see [`allowed_states`]; empty: any): a job in another state is refused
+/// like a state the operation does not accept.
+pub(crate) fn command(
+    operation: AdminAction,
+    storage: &RedisStorage,
+    queue: &QueueKeys,
+    id: JobId,
+    allowed: &str,
+    now: Option<Timestamp>,
+) -> redis::Cmd {
+    let mut command = head_command(script(operation), &storage.inner.keys, now, global(operation, storage), &[queue]);
+    command.arg(id.to_string()).arg(allowed);
+    command
 }
 
 /// The argument of the one-job scripts that names the states a job must be in for the
@@ -106,7 +88,7 @@ pub(crate) fn allowed_states(states: &[JobState]) -> String {
     states.iter().map(|state| state.as_str()).collect::<Vec<_>>().join(",")
 }
 
-/// What the script of an [`Operation`] found.
+/// What the script of an operation ([`AdminAction`]) found.
 pub(crate) enum Change {
     /// It applied: the rest of its reply (the job's fields after the change, or for a
     /// delete the job's index members).
@@ -118,7 +100,7 @@ pub(crate) enum Change {
 }
 
 impl Change {
-    /// Reads the reply of an [`Operation`]'s script about job `id`: `{'ok', ...}`,
+    /// Reads the reply of an operation's script about job `id`: `{'ok', ...}`,
     /// `{'missing'}` or `{'state', state}`.
     pub(crate) fn from_reply(value: Value, id: JobId) -> Result<Self> {
         let mut items = reply::array(value)?.into_iter();
@@ -156,23 +138,23 @@ impl IndexMembers {
 impl RedisStorage {
     /// Runs `operation`'s script on the job `id`: the rest of its reply when it
     /// applied, [`Error::NotFound`] or [`Error::InvalidState`] otherwise.
-    async fn apply(&self, operation: Operation, id: JobId, now: Option<Timestamp>) -> Result<Vec<Value>> {
+    async fn apply(&self, operation: AdminAction, id: JobId, now: Option<Timestamp>) -> Result<Vec<Value>> {
         let Some(queue) = self.queue_of(id).await? else { return Err(Error::NotFound(id)) };
-        let call = operation.invocation(self, &self.inner.keys.queue(&queue), id, now);
+        let call = invocation(operation, self, &self.inner.keys.queue(&queue), id, now);
         match Change::from_reply(self.run(&call).await?, id)? {
             Change::Done(rest) => Ok(rest),
             Change::Missing => Err(Error::NotFound(id)),
-            Change::InState(state) => Err(operation.refusal(id, state)),
+            Change::InState(state) => Err(refusal(operation, id, state)),
         }
     }
 
     pub(crate) async fn cancel_job(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-        let fields = self.apply(Operation::Cancel, id, now).await?.into_iter().next();
+        let fields = self.apply(AdminAction::Cancel, id, now).await?.into_iter().next();
         reply::record(fields.ok_or_else(|| corrupt(format!("cancel.lua replied without job {id}")))?)
     }
 
     pub(crate) async fn retry_job(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-        let fields = self.apply(Operation::Retry, id, now).await?.into_iter().next();
+        let fields = self.apply(AdminAction::Retry, id, now).await?.into_iter().next();
         reply::record(fields.ok_or_else(|| corrupt(format!("retry.lua replied without job {id}")))?)
     }
 
@@ -181,7 +163,7 @@ impl RedisStorage {
     /// script stays in the queue's slot: removing its members from the indexes in the
     /// prefix's slot, as `prune` does.
     pub(crate) async fn delete_job(&self, id: JobId) -> Result<()> {
-        let members = IndexMembers::from_reply(self.apply(Operation::Delete, id, None).await?)?;
+        let members = IndexMembers::from_reply(self.apply(AdminAction::Delete, id, None).await?)?;
         self.unindex(&[members]).await
     }
 

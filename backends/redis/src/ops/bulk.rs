@@ -2,11 +2,11 @@
 //! the one-job script of each job of the page the operation accepts, all in one round
 //! trip, each script checking again that its job is still in a state of the filter.
 
-use haul_core::{JobFilter, JobRecord, ListParams, Result, Timestamp};
+use haul_core::{AdminAction, JobFilter, JobRecord, ListParams, Result, Timestamp};
 
 use crate::{
     RedisStorage,
-    ops::admin::{Change, IndexMembers, Operation, allowed_states},
+    ops::admin::{Change, IndexMembers, allowed_states, command, script},
 };
 
 /// How many jobs a bulk call reads per page of `list` (and runs scripts for per round
@@ -24,7 +24,7 @@ impl RedisStorage {
     /// filter names states, in none of them, is skipped and not counted. (The rest of
     /// the filter, queue, kind and creation time, never changes.) Returns how many jobs
     /// the scripts changed.
-    pub(crate) async fn bulk(&self, filter: JobFilter, operation: Operation, now: Option<Timestamp>) -> Result<u64> {
+    pub(crate) async fn bulk(&self, filter: JobFilter, operation: AdminAction, now: Option<Timestamp>) -> Result<u64> {
         let mut changed = 0;
         let allowed = allowed_states(&filter.states);
         let mut params = ListParams::filtered(filter).limit(BULK_PAGE);
@@ -44,23 +44,23 @@ impl RedisStorage {
     async fn apply_page(
         &self,
         page: &[JobRecord],
-        operation: Operation,
+        operation: AdminAction,
         allowed: &str,
         now: Option<Timestamp>,
     ) -> Result<u64> {
         let targets: Vec<&JobRecord> = page.iter().filter(|job| operation.accepts(job.state)).collect();
         let calls = targets
             .iter()
-            .map(|job| operation.command(self, &self.inner.keys.queue(&job.queue), job.id, allowed, now))
+            .map(|job| command(operation, self, &self.inner.keys.queue(&job.queue), job.id, allowed, now))
             .collect();
-        let replies = self.run_all(operation.script(), calls).await?;
+        let replies = self.run_all(script(operation), calls).await?;
         let (mut changed, mut deleted, mut failure) = (0, Vec::new(), None);
         for (job, outcome) in targets.iter().zip(replies) {
             // A failure is returned once the deleted jobs are unindexed.
             match outcome.and_then(|value| Change::from_reply(value, job.id)) {
                 Ok(Change::Done(rest)) => {
                     changed += 1;
-                    if matches!(operation, Operation::Delete) {
+                    if matches!(operation, AdminAction::Delete) {
                         match IndexMembers::from_reply(rest) {
                             Ok(members) => deleted.push(members),
                             Err(error) => failure = failure.or(Some(error)),
@@ -84,13 +84,13 @@ mod tests {
     #![allow(clippy::unwrap_used)] // tests may unwrap
 
     use haul_core::{
-        Admin, ClaimParams, EnqueueParams, JobFilter, JobOutcome, JobState, ListParams, NewJob, Report, ReportParams,
-        Storage,
+        Admin, AdminAction, ClaimParams, EnqueueParams, JobFilter, JobOutcome, JobState, ListParams, NewJob, Report,
+        ReportParams, Storage,
     };
     use serde_json::json;
 
     use super::allowed_states;
-    use crate::{RedisConfig, RedisStorage, ops::admin::Operation};
+    use crate::{RedisConfig, RedisStorage};
 
     /// A storage on a fresh prefix of the server in `HAUL_TEST_REDIS_URL`.
     async fn storage() -> RedisStorage {
@@ -119,7 +119,7 @@ mod tests {
 
         // An operator retries the first job between the list and the deletes.
         storage.retry(page[0].id, None).await.unwrap();
-        assert_eq!(storage.apply_page(&page, Operation::Delete, &allowed, None).await.unwrap(), 2);
+        assert_eq!(storage.apply_page(&page, AdminAction::Delete, &allowed, None).await.unwrap(), 2);
         let left = storage.list_jobs(ListParams::new()).await.unwrap();
         assert_eq!(left.iter().map(|job| (job.id, job.state)).collect::<Vec<_>>(), [(page[0].id, JobState::Available)]);
 
@@ -127,11 +127,11 @@ mod tests {
         let filter = JobFilter::new().state(JobState::Available);
         let page = storage.list_jobs(ListParams::filtered(filter.clone())).await.unwrap();
         storage.claim(ClaimParams::new(["q"], 1)).await.unwrap();
-        let cancelled = storage.apply_page(&page, Operation::Cancel, &allowed_states(&filter.states), None).await;
+        let cancelled = storage.apply_page(&page, AdminAction::Cancel, &allowed_states(&filter.states), None).await;
         assert_eq!(cancelled.unwrap(), 0);
         assert_eq!(storage.get_job(page[0].id).await.unwrap().unwrap().cancel_requested_at, None);
         // Without states (a filter naming none), the running job is asked to stop.
-        assert_eq!(storage.apply_page(&page, Operation::Cancel, "", None).await.unwrap(), 1);
+        assert_eq!(storage.apply_page(&page, AdminAction::Cancel, "", None).await.unwrap(), 1);
         assert!(storage.get_job(page[0].id).await.unwrap().unwrap().cancel_requested_at.is_some());
         storage.purge().await.unwrap();
     }
