@@ -1,5 +1,5 @@
 -- cancel.sql for a batch of the jobs a filter matches: the next $7 matching jobs after
--- $6 in id order (matching_ids.sql, from the statement's snapshot) are locked in id
+-- $6 in id order (locked_batch.sql, from the statement's snapshot) are locked in id
 -- order, as report.sql and heartbeat.sql lock theirs, so they cannot deadlock with
 -- it. Locking waits for a job another transaction is changing and checks its state
 -- again on the newest version: a job that left the states of $2 (finished) is skipped.
@@ -24,19 +24,7 @@
 WITH ctx AS (
     SELECT coalesce($8::timestamptz, now()) AS now
 ),
-batch AS (
-{matching_ids}
-),
-locked AS (
-    SELECT j.id
-    FROM (SELECT id FROM batch ORDER BY id) AS b
-    CROSS JOIN LATERAL (
-        SELECT j.id
-        FROM {schema}.jobs AS j
-        WHERE j.id = b.id AND j.state = ANY ($2::text[])
-        FOR UPDATE OF j
-    ) AS j
-),
+{locked_batch},
 updated AS (
     UPDATE {schema}.jobs AS j
     SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,

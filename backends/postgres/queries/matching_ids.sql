@@ -22,102 +22,18 @@
 -- $7 limit          bigint
 --
 -- Yields a column `id`.
-SELECT m.id
-FROM (
-    (SELECT j.id
-     FROM {schema}.jobs AS j
-     WHERE cardinality($2::text[]) = 0
-       AND ($1::text IS NULL OR j.queue = $1::text)
-       AND ($3::text IS NULL OR j.kind = $3::text)
-       AND ($4::timestamptz IS NULL OR j.created_at >= $4::timestamptz)
-       AND ($5::timestamptz IS NULL OR j.created_at < $5::timestamptz)
-       AND ($6::uuid IS NULL OR j.id > $6::uuid)
-     ORDER BY j.id
-     LIMIT $7)
-    UNION ALL
-    (SELECT j.id
-     FROM {schema}.jobs AS j
-     WHERE j.state = 'scheduled'
-       AND 'scheduled' = ANY ($2::text[])
-       AND ($1::text IS NULL OR j.queue = $1::text)
-       AND ($3::text IS NULL OR j.kind = $3::text)
-       AND ($4::timestamptz IS NULL OR j.created_at >= $4::timestamptz)
-       AND ($5::timestamptz IS NULL OR j.created_at < $5::timestamptz)
-       AND ($6::uuid IS NULL OR j.id > $6::uuid)
-     ORDER BY j.id
-     LIMIT $7)
-    UNION ALL
-    (SELECT j.id
-     FROM {schema}.jobs AS j
-     WHERE j.state = 'available'
-       AND 'available' = ANY ($2::text[])
-       AND ($1::text IS NULL OR j.queue = $1::text)
-       AND ($3::text IS NULL OR j.kind = $3::text)
-       AND ($4::timestamptz IS NULL OR j.created_at >= $4::timestamptz)
-       AND ($5::timestamptz IS NULL OR j.created_at < $5::timestamptz)
-       AND ($6::uuid IS NULL OR j.id > $6::uuid)
-     ORDER BY j.id
-     LIMIT $7)
-    UNION ALL
-    (SELECT j.id
-     FROM {schema}.jobs AS j
-     WHERE j.state = 'running'
-       AND 'running' = ANY ($2::text[])
-       AND ($1::text IS NULL OR j.queue = $1::text)
-       AND ($3::text IS NULL OR j.kind = $3::text)
-       AND ($4::timestamptz IS NULL OR j.created_at >= $4::timestamptz)
-       AND ($5::timestamptz IS NULL OR j.created_at < $5::timestamptz)
-       AND ($6::uuid IS NULL OR j.id > $6::uuid)
-     ORDER BY j.id
-     LIMIT $7)
-    UNION ALL
-    (SELECT j.id
-     FROM {schema}.jobs AS j
-     WHERE j.state = 'retryable'
-       AND 'retryable' = ANY ($2::text[])
-       AND ($1::text IS NULL OR j.queue = $1::text)
-       AND ($3::text IS NULL OR j.kind = $3::text)
-       AND ($4::timestamptz IS NULL OR j.created_at >= $4::timestamptz)
-       AND ($5::timestamptz IS NULL OR j.created_at < $5::timestamptz)
-       AND ($6::uuid IS NULL OR j.id > $6::uuid)
-     ORDER BY j.id
-     LIMIT $7)
-    UNION ALL
-    (SELECT j.id
-     FROM {schema}.jobs AS j
-     WHERE j.state = 'completed'
-       AND 'completed' = ANY ($2::text[])
-       AND ($1::text IS NULL OR j.queue = $1::text)
-       AND ($3::text IS NULL OR j.kind = $3::text)
-       AND ($4::timestamptz IS NULL OR j.created_at >= $4::timestamptz)
-       AND ($5::timestamptz IS NULL OR j.created_at < $5::timestamptz)
-       AND ($6::uuid IS NULL OR j.id > $6::uuid)
-     ORDER BY j.id
-     LIMIT $7)
-    UNION ALL
-    (SELECT j.id
-     FROM {schema}.jobs AS j
-     WHERE j.state = 'discarded'
-       AND 'discarded' = ANY ($2::text[])
-       AND ($1::text IS NULL OR j.queue = $1::text)
-       AND ($3::text IS NULL OR j.kind = $3::text)
-       AND ($4::timestamptz IS NULL OR j.created_at >= $4::timestamptz)
-       AND ($5::timestamptz IS NULL OR j.created_at < $5::timestamptz)
-       AND ($6::uuid IS NULL OR j.id > $6::uuid)
-     ORDER BY j.id
-     LIMIT $7)
-    UNION ALL
-    (SELECT j.id
-     FROM {schema}.jobs AS j
-     WHERE j.state = 'cancelled'
-       AND 'cancelled' = ANY ($2::text[])
-       AND ($1::text IS NULL OR j.queue = $1::text)
-       AND ($3::text IS NULL OR j.kind = $3::text)
-       AND ($4::timestamptz IS NULL OR j.created_at >= $4::timestamptz)
-       AND ($5::timestamptz IS NULL OR j.created_at < $5::timestamptz)
-       AND ($6::uuid IS NULL OR j.id > $6::uuid)
-     ORDER BY j.id
-     LIMIT $7)
-) AS m
-ORDER BY m.id
-LIMIT $7
+--
+-- This file holds one branch; queries.rs writes the fragment from it: the branch once
+-- with `{state_condition}` = `cardinality($2::text[]) = 0` (no state named) and once
+-- per state with `j.state = '<state>' AND '<state>' = ANY ($2::text[])`, joined by
+-- UNION ALL, of whose merge the first $7 ids in id order are kept.
+(SELECT j.id
+ FROM {schema}.jobs AS j
+ WHERE {state_condition}
+   AND ($1::text IS NULL OR j.queue = $1::text)
+   AND ($3::text IS NULL OR j.kind = $3::text)
+   AND ($4::timestamptz IS NULL OR j.created_at >= $4::timestamptz)
+   AND ($5::timestamptz IS NULL OR j.created_at < $5::timestamptz)
+   AND ($6::uuid IS NULL OR j.id > $6::uuid)
+ ORDER BY j.id
+ LIMIT $7)

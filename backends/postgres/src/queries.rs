@@ -1,5 +1,6 @@
 //! The SQL of every operation, from `queries/*.sql`, with the schema filled in once.
 
+use haul_core::JobState;
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 
 /// Every statement the storage runs, rendered for one schema.
@@ -44,15 +45,20 @@ pub(crate) struct Queries {
 impl Queries {
     /// Renders the queries for `schema` and the NOTIFY `channel`. Both must already be
     /// validated (`[a-z][a-z0-9_]*`): the schema goes in as a quoted identifier, the
-    /// channel as a string literal. The fragment `queries/matching_ids.sql`, without its
-    /// header comment, goes in where a query says `{matching_ids}`.
+    /// channel as a string literal. The fragments, without their header comments, go in
+    /// where a query names them: `{locked_batch}` (`queries/locked_batch.sql`) first,
+    /// then `{matching_ids}` ([`matching_ids`]).
     pub(crate) fn new(schema: &str, channel: &str) -> Self {
         let schema = format!("\"{schema}\"");
         let channel = format!("'{channel}'");
-        let matching_ids = without_header(include_str!("../queries/matching_ids.sql"));
+        let locked_batch = without_header(include_str!("../queries/locked_batch.sql"));
+        let matching_ids = matching_ids(without_header(include_str!("../queries/matching_ids.sql")));
         let render = |sql: &str| {
             AssertSqlSafe(
-                sql.replace("{matching_ids}", matching_ids).replace("{schema}", &schema).replace("{channel}", &channel),
+                sql.replace("{locked_batch}", locked_batch)
+                    .replace("{matching_ids}", &matching_ids)
+                    .replace("{schema}", &schema)
+                    .replace("{channel}", &channel),
             )
             .into_sql_str()
         };
@@ -93,6 +99,20 @@ impl Queries {
             throughput: render(include_str!("../queries/throughput.sql")),
         }
     }
+}
+
+/// The `{matching_ids}` fragment, from the one branch of `queries/matching_ids.sql`
+/// (see its header): the branch for "no state named", then one per state naming it as
+/// a constant, merged by id, the first `$7` kept.
+fn matching_ids(branch: &str) -> String {
+    let any_state = "cardinality($2::text[]) = 0".to_owned();
+    let one_state =
+        JobState::ALL.iter().map(|state| format!("j.state = '{0}'\n   AND '{0}' = ANY ($2::text[])", state.as_str()));
+    let branches: Vec<String> = std::iter::once(any_state)
+        .chain(one_state)
+        .map(|condition| branch.replace("{state_condition}", &condition).replace('\n', "\n    "))
+        .collect();
+    format!("SELECT m.id\nFROM (\n    {}\n) AS m\nORDER BY m.id\nLIMIT $7", branches.join("\n    UNION ALL\n    "))
 }
 
 /// `sql` without its leading comment lines (a fragment's header, which documents the
@@ -145,8 +165,16 @@ mod tests {
         assert!(queries.enqueue.as_str().contains("pg_notify('haul_tenant_1'"));
         assert!(queries.beat_worker.as_str().contains("\"tenant_1\".workers"));
         for sql in [&queries.list, &queries.retry_jobs, &queries.cancel_jobs, &queries.delete_jobs] {
-            assert!(sql.as_str().contains("WHERE j.state = 'discarded'"), "{}", sql.as_str());
+            for state in JobState::ALL {
+                let branch = format!("WHERE j.state = '{0}'\n       AND '{0}' = ANY ($2::text[])", state.as_str());
+                assert_eq!(sql.as_str().matches(&branch).count(), 1, "{}", sql.as_str());
+            }
+            assert_eq!(sql.as_str().matches("WHERE cardinality($2::text[]) = 0").count(), 1, "{}", sql.as_str());
+            assert_eq!(sql.as_str().matches("UNION ALL").count(), JobState::ALL.len(), "{}", sql.as_str());
             assert!(!sql.as_str().contains("A fragment, not a statement"), "{}", sql.as_str());
+        }
+        for sql in [&queries.retry_jobs, &queries.cancel_jobs, &queries.delete_jobs] {
+            assert!(sql.as_str().contains("FOR UPDATE OF j"), "{}", sql.as_str());
         }
         assert!(queries.retry_jobs.as_str().contains("pg_notify('haul_tenant_1'"));
         assert!(queries.acquire_leadership.as_str().contains("\"tenant_1\".leader"));

@@ -171,6 +171,14 @@ impl PostgresStorage {
         &self.inner.schema
     }
 
+    /// The statement `Admin::list` runs, as rendered for this schema. Not part of the
+    /// API: it is here so the crate's plan tests EXPLAIN the statement the storage
+    /// really sends.
+    #[doc(hidden)]
+    pub fn list_statement(&self) -> &str {
+        self.inner.queries.list.as_str()
+    }
+
     /// The LISTEN/NOTIFY channel of this schema (its payloads are queue names).
     pub fn channel(&self) -> &str {
         &self.inner.channel

@@ -256,15 +256,6 @@ mod bulk {
 mod plans {
     use super::*;
 
-    /// `queries/list.sql` as the storage renders it for `storage`'s schema.
-    fn list_sql(storage: &PostgresStorage) -> String {
-        let fragment = include_str!("../queries/matching_ids.sql");
-        let fragment: Vec<&str> = fragment.lines().skip_while(|line| line.starts_with("--")).collect();
-        include_str!("../queries/list.sql")
-            .replace("{matching_ids}", &fragment.join("\n"))
-            .replace("{schema}", &format!("\"{}\"", storage.schema()))
-    }
-
     /// The rows the scans of the jobs table in a JSON plan read: those they returned
     /// and those their filters threw away.
     fn rows_read(plan: &serde_json::Value) -> u64 {
@@ -282,7 +273,7 @@ mod plans {
     /// parameters' values as the storage's unprepared statement is.
     async fn explain_list(storage: &PostgresStorage, filter: &JobFilter) -> serde_json::Value {
         let states: Vec<&str> = filter.states.iter().map(|state| state.as_str()).collect();
-        let row = sqlx::query(AssertSqlSafe(format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", list_sql(storage))))
+        let row = sqlx::query(AssertSqlSafe(format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", storage.list_statement())))
             .bind(filter.queue.as_deref())
             .bind(&states)
             .bind(filter.kind.as_deref())
