@@ -252,3 +252,24 @@ async fn a_worker_id_with_a_control_character_is_refused_at_start() {
         assert!(matches!(error, haul::Error::InvalidArgument(_)), "{bad:?}: {error:?}");
     }
 }
+
+/// A queue given slots of its own that the worker does not serve, or given no slot, is
+/// refused when the worker starts.
+#[tokio::test]
+async fn a_queue_concurrency_for_an_unserved_queue_or_of_zero_is_refused_at_start() {
+    let storage = MemoryStorage::new();
+    for (queue, concurrency, expected) in
+        [("elsewhere", 2, "not among the worker's queues"), ("slots", 0, "at least 1")]
+    {
+        let error = worker(&storage, "slots")
+            .queue_concurrency(queue, concurrency)
+            .build()
+            .run_until(std::future::ready(()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, haul::Error::InvalidArgument(message) if message.contains(expected)),
+            "{queue} {concurrency}: {error:?}"
+        );
+    }
+}

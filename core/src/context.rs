@@ -85,8 +85,9 @@ impl JobContext {
         }
     }
 
-    /// The context of the attempt a claim of `record` (under `token`) runs.
-    pub(crate) fn for_claimed(record: &crate::JobRecord, token: LeaseToken, states: Arc<StateMap>) -> Self {
+    /// The context of the attempt a claim of `record` (under `token`) runs. The record's
+    /// metadata moves into the context (read it there), so a claim copies it only once.
+    pub(crate) fn for_claimed(record: &mut crate::JobRecord, token: LeaseToken, states: Arc<StateMap>) -> Self {
         Self::new(
             record.id,
             token,
@@ -97,7 +98,7 @@ impl JobContext {
             record.created_at,
             states,
         )
-        .with_metadata(record.metadata.clone())
+        .with_metadata(std::mem::take(&mut record.metadata))
     }
 
     /// This context with `metadata` as the job's metadata (for contexts built by hand,

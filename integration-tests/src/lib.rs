@@ -233,6 +233,8 @@ macro_rules! conformance_suite {
                 a_prefetching_worker_claims_ahead_but_runs_only_its_concurrency,
                 shutdown_hands_prefetched_jobs_back_without_running_them,
                 a_prefetching_worker_runs_every_job_once,
+                a_queue_with_slots_of_its_own_runs_while_slow_jobs_hold_the_shared_ones,
+                a_queue_with_slots_of_its_own_never_takes_the_shared_ones,
                 a_panicking_handler_is_recorded_as_a_failed_attempt,
                 a_timed_out_handler_is_retried,
                 a_failing_handler_is_retried_until_it_succeeds,

@@ -2,7 +2,7 @@
 
 mod debug;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use crate::{
     Error, Periodic, PeriodicScheduler, Result, Retention, StateMap, Storage, middleware::Middleware,
@@ -16,6 +16,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) queues: Vec<String>,
     pub(crate) concurrency: usize,
     pub(crate) prefetch: usize,
+    /// Queues with slots of their own ([`WorkerBuilder::queue_concurrency`]).
+    pub(crate) queue_concurrency: BTreeMap<String, usize>,
     pub(crate) poll_interval: Duration,
     pub(crate) lease: Duration,
     pub(crate) heartbeat_interval: Duration,
@@ -52,9 +54,26 @@ impl WorkerConfig {
         if self.concurrency == 0 {
             return Err(Error::InvalidArgument("concurrency must be at least 1".into()));
         }
-        if self.concurrency.saturating_add(self.prefetch) > tokio::sync::Semaphore::MAX_PERMITS {
+        for (queue, &concurrency) in &self.queue_concurrency {
+            if !self.queues.contains(queue) {
+                return Err(Error::InvalidArgument(
+                    format!("queue {queue:?} has a concurrency of its own but is not among the worker's queues").into(),
+                ));
+            }
+            if concurrency == 0 {
+                return Err(Error::InvalidArgument(
+                    format!("the concurrency of queue {queue:?} must be at least 1").into(),
+                ));
+            }
+        }
+        let held = self.claim_groups().iter().map(ClaimGroup::held_limit).fold(0, usize::saturating_add);
+        if held > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(Error::InvalidArgument(
-                format!("concurrency + prefetch must be at most {}", tokio::sync::Semaphore::MAX_PERMITS).into(),
+                format!(
+                    "concurrency + prefetch + the queues' own concurrency must be at most {}",
+                    tokio::sync::Semaphore::MAX_PERMITS
+                )
+                .into(),
             ));
         }
         if self.lease < Duration::from_millis(100) {
@@ -75,11 +94,52 @@ impl WorkerConfig {
         Ok(())
     }
 
+    /// The worker's slots, split by who may use them: the shared slots first (the queues
+    /// without a concurrency of their own; absent when there are none), then each queue
+    /// with slots of its own, in the order of [`WorkerConfig::queues`].
+    pub(crate) fn claim_groups(&self) -> Vec<ClaimGroup> {
+        let shared: Vec<String> =
+            self.queues.iter().filter(|queue| !self.queue_concurrency.contains_key(*queue)).cloned().collect();
+        let shared = (!shared.is_empty()).then_some(ClaimGroup {
+            queues: shared,
+            concurrency: self.concurrency,
+            prefetch: self.prefetch,
+        });
+        let own = self.queues.iter().filter_map(|queue| {
+            let concurrency = *self.queue_concurrency.get(queue)?;
+            Some(ClaimGroup { queues: vec![queue.clone()], concurrency, prefetch: 0 })
+        });
+        shared.into_iter().chain(own).collect()
+    }
+
+    /// Jobs this worker runs at once, every group of slots together.
+    pub(crate) fn total_concurrency(&self) -> usize {
+        self.claim_groups().iter().map(|group| group.concurrency).fold(0, usize::saturating_add)
+    }
+
     /// The scheduler of this worker's periodic jobs (checked: unique names, valid jobs).
     /// A tick counts as missed when it is dealt with more than two leader leases after
     /// its time: longer than a failover takes.
     pub(crate) fn periodic_scheduler(&self) -> Result<PeriodicScheduler> {
         PeriodicScheduler::new(self.periodic.clone(), self.leader_lease.saturating_mul(2))
+    }
+}
+
+/// Slots of a worker and the queues whose jobs may take them; each group has a claim
+/// loop of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ClaimGroup {
+    pub(crate) queues: Vec<String>,
+    /// Jobs of these queues run at once.
+    pub(crate) concurrency: usize,
+    /// Jobs of these queues claimed ahead of free slots.
+    pub(crate) prefetch: usize,
+}
+
+impl ClaimGroup {
+    /// Jobs the group holds at most: running, and prefetched waiting to run.
+    pub(crate) fn held_limit(&self) -> usize {
+        self.concurrency.saturating_add(self.prefetch)
     }
 }
 
@@ -104,6 +164,7 @@ impl WorkerBuilder {
                 queues: vec![crate::job::DEFAULT_QUEUE.to_owned()],
                 concurrency: 10,
                 prefetch: 0,
+                queue_concurrency: BTreeMap::new(),
                 poll_interval: Duration::from_secs(1),
                 lease,
                 heartbeat_interval: lease / 3,
@@ -128,9 +189,39 @@ impl WorkerBuilder {
         self
     }
 
-    /// Jobs run at once (default: 10).
+    /// Jobs run at once (default: 10), in the slots the worker's queues share: every
+    /// queue but those given slots of their own with [`WorkerBuilder::queue_concurrency`].
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.config.concurrency = concurrency;
+        self
+    }
+
+    /// Gives `queue` slots of its own: up to `concurrency` of its jobs run at once, in
+    /// slots no other queue uses, and it never uses the shared ones
+    /// ([`WorkerBuilder::concurrency`]). So slow jobs in one queue cannot keep another
+    /// waiting: give the queue that must not wait slots of its own (or each queue).
+    ///
+    /// Each queue with slots of its own is claimed on its own (one claim loop each, as
+    /// many jobs as it has free slots, without [`WorkerBuilder::prefetch`], which
+    /// applies to the shared slots only). The worker runs up to `concurrency` plus
+    /// every queue's own concurrency at once. `queue` must be one of
+    /// [`WorkerBuilder::queues`] ([`Worker::run_until`] fails at start otherwise); a
+    /// second call for the same queue replaces the first.
+    ///
+    /// This limits one worker; the README's "Flow control" section says more.
+    ///
+    /// ```
+    /// # fn example(storage: impl haul_core::Storage) {
+    /// // `reports` jobs take minutes; `mail` must go out within seconds.
+    /// let worker = haul_core::Worker::builder(storage)
+    ///     .queues(["reports", "mail"])
+    ///     .concurrency(4) // the slots `reports` takes
+    ///     .queue_concurrency("mail", 2) // two slots only `mail` takes
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn queue_concurrency(mut self, queue: impl Into<String>, concurrency: usize) -> Self {
+        self.config.queue_concurrency.insert(queue.into(), concurrency);
         self
     }
 

@@ -22,6 +22,7 @@ pub(super) fn settings(debug: &mut fmt::DebugStruct<'_, '_>, config: &WorkerConf
         .field("queues", &config.queues)
         .field("concurrency", &config.concurrency)
         .field("prefetch", &config.prefetch)
+        .field("queue_concurrency", &config.queue_concurrency)
         .field("lease", &config.lease)
         .field("poll_interval", &config.poll_interval)
         .field("queue_gauge_interval", &config.queue_gauge_interval)

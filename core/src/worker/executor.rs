@@ -50,12 +50,12 @@ impl Executor {
     /// Whatever happens in here, even a panic outside the handler, the claim does not
     /// stay held with nobody to report it: its lease would be extended forever.
     pub(crate) async fn run(&self, claimed: Claimed) {
-        let Claimed { record, lease_deadline } = claimed;
+        let Claimed { mut record, lease_deadline } = claimed;
         let Some(claim) = record.claim() else {
             tracing::error!(id = %record.id, "storage returned a claimed job without a lease token; skipping it");
             return;
         };
-        let ctx = JobContext::for_claimed(&record, claim.token, Arc::clone(&self.states));
+        let ctx = JobContext::for_claimed(&mut record, claim.token, Arc::clone(&self.states));
         self.held.insert(claim, ctx.clone(), lease_deadline);
         let mut on_panic = ReleaseOnPanic { held: &self.held, claim, armed: true };
         self.run_held(claim, &record, ctx).await;
@@ -104,7 +104,7 @@ impl Executor {
             attempt = record.attempt,
         );
         #[cfg(feature = "opentelemetry")]
-        crate::otel::continue_trace(&span, &record.metadata);
+        crate::otel::continue_trace(&span, ctx.metadata());
         let waited = (chrono::Utc::now() - record.run_at).to_std().unwrap_or_default();
         metrics::histogram!("haul_job_wait_seconds", "queue" => record.queue.clone(), "kind" => record.kind.clone())
             .record(waited.as_secs_f64());

@@ -21,11 +21,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use config::WorkerBuilder;
-use config::WorkerConfig;
+use config::{ClaimGroup, WorkerConfig};
 
 use crate::{
     ClaimParams, JobEvents, Result, StateMap, StopReason, Storage, Wakeups,
@@ -224,21 +227,33 @@ impl Worker {
         );
 
         let stop_claiming = CancellationToken::new();
-        let executor = Arc::new(Executor {
-            states: self.states,
-            held: Arc::clone(&held),
-            reports: report_tx,
-            running: Arc::new(Semaphore::new(config.concurrency)),
-            handing_back: stop_claiming.clone(),
-            middleware: self.middleware,
-            events: self.events,
-            throughput: tally,
-        });
-        // One slot per job held: running, or prefetched and waiting to run.
-        let held_limit = config.concurrency.saturating_add(config.prefetch);
-        let slots = Arc::new(Semaphore::new(held_limit));
-        let claimer =
-            Claimer { storage: Arc::clone(&self.storage), config: config.clone(), slots: Arc::clone(&slots), executor };
+        let middleware: Arc<[Arc<dyn Middleware>]> = self.middleware;
+        // Each group of slots has its own claim loop, running slots and held slots.
+        let claimers: Vec<Claimer> = config
+            .claim_groups()
+            .into_iter()
+            .map(|group| {
+                let executor = Arc::new(Executor {
+                    states: Arc::clone(&self.states),
+                    held: Arc::clone(&held),
+                    reports: report_tx.clone(),
+                    running: Arc::new(Semaphore::new(group.concurrency)),
+                    handing_back: stop_claiming.clone(),
+                    middleware: Arc::clone(&middleware),
+                    events: self.events.clone(),
+                    throughput: Arc::clone(&tally),
+                });
+                // One slot per job held: running, or prefetched and waiting to run.
+                let slots = Arc::new(Semaphore::new(group.held_limit()));
+                Claimer { storage: Arc::clone(&self.storage), config: config.clone(), group, slots, executor }
+            })
+            .collect();
+        // Only the executors send reports from here on: the flusher ends with the last one.
+        drop(report_tx);
+        let all_slots: Vec<(Arc<Semaphore>, u32)> = claimers
+            .iter()
+            .map(|claimer| (Arc::clone(&claimer.slots), u32::try_from(claimer.group.held_limit()).unwrap_or(u32::MAX)))
+            .collect();
         let backend = self.storage.backend_name();
         let started = if backend == MEMORY_BACKEND { STARTED_IN_MEMORY } else { "worker started" };
         tracing::info!(
@@ -247,6 +262,7 @@ impl Worker {
             queues = ?config.queues,
             concurrency = config.concurrency,
             prefetch = config.prefetch,
+            queue_concurrency = ?config.queue_concurrency,
             leader_lease = ?config.leader_lease,
             leader_eligible = config.leader_eligible,
             "{started}"
@@ -260,7 +276,7 @@ impl Worker {
                 leader,
                 worker_id: config.worker_id.clone(),
                 queues: config.queues.clone(),
-                concurrency: config.concurrency,
+                concurrency: config.total_concurrency(),
                 lease: config.leader_lease,
                 eligible: config.leader_eligible,
                 host: cluster::host_name(),
@@ -270,24 +286,27 @@ impl Worker {
             .run(stop_cluster.clone()),
         );
 
-        let claiming = claimer.run(stop_claiming.clone());
-        tokio::pin!(claiming);
+        let mut claiming = JoinSet::new();
+        for claimer in claimers {
+            claiming.spawn(claimer.run(stop_claiming.clone()));
+        }
+        let claimers_done = async { while claiming.join_next().await.is_some() {} };
+        tokio::pin!(claimers_done);
         tokio::select! {
             () = &mut signal => stop_claiming.cancel(),
-            () = &mut claiming => {}
+            () = &mut claimers_done => {}
         }
-        // The claimer is gone once this returns, and with it its report sender.
-        claiming.await;
+        // The claimers are gone once this returns.
+        claimers_done.await;
 
         tracing::info!(in_flight = held.len(), grace = ?config.shutdown_grace, "shutting down");
-        let all_slots = u32::try_from(held_limit).unwrap_or(u32::MAX);
-        let finished = tokio::time::timeout(config.shutdown_grace, slots.acquire_many(all_slots)).await;
+        let finished = tokio::time::timeout(config.shutdown_grace, all_returned(&all_slots)).await;
         if finished.is_err() {
             tracing::warn!(in_flight = held.len(), "grace period over; stopping running jobs and handing them back");
             held.stop_all(StopReason::Shutdown);
             // Handlers are aborted at their next await; one that never yields is left to
             // its lease (the job is rescued later, not lost).
-            if tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(all_slots)).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), all_returned(&all_slots)).await.is_err() {
                 tracing::error!("some handlers did not stop; their jobs will be rescued after their leases");
             }
         }
@@ -317,6 +336,14 @@ impl Worker {
     }
 }
 
+/// Completes once every slot of every group is free: no job is held any more.
+async fn all_returned(slots: &[(Arc<Semaphore>, u32)]) {
+    for (semaphore, all) in slots {
+        // The permits drop at once: nothing is claimed after the claimers stopped.
+        let _ = semaphore.acquire_many(*all).await;
+    }
+}
+
 /// Asks `storage` whether it is ready until it says so (`Ok(true)`), fails for a reason
 /// retrying cannot fix (the error), or `signal` completes first (`Ok(false)`). Transient
 /// errors are retried with [`StorageBackoff`].
@@ -342,10 +369,12 @@ async fn wait_until_ready(storage: &dyn Storage, mut signal: Pin<&mut impl Futur
     }
 }
 
-/// The claim loop: fills free slots (running and prefetch) with batched claims.
+/// The claim loop of one group of slots: fills its free slots (running and prefetch)
+/// with batched claims from its queues.
 struct Claimer {
     storage: Arc<dyn Storage>,
     config: WorkerConfig,
+    group: ClaimGroup,
     slots: Arc<Semaphore>,
     executor: Arc<Executor>,
 }
@@ -388,7 +417,7 @@ impl Claimer {
             }
             if got < wanted {
                 tokio::select! {
-                    () = wait_for_work(&mut wakeups, &self.config.queues) => {}
+                    () = wait_for_work(&mut wakeups, &self.group.queues) => {}
                     () = tokio::time::sleep(self.config.poll_interval) => {}
                     () = stop.cancelled() => return,
                 }
@@ -410,7 +439,7 @@ impl Claimer {
     /// Waits until enough slots are free to be worth a claim (one without a prefetch,
     /// half the prefetch with one), then takes every free slot, one permit per job.
     async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
-        let worth_a_claim = u32::try_from((self.config.prefetch / 2).max(1)).unwrap_or(u32::MAX);
+        let worth_a_claim = u32::try_from((self.group.prefetch / 2).max(1)).unwrap_or(u32::MAX);
         let Ok(mut free) = Arc::clone(&self.slots).acquire_many_owned(worth_a_claim).await else {
             return Vec::new();
         };
@@ -425,7 +454,7 @@ impl Claimer {
     }
 
     async fn claim(&self, limit: usize) -> Result<Vec<crate::JobRecord>> {
-        let params = ClaimParams::new(self.config.queues.iter().cloned(), limit)
+        let params = ClaimParams::new(self.group.queues.iter().cloned(), limit)
             .lease(self.config.lease)
             .worker_id(self.config.worker_id.clone());
         self.storage.claim(params).await

@@ -254,6 +254,61 @@ pub async fn shutdown_hands_prefetched_jobs_back_without_running_them(storage: T
     }
 }
 
+/// A queue with slots of its own keeps running while another queue's jobs hold every
+/// shared slot: the slow jobs' queue cannot starve it.
+pub async fn a_queue_with_slots_of_its_own_runs_while_slow_jobs_hold_the_shared_ones(storage: TestStorage) {
+    let (slow, fast) = ("w.slots_slow", "w.slots_fast");
+    let tracker = Tracker::new();
+    enqueue_scripts(&storage, slow, vec![Script::Hang; 3]).await;
+    let worker = RunningWorker::start(&storage, slow, &tracker, |builder| {
+        builder
+            .queues([slow, fast])
+            .concurrency(1)
+            .queue_concurrency(fast, 1)
+            .shutdown_grace(Duration::from_millis(200))
+    });
+    eventually("a slow job to hold the shared slot", || {
+        let started = tracker.started().len();
+        async move { (started == 1).then_some(()) }
+    })
+    .await;
+    let fast_ids = enqueue_scripts(&storage, fast, vec![Script::Complete; 3]).await;
+    wait_for_all(&storage, fast, 3, JobState::Completed).await;
+    for id in &fast_ids {
+        assert_eq!(tracker.runs(*id).len(), 1, "fast job {id} ran once");
+    }
+    assert_eq!(jobs_in_state(&storage, slow, JobState::Running).await.len(), 1, "the shared slot holds one slow job");
+    assert_eq!(jobs_in_state(&storage, slow, JobState::Available).await.len(), 2);
+    worker.stop().await;
+}
+
+/// A queue with slots of its own never takes the shared slots, however many of its jobs
+/// wait: the other queues run in them.
+pub async fn a_queue_with_slots_of_its_own_never_takes_the_shared_ones(storage: TestStorage) {
+    let (busy, other) = ("w.slots_busy", "w.slots_other");
+    let tracker = Tracker::new();
+    enqueue_scripts(&storage, busy, vec![Script::Hang; 4]).await;
+    let worker = RunningWorker::start(&storage, busy, &tracker, |builder| {
+        builder
+            .queues([busy, other])
+            .concurrency(2)
+            .queue_concurrency(busy, 1)
+            .shutdown_grace(Duration::from_millis(200))
+    });
+    eventually("the busy queue to fill its own slot", || {
+        let storage = storage.clone();
+        async move { (jobs_in_state(&storage, busy, JobState::Running).await.len() == 1).then_some(()) }
+    })
+    .await;
+    let other_ids = enqueue_scripts(&storage, other, vec![Script::Complete; 4]).await;
+    wait_for_all(&storage, other, 4, JobState::Completed).await;
+    assert_eq!(other_ids.iter().map(|id| tracker.runs(*id).len()).sum::<usize>(), 4);
+    // The shared slots were free all along, and ran four jobs: still one busy job runs.
+    assert_eq!(jobs_in_state(&storage, busy, JobState::Running).await.len(), 1, "one busy job, in its own slot");
+    assert_eq!(jobs_in_state(&storage, busy, JobState::Available).await.len(), 3);
+    worker.stop().await;
+}
+
 /// A worker with a prefetch runs a batch to completion, each job once, on its first attempt.
 pub async fn a_prefetching_worker_runs_every_job_once(storage: TestStorage) {
     let tracker = Tracker::new();
