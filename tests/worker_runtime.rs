@@ -258,9 +258,10 @@ async fn a_worker_id_with_a_control_character_is_refused_at_start() {
 #[tokio::test]
 async fn a_queue_concurrency_for_an_unserved_queue_or_of_zero_is_refused_at_start() {
     let storage = MemoryStorage::new();
-    for (queue, concurrency, expected) in
-        [("elsewhere", 2, "not among the worker's queues"), ("slots", 0, "at least 1")]
-    {
+    for (queue, concurrency, expected) in [
+        ("elsewhere", 2, "not among the worker's queues"),
+        ("slots", 0, "the concurrency of queue \"slots\" must be at least 1"),
+    ] {
         let error = worker(&storage, "slots")
             .queue_concurrency(queue, concurrency)
             .build()

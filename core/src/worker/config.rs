@@ -2,7 +2,11 @@
 
 mod debug;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use crate::{
     Error, Periodic, PeriodicScheduler, Result, Retention, StateMap, Storage, middleware::Middleware,
@@ -35,6 +39,33 @@ pub(crate) struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The settings of a worker nobody configured (each is documented on its
+    /// [`WorkerBuilder`] method).
+    fn defaults() -> Self {
+        let lease = Duration::from_secs(30);
+        WorkerConfig {
+            worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
+            queues: vec![crate::job::DEFAULT_QUEUE.to_owned()],
+            concurrency: 10,
+            prefetch: 0,
+            queue_concurrency: BTreeMap::new(),
+            poll_interval: Duration::from_secs(1),
+            lease,
+            heartbeat_interval: lease / 3,
+            shutdown_grace: Duration::from_secs(10),
+            maintenance_interval: Duration::from_secs(1),
+            prune_interval: Duration::from_secs(60),
+            queue_gauge_interval: Duration::from_secs(5),
+            throughput_interval: Duration::from_secs(5),
+            retention: Retention::default(),
+            flush_batch: 1000,
+            final_flush_timeout: Duration::from_secs(10),
+            leader_lease: Duration::from_secs(15),
+            leader_eligible: true,
+            periodic: Vec::new(),
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if self.worker_id.is_empty() || self.worker_id.chars().any(char::is_control) {
             return Err(Error::InvalidArgument(
@@ -66,11 +97,16 @@ impl WorkerConfig {
                 ));
             }
         }
-        let held = self.claim_groups().iter().map(ClaimGroup::held_limit).fold(0, usize::saturating_add);
-        if held > tokio::sync::Semaphore::MAX_PERMITS {
+        let groups = self.claim_groups();
+        let held = groups.iter().map(ClaimGroup::held_limit).fold(0, usize::saturating_add);
+        // Shutdown waits for each group's slots with one `acquire_many(u32)`.
+        let largest = groups.iter().map(ClaimGroup::held_limit).max().unwrap_or_default();
+        if held > tokio::sync::Semaphore::MAX_PERMITS || u32::try_from(largest).is_err() {
             return Err(Error::InvalidArgument(
                 format!(
-                    "concurrency + prefetch + the queues' own concurrency must be at most {}",
+                    "concurrency + prefetch must be at most {} (each queue's own concurrency too), \
+                     and all of them together at most {}",
+                    u32::MAX,
                     tokio::sync::Semaphore::MAX_PERMITS
                 )
                 .into(),
@@ -98,14 +134,20 @@ impl WorkerConfig {
     /// without a concurrency of their own; absent when there are none), then each queue
     /// with slots of its own, in the order of [`WorkerConfig::queues`].
     pub(crate) fn claim_groups(&self) -> Vec<ClaimGroup> {
-        let shared: Vec<String> =
-            self.queues.iter().filter(|queue| !self.queue_concurrency.contains_key(*queue)).cloned().collect();
+        // A queue listed twice is served once.
+        let mut seen = HashSet::new();
+        let queues: Vec<&String> = self.queues.iter().filter(|queue| seen.insert(queue.as_str())).collect();
+        let shared: Vec<String> = queues
+            .iter()
+            .filter(|queue| !self.queue_concurrency.contains_key(**queue))
+            .map(|queue| (*queue).clone())
+            .collect();
         let shared = (!shared.is_empty()).then_some(ClaimGroup {
             queues: shared,
             concurrency: self.concurrency,
             prefetch: self.prefetch,
         });
-        let own = self.queues.iter().filter_map(|queue| {
+        let own = queues.into_iter().filter_map(|queue| {
             let concurrency = *self.queue_concurrency.get(queue)?;
             Some(ClaimGroup { queues: vec![queue.clone()], concurrency, prefetch: 0 })
         });
@@ -154,33 +196,7 @@ pub struct WorkerBuilder {
 
 impl WorkerBuilder {
     pub(crate) fn new(storage: Arc<dyn Storage>) -> Self {
-        let lease = Duration::from_secs(30);
-        Self {
-            storage,
-            states: StateMap::new(),
-            middleware: Vec::new(),
-            config: WorkerConfig {
-                worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
-                queues: vec![crate::job::DEFAULT_QUEUE.to_owned()],
-                concurrency: 10,
-                prefetch: 0,
-                queue_concurrency: BTreeMap::new(),
-                poll_interval: Duration::from_secs(1),
-                lease,
-                heartbeat_interval: lease / 3,
-                shutdown_grace: Duration::from_secs(10),
-                maintenance_interval: Duration::from_secs(1),
-                prune_interval: Duration::from_secs(60),
-                queue_gauge_interval: Duration::from_secs(5),
-                throughput_interval: Duration::from_secs(5),
-                retention: Retention::default(),
-                flush_batch: 1000,
-                final_flush_timeout: Duration::from_secs(10),
-                leader_lease: Duration::from_secs(15),
-                leader_eligible: true,
-                periodic: Vec::new(),
-            },
-        }
+        Self { storage, states: StateMap::new(), middleware: Vec::new(), config: WorkerConfig::defaults() }
     }
 
     /// Queues to work (default: `["default"]`).
@@ -201,12 +217,14 @@ impl WorkerBuilder {
     /// ([`WorkerBuilder::concurrency`]). So slow jobs in one queue cannot keep another
     /// waiting: give the queue that must not wait slots of its own (or each queue).
     ///
-    /// Each queue with slots of its own is claimed on its own (one claim loop each, as
-    /// many jobs as it has free slots, without [`WorkerBuilder::prefetch`], which
-    /// applies to the shared slots only). The worker runs up to `concurrency` plus
-    /// every queue's own concurrency at once. `queue` must be one of
-    /// [`WorkerBuilder::queues`] ([`Worker::run_until`] fails at start otherwise); a
-    /// second call for the same queue replaces the first.
+    /// Each queue with slots of its own is claimed on its own: one claim loop each, as
+    /// many jobs as it has free slots, without [`WorkerBuilder::prefetch`] (which
+    /// applies to the shared slots only); so each such queue adds a claim per poll
+    /// interval and per wake-up while it is idle. The worker runs up to each queue's
+    /// own concurrency plus, if any queue is left without slots of its own, the shared
+    /// `concurrency`. `queue` must be one of [`WorkerBuilder::queues`]
+    /// ([`Worker::run_until`] fails at start otherwise); a second call for the same
+    /// queue replaces the first.
     ///
     /// This limits one worker; the README's "Flow control" section says more.
     ///
@@ -227,7 +245,9 @@ impl WorkerBuilder {
 
     /// Jobs claimed ahead of free slots (default: 0).
     ///
-    /// With a prefetch, the worker keeps up to `concurrency + prefetch` jobs claimed:
+    /// With a prefetch, the worker keeps up to `concurrency + prefetch` jobs of the
+    /// shared slots claimed (queues with slots of their own,
+    /// [`WorkerBuilder::queue_concurrency`], do not prefetch):
     /// the ones beyond the running `concurrency` wait in the worker, in claim order,
     /// and start as slots free up. It claims again once half the prefetch has been
     /// used, so each claim fetches many jobs in one round trip, which is what lets
@@ -411,5 +431,41 @@ impl WorkerBuilder {
     /// Builds the worker. Settings are checked when it starts running.
     pub fn build(self) -> Worker {
         Worker::from_parts(self.storage, Arc::new(self.states), self.middleware.into(), self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(queues: &[&str], own: &[(&str, usize)]) -> WorkerConfig {
+        let mut config = WorkerConfig::defaults();
+        config.queues = queues.iter().map(|queue| (*queue).to_owned()).collect();
+        config.prefetch = 6;
+        config.queue_concurrency = own.iter().map(|(queue, n)| ((*queue).to_owned(), *n)).collect();
+        config
+    }
+
+    fn group(queues: &[&str], concurrency: usize, prefetch: usize) -> ClaimGroup {
+        ClaimGroup { queues: queues.iter().map(|queue| (*queue).to_owned()).collect(), concurrency, prefetch }
+    }
+
+    #[test]
+    fn the_shared_slots_come_first_then_each_queue_with_its_own_in_the_queues_order() {
+        let config = config(&["a", "mail", "b", "sms"], &[("sms", 3), ("mail", 2)]);
+        assert_eq!(
+            config.claim_groups(),
+            vec![group(&["a", "b"], 10, 6), group(&["mail"], 2, 0), group(&["sms"], 3, 0)]
+        );
+        assert_eq!(config.total_concurrency(), 15);
+    }
+
+    #[test]
+    fn a_queue_listed_twice_is_served_once_and_without_a_shared_queue_there_are_no_shared_slots() {
+        let config = config(&["mail", "sms", "mail"], &[("sms", 3), ("mail", 2)]);
+        assert_eq!(config.claim_groups(), vec![group(&["mail"], 2, 0), group(&["sms"], 3, 0)]);
+        assert_eq!(config.total_concurrency(), 5);
+        let config = super::tests::config(&["a", "a"], &[]);
+        assert_eq!(config.claim_groups(), vec![group(&["a"], 10, 6)]);
     }
 }

@@ -27,12 +27,12 @@ pub(crate) struct Claimed {
     pub(crate) lease_deadline: Instant,
 }
 
-/// What an executor needs, shared by all of a worker's executors.
+/// What the jobs of one group of slots need to run (a worker has one executor per group).
 pub(crate) struct Executor {
     pub(crate) states: Arc<StateMap>,
     pub(crate) held: Arc<HeldClaims>,
     pub(crate) reports: tokio::sync::mpsc::UnboundedSender<Report>,
-    /// One permit per running handler (the worker's concurrency).
+    /// One permit per running handler (the group's concurrency).
     pub(crate) running: Arc<Semaphore>,
     /// Fires when the worker stops claiming: jobs that have not started are handed back.
     pub(crate) handing_back: CancellationToken,

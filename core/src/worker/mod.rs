@@ -58,7 +58,8 @@ const STARTED_IN_MEMORY: &str = "worker started on the memory backend: its jobs 
 
 /// Runs jobs from a storage.
 ///
-/// One claimer fills free slots (the concurrency limit) with batched claims; each
+/// A claim loop per group of slots (the shared ones, and each queue's own: see
+/// [`WorkerBuilder::queue_concurrency`]) fills its free slots with batched claims; each
 /// handler runs as its own tokio task; outcomes and heartbeats are written in
 /// batches. It checks its settings, its state and the storage when it starts (see
 /// [`Worker::run_until`]); after that, storage errors are retried with backoff and
@@ -290,14 +291,33 @@ impl Worker {
         for claimer in claimers {
             claiming.spawn(claimer.run(stop_claiming.clone()));
         }
-        let claimers_done = async { while claiming.join_next().await.is_some() {} };
-        tokio::pin!(claimers_done);
-        tokio::select! {
-            () = &mut signal => stop_claiming.cancel(),
-            () = &mut claimers_done => {}
-        }
-        // The claimers are gone once this returns.
-        claimers_done.await;
+        // A claim loop that panics stops the others; its panic resumes once the worker
+        // has shut down (handed back what it held, written every outcome).
+        let claim_loop_panic = {
+            let stop_all_claiming = stop_claiming.clone();
+            let claimers_done = async move {
+                let mut first_panic = None;
+                while let Some(joined) = claiming.join_next().await {
+                    if let Err(error) = joined
+                        && error.is_panic()
+                    {
+                        tracing::error!("a claim loop panicked; stopping the worker");
+                        stop_all_claiming.cancel();
+                        first_panic.get_or_insert(error.into_panic());
+                    }
+                }
+                first_panic
+            };
+            tokio::pin!(claimers_done);
+            tokio::select! {
+                () = &mut signal => {
+                    stop_claiming.cancel();
+                    // The claimers are gone once this returns.
+                    claimers_done.await
+                }
+                first_panic = &mut claimers_done => first_panic,
+            }
+        };
 
         tracing::info!(in_flight = held.len(), grace = ?config.shutdown_grace, "shutting down");
         let finished = tokio::time::timeout(config.shutdown_grace, all_returned(&all_slots)).await;
@@ -330,6 +350,9 @@ impl Worker {
             && tokio::time::timeout(config.final_flush_timeout, membership.leave()).await.is_err()
         {
             tracing::warn!("leaving the cluster timed out; the lead and the registry record end with their lease");
+        }
+        if let Some(panic) = claim_loop_panic {
+            std::panic::resume_unwind(panic);
         }
         tracing::info!("worker stopped");
         Ok(())
@@ -385,8 +408,9 @@ impl Claimer {
         let mut backoff = StorageBackoff::default();
         loop {
             let permits = tokio::select! {
-                permits = self.free_slots() => permits,
+                biased;
                 () = stop.cancelled() => return,
+                permits = self.free_slots() => permits,
             };
             let wanted = permits.len();
             // Every lease of this claim ends no earlier than this, by this worker's clock.

@@ -64,6 +64,12 @@ impl RunningWorker {
         !self.task.is_finished()
     }
 
+    /// Waits for the worker to end by itself (within the patience) and returns how it
+    /// ended: `Err` if its task panicked.
+    pub async fn ended(self) -> Result<haul::Result<()>, tokio::task::JoinError> {
+        tokio::time::timeout(PATIENCE, self.task).await.expect("the worker ends in time")
+    }
+
     /// Signals shutdown and waits for the worker to return, which it must do cleanly.
     pub async fn stop(self) {
         let _ = self.stop.send(());
@@ -279,7 +285,59 @@ pub async fn a_queue_with_slots_of_its_own_runs_while_slow_jobs_hold_the_shared_
     }
     assert_eq!(jobs_in_state(&storage, slow, JobState::Running).await.len(), 1, "the shared slot holds one slow job");
     assert_eq!(jobs_in_state(&storage, slow, JobState::Available).await.len(), 2);
+    let workers = storage.list_workers(None).await.expect("list_workers succeeds");
+    assert_eq!(workers.iter().map(|worker| worker.concurrency).collect::<Vec<_>>(), vec![2], "shared plus own slots");
     worker.stop().await;
+}
+
+/// A worker whose every queue has slots of its own (no shared slots, a queue listed
+/// twice served once) runs each queue within its own limit and stops cleanly.
+pub async fn a_worker_whose_every_queue_has_slots_of_its_own_keeps_each_limit(storage: TestStorage) {
+    let (first, second) = ("w.slots_first", "w.slots_second");
+    let tracker = Tracker::new();
+    enqueue_scripts(&storage, first, vec![Script::Hang; 3]).await;
+    enqueue_scripts(&storage, second, vec![Script::Hang; 3]).await;
+    let worker = RunningWorker::start(&storage, first, &tracker, |builder| {
+        builder
+            .queues([first, second, first])
+            .queue_concurrency(first, 1)
+            .queue_concurrency(second, 2)
+            .shutdown_grace(Duration::from_millis(200))
+    });
+    eventually("each queue to fill its own slots", || {
+        let started = tracker.started().len();
+        async move { (started == 3).then_some(()) }
+    })
+    .await;
+    let workers = storage.list_workers(None).await.expect("list_workers succeeds");
+    assert_eq!(workers.iter().map(|worker| worker.concurrency).collect::<Vec<_>>(), vec![3], "1 + 2 slots");
+    assert_eq!(jobs_in_state(&storage, first, JobState::Running).await.len(), 1);
+    assert_eq!(jobs_in_state(&storage, second, JobState::Running).await.len(), 2);
+    worker.stop().await;
+    for queue in [first, second] {
+        assert_eq!(jobs_in_state(&storage, queue, JobState::Available).await.len(), 3, "{queue}: all handed back");
+    }
+}
+
+/// A claim loop that panics stops the worker: the other loops stop claiming, what the
+/// worker held is handed back, and the panic comes out of `run_until`.
+pub async fn a_panicking_claim_loop_stops_the_worker_and_hands_its_jobs_back(storage: TestStorage) {
+    let (fine, broken) = ("w.claim_fine", "w.claim_broken");
+    let tracker = Tracker::new();
+    let hung = enqueue_scripts(&storage, fine, vec![Script::Hang]).await[0];
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let faulty = FaultyStorage { claim_panics_on: Some((broken, armed.clone())), ..FaultyStorage::new(&storage) };
+    let faulty: TestStorage = std::sync::Arc::new(faulty);
+    let worker = RunningWorker::start(&faulty, fine, &tracker, |builder| {
+        builder.queues([fine, broken]).queue_concurrency(broken, 1).shutdown_grace(Duration::from_millis(200))
+    });
+    eventually("the fine queue's job to run", || async { (!tracker.runs(hung).is_empty()).then_some(()) }).await;
+    // The broken queue's next claim (within a poll interval) panics.
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ended = worker.ended().await;
+    assert!(ended.as_ref().is_err_and(tokio::task::JoinError::is_panic), "the panic comes out: {ended:?}");
+    let record = get(&storage, hung).await;
+    assert_eq!((record.state, record.attempt), (JobState::Available, 0), "the running job is handed back");
 }
 
 /// A queue with slots of its own never takes the shared slots, however many of its jobs
@@ -292,20 +350,22 @@ pub async fn a_queue_with_slots_of_its_own_never_takes_the_shared_ones(storage: 
         builder
             .queues([busy, other])
             .concurrency(2)
-            .queue_concurrency(busy, 1)
+            .prefetch(4)
+            .queue_concurrency(busy, 2)
             .shutdown_grace(Duration::from_millis(200))
     });
-    eventually("the busy queue to fill its own slot", || {
+    eventually("the busy queue to fill its own slots", || {
         let storage = storage.clone();
-        async move { (jobs_in_state(&storage, busy, JobState::Running).await.len() == 1).then_some(()) }
+        async move { (jobs_in_state(&storage, busy, JobState::Running).await.len() == 2).then_some(()) }
     })
     .await;
     let other_ids = enqueue_scripts(&storage, other, vec![Script::Complete; 4]).await;
     wait_for_all(&storage, other, 4, JobState::Completed).await;
     assert_eq!(other_ids.iter().map(|id| tracker.runs(*id).len()).sum::<usize>(), 4);
-    // The shared slots were free all along, and ran four jobs: still one busy job runs.
-    assert_eq!(jobs_in_state(&storage, busy, JobState::Running).await.len(), 1, "one busy job, in its own slot");
-    assert_eq!(jobs_in_state(&storage, busy, JobState::Available).await.len(), 3);
+    // The shared slots (and their prefetch) were free all along, and ran four jobs:
+    // still two busy jobs are claimed, in the queue's own slots, none prefetched.
+    assert_eq!(jobs_in_state(&storage, busy, JobState::Running).await.len(), 2, "two busy jobs, in its own slots");
+    assert_eq!(jobs_in_state(&storage, busy, JobState::Available).await.len(), 2);
     worker.stop().await;
 }
 
@@ -469,11 +529,13 @@ struct FaultyStorage {
     inner: TestStorage,
     heartbeats_fail: bool,
     refused_reason: Option<&'static str>,
+    /// A claim from this queue panics once the flag is set.
+    claim_panics_on: Option<(&'static str, std::sync::Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 impl FaultyStorage {
     fn new(inner: &TestStorage) -> Self {
-        Self { inner: inner.clone(), heartbeats_fail: false, refused_reason: None }
+        Self { inner: inner.clone(), heartbeats_fail: false, refused_reason: None, claim_panics_on: None }
     }
 
     fn refuses(&self, params: &ReportParams) -> bool {
@@ -492,6 +554,12 @@ impl haul::Storage for FaultyStorage {
         self.inner.enqueue(params).await
     }
     async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
+        if let Some((queue, armed)) = &self.claim_panics_on
+            && armed.load(std::sync::atomic::Ordering::SeqCst)
+            && params.queues.iter().any(|claimed| claimed == queue)
+        {
+            panic!("a claim from {queue} panics");
+        }
         self.inner.claim(params).await
     }
     async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
