@@ -5,13 +5,14 @@ mod connect;
 
 pub use connect::connect;
 pub use haul_core::forward_admin;
+pub use haul_core::limits;
 #[doc(inline)]
 pub use haul_core::{
     Admin, AdminAction, AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult,
     Job, JobContext, JobError, JobEvent, JobEventKind, JobEvents, JobFilter, JobId, JobOptions, JobOutcome, JobRecord,
-    JobState, ListParams, MAX_METADATA_BYTES, Metadata, Missed, NewJob, Periodic, Queue, QueueCounts, Result,
-    Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap, StopReason, Storage,
-    THROUGHPUT_RETENTION, ThroughputSample, Unique, Worker, WorkerBuilder, shutdown_signal,
+    JobState, ListParams, MAX_METADATA_BYTES, Metadata, Missed, NewJob, Periodic, Queue, QueueCounts, QueueLimits,
+    QueueLimitsRecord, Result, Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap,
+    StopReason, Storage, THROUGHPUT_RETENTION, ThroughputSample, Unique, Worker, WorkerBuilder, shutdown_signal,
 };
 /// Middleware around every job's handler and every enqueue: [`middleware::from_fn`],
 /// [`middleware::enqueue_fn`], [`middleware::Middleware`], [`middleware::EnqueueMiddleware`].
@@ -129,7 +130,7 @@ pub mod prelude {
     pub use crate::job;
     pub use crate::{
         Admin, Discard, JobContext, JobError, JobFilter, JobId, JobRecord, JobState, ListParams, Periodic, Queue,
-        RetryAfter, RetryPolicy, Schedule, Snooze, State, Storage, Unique, Worker, shutdown_signal,
+        QueueLimits, RetryAfter, RetryPolicy, Schedule, Snooze, State, Storage, Unique, Worker, shutdown_signal,
     };
     pub use std::time::Duration;
 }

@@ -145,6 +145,14 @@ impl Admin for Observed {
         self.inner.resume_queue(queue).await
     }
 
+    async fn set_queue_limits(&self, queue: &str, limits: haul::QueueLimits) -> haul::Result<()> {
+        self.inner.set_queue_limits(queue, limits).await
+    }
+
+    async fn queue_limits(&self) -> haul::Result<Vec<haul::QueueLimitsRecord>> {
+        self.inner.queue_limits().await
+    }
+
     async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
         self.inner.get(id).await
     }

@@ -117,10 +117,10 @@ impl std::fmt::Debug for WebArgs {
     }
 }
 
-/// `haul queues [pause|resume NAME]`.
+/// `haul queues [pause|resume|limit NAME]`.
 #[derive(Clone, Debug, Args)]
 pub struct QueuesArgs {
-    /// Pause or resume a queue; without it, list the queues.
+    /// Pause, resume or limit a queue; without it, list the queues.
     #[command(subcommand)]
     pub action: Option<QueueAction>,
 }
@@ -137,6 +137,18 @@ pub enum QueueAction {
     Resume {
         /// The queue.
         name: String,
+    },
+    /// Set how many of a queue's jobs may run at once across every worker (stored: every
+    /// worker obeys it from its next claim), or remove the limit.
+    Limit {
+        /// The queue.
+        name: String,
+        /// At most this many of its jobs running at once (at least 1).
+        #[arg(long, required_unless_present = "unlimited", conflicts_with = "unlimited")]
+        concurrency: Option<u32>,
+        /// Remove the queue's limit.
+        #[arg(long)]
+        unlimited: bool,
     },
 }
 

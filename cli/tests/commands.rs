@@ -96,6 +96,7 @@ async fn queues_shows_each_queues_counts_and_how_long_its_next_job_waited() {
         [
             "QUEUE",
             "PAUSED",
+            "LIMIT",
             "SCHEDULED",
             "AVAILABLE",
             "RUNNING",
@@ -108,12 +109,12 @@ async fn queues_shows_each_queues_counts_and_how_long_its_next_job_waited() {
             "WAITED"
         ]
     );
-    // queue, paused, then the seven states, then the age of the next available job.
+    // queue, paused, limit, then the seven states, then the age of the next available job.
     let mail = words(line_starting(&outcome.out, "mail"));
-    assert_eq!(mail[..9], ["mail", "no", "0", "1", "1", "0", "0", "2", "0"], "{}", outcome.out);
-    assert!(mail[9].ends_with('s'), "an age in seconds: {mail:?}");
+    assert_eq!(mail[..10], ["mail", "no", "-", "0", "1", "1", "0", "0", "2", "0"], "{}", outcome.out);
+    assert!(mail[10].ends_with('s'), "an age in seconds: {mail:?}");
     let reports = words(line_starting(&outcome.out, "reports"));
-    assert_eq!(reports[..9], ["reports", "yes", "0", "1", "0", "0", "0", "0", "0"], "{}", outcome.out);
+    assert_eq!(reports[..10], ["reports", "yes", "-", "0", "1", "0", "0", "0", "0", "0"], "{}", outcome.out);
 
     let json = json_lines(&haul(&storage, &["queues", "--json"]).await.out);
     assert_eq!(json.len(), 2);
@@ -146,6 +147,37 @@ async fn queues_pause_and_resume_change_the_queue() {
     let outcome = haul(&storage, &["queues", "pause", "not a queue"]).await;
     assert_eq!(outcome.exit, Exit::Failure, "{outcome:?}");
     assert!(outcome.err.starts_with("error: invalid queue"), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn queues_limit_sets_shows_and_removes_a_concurrency_limit() {
+    let storage = storage();
+    enqueue(&storage, job("mail")).await;
+
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--concurrency", "3"]).await;
+    assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
+    assert!(outcome.out.contains("at most 3 of its jobs"), "{outcome:?}");
+    let outcome = haul(&storage, &["--json", "queues", "limit", "idle", "--concurrency", "2"]).await;
+    assert_eq!(json_lines(&outcome.out), vec![serde_json::json!({ "queue": "idle", "concurrency_limit": 2 })]);
+    let stored: Vec<_> = storage.queue_limits().await.unwrap().into_iter().map(|record| record.queue).collect();
+    assert_eq!(stored, ["idle", "mail"]);
+
+    let outcome = haul(&storage, &["queues"]).await;
+    assert_eq!(words(line_starting(&outcome.out, "mail"))[..3], ["mail", "no", "3"], "{}", outcome.out);
+    assert_eq!(words(line_starting(&outcome.out, "idle"))[..3], ["idle", "no", "2"], "a limited queue without jobs");
+    let json = json_lines(&haul(&storage, &["queues", "--json"]).await.out);
+    assert_eq!((json[0]["queue"].as_str(), json[0]["concurrency_limit"].as_u64()), (Some("idle"), Some(2)));
+
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--unlimited"]).await;
+    assert!(outcome.out.contains("removed the limit of queue mail"), "{outcome:?}");
+    let stored: Vec<_> = storage.queue_limits().await.unwrap().into_iter().map(|record| record.queue).collect();
+    assert_eq!(stored, ["idle"]);
+
+    let zero = haul(&storage, &["queues", "limit", "mail", "--concurrency", "0"]).await;
+    assert_eq!(zero.exit, Exit::Failure, "{zero:?}");
+    assert!(zero.err.contains("at least 1"), "{zero:?}");
+    assert_ne!(usage_error(&["queues", "limit", "mail"]).0, 0, "a limit or --unlimited is required");
+    assert_ne!(usage_error(&["queues", "limit", "mail", "--concurrency", "2", "--unlimited"]).0, 0);
 }
 
 #[tokio::test]

@@ -15,7 +15,8 @@ use std::{collections::BTreeMap, sync::Arc};
 use async_trait::async_trait;
 
 use crate::{
-    Error, JobId, JobRecord, JobState, Leadership, PeriodicRecord, Result, ThroughputSample, Timestamp, WorkerRecord,
+    Error, JobId, JobRecord, JobState, Leadership, PeriodicRecord, QueueLimits, QueueLimitsRecord, Result,
+    ThroughputSample, Timestamp, WorkerRecord,
 };
 
 /// How many jobs the default bulk calls read per page of [`Admin::list`].
@@ -70,6 +71,19 @@ pub trait Admin: Send + Sync + 'static {
 
     /// Lets claims from `queue` happen again.
     async fn resume_queue(&self, queue: &str) -> Result<()>;
+
+    /// Stores `limits` for `queue` (see [`crate::limits`]), replacing the ones it had;
+    /// limits that limit nothing ([`QueueLimits::is_unlimited`]) remove them. Every
+    /// claim after this call returns obeys them; a backend whose processes cache which
+    /// queues are limited says how long another process may take to learn of a new
+    /// limit (PostgreSQL: up to a second, during which that process's claims including
+    /// the queue come back empty, never over the limit). An invalid queue name is an
+    /// [`Error::InvalidName`], an invalid limit ([`QueueLimits::validate`]) an
+    /// [`Error::InvalidArgument`]; either way nothing is stored.
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()>;
+
+    /// Every queue with stored limits, in queue order (byte order of the UTF-8 names).
+    async fn queue_limits(&self) -> Result<Vec<QueueLimitsRecord>>;
 
     /// The live workers (records whose end is after `now`), in id order.
     async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>>;
@@ -373,6 +387,12 @@ impl<A: Admin + ?Sized> Admin for Arc<A> {
     async fn resume_queue(&self, queue: &str) -> Result<()> {
         (**self).resume_queue(queue).await
     }
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
+        (**self).set_queue_limits(queue, limits).await
+    }
+    async fn queue_limits(&self) -> Result<Vec<QueueLimitsRecord>> {
+        (**self).queue_limits().await
+    }
     async fn list_workers(&self, now: Option<Timestamp>) -> Result<Vec<WorkerRecord>> {
         (**self).list_workers(now).await
     }
@@ -449,6 +469,12 @@ macro_rules! forward_admin {
             }
             async fn resume_queue(&self, queue: &str) -> $crate::Result<()> {
                 $crate::Admin::resume_queue(&self.$field, queue).await
+            }
+            async fn set_queue_limits(&self, queue: &str, limits: $crate::QueueLimits) -> $crate::Result<()> {
+                $crate::Admin::set_queue_limits(&self.$field, queue, limits).await
+            }
+            async fn queue_limits(&self) -> $crate::Result<Vec<$crate::QueueLimitsRecord>> {
+                $crate::Admin::queue_limits(&self.$field).await
             }
             async fn list_workers(&self, now: Option<$crate::Timestamp>) -> $crate::Result<Vec<$crate::WorkerRecord>> {
                 $crate::Admin::list_workers(&self.$field, now).await

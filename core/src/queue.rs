@@ -154,6 +154,14 @@ impl Queue {
         validate_queue_name(queue)?;
         self.storage.resume_queue(queue).await
     }
+
+    /// Stores `queue`'s limits, which every worker obeys (see [`crate::limits`]);
+    /// [`crate::QueueLimits::new`] removes them.
+    pub async fn set_limits(&self, queue: &str, limits: crate::QueueLimits) -> Result<()> {
+        validate_queue_name(queue)?;
+        limits.validate()?;
+        self.storage.set_queue_limits(queue, limits).await
+    }
 }
 
 /// [`Queue::prepare`] with `max_args_bytes` as the size limit.

@@ -41,6 +41,14 @@ pub trait Storage: Admin + Send + Sync + 'static {
     /// read is claimed like the others and returned with
     /// [`JobRecord::unreadable_args`] set (so are `get` and `list`): it never fails the
     /// call for the rest of the batch.
+    ///
+    /// A queue with a concurrency limit ([`Admin::set_queue_limits`](crate::Admin::set_queue_limits))
+    /// never gets more running jobs from a claim than its limit: the claim takes at
+    /// most the limit minus the queue's running jobs (a job whose lease expired counts
+    /// until it is rescued), checked atomically with the claim whatever other claims
+    /// run at once, and skips that queue's other jobs; the claim's other queues fill
+    /// the rest, in claim order among themselves. Skipped jobs stay available and keep
+    /// their attempt count.
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>>;
 
     /// Records the outcomes of attempts. Each is fenced by its claim: an outcome whose

@@ -249,6 +249,23 @@ macro_rules! conformance_suite {
                 a_failure_with_an_unbounded_backoff_ends_in_a_visible_state,
                 an_outcome_storage_refuses_does_not_hold_back_the_others,
             }
+            limits [multi_thread] {
+                limits_are_stored_listed_replaced_and_removed,
+                a_bad_queue_name_or_a_zero_limit_is_refused,
+                a_claim_takes_no_more_than_the_limit_minus_the_running_jobs,
+                every_ending_of_a_running_job_frees_its_slot,
+                the_other_queues_of_a_claim_fill_what_a_limit_leaves,
+                a_limit_applies_to_its_own_queue_only,
+                a_changed_limit_applies_to_the_next_claim,
+                an_expired_lease_holds_its_slot_until_it_is_rescued,
+                racing_claimers_never_exceed_a_limit_together,
+                workers_together_run_no_more_than_the_limit,
+                a_queue_named_twice_in_a_claim_gives_no_more_than_its_limit,
+                a_waiting_worker_is_woken_when_a_report_frees_the_slot,
+                a_waiting_worker_is_woken_when_a_rescue_frees_the_slot,
+                a_paused_limited_queue_gives_nothing,
+                a_claim_of_a_limited_queue_sets_each_jobs_claim_fields,
+            }
             events [multi_thread] {
                 a_successful_job_gives_started_then_completed,
                 a_failed_attempt_with_attempts_left_gives_failed_with_its_retry_time,

@@ -73,6 +73,12 @@ impl Admin for Counting {
     async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
         self.inner.resume_queue(queue).await
     }
+    async fn set_queue_limits(&self, queue: &str, limits: haul::QueueLimits) -> haul::Result<()> {
+        self.inner.set_queue_limits(queue, limits).await
+    }
+    async fn queue_limits(&self) -> haul::Result<Vec<haul::QueueLimitsRecord>> {
+        self.inner.queue_limits().await
+    }
     async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
         self.inner.list_workers(now).await
     }

@@ -24,6 +24,8 @@ async fn the_overview_shows_counts_pauses_throughput_leader_and_workers() {
     enqueue(&storage, job("mail")).await;
     enqueue(&storage, job("reports")).await;
     storage.pause_queue("reports").await.unwrap();
+    storage.set_queue_limits("mail", haul::QueueLimits::new().concurrency(3)).await.unwrap();
+    storage.set_queue_limits("idle", haul::QueueLimits::new().concurrency(1)).await.unwrap();
     let now = Utc::now();
     let beat =
         WorkerBeat::new("worker-1", now, Duration::from_secs(60)).process("host-a", 42).serving(vec!["mail".into()], 4);
@@ -55,6 +57,11 @@ async fn the_overview_shows_counts_pauses_throughput_leader_and_workers() {
         ),
         "{html}"
     );
+    assert!(html.contains("<span class=\"badge limit-badge\""), "{html}");
+    assert!(html.contains("at most 3 at once"), "the limit of mail is shown: {html}");
+    assert!(html.contains("data-queue=\"idle\""), "a limited queue without jobs has its row: {html}");
+    assert!(html.contains("at most 1 at once"), "{html}");
+    assert_eq!(html.matches("limit-badge").count(), 2, "reports has no limit");
     assert!(html.contains("<svg id=\"throughput\""));
     assert!(
         html.contains("10 completed, 2 failed"),
@@ -313,6 +320,12 @@ impl Admin for Unreachable {
         down()
     }
     async fn resume_queue(&self, _: &str) -> haul::Result<()> {
+        down()
+    }
+    async fn set_queue_limits(&self, _: &str, _: haul::QueueLimits) -> haul::Result<()> {
+        down()
+    }
+    async fn queue_limits(&self) -> haul::Result<Vec<haul::QueueLimitsRecord>> {
         down()
     }
     async fn list_workers(&self, _: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {

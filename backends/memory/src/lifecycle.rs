@@ -113,17 +113,25 @@ impl Store {
             .map(|Report { claim, outcome }| Ok((claim, Outcome::try_from(outcome)?)))
             .collect::<Result<Vec<_>>>()?;
         let mut outcome = ReportOutcome::default();
+        // Queues whose running jobs ended: a limited one has room again for its jobs.
+        let mut freed = Vec::new();
+        let any_limit = !self.limits.is_empty();
         for (claim, result) in reports {
             match self.job_mut(claim.id) {
                 Some(mut job) if holds(job.get(), claim) => {
                     job.change(|job| apply(job, result, now));
                     if job.get().state == JobState::Available {
                         wake.add(&job.get().queue);
+                    } else if any_limit {
+                        freed.push(job.get().queue.clone());
                     }
                     outcome.applied.push(claim);
                 }
                 _ => outcome.rejected.push(claim),
             }
+        }
+        for queue in freed.iter().filter(|queue| self.limits.contains_key(queue.as_str())) {
+            wake.add(queue);
         }
         Ok(outcome)
     }
@@ -163,6 +171,7 @@ impl Store {
     /// Ends the expired leases.
     pub(crate) fn rescue_expired(&mut self, now: Timestamp, wake: &mut Wake) -> RescueOutcome {
         let mut outcome = RescueOutcome::default();
+        let mut freed = Vec::new();
         for id in self.expired(now) {
             let Some(mut job) = self.job_mut(id) else { continue };
             let state = job.change(|job| {
@@ -188,6 +197,13 @@ impl Store {
                     outcome.rescued += 1;
                 }
             }
+            if state != JobState::Available {
+                freed.push(job.get().queue.clone());
+            }
+        }
+        // Queues whose running jobs ended: a limited one has room again for its jobs.
+        for queue in freed.iter().filter(|queue| self.limits.contains_key(queue.as_str())) {
+            wake.add(queue);
         }
         outcome
     }

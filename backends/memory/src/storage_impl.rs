@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use haul_core::{
     Admin, AdminAction, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter,
     JobId, JobRecord, JobState, Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams,
-    QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups,
-    WorkerBeat, WorkerRecord, validate_queue_name,
+    QueueCounts, QueueLimits, QueueLimitsRecord, ReportOutcome, ReportParams, RescueOutcome, Result, Storage,
+    ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord, validate_queue_name,
 };
 
 use crate::{MemoryStorage, lifecycle::ClaimRequest, store::Store, time::now_or_clock, wake::Wake};
@@ -145,6 +145,26 @@ impl Admin for MemoryStorage {
         self.store().set_paused(queue, false);
         self.shared.wakeups.notify(queue);
         Ok(())
+    }
+
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
+        validate_queue_name(queue)?;
+        limits.validate()?;
+        let mut store = self.store();
+        if limits.is_unlimited() {
+            store.limits.remove(queue);
+        } else {
+            store.limits.insert(queue.to_owned(), limits);
+        }
+        drop(store);
+        // A raised or removed limit may let waiting jobs run.
+        self.shared.wakeups.notify(queue);
+        Ok(())
+    }
+
+    async fn queue_limits(&self) -> Result<Vec<QueueLimitsRecord>> {
+        let store = self.store();
+        Ok(store.limits.iter().map(|(queue, limits)| QueueLimitsRecord::new(queue.clone(), *limits)).collect())
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {

@@ -11,12 +11,13 @@ use std::{
 };
 
 use haul_core::{
-    Error, JobFilter, JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts, Result, Timestamp, Unique,
+    Error, JobFilter, JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts, QueueLimits, Result, Timestamp,
+    Unique,
 };
 
 use crate::{
     cluster::Cluster,
-    index::{FINISHED_STATES, Index, QueueIndex, TimeKey},
+    index::{FINISHED_STATES, Index, QueueIndex, TimeKey, state_slot},
     periodic::Periodics,
 };
 
@@ -38,6 +39,8 @@ pub(crate) struct Store {
     pub(crate) periodic: Periodics,
     /// The per-minute throughput samples, under the same lock as the jobs.
     pub(crate) throughput: crate::throughput::Throughput,
+    /// The queues' stored limits (never unlimited ones), in queue order.
+    pub(crate) limits: BTreeMap<String, QueueLimits>,
 }
 
 /// Lease tokens: a random prefix per store and a counter, so every claim of this
@@ -163,27 +166,40 @@ impl Store {
         self.index.forget_if_unused(queue);
     }
 
-    /// The ids of up to `limit` available jobs of the unpaused `queues`, in claim order.
+    /// The ids of up to `limit` available jobs of the unpaused `queues`, in claim order,
+    /// no more of a queue than its concurrency limit leaves room for.
     pub(crate) fn claimable(&self, queues: &[String], limit: usize) -> Vec<JobId> {
-        let mut open = queues
-            .iter()
-            .filter_map(|name| self.index.queues.get(name.as_str()))
-            .filter(|queue| !queue.paused && !queue.available.is_empty());
+        let mut open = queues.iter().filter_map(|name| {
+            let queue = self.index.queues.get(name.as_str())?;
+            let room = self.room(name, queue).min(limit);
+            (!queue.paused && room > 0 && !queue.available.is_empty()).then_some((queue, room))
+        });
         let (Some(first), second) = (open.next(), open.next()) else { return Vec::new() };
         let Some(second) = second else {
-            return first.available.iter().take(limit).map(|&(_, _, id)| id).collect();
+            let (queue, room) = first;
+            return queue.available.iter().take(room).map(|&(_, _, id)| id).collect();
         };
         // Several queues: merge their heads. A queue named twice yields the same keys
         // twice, which `dedup` removes once sorted.
         let mut keys: Vec<_> = [first, second]
             .into_iter()
             .chain(open)
-            .flat_map(|queue| queue.available.iter().take(limit).copied())
+            .flat_map(|(queue, room)| queue.available.iter().take(room).copied())
             .collect();
         keys.sort_unstable();
         keys.dedup();
         keys.truncate(limit);
         keys.into_iter().map(|(_, _, id)| id).collect()
+    }
+
+    /// How many more jobs of `queue` may run: its concurrency limit minus its running
+    /// jobs, or no bound without a limit.
+    fn room(&self, name: &str, queue: &QueueIndex) -> usize {
+        let Some(limit) = self.limits.get(name).and_then(|limits| limits.concurrency) else {
+            return usize::MAX;
+        };
+        let running = queue.counts[state_slot(JobState::Running)];
+        usize::try_from(u64::from(limit).saturating_sub(running)).unwrap_or(usize::MAX)
     }
 
     /// The ids of scheduled and retryable jobs due at `now`.

@@ -85,7 +85,17 @@ updated AS (
 ),
 notified AS (
     SELECT pg_notify({channel}, q.queue)
-    FROM (SELECT DISTINCT queue FROM updated WHERE state = 'available') AS q
+    FROM (
+        SELECT DISTINCT e.queue
+        FROM updated AS e
+        WHERE e.state = 'available'
+           -- A running job of a limited queue ended: its slot is free for the
+           -- queue's waiting jobs, which the limit held back.
+           OR EXISTS (
+               SELECT 1 FROM {schema}.queue_limits AS l
+               WHERE l.queue = e.queue AND l.concurrency IS NOT NULL
+           )
+    ) AS q
 )
 SELECT u.id, u.token, u.state, (SELECT count(*) FROM notified) AS notified
 FROM updated AS u

@@ -1,7 +1,8 @@
 -- Ends the leases that expired: a job whose cancel was requested becomes cancelled;
 -- otherwise the error "lease expired" is recorded and the job becomes discarded when
 -- no attempt is left, else available now (its attempt stays counted). One NOTIFY per
--- queue that got available jobs. Rows another transaction holds are skipped.
+-- queue that got available jobs or has a concurrency limit (a slot was freed). Rows
+-- another transaction holds are skipped.
 --
 -- $1 now  timestamptz  clock override (NULL: the database clock)
 --
@@ -50,7 +51,17 @@ ended AS (
 ),
 notified AS (
     SELECT pg_notify({channel}, q.queue)
-    FROM (SELECT DISTINCT queue FROM ended WHERE state = 'available') AS q
+    FROM (
+        SELECT DISTINCT e.queue
+        FROM ended AS e
+        WHERE e.state = 'available'
+           -- A running job of a limited queue ended: its slot is free for the
+           -- queue's waiting jobs, which the limit held back.
+           OR EXISTS (
+               SELECT 1 FROM {schema}.queue_limits AS l
+               WHERE l.queue = e.queue AND l.concurrency IS NOT NULL
+           )
+    ) AS q
 )
 SELECT count(*) FILTER (WHERE state = 'available') AS rescued,
        count(*) FILTER (WHERE state = 'discarded') AS discarded,

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use haul_core::{
     Admin, AdminAction, Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams,
     JobFilter, JobId, JobOutcome, JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PeriodicRecord,
-    PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage,
-    ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord, storable_text, validate_queue_name,
+    PeriodicUpdate, PruneParams, QueueCounts, QueueLimits, QueueLimitsRecord, ReportOutcome, ReportParams,
+    RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord, storable_text,
+    validate_queue_name,
 };
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
@@ -28,7 +29,7 @@ fn count(row: &PgRow, column: &str) -> Result<u64> {
     Ok(u64::try_from(value).unwrap_or(0))
 }
 
-fn limit(limit: usize) -> i64 {
+pub(crate) fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
@@ -85,6 +86,35 @@ impl PostgresStorage {
         }
         Ok((rows, slow))
     }
+
+    /// The unlimited path of a claim: one statement (`claim_one_queue.sql` for one
+    /// queue, `claim.sql` otherwise), whose guard claims nothing from a limited queue.
+    async fn claim_unlimited(
+        &self,
+        params: &ClaimParams,
+        starts: &[Option<crate::claim_start::WalkStart>],
+    ) -> Result<(Vec<PgRow>, bool)> {
+        let queries = &self.inner.queries;
+        let query = match (params.queues.as_slice(), starts) {
+            ([queue], [start]) => sqlx::query(queries.claim_one_queue.clone())
+                .bind(params.now)
+                .bind(queue)
+                .bind(limit(params.limit))
+                .bind(micros(params.lease))
+                .bind(&params.worker_id)
+                .bind(start.map(|start| start.priority))
+                .bind(start.map(|start| start.run_at)),
+            (queues, starts) => sqlx::query(queries.claim.clone())
+                .bind(params.now)
+                .bind(queues)
+                .bind(limit(params.limit))
+                .bind(micros(params.lease))
+                .bind(&params.worker_id)
+                .bind(starts.iter().map(|start| start.map(|start| start.priority)).collect::<Vec<_>>())
+                .bind(starts.iter().map(|start| start.map(|start| start.run_at)).collect::<Vec<_>>()),
+        };
+        self.fetch_all_watching_for_slow(query).await
+    }
 }
 
 #[async_trait]
@@ -103,28 +133,15 @@ impl Storage for PostgresStorage {
         if params.limit == 0 || params.queues.is_empty() {
             return Ok(Vec::new());
         }
-        let queries = &self.inner.queries;
         let claim_starts = &self.inner.claim_starts;
         let starts = claim_starts.starts(&params.queues, Instant::now());
-        let query = match (params.queues.as_slice(), starts.as_slice()) {
-            ([queue], [start]) => sqlx::query(queries.claim_one_queue.clone())
-                .bind(params.now)
-                .bind(queue)
-                .bind(limit(params.limit))
-                .bind(micros(params.lease))
-                .bind(&params.worker_id)
-                .bind(start.map(|start| start.priority))
-                .bind(start.map(|start| start.run_at)),
-            (queues, starts) => sqlx::query(queries.claim.clone())
-                .bind(params.now)
-                .bind(queues)
-                .bind(limit(params.limit))
-                .bind(micros(params.lease))
-                .bind(&params.worker_id)
-                .bind(starts.iter().map(|start| start.map(|start| start.priority)).collect::<Vec<_>>())
-                .bind(starts.iter().map(|start| start.map(|start| start.run_at)).collect::<Vec<_>>()),
+        // A claim of a limited queue takes the limited path (see crate::limits).
+        let limited = self.limited_queues().await?;
+        let (rows, slow) = if params.queues.iter().any(|queue| limited.contains(queue)) {
+            self.claim_limited(&params, &starts, &limited).await?
+        } else {
+            self.claim_unlimited(&params, &starts).await?
         };
-        let (rows, slow) = self.fetch_all_watching_for_slow(query).await?;
         let mut records = rows.iter().map(decode_record).collect::<Result<Vec<_>>>()?;
         records.sort_by_key(|record| (record.priority, record.run_at, record.id));
         claim_starts.record(&params.queues, &starts, &records, slow, Instant::now());
@@ -454,6 +471,20 @@ impl Admin for PostgresStorage {
             .await
             .map_err(map_sqlx_error)?;
         Ok(())
+    }
+
+    /// Validates, then removes the queue's row (unlimited limits) or, in one
+    /// transaction, locks the limits table (waiting for the claims in flight) and
+    /// upserts it. This storage's next claim obeys the limits; other processes' within
+    /// a second, their claims of the queue coming back empty meanwhile (see *Queue
+    /// limits* in the crate docs).
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
+        self.store_queue_limits(queue, limits).await
+    }
+
+    /// One statement (`queries/queue_limits.sql`).
+    async fn queue_limits(&self) -> Result<Vec<QueueLimitsRecord>> {
+        self.stored_queue_limits().await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {

@@ -6,6 +6,7 @@ mod claim_start;
 mod config;
 mod error;
 mod job_tx;
+mod limits;
 mod listen;
 mod notify;
 mod pool;

@@ -12,6 +12,9 @@ pub(crate) struct Queries {
     pub(crate) find_blocking: SqlStr,
     pub(crate) claim: SqlStr,
     pub(crate) claim_one_queue: SqlStr,
+    pub(crate) claim_limited: SqlStr,
+    pub(crate) lock_queue_limits: SqlStr,
+    pub(crate) limited_queues: SqlStr,
     pub(crate) report: SqlStr,
     pub(crate) complete: SqlStr,
     pub(crate) heartbeat: SqlStr,
@@ -26,6 +29,10 @@ pub(crate) struct Queries {
     pub(crate) delete_jobs: SqlStr,
     pub(crate) pause_queue: SqlStr,
     pub(crate) resume_queue: SqlStr,
+    pub(crate) lock_queue_limits_table: SqlStr,
+    pub(crate) set_queue_limits: SqlStr,
+    pub(crate) remove_queue_limits: SqlStr,
+    pub(crate) queue_limits: SqlStr,
     pub(crate) get: SqlStr,
     pub(crate) list: SqlStr,
     pub(crate) counts: SqlStr,
@@ -69,6 +76,9 @@ impl Queries {
             find_blocking: render(include_str!("../queries/find_blocking.sql")),
             claim: render(include_str!("../queries/claim.sql")),
             claim_one_queue: render(include_str!("../queries/claim_one_queue.sql")),
+            claim_limited: render(include_str!("../queries/claim_limited.sql")),
+            lock_queue_limits: render(include_str!("../queries/lock_queue_limits.sql")),
+            limited_queues: render(include_str!("../queries/limited_queues.sql")),
             report: render(include_str!("../queries/report.sql")),
             complete: render(include_str!("../queries/complete.sql")),
             heartbeat: render(include_str!("../queries/heartbeat.sql")),
@@ -83,6 +93,10 @@ impl Queries {
             delete_jobs: render(include_str!("../queries/delete_jobs.sql")),
             pause_queue: render(include_str!("../queries/pause_queue.sql")),
             resume_queue: render(include_str!("../queries/resume_queue.sql")),
+            lock_queue_limits_table: render(include_str!("../queries/lock_queue_limits_table.sql")),
+            set_queue_limits: render(include_str!("../queries/set_queue_limits.sql")),
+            remove_queue_limits: render(include_str!("../queries/remove_queue_limits.sql")),
+            queue_limits: render(include_str!("../queries/queue_limits.sql")),
             get: render(include_str!("../queries/get.sql")),
             list: render(include_str!("../queries/list.sql")),
             counts: render(include_str!("../queries/counts.sql")),
@@ -138,6 +152,13 @@ mod tests {
             &queries.find_blocking,
             &queries.claim,
             &queries.claim_one_queue,
+            &queries.claim_limited,
+            &queries.lock_queue_limits,
+            &queries.limited_queues,
+            &queries.lock_queue_limits_table,
+            &queries.set_queue_limits,
+            &queries.remove_queue_limits,
+            &queries.queue_limits,
             &queries.report,
             &queries.complete,
             &queries.retry,
@@ -162,6 +183,9 @@ mod tests {
             assert!(!sql.as_str().contains('{'), "{}", sql.as_str());
         }
         assert!(queries.claim.as_str().contains("\"tenant_1\".jobs"));
+        for sql in [&queries.claim, &queries.claim_one_queue] {
+            assert!(sql.as_str().contains("FROM \"tenant_1\".queue_limits AS l"), "the limits guard: {}", sql.as_str());
+        }
         assert!(queries.enqueue.as_str().contains("pg_notify('haul_tenant_1'"));
         assert!(queries.beat_worker.as_str().contains("\"tenant_1\".workers"));
         for sql in [&queries.list, &queries.retry_jobs, &queries.cancel_jobs, &queries.delete_jobs] {

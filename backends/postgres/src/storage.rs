@@ -18,6 +18,7 @@ use crate::{
     claim_start::ClaimStarts,
     config::{PostgresConfig, channel_name},
     error::{corrupt, map_sqlx_error},
+    limits::LimitedQueues,
     listen::Listener,
     notify::Notifier,
     pool::open_pool,
@@ -57,6 +58,9 @@ pub(crate) struct Inner {
     pub(crate) claim_starts: ClaimStarts,
     /// The baseline that tells slow claims and outcome batches.
     pub(crate) slow_statements: SlowStatements,
+    /// The queues with a concurrency limit, as this storage last read them (see
+    /// [`crate::limits`]).
+    pub(crate) limited_queues: LimitedQueues,
 }
 
 /// Where an insert's wake-ups are sent from.
@@ -157,6 +161,7 @@ impl PostgresStorage {
                 notifier: OnceLock::new(),
                 claim_starts: ClaimStarts::default(),
                 slow_statements: SlowStatements::default(),
+                limited_queues: LimitedQueues::default(),
             }),
         }
     }

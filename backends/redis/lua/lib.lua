@@ -9,16 +9,17 @@
 --            unique index)
 --   ARGV[4]  G, the number of queue groups
 --   ARGV[5 .. 4+2G]  per group: the queue name, the prefix of its job hash keys
--- KEYS: the global keys, then 8 keys per group, in this order: the sets of
+-- KEYS: the global keys, then 9 keys per group, in this order: the sets of
 -- scheduled, available, running, retryable, completed, discarded and cancelled jobs,
--- then the paused flag. The script-specific ARGV starts after the head.
+-- the paused flag, then the queue's limits (a hash, field `concurrency`; absent when
+-- the queue has none). The script-specific ARGV starts after the head.
 --
 -- Instants are integers in µs since the Unix epoch, clamped to ±(2^53 - 1) so that
 -- every one of them is an exact Lua number; they are written with num(), never with
 -- tostring() (which rounds to 14 digits).
 
 local MAX_TIME = 9007199254740991
-local GROUP_SIZE = 8
+local GROUP_SIZE = 9
 
 local function num(n)
   return string.format('%.0f', n)
@@ -132,7 +133,7 @@ local function read_head()
       queue = ARGV[3 + 2 * g], prefix = ARGV[4 + 2 * g],
       scheduled = KEYS[k + 1], available = KEYS[k + 2], running = KEYS[k + 3], retryable = KEYS[k + 4],
       completed = KEYS[k + 5], discarded = KEYS[k + 6], cancelled = KEYS[k + 7], paused = KEYS[k + 8],
-      woken = false,
+      limits = KEYS[k + 9], woken = false, released = 0,
     }
   end
   return now, ARGV[2], globals, groups, 5 + 2 * count
@@ -186,8 +187,33 @@ end
 
 -- Ends the claim of a running job (attempted_at stays).
 local function release(group, key, id)
-  redis.call('ZREM', group.running, id)
+  group.released = group.released + redis.call('ZREM', group.running, id)
   redis.call('HDEL', key, 'lease_token', 'lease_expires_at', 'claimed_by')
+end
+
+-- The concurrency limit of a group's queue (the most running jobs), nil for none.
+local function concurrency_limit(group)
+  local limit = redis.call('HGET', group.limits, 'concurrency')
+  if limit then return tonumber(limit) end
+  return nil
+end
+
+-- Marks for a wake-up each queue with a concurrency limit that was full (claims left
+-- its available jobs alone) until this script released some of its running jobs, and
+-- that has available jobs again: nothing else would wake the workers waiting on it.
+-- One HGET per group that released jobs; nothing for the others.
+local function wake_freed(groups)
+  for _, group in ipairs(groups) do
+    if group.released > 0 and not group.woken then
+      local limit = concurrency_limit(group)
+      if limit then
+        local running = redis.call('ZCARD', group.running)
+        if running < limit and running + group.released >= limit and redis.call('ZCARD', group.available) > 0 then
+          group.woken = true
+        end
+      end
+    end
+  end
 end
 
 -- Appends {attempt, at, message} to the JSON array in the `errors` field.

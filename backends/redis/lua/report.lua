@@ -1,6 +1,6 @@
 -- report.lua: applies the outcomes of attempts, each fenced by its claim.
 --
--- KEYS: 8 keys per queue group (see lib.lua); no global key.
+-- KEYS: 9 keys per queue group (see lib.lua); no global key.
 -- ARGV: the common head (lib.lua), then 6 values per outcome:
 --       group number, job id, lease token, outcome, text, µs
 --       outcome is 'completed', 'failed' (text = the error, µs = retry in),
@@ -12,7 +12,8 @@
 --       `errors` and is retryable at now + µs, or discarded when attempt >=
 --       max_attempts; a snooze gives the attempt back and is scheduled at now + µs
 --       (available when µs = 0); a requested cancel turns a failure or a snooze into
---       cancelled. One wake-up per queue that got available jobs.
+--       cancelled. One wake-up per queue that got available jobs, or that has some
+--       and was at its concurrency limit until these outcomes freed a slot.
 
 local now, channel, _, groups, first = read_head()
 
@@ -56,5 +57,6 @@ for j = first, #ARGV, 6 do
   end
 end
 
+wake_freed(groups)
 publish(channel, groups)
 return results

@@ -1,6 +1,6 @@
 -- rescue.lua: ends the leases whose deadline is at or before now.
 --
--- KEYS: 8 keys per queue group (see lib.lua); no global key.
+-- KEYS: 9 keys per queue group (see lib.lua); no global key.
 -- ARGV: the common head (lib.lua), then the most jobs per group, then the error to
 --       record for a lost attempt.
 -- Returns: {rescued, discarded, cancelled, more}; more is 1 when a group had more
@@ -8,7 +8,8 @@
 -- Effects: the lease is released; a job whose cancel was requested is cancelled;
 --       otherwise the error is recorded against the attempt, and the job is discarded
 --       when attempt >= max_attempts, else available again with run_at = now. One
---       wake-up per queue that got available jobs.
+--       wake-up per queue that got available jobs, or that has some and was at its
+--       concurrency limit until these rescues freed a slot.
 
 local now, channel, _, groups, first = read_head()
 local limit, message = tonumber(ARGV[first]), ARGV[first + 1]
@@ -39,5 +40,6 @@ for _, group in ipairs(groups) do
     end
   end
 end
+wake_freed(groups)
 publish(channel, groups)
 return { rescued, discarded, cancelled, more }

@@ -8,6 +8,10 @@ use sha2::{Digest, Sha256};
 pub(crate) const QUEUE_SETS: [&str; 7] =
     ["scheduled", "available", "running", "retryable", "completed", "discarded", "cancelled"];
 
+/// How many keys each queue group passes to a script ([`QueueKeys::group`]; the
+/// `GROUP_SIZE` of `lua/lib.lua`): the state sets, the paused flag and the limits.
+pub(crate) const GROUP_SIZE: usize = QUEUE_SETS.len() + 2;
+
 /// Key names under one (validated) prefix.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
@@ -85,11 +89,20 @@ impl Keys {
         format!("haul:{{{}}}:throughput:minutes", self.prefix)
     }
 
+    /// The index of the queues with stored limits: a sorted set of queue names, all
+    /// scores 0 (so in byte order). Each queue's limits are in its own slot
+    /// ([`QueueKeys::limits`]), which claims read; this index only lists them, and may
+    /// name a queue whose limits were just removed (readers skip it).
+    pub(crate) fn limits(&self) -> String {
+        format!("haul:{{{}}}:limits", self.prefix)
+    }
+
     /// The prefix-level keys that hold data (not the channel), for `purge` on a
     /// cluster: the jobs index, the queue set, the unique index, the layout marker,
     /// the worker registry and its expiry index, the leadership, the periodic
-    /// schedules' records, and the throughput counts and their index.
-    pub(crate) fn globals(&self) -> [String; 10] {
+    /// schedules' records, the throughput counts and their index, and the index of
+    /// queue limits.
+    pub(crate) fn globals(&self) -> [String; 11] {
         [
             self.jobs(),
             self.queues(),
@@ -101,6 +114,7 @@ impl Keys {
             self.periodic(),
             self.throughput(),
             self.throughput_minutes(),
+            self.limits(),
         ]
     }
 
@@ -155,10 +169,10 @@ impl QueueKeys {
         &self.queue
     }
 
-    /// The 8 keys of the queue group, in script order: the state sets, then the
-    /// paused flag.
+    /// The [`GROUP_SIZE`] keys of the queue group, in script order: the state sets, the paused
+    /// flag, then the limits.
     pub(crate) fn group(&self) -> impl Iterator<Item = String> + '_ {
-        QUEUE_SETS.iter().map(|set| format!("{}{set}", self.base)).chain([self.paused()])
+        QUEUE_SETS.iter().map(|set| format!("{}{set}", self.base)).chain([self.paused(), self.limits()])
     }
 
     /// The ready set: available jobs in claim order.
@@ -166,9 +180,20 @@ impl QueueKeys {
         format!("{}available", self.base)
     }
 
+    /// The running set: running jobs scored by their lease deadline.
+    pub(crate) fn running(&self) -> String {
+        format!("{}running", self.base)
+    }
+
     /// The paused flag (exists when the queue is paused).
     pub(crate) fn paused(&self) -> String {
         format!("{}paused", self.base)
+    }
+
+    /// The queue's limits (a hash, field `concurrency`: the most running jobs), absent
+    /// when the queue has none; claims read it atomically with the running set.
+    pub(crate) fn limits(&self) -> String {
+        format!("{}limits", self.base)
     }
 
     /// The prefix of job hash keys: `<prefix of the queue>job:`.
@@ -193,7 +218,9 @@ mod tests {
         for key in queue.group().chain([queue.job(JobId::new()), queue.job_prefix()]) {
             assert!(key.starts_with("haul:{app:mail.high}:"), "{key}");
         }
-        assert_eq!(queue.group().count(), 8, "the state sets and the paused flag");
+        assert_eq!(queue.group().count(), GROUP_SIZE, "the state sets, the paused flag and the limits");
+        assert_eq!(GROUP_SIZE, 9);
+        assert_eq!(queue.group().last(), Some(queue.limits()), "lib.lua reads the limits last");
         for key in keys.globals().into_iter().chain([keys.channel()]) {
             assert!(key.starts_with("haul:{app}:"), "{key}");
         }
@@ -225,6 +252,8 @@ mod tests {
         assert_eq!(Keys::new("t1").periodic(), "haul:{t1}:periodic");
         assert_eq!(Keys::new("t1").throughput(), "haul:{t1}:throughput");
         assert_eq!(Keys::new("t1").throughput_minutes(), "haul:{t1}:throughput:minutes");
+        assert_eq!(Keys::new("t1").limits(), "haul:{t1}:limits");
+        assert_eq!(Keys::new("t1").queue("q").limits(), "haul:{t1:q}:limits");
         let other = Keys::new("t10");
         assert!(!other.jobs().starts_with("haul:{t1}:") && !other.queue("q").paused().starts_with("haul:{t1:"));
     }

@@ -9,7 +9,7 @@ use redis::{Cmd, Script, ScriptInvocation};
 
 use crate::{
     codec::clock_arg,
-    keys::{Keys, QueueKeys},
+    keys::{GROUP_SIZE, Keys, QueueKeys},
 };
 
 /// A script that starts with the helpers of `lua/lib.lua`.
@@ -34,6 +34,7 @@ pub(crate) struct Scripts {
     pub(crate) delete: Script,
     pub(crate) pause: Script,
     pub(crate) resume: Script,
+    pub(crate) set_limits: Script,
     pub(crate) beat_worker: Script,
     pub(crate) remove_worker: Script,
     pub(crate) list_workers: Script,
@@ -59,6 +60,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delete: with_lib!("delete.lua"),
     pause: Script::new(include_str!("../lua/pause.lua")),
     resume: Script::new(include_str!("../lua/resume.lua")),
+    set_limits: Script::new(include_str!("../lua/set_limits.lua")),
     beat_worker: with_lib!("beat_worker.lua"),
     remove_worker: Script::new(include_str!("../lua/remove_worker.lua")),
     list_workers: with_lib!("list_workers.lua"),
@@ -115,7 +117,7 @@ pub(crate) fn head_command(
 
 /// The keys and the head arguments of a per-queue script (see `lua/lib.lua`).
 fn head(keys: &Keys, now: Option<Timestamp>, global: bool, queues: &[&QueueKeys]) -> (Vec<String>, Vec<String>) {
-    let mut script_keys = Vec::with_capacity(3 + queues.len() * 8);
+    let mut script_keys = Vec::with_capacity(3 + queues.len() * GROUP_SIZE);
     if global {
         script_keys.extend([keys.jobs(), keys.queues(), keys.unique()]);
     }
@@ -133,4 +135,17 @@ fn head(keys: &Keys, now: Option<Timestamp>, global: bool, queues: &[&QueueKeys]
         head.extend([queue.name().to_owned(), queue.job_prefix()]);
     }
     (script_keys, head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lib_lua_reads_groups_of_the_size_the_crate_passes() {
+        let lib = include_str!("../lua/lib.lua");
+        assert!(lib.contains(&format!("local GROUP_SIZE = {GROUP_SIZE}\n")), "lib.lua's GROUP_SIZE is {GROUP_SIZE}");
+        let queue = Keys::new("p").queue("q");
+        assert_eq!(queue.group().count(), GROUP_SIZE);
+    }
 }

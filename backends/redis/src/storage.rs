@@ -317,11 +317,15 @@ impl RedisStorage {
     }
 
     /// Every key the storage may have written: the prefix-level keys (indexes, layout
-    /// marker, worker registry, leadership), then the keys reached from the queue set.
+    /// marker, worker registry, leadership), the limits of the queues in the index of
+    /// limited queues, then the keys reached from the queue set.
     async fn reachable_keys(&self) -> Result<Vec<String>> {
         let keys = &self.inner.keys;
         let mut found = keys.globals().to_vec();
         let mut conn = self.conn();
+        // A queue may have limits without ever having had jobs.
+        let limited: Vec<String> = conn.zrange(keys.limits(), 0, -1).await.map_err(map_redis_error)?;
+        found.extend(limited.iter().map(|name| keys.queue(name).limits()));
         for name in self.queue_names().await? {
             let queue = keys.queue(&name);
             for set in queue.group().take(crate::keys::QUEUE_SETS.len()) {
@@ -334,7 +338,10 @@ impl RedisStorage {
                 found.push(set);
             }
             found.push(queue.paused());
+            found.push(queue.limits());
         }
+        found.sort_unstable();
+        found.dedup();
         Ok(found)
     }
 

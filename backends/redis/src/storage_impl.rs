@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use haul_core::{
     Admin, AdminAction, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter,
     JobId, JobRecord, Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams,
-    QueueCounts, ReportOutcome, ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups,
-    WorkerBeat, WorkerRecord,
+    QueueCounts, QueueLimits, QueueLimitsRecord, ReportOutcome, ReportParams, RescueOutcome, Result, Storage,
+    ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
 use crate::{BACKEND, RedisStorage};
@@ -116,6 +116,17 @@ impl Admin for RedisStorage {
 
     async fn resume_queue(&self, queue: &str) -> Result<()> {
         self.set_paused(queue, false).await
+    }
+
+    /// One script (`set_limits.lua`) in the queue's slot; on a cluster, then the
+    /// index of limited queues in the prefix's slot (see `ops::limits`).
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
+        self.store_queue_limits(queue, limits).await
+    }
+
+    /// The index of limited queues, then each one's limits in one round trip.
+    async fn queue_limits(&self) -> Result<Vec<QueueLimitsRecord>> {
+        self.stored_queue_limits().await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {

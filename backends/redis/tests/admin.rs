@@ -141,7 +141,9 @@ async fn run_one_job_script(prefix: &str, file: &str, id: JobId, allowed: &str) 
         call.key(format!("haul:{{{prefix}}}:jobs")).key(format!("haul:{{{prefix}}}:queues"));
         call.key(format!("haul:{{{prefix}}}:unique"));
     }
-    for set in ["scheduled", "available", "running", "retryable", "completed", "discarded", "cancelled", "paused"] {
+    for set in
+        ["scheduled", "available", "running", "retryable", "completed", "discarded", "cancelled", "paused", "limits"]
+    {
         call.key(format!("{base}{set}"));
     }
     call.arg("").arg(format!("haul:{{{prefix}}}:wakeup")).arg(if global { "3" } else { "0" }).arg("1");

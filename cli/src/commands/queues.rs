@@ -1,7 +1,9 @@
-//! `haul queues`, `haul queues pause NAME`, `haul queues resume NAME`, and the counts
-//! columns `haul stats` shares.
+//! `haul queues`, `haul queues pause NAME`, `haul queues resume NAME`, `haul queues
+//! limit NAME`, and the counts columns `haul stats` shares.
 
-use haul::{JobState, QueueCounts, Storage, storage::Timestamp};
+use std::collections::BTreeMap;
+
+use haul::{JobState, QueueCounts, QueueLimits, Storage, storage::Timestamp};
 use serde_json::{Value, json};
 
 use crate::{
@@ -56,32 +58,68 @@ pub(super) fn counts_json(counts: &QueueCounts, now: Timestamp) -> serde_json::M
     object
 }
 
-/// Lists every queue with its counts.
+/// Lists every queue with its counts and its concurrency limit (a limited queue
+/// without jobs too).
 pub(super) async fn list(storage: &dyn Storage, io: &mut Io<'_>, json: bool) -> Result<Exit, CliError> {
-    let queues = storage.counts().await?;
+    let mut queues = storage.counts().await?;
+    let limits: BTreeMap<String, QueueLimits> =
+        storage.queue_limits().await?.into_iter().map(|record| (record.queue, record.limits)).collect();
+    for queue in limits.keys() {
+        if !queues.iter().any(|counts| &counts.queue == queue) {
+            queues.push(QueueCounts::new(queue.clone(), false, BTreeMap::new()));
+        }
+    }
+    queues.sort_by(|a, b| a.queue.cmp(&b.queue));
+    let limit_of = |queue: &str| limits.get(queue).and_then(|limits| limits.concurrency);
     let now = chrono::Utc::now();
     if json {
         for counts in &queues {
-            io.json_line(&Value::Object(counts_json(counts, now)))?;
+            let mut object = counts_json(counts, now);
+            object.insert("concurrency_limit".to_owned(), json!(limit_of(&counts.queue)));
+            io.json_line(&Value::Object(object))?;
         }
         return Ok(Exit::Success);
     }
     if queues.is_empty() {
-        io.out_line("no queues: no job has been enqueued and no queue paused")?;
+        io.out_line("no queues: no job has been enqueued and no queue paused or limited")?;
         return Ok(Exit::Success);
     }
-    let mut columns = vec![("QUEUE", Align::Left), ("PAUSED", Align::Left)];
+    let mut columns = vec![("QUEUE", Align::Left), ("PAUSED", Align::Left), ("LIMIT", Align::Right)];
     columns.extend(STATE_COLUMNS);
     columns.push(NEXT_AVAILABLE_COLUMN);
     let mut table = Table::new(&columns);
     for counts in &queues {
-        let mut row = vec![counts.queue.clone(), yes_no(counts.paused)];
+        let limit = limit_of(&counts.queue).map_or_else(|| format::NONE.to_owned(), |limit| limit.to_string());
+        let mut row = vec![counts.queue.clone(), yes_no(counts.paused), limit];
         row.extend(state_cells(counts));
         row.push(next_available_cell(counts, now));
         table.row(row);
     }
     for line in table.lines() {
         io.out_line(&line)?;
+    }
+    Ok(Exit::Success)
+}
+
+/// Sets (`Some`) or removes a queue's concurrency limit.
+pub(super) async fn limit(
+    storage: &dyn Storage,
+    io: &mut Io<'_>,
+    json: bool,
+    queue: &str,
+    concurrency: Option<u32>,
+) -> Result<Exit, CliError> {
+    let limits = concurrency.map_or_else(QueueLimits::new, |concurrency| QueueLimits::new().concurrency(concurrency));
+    storage.set_queue_limits(queue, limits).await?;
+    if json {
+        io.json_line(&json!({ "queue": queue, "concurrency_limit": concurrency }))?;
+    } else if let Some(concurrency) = concurrency {
+        io.out_line(&format!(
+            "limited queue {queue}: at most {concurrency} of its jobs run at once across every worker, from each \
+             worker's next claim"
+        ))?;
+    } else {
+        io.out_line(&format!("removed the limit of queue {queue}"))?;
     }
     Ok(Exit::Success)
 }

@@ -197,7 +197,10 @@ impl TestJobs {
     /// and so does a job snoozed with no delay. A failed attempt's retry stays
     /// `retryable` until the clock passes its backoff ([`TestJobs::advance`]) and a
     /// drain runs again. Paused queues are skipped. A job's timeout, if it has one, is
-    /// measured in real time.
+    /// measured in real time. Jobs run one at a time, so a queue's concurrency limit
+    /// ([`crate::limits`]) holds them back only while something else (a worker running
+    /// beside the test, a lease not yet rescued) takes its slots: the drain then stops
+    /// with those jobs still available.
     ///
     /// Fails on a storage error, or when the [drain limit](TestJobs::drain_limit) is
     /// reached with jobs still due.

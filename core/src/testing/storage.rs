@@ -155,6 +155,14 @@ impl Admin for ClockedStorage {
         self.inner().resume_queue(queue).await
     }
 
+    async fn set_queue_limits(&self, queue: &str, limits: crate::QueueLimits) -> Result<()> {
+        self.inner().set_queue_limits(queue, limits).await
+    }
+
+    async fn queue_limits(&self) -> Result<Vec<crate::QueueLimitsRecord>> {
+        self.inner().queue_limits().await
+    }
+
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {
         self.inner().get(id).await
     }
@@ -299,6 +307,16 @@ mod tests {
         async fn resume_queue(&self, _queue: &str) -> Result<()> {
             self.record("resume_queue", None);
             Ok(())
+        }
+
+        async fn set_queue_limits(&self, _queue: &str, _limits: crate::QueueLimits) -> Result<()> {
+            self.record("set_queue_limits", None);
+            Ok(())
+        }
+
+        async fn queue_limits(&self) -> Result<Vec<crate::QueueLimitsRecord>> {
+            self.record("queue_limits", None);
+            Ok(Vec::new())
         }
 
         async fn get(&self, _id: JobId) -> Result<Option<JobRecord>> {

@@ -226,7 +226,9 @@ impl WorkerBuilder {
     /// ([`Worker::run_until`] fails at start otherwise); a second call for the same
     /// queue replaces the first.
     ///
-    /// This limits one worker; the README's "Flow control" section says more.
+    /// This limits one worker. A limit every worker obeys together is stored in
+    /// storage instead ([`crate::Admin::set_queue_limits`], see [`crate::limits`]); the
+    /// README's "Flow control" section has both.
     ///
     /// ```
     /// # fn example(storage: impl haul_core::Storage) {

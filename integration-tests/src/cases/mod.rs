@@ -21,6 +21,7 @@ pub mod events;
 pub mod failure;
 pub mod jobs;
 pub mod lease;
+pub mod limits;
 pub mod metadata;
 pub mod middleware;
 pub mod periodic;

@@ -154,6 +154,52 @@ pub async fn a_killed_worker_loses_no_job(storage: TestStorage, start: impl Fn(&
     );
 }
 
+/// A worker killed (SIGKILL for a process) while it holds the only slot of a queue
+/// limited to one job at once frees that slot when its lease is rescued: another worker
+/// then runs the queue's jobs, still one at a time, the killed worker's job again
+/// among them.
+pub async fn a_killed_worker_frees_its_limited_slot_at_the_rescue(
+    storage: TestStorage,
+    start: impl Fn(&WorkerSpec) -> HostedWorker,
+) {
+    let queue = "faults.limit";
+    let log = ScratchLog::new();
+    storage.set_queue_limits(queue, haul::QueueLimits::new().concurrency(1)).await.expect("the limit is stored");
+    // The first job runs long enough for the kill to land while it runs.
+    enqueue_logged(&storage, queue, [3_000, 200, 200, 200]).await;
+    let spec = log.spec(queue, 4, 2_000, 1_000);
+
+    let first = start(&spec);
+    wait_for_log(&log.0, Event::Started, 1).await;
+    first.kill().await;
+    let jobs = jobs_of(&storage, queue, 10).await;
+    let held: Vec<JobId> = jobs.iter().filter(|job| job.state == JobState::Running).map(|job| job.id).collect();
+    assert_eq!(held.len(), 1, "the killed worker held the queue's one slot: {jobs:?}");
+
+    let second = start(&spec);
+    let records = wait_all_completed(&storage, queue, 4).await;
+    assert!(second.terminate(PATIENCE).await, "the second worker stops cleanly");
+
+    let runs = log.0.read();
+    assert_eq!((runs[0].job, runs[0].event), (held[0], Event::Started), "the killed worker's one start");
+    // In the log's order, each later start is followed by its own success before the
+    // next start: never two of the queue's jobs at once.
+    let mut running: Option<JobId> = None;
+    for run in &runs[1..] {
+        match run.event {
+            Event::Started => {
+                assert_eq!(running, None, "two jobs of the limited queue ran at once: {runs:?}");
+                running = Some(run.job);
+            }
+            Event::Succeeded => assert_eq!(running.take(), Some(run.job), "{runs:?}"),
+        }
+    }
+    for record in &records {
+        let expected = if record.id == held[0] { 2 } else { 1 };
+        assert_eq!(record.attempt, expected, "job {}", record.id);
+    }
+}
+
 /// SIGTERM with 500 jobs in flight: within the grace period the jobs that finish are
 /// completed and the rest handed back without spending their attempt; a new worker
 /// finishes those, and nothing completed runs again.

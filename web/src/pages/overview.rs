@@ -3,6 +3,8 @@
 
 use axum::{extract::RawQuery, response::Response};
 use chrono::Utc;
+use std::collections::BTreeMap;
+
 use haul::{JobState, QueueCounts};
 use maud::{Markup, html};
 
@@ -22,10 +24,17 @@ async fn build(ctx: &Ctx, query: &str) -> Result<Response, PageError> {
     let now = Utc::now();
     let since = chart::first_minute(now);
     let snapshot = ctx.dashboard.counts.get(admin, ctx.dashboard.refresh).await?;
-    let counts = snapshot.queues.as_slice();
     let samples = admin.throughput(since).await?;
     let leader = admin.leader(None).await?;
     let workers = admin.list_workers(None).await?;
+    let limits: BTreeMap<String, u32> = admin
+        .queue_limits()
+        .await?
+        .into_iter()
+        .filter_map(|record| Some((record.queue, record.limits.concurrency?)))
+        .collect();
+    let counts = with_limited_queues(&snapshot.queues, &limits);
+    let counts = counts.as_slice();
     let content = html! {
         h1 { "Overview" }
         dl #cluster .summary {
@@ -40,15 +49,28 @@ async fn build(ctx: &Ctx, query: &str) -> Result<Response, PageError> {
             div { dt { "Paused" } dd { (counts.iter().filter(|queue| queue.paused).count()) } }
         }
         h2 { "Queues " span .muted #counted-at { "counted " (when(Some(snapshot.taken_at))) } }
-        (queues_table(ctx, counts))
+        (queues_table(ctx, counts, &limits))
         h2 { "Throughput " span .muted { "completed and failed attempts per minute, last hour" } }
         (chart::throughput(&samples, now))
     };
     Ok(render(ctx, Nav::Overview, "Overview", notice.as_deref(), content))
 }
 
-/// The queues × states table.
-fn queues_table(ctx: &Ctx, counts: &[QueueCounts]) -> Markup {
+/// `counts`, plus a row of zeros for each limited queue that holds no job (so its
+/// limit shows), in queue order.
+fn with_limited_queues(counts: &[QueueCounts], limits: &BTreeMap<String, u32>) -> Vec<QueueCounts> {
+    let mut all = counts.to_vec();
+    for queue in limits.keys() {
+        if !counts.iter().any(|counts| &counts.queue == queue) {
+            all.push(QueueCounts::new(queue.clone(), false, BTreeMap::new()));
+        }
+    }
+    all.sort_by(|a, b| a.queue.cmp(&b.queue));
+    all
+}
+
+/// The queues × states table; a queue with a concurrency limit says so.
+fn queues_table(ctx: &Ctx, counts: &[QueueCounts], limits: &BTreeMap<String, u32>) -> Markup {
     html! {
         @if counts.is_empty() {
             p .empty { "No queue holds a job yet." }
@@ -66,6 +88,9 @@ fn queues_table(ctx: &Ctx, counts: &[QueueCounts]) -> Markup {
                         td .queue {
                             a href=(ctx.jobs_href(&[("queue", &queue.queue)])) { (queue.queue) }
                             @if queue.paused { " " span .badge .paused-badge { "paused" } }
+                            @if let Some(limit) = limits.get(&queue.queue) {
+                                " " span .badge .limit-badge title="its concurrency limit across every worker" { "at most " (limit) " at once" }
+                            }
                         }
                         @for state in JobState::ALL {
                             @let count = queue.get(state);

@@ -2,6 +2,7 @@
 //! available ones.
 
 use haul_core::{ClaimParams, JobRecord, LeaseToken, Result, validate_queue_name};
+use redis::Value;
 
 use super::distinct;
 use crate::{
@@ -49,32 +50,51 @@ impl RedisStorage {
     }
 
     /// On a cluster, the queues live in different slots: look at the heads of their
-    /// available sets first, share the limit out in claim order, then claim from each
-    /// queue its share. What is left (queues whose due jobs were not promoted yet, or
-    /// that lost a race) is claimed queue by queue.
+    /// available sets first (no more of a queue with a concurrency limit than its free
+    /// slots), share the limit out in claim order, then claim from each queue its
+    /// share. What is left (queues whose due jobs were not promoted yet, or that lost a
+    /// race) is claimed queue by queue. Each claim checks its queue's limit again,
+    /// atomically.
     async fn claim_across_slots(
         &self,
         queues: &[QueueKeys],
         limit: usize,
         params: &ClaimParams,
     ) -> Result<Vec<JobRecord>> {
-        let mut commands = Vec::with_capacity(queues.len() * 2);
+        /// Per queue: the paused flag, the limits, the running jobs, the head.
+        const PER_QUEUE: usize = 4;
+        let mut commands = Vec::with_capacity(queues.len() * PER_QUEUE);
         for queue in queues {
             commands.push(redis::cmd("EXISTS").arg(queue.paused()).clone());
+            commands.push(redis::cmd("HGET").arg(queue.limits()).arg("concurrency").clone());
+            commands.push(redis::cmd("ZCARD").arg(queue.running()).clone());
             commands.push(redis::cmd("ZRANGE").arg(queue.available()).arg(0).arg(limit - 1).arg("WITHSCORES").clone());
         }
         let replies = self.query_all(commands).await?;
         let mut heads: Vec<(f64, String, usize)> = Vec::new();
         let mut replies = replies.into_iter();
         for at in 0..queues.len() {
-            let (Some(paused), Some(head)) = (replies.next(), replies.next()) else { break };
+            let (Some(paused), Some(concurrency), Some(running), Some(head)) =
+                (replies.next(), replies.next(), replies.next(), replies.next())
+            else {
+                break;
+            };
             if reply::int(paused)? != 0 {
                 continue;
             }
+            let free = match concurrency {
+                Value::Nil => limit,
+                concurrency => {
+                    let running = usize::try_from(reply::int(running)?).unwrap_or(0);
+                    usize::try_from(reply::int(concurrency)?).unwrap_or(0).saturating_sub(running)
+                }
+            };
             let mut items = reply::array(head)?.into_iter();
-            while let (Some(member), Some(score)) = (items.next(), items.next()) {
+            let mut taken = 0;
+            while let (true, Some(member), Some(score)) = (taken < free, items.next(), items.next()) {
                 let score = reply::string(score)?.parse::<f64>().unwrap_or(0.0);
                 heads.push((score, reply::string(member)?, at));
+                taken += 1;
             }
         }
         heads.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));

@@ -7,6 +7,7 @@ pub(crate) mod bulk;
 pub(crate) mod claim;
 pub(crate) mod cluster;
 pub(crate) mod enqueue;
+pub(crate) mod limits;
 pub(crate) mod list;
 pub(crate) mod maintenance;
 pub(crate) mod outcomes;
