@@ -52,16 +52,17 @@ ended AS (
 notified AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (
-        SELECT DISTINCT e.queue
+        SELECT e.queue, bool_or(e.state = 'available') AS available
         FROM ended AS e
-        WHERE e.state = 'available'
-           -- A running job of a limited queue ended: its slot is free for the
-           -- queue's waiting jobs, which the limit held back.
-           OR EXISTS (
-               SELECT 1 FROM {schema}.queue_limits AS l
-               WHERE l.queue = e.queue AND l.concurrency IS NOT NULL
-           )
+        GROUP BY e.queue
     ) AS q
+    -- A running job of a limited queue ended: its slot is free for the queue's
+    -- waiting jobs, which the limit held back (one lookup per queue, not per job).
+    WHERE q.available
+       OR EXISTS (
+           SELECT 1 FROM {schema}.queue_limits AS l
+           WHERE l.queue = q.queue AND l.concurrency IS NOT NULL
+       )
 )
 SELECT count(*) FILTER (WHERE state = 'available') AS rescued,
        count(*) FILTER (WHERE state = 'discarded') AS discarded,
