@@ -128,11 +128,11 @@ async fn operate(url: &str) {
     assert_eq!(run.code, Some(0), "{run:?}");
     let row = |queue: &str| -> Vec<String> {
         let line = run.out.lines().find(|line| line.starts_with(queue)).unwrap_or_else(|| panic!("{queue}: {run:?}"));
-        line.split_whitespace().take(9).map(str::to_owned).collect()
+        line.split_whitespace().take(10).map(str::to_owned).collect()
     };
-    // queue, paused, scheduled, available, running, retryable, completed, discarded, cancelled
-    assert_eq!(row("mail"), ["mail", "no", "0", "3", "0", "0", "0", "0", "0"]);
-    assert_eq!(row("other"), ["other", "no", "0", "0", "0", "0", "0", "1", "0"]);
+    // queue, paused, limit, scheduled, available, running, retryable, completed, discarded, cancelled
+    assert_eq!(row("mail"), ["mail", "no", "-", "0", "3", "0", "0", "0", "0", "0"]);
+    assert_eq!(row("other"), ["other", "no", "-", "0", "0", "0", "0", "0", "1", "0"]);
 
     let run = haul(url, &["jobs", "show", &JobId::new().to_string()], "");
     assert_eq!(run.code, Some(3), "{run:?}");

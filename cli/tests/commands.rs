@@ -478,6 +478,7 @@ async fn stats_totals_every_queue() {
     enqueue(&storage, job("reports")).await;
     enqueue(&storage, job("reports")).await;
     storage.pause_queue("reports").await.unwrap();
+    storage.set_queue_limits("mail", haul::QueueLimits::new().concurrency(4)).await.unwrap();
 
     let outcome = haul(&storage, &["stats"]).await;
     assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
@@ -501,6 +502,8 @@ async fn stats_totals_every_queue() {
     assert_eq!(json[2]["queue"], serde_json::Value::Null);
     assert_eq!(json[2]["total"], 5);
     assert_eq!(json[2]["counts"]["available"], 3);
+    let limits: Vec<_> = json.iter().map(|line| line["concurrency_limit"].clone()).collect();
+    assert_eq!(limits, [serde_json::json!(4), serde_json::Value::Null, serde_json::Value::Null], "per queue, not all");
     for line in &json {
         assert_eq!(line["completed_last_hour"], 0, "no worker recorded any attempt: {line}");
         assert_eq!(line["failed_last_hour"], 0, "no worker recorded any attempt: {line}");

@@ -56,13 +56,4 @@ picked AS (
     ORDER BY c.priority, c.run_at, c.id
     LIMIT $3
 )
-UPDATE {schema}.jobs AS j
-SET state            = 'running',
-    attempt          = j.attempt + 1,
-    attempted_at     = ctx.now,
-    lease_token      = gen_random_uuid(),
-    lease_expires_at = ctx.now + $4::bigint * interval '1 microsecond',
-    claimed_by       = $5::text
-FROM ctx
-WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
-RETURNING j.*
+{claim_update}

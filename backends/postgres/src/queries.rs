@@ -54,16 +54,19 @@ impl Queries {
     /// validated (`[a-z][a-z0-9_]*`): the schema goes in as a quoted identifier, the
     /// channel as a string literal. The fragments, without their header comments, go in
     /// where a query names them: `{locked_batch}` (`queries/locked_batch.sql`) first,
-    /// then `{matching_ids}` ([`matching_ids`]).
+    /// then `{matching_ids}` ([`matching_ids`]), then `{claim_update}`
+    /// (`queries/claim_update.sql`).
     pub(crate) fn new(schema: &str, channel: &str) -> Self {
         let schema = format!("\"{schema}\"");
         let channel = format!("'{channel}'");
         let locked_batch = without_header(include_str!("../queries/locked_batch.sql"));
         let matching_ids = matching_ids(without_header(include_str!("../queries/matching_ids.sql")));
+        let claim_update = without_header(include_str!("../queries/claim_update.sql"));
         let render = |sql: &str| {
             AssertSqlSafe(
                 sql.replace("{locked_batch}", locked_batch)
                     .replace("{matching_ids}", &matching_ids)
+                    .replace("{claim_update}", claim_update)
                     .replace("{schema}", &schema)
                     .replace("{channel}", &channel),
             )
@@ -185,6 +188,10 @@ mod tests {
         assert!(queries.claim.as_str().contains("\"tenant_1\".jobs"));
         for sql in [&queries.claim, &queries.claim_one_queue] {
             assert!(sql.as_str().contains("FROM \"tenant_1\".queue_limits AS l"), "the limits guard: {}", sql.as_str());
+        }
+        for sql in [&queries.claim, &queries.claim_one_queue, &queries.claim_limited] {
+            let update = "UPDATE \"tenant_1\".jobs AS j\nSET state            = 'running',";
+            assert_eq!(sql.as_str().matches(update).count(), 1, "the claim update: {}", sql.as_str());
         }
         assert!(queries.enqueue.as_str().contains("pg_notify('haul_tenant_1'"));
         assert!(queries.beat_worker.as_str().contains("\"tenant_1\".workers"));

@@ -184,6 +184,14 @@ impl PostgresStorage {
         self.inner.queries.list.as_str()
     }
 
+    /// The unlimited claim statements, as rendered for this schema: of one queue
+    /// (`queries/claim_one_queue.sql`) and of several (`queries/claim.sql`). Not part of
+    /// the API: it is here so the crate's tests run the statements the storage sends.
+    #[doc(hidden)]
+    pub fn claim_statements(&self) -> (&str, &str) {
+        (self.inner.queries.claim_one_queue.as_str(), self.inner.queries.claim.as_str())
+    }
+
     /// The LISTEN/NOTIFY channel of this schema (its payloads are queue names).
     pub fn channel(&self) -> &str {
         &self.inner.channel

@@ -118,10 +118,9 @@ async fn the_guard_of_the_unlimited_claims_is_evaluated_once_per_statement() {
     let (storage, _guard) = common::storage().await;
     enqueue(&storage, "a", 50).await;
     enqueue(&storage, "b", 50).await;
-    let schema = format!("\"{}\"", storage.schema());
     let now = None::<chrono::DateTime<chrono::Utc>>;
-    let one_queue = include_str!("../queries/claim_one_queue.sql").replace("{schema}", &schema);
-    let several = include_str!("../queries/claim.sql").replace("{schema}", &schema);
+    let (one_queue, several) = storage.claim_statements();
+    let (one_queue, several) = (one_queue.to_owned(), several.to_owned());
     let mut tx = storage.pool().begin().await.expect("begin");
     let explain = |sql: &str| AssertSqlSafe(format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, FORMAT TEXT) {sql}"));
     let plan: Vec<String> = sqlx::query(explain(&one_queue))
@@ -173,8 +172,7 @@ async fn storing_a_limit_waits_for_the_unlimited_claims_in_flight() {
     let (storage, _guard) = common::storage().await;
     enqueue(&storage, "lim", 10).await;
     // An unlimited claim of three jobs, in flight: its transaction is still open.
-    let claim_sql =
-        include_str!("../queries/claim_one_queue.sql").replace("{schema}", &format!("\"{}\"", storage.schema()));
+    let claim_sql = storage.claim_statements().0.to_owned();
     let mut in_flight = storage.pool().begin().await.expect("begin");
     sqlx::query("SET LOCAL idle_in_transaction_session_timeout = '60s'").execute(&mut *in_flight).await.expect("set");
     let claimed = sqlx::query(AssertSqlSafe(claim_sql))

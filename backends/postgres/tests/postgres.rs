@@ -362,13 +362,13 @@ mod claim {
         four_priorities(&storage, "b").await;
         let now = None::<chrono::DateTime<chrono::Utc>>;
 
-        let claimed = run_claim_sql(&storage, include_str!("../queries/claim_one_queue.sql"), |query| {
+        let claimed = run_claim_sql(&storage, storage.claim_statements().0, |query| {
             query.bind(now).bind("a").bind(10_i64).bind(30_000_000_i64).bind("w").bind(2_i16).bind(start_run_at)
         })
         .await;
         assert_eq!(claimed, [("a".to_owned(), 2), ("a".to_owned(), 3)], "the one-queue claim starts at priority 2");
 
-        let claimed = run_claim_sql(&storage, include_str!("../queries/claim.sql"), |query| {
+        let claimed = run_claim_sql(&storage, storage.claim_statements().1, |query| {
             query
                 .bind(now)
                 .bind(vec!["a".to_owned(), "b".to_owned()])
@@ -501,7 +501,7 @@ mod plans {
         }
         let schema = format!("\"{}\"", storage.schema());
         sqlx::query(AssertSqlSafe(format!("ANALYZE {schema}.jobs"))).execute(storage.pool()).await.expect("analyze");
-        let plan = explain_analyze(&storage, include_str!("../queries/claim.sql"), |query| {
+        let plan = explain_analyze(&storage, storage.claim_statements().1, |query| {
             query
                 .bind(None::<chrono::DateTime<chrono::Utc>>)
                 .bind(vec!["default".to_owned()])
@@ -515,7 +515,7 @@ mod plans {
         assert_eq!(plan["Actual Rows"], 500, "the claim takes its limit: {plan}");
         assert!(!scans_the_jobs_table(&plan), "{plan}");
 
-        let plan = explain_analyze(&storage, include_str!("../queries/claim_one_queue.sql"), |query| {
+        let plan = explain_analyze(&storage, storage.claim_statements().0, |query| {
             query
                 .bind(None::<chrono::DateTime<chrono::Utc>>)
                 .bind("default")
@@ -546,7 +546,7 @@ mod plans {
         enqueue(&storage, "default", 1_000).await;
         let start = chrono::Utc::now() + chrono::Duration::days(1);
         let plans = [
-            explain_analyze(&storage, include_str!("../queries/claim_one_queue.sql"), |query| {
+            explain_analyze(&storage, storage.claim_statements().0, |query| {
                 query
                     .bind(None::<chrono::DateTime<chrono::Utc>>)
                     .bind("default")
@@ -557,7 +557,7 @@ mod plans {
                     .bind(start)
             })
             .await,
-            explain_analyze(&storage, include_str!("../queries/claim.sql"), |query| {
+            explain_analyze(&storage, storage.claim_statements().1, |query| {
                 query
                     .bind(None::<chrono::DateTime<chrono::Utc>>)
                     .bind(vec!["default".to_owned()])
@@ -621,7 +621,7 @@ mod plans {
 
 /// The plan of `queries/claim.sql` for one queue and 10 jobs.
 async fn explain_claim(storage: &PostgresStorage, without_seqscan: bool) -> String {
-    let claim_sql = include_str!("../queries/claim.sql").replace("{schema}", &format!("\"{}\"", storage.schema()));
+    let claim_sql = storage.claim_statements().1.to_owned();
     let mut tx = storage.pool().begin().await.expect("begin");
     if without_seqscan {
         sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.expect("set");

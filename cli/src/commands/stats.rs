@@ -97,8 +97,14 @@ pub(super) async fn run(storage: &dyn Storage, io: &mut Io<'_>, json: bool) -> R
     }
 
     if json {
+        let limits = storage.queue_limits().await?;
+        let limit_of = |queue: &str| {
+            limits.iter().find(|record| record.queue == queue).and_then(|record| record.limits.concurrency)
+        };
         for counts in &queues {
-            io.json_line(&stats_json(counts, of(&counts.queue), now, false))?;
+            let mut line = stats_json(counts, of(&counts.queue), now, false);
+            line["concurrency_limit"] = json!(limit_of(&counts.queue));
+            io.json_line(&line)?;
         }
         io.json_line(&stats_json(&all, all_throughput, now, true))?;
         return Ok(Exit::Success);

@@ -1,0 +1,15 @@
+-- A fragment, not a statement: the update every claim statement ends with (claim.sql,
+-- claim_one_queue.sql, claim_limited.sql), spliced as `{claim_update}` after their
+-- CTEs. It claims the rows of the CTE `picked` (their ctids, locked by it) for the
+-- worker $5 with a lease of $4 µs from `ctx.now`: running, attempt + 1, a fresh lease
+-- token each, and returns them whole.
+UPDATE {schema}.jobs AS j
+SET state            = 'running',
+    attempt          = j.attempt + 1,
+    attempted_at     = ctx.now,
+    lease_token      = gen_random_uuid(),
+    lease_expires_at = ctx.now + $4::bigint * interval '1 microsecond',
+    claimed_by       = $5::text
+FROM ctx
+WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
+RETURNING j.*
