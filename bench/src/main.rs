@@ -20,6 +20,13 @@
 //! cargo run --release -p haul-bench -- --backend all --workloads admin
 //! ```
 //!
+//! The `keyed-limits` workload drains jobs whose limit keys are spread over 1,000 keys
+//! in a queue limited to one running job per key, beside the unlimited drain:
+//!
+//! ```text
+//! cargo run --release -p haul-bench -- --backend all --workloads drain,keyed-limits
+//! ```
+//!
 //! PostgreSQL is reached at `HAUL_BENCH_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); every workload runs in a fresh schema that
 //! is dropped at its end. Redis is reached at `HAUL_BENCH_REDIS_URL` (default
@@ -114,6 +121,9 @@ pub(crate) enum Workload {
     Enqueue,
     /// Pre-enqueued jobs worked by one worker.
     Drain,
+    /// The drain's jobs with limit keys spread over 1,000 keys, in a queue limited to one
+    /// running job per key; beside the unlimited drain (run for it too), with the ratio.
+    KeyedLimits,
     /// Producers at a fixed rate, enqueue-to-start latency.
     Steady,
     /// Drain by 1, 2 and 4 worker instances.
@@ -132,9 +142,10 @@ pub(crate) enum Workload {
 }
 
 impl Workload {
-    const ALL: [Workload; 8] = [
+    const ALL: [Workload; 9] = [
         Workload::Enqueue,
         Workload::Drain,
+        Workload::KeyedLimits,
         Workload::Steady,
         Workload::Scaling,
         Workload::LongTx,
@@ -193,7 +204,7 @@ impl Settings {
 
     /// Whether the floor is to run: some workload compared with it runs.
     fn runs_floor(&self) -> bool {
-        [Workload::Enqueue, Workload::Drain, Workload::Scaling].iter().any(|w| self.runs(*w))
+        [Workload::Enqueue, Workload::Drain, Workload::KeyedLimits, Workload::Scaling].iter().any(|w| self.runs(*w))
     }
 }
 
@@ -262,7 +273,8 @@ pub(crate) struct Figure {
     /// Long-transaction phases: jobs/s relative to the phase before the held snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_to_before: Option<f64>,
-    /// Middleware variants: jobs/s relative to the drain without middleware in the same run.
+    /// Jobs/s relative to the baseline measured in the same run: for the middleware
+    /// variants, the drain without middleware; for keyed-limits, the unlimited drain.
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_to_baseline: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -495,6 +507,15 @@ async fn main() -> Result<(), BoxError> {
          instances in this process)",
         settings.concurrency
     ));
+    if settings.runs(Workload::KeyedLimits) {
+        notes.push(format!(
+            "keyed limits: the drain's jobs and worker, each job with the limit key key-(i mod {keys}) (so the \
+             first {keys} available jobs have {keys} different keys), in a queue whose stored limits are \
+             key_concurrency 1 (no queue-wide limit); its note gives its jobs/s over the unlimited drain's on the \
+             same backend (the JSON's ratio_to_baseline)",
+            keys = workloads::LIMIT_KEYS
+        ));
+    }
     notes.push(
         "steady: one worker with the default 1 s poll interval (jobs start on wake-ups); p50/p90/p99 are from \
          the start of the enqueue call to the handler's start (the note gives them from the call's return); \

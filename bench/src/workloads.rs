@@ -10,7 +10,7 @@ use std::{
 
 use std::collections::HashMap;
 
-use haul::{JobContext, JobId, JobState, Queue, Storage, Worker, WorkerBuilder, job};
+use haul::{JobContext, JobId, JobState, Queue, QueueLimits, Storage, Worker, WorkerBuilder, job};
 use tokio::{
     sync::{Notify, Semaphore},
     task::JoinSet,
@@ -22,6 +22,8 @@ use crate::{BoxError, Figure, FloorOf, Latency, Settings, Workload, ui::Ui};
 pub(crate) const BATCH: usize = 1_000;
 /// Concurrent producers of the one-by-one enqueue (and the most in flight in steady state).
 pub(crate) const PRODUCERS: usize = 32;
+/// How many limit keys the `keyed-limits` workload spreads its jobs over.
+pub(crate) const LIMIT_KEYS: usize = 1_000;
 /// Poll interval of the drain workers (wake-ups do the rest).
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// How long the steady-state workload waits for its last jobs once the producers stop.
@@ -113,13 +115,21 @@ pub(crate) async fn suite<B: Backend>(backend: &mut B, settings: &Settings, ui: 
         figures.push(enqueue_batched(backend, settings.jobs, ui).await?);
         figures.push(enqueue_one_by_one(backend, settings.jobs, ui).await?);
     }
-    if settings.runs(Workload::Drain) {
+    // The unlimited drain runs for keyed-limits too: that workload is compared with it.
+    if settings.runs(Workload::Drain) || settings.runs(Workload::KeyedLimits) {
         let drain_label = format!("drain, c={}", settings.concurrency);
-        figures.push(drain(backend, &drain_label, settings.jobs, 1, settings.concurrency, 0, ui).await?);
-        if settings.prefetch > 0 {
-            let label = format!("drain, c={} prefetch {}", settings.concurrency, settings.prefetch);
-            figures.push(drain(backend, &label, settings.jobs, 1, settings.concurrency, settings.prefetch, ui).await?);
+        let unlimited = DrainPlan::new(settings.jobs, 1, settings.concurrency);
+        let unlimited = drain(backend, &drain_label, unlimited, ui).await?;
+        let unlimited_rate = unlimited.jobs_per_second;
+        figures.push(unlimited);
+        if settings.runs(Workload::KeyedLimits) {
+            figures.push(keyed_limits(backend, settings, (&drain_label, unlimited_rate), ui).await?);
         }
+    }
+    if settings.runs(Workload::Drain) && settings.prefetch > 0 {
+        let label = format!("drain, c={} prefetch {}", settings.concurrency, settings.prefetch);
+        let plan = DrainPlan::new(settings.jobs, 1, settings.concurrency).prefetch(settings.prefetch);
+        figures.push(drain(backend, &label, plan, ui).await?);
     }
     if settings.runs(Workload::Steady) {
         figures.push(steady(backend, settings, ui).await?);
@@ -128,7 +138,7 @@ pub(crate) async fn suite<B: Backend>(backend: &mut B, settings: &Settings, ui: 
     for &instances in scaling {
         let label =
             format!("scaling, {instances} worker{} c={}", if instances == 1 { "" } else { "s" }, settings.concurrency);
-        figures.push(drain(backend, &label, settings.jobs, instances, settings.concurrency, 0, ui).await?);
+        figures.push(drain(backend, &label, DrainPlan::new(settings.jobs, instances, settings.concurrency), ui).await?);
     }
     Ok(figures)
 }
@@ -154,6 +164,23 @@ pub(crate) async fn enqueue_noops(queue: &Queue, jobs: usize, counter: &AtomicUs
         queue.enqueue_many((0..n).map(|_| Noop::new())).await?;
         counter.fetch_add(n, Ordering::Relaxed);
         left -= n;
+    }
+    Ok(())
+}
+
+/// Enqueues `jobs` no-op jobs in batches of 1,000, job `i` with the limit key
+/// `key-{i % keys}`, counting them in `counter`.
+async fn enqueue_keyed_noops(queue: &Queue, jobs: usize, keys: usize, counter: &AtomicUsize) -> Result<(), BoxError> {
+    let keys = keys.max(1);
+    let mut next = 0;
+    while next < jobs {
+        let n = (jobs - next).min(BATCH);
+        let batch = (next..next + n)
+            .map(|i| Ok(queue.prepare(&Noop::new())?.limit_key(format!("key-{}", i % keys))))
+            .collect::<Result<Vec<_>, haul::Error>>()?;
+        queue.insert(batch).await?;
+        counter.fetch_add(n, Ordering::Relaxed);
+        next += n;
     }
     Ok(())
 }
@@ -211,22 +238,59 @@ async fn completed(queue: &Queue) -> Result<usize, BoxError> {
     Ok(usize::try_from(total).unwrap_or(usize::MAX))
 }
 
-/// `jobs` pre-enqueued no-op jobs worked by `instances` workers of `concurrency` slots
-/// (and `prefetch` jobs claimed ahead) each, timed until every one is completed in storage.
-async fn drain<B: Backend>(
-    backend: &mut B,
-    label: &str,
+/// How a drain is set up: how many jobs, worked by how many workers of how many slots
+/// (and jobs claimed ahead), and whether they carry limit keys.
+#[derive(Clone, Copy, Debug)]
+struct DrainPlan {
     jobs: usize,
     instances: usize,
     concurrency: usize,
     prefetch: usize,
-    ui: &Ui,
-) -> Result<Figure, BoxError> {
+    /// `Some(keys)`: the queue is limited to one running job per limit key, and job `i`
+    /// has the key `key-{i % keys}`.
+    keys: Option<usize>,
+}
+
+impl DrainPlan {
+    /// `jobs` jobs without limit keys, `instances` workers of `concurrency` slots, no prefetch.
+    fn new(jobs: usize, instances: usize, concurrency: usize) -> Self {
+        Self { jobs, instances, concurrency, prefetch: 0, keys: None }
+    }
+
+    /// Each worker claims `prefetch` jobs ahead.
+    fn prefetch(mut self, prefetch: usize) -> Self {
+        self.prefetch = prefetch;
+        self
+    }
+
+    /// The jobs' limit keys are spread over `keys` keys, each limited to one running job.
+    fn keyed(mut self, keys: usize) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Pre-enqueues the plan's jobs on a fresh storage (storing the queue's key limit
+    /// first when the jobs are keyed), counting them in `counter`.
+    async fn enqueue(&self, queue: &Queue, counter: &AtomicUsize) -> Result<(), BoxError> {
+        match self.keys {
+            None => enqueue_noops(queue, self.jobs, counter).await,
+            Some(keys) => {
+                queue.set_limits("bench", QueueLimits::new().key_concurrency(1)).await?;
+                enqueue_keyed_noops(queue, self.jobs, keys, counter).await
+            }
+        }
+    }
+}
+
+/// The pre-enqueued no-op jobs of `plan` worked by its workers, timed until every one is
+/// completed in storage.
+async fn drain<B: Backend>(backend: &mut B, label: &str, plan: DrainPlan, ui: &Ui) -> Result<Figure, BoxError> {
+    let DrainPlan { jobs, instances, concurrency, prefetch, .. } = plan;
     let name = backend.name();
     on_fresh(backend, async |backend, storage| {
         let queue = Queue::new(storage.clone());
         let prepare = ui.bar(name, &format!("{label} (pre-enqueue)"), jobs);
-        enqueue_noops(&queue, jobs, prepare.counter()).await?;
+        plan.enqueue(&queue, prepare.counter()).await?;
         backend.settle(storage).await?;
         prepare.clear();
 
@@ -284,6 +348,24 @@ fn drain_worker<S: Storage>(handle: S, concurrency: usize, prefetch: usize, prog
         // start; no `timed` job runs here.
         .shared_state(Arc::new(Latencies::default()))
         .poll_interval(DRAIN_POLL)
+}
+
+/// The drain of the `keyed-limits` workload: the unlimited drain's jobs and worker (one
+/// instance, `settings.concurrency` slots, no prefetch), each job with a limit key of
+/// [`LIMIT_KEYS`] in turn, in a queue limited to one running job per key; compared with
+/// `unlimited`, the label and jobs/s of the unlimited drain on the same backend.
+async fn keyed_limits<B: Backend>(
+    backend: &mut B,
+    settings: &Settings,
+    unlimited: (&str, f64),
+    ui: &Ui,
+) -> Result<Figure, BoxError> {
+    let label = format!("keyed limits, c={}, {LIMIT_KEYS} keys at 1/key", settings.concurrency);
+    let plan = DrainPlan::new(settings.jobs, 1, settings.concurrency).keyed(LIMIT_KEYS);
+    let figure = drain(backend, &label, plan, ui).await?;
+    let (unlimited_label, unlimited_rate) = unlimited;
+    let ratio = figure.jobs_per_second / unlimited_rate.max(f64::EPSILON);
+    Ok(figure.ratio_to_baseline(ratio).note(format!("keyed/unlimited: {ratio:.2}x the jobs/s of `{unlimited_label}`")))
 }
 
 /// One drain as [`drain`] runs it with one instance, for workloads that compare variants
@@ -470,4 +552,45 @@ pub(crate) async fn produce(queue: &Queue, rate: f64, total: usize) -> Result<(V
         calls.push(joined??);
     }
     Ok((calls, started.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use haul::{Admin, ListParams, MemoryStorage};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_keyed_plan_limits_the_queue_per_key_and_spreads_its_jobs_over_the_keys() {
+        let storage = MemoryStorage::new();
+        let queue = Queue::new(storage.clone());
+        let counter = AtomicUsize::new(0);
+        DrainPlan::new(2_500, 1, 32).keyed(LIMIT_KEYS).enqueue(&queue, &counter).await.expect("enqueued");
+        assert_eq!(counter.load(Ordering::Relaxed), 2_500);
+
+        let limits = storage.queue_limits().await.expect("limits");
+        assert_eq!(limits.len(), 1);
+        assert_eq!((limits[0].queue.as_str(), limits[0].limits), ("bench", QueueLimits::new().key_concurrency(1)));
+
+        let jobs = storage.list(ListParams::new().limit(3_000)).await.expect("jobs");
+        let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+        for job in &jobs {
+            *per_key.entry(job.limit_key.clone().expect("every job has a key")).or_default() += 1;
+        }
+        assert_eq!(per_key.len(), LIMIT_KEYS);
+        assert_eq!((per_key["key-0"], per_key["key-499"], per_key["key-500"], per_key["key-999"]), (3, 3, 2, 2));
+    }
+
+    #[tokio::test]
+    async fn an_unkeyed_plan_stores_no_limits_and_no_keys() {
+        let storage = MemoryStorage::new();
+        let queue = Queue::new(storage.clone());
+        DrainPlan::new(10, 1, 32).enqueue(&queue, &AtomicUsize::new(0)).await.expect("enqueued");
+        assert!(storage.queue_limits().await.expect("limits").is_empty());
+        let jobs = storage.list(ListParams::new()).await.expect("jobs");
+        assert_eq!(jobs.len(), 10);
+        assert!(jobs.iter().all(|job| job.limit_key.is_none()));
+    }
 }

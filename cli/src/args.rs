@@ -138,18 +138,46 @@ pub enum QueueAction {
         /// The queue.
         name: String,
     },
-    /// Set how many of a queue's jobs may run at once across every worker (stored: every
-    /// worker obeys it from its next claim), or remove the limit.
+    /// Set how many of a queue's jobs may run at once across every worker, in all and
+    /// per limit key (stored: every worker obeys them from its next claim), or remove them.
+    ///
+    /// Each flag changes its own limit and keeps the other as stored: `--key-concurrency 1`
+    /// on a queue limited to 5 leaves it limited to 5 in all and 1 per key. `none` removes
+    /// one limit, `--unlimited` both. Give at least one of the three.
+    #[command(group = clap::ArgGroup::new("limits").required(true).multiple(true))]
     Limit {
         /// The queue.
         name: String,
-        /// At most this many of its jobs running at once (at least 1).
-        #[arg(long, required_unless_present = "unlimited", conflicts_with = "unlimited")]
-        concurrency: Option<u32>,
-        /// Remove the queue's limit.
-        #[arg(long)]
+        /// At most N of its jobs running at once (at least 1); `none` removes this limit.
+        #[arg(long, value_name = "N|none", value_parser = parse_limit_change, group = "limits")]
+        concurrency: Option<LimitChange>,
+        /// At most N of its jobs with the same limit key (e.g. a customer id, set when the
+        /// job is enqueued) running at once (at least 1); `none` removes this limit.
+        #[arg(long, value_name = "N|none", value_parser = parse_limit_change, group = "limits")]
+        key_concurrency: Option<LimitChange>,
+        /// Remove both of the queue's limits.
+        #[arg(long, group = "limits", conflicts_with_all = ["concurrency", "key_concurrency"])]
         unlimited: bool,
     },
+}
+
+/// A change to one of a queue's limits, as `haul queues limit` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitChange {
+    /// Set the limit to this (the storage refuses 0).
+    Set(u32),
+    /// Remove the limit.
+    Remove,
+}
+
+impl LimitChange {
+    /// The limit after this change.
+    pub fn apply(self) -> Option<u32> {
+        match self {
+            Self::Set(limit) => Some(limit),
+            Self::Remove => None,
+        }
+    }
 }
 
 /// `haul jobs ...`.
@@ -341,6 +369,18 @@ pub(crate) fn parse_basic(value: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Reads a limit of `haul queues limit`: a whole number, or `none`. Zero is let through
+/// for the storage to refuse with its reason.
+pub(crate) fn parse_limit_change(value: &str) -> Result<LimitChange, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(LimitChange::Remove);
+    }
+    value
+        .parse::<u32>()
+        .map(LimitChange::Set)
+        .map_err(|error| format!("`{value}` is neither a whole number nor `none`: {error}"))
+}
+
 /// Reads a count of at least one.
 fn parse_limit(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
@@ -370,5 +410,8 @@ mod tests {
         assert_eq!(parse_limit("0").unwrap_err(), "must be at least 1");
         assert_eq!(parse_basic("ops:pa:ss").unwrap(), ("ops".to_owned(), "pa:ss".to_owned()));
         assert!(parse_basic("ops").unwrap_err().contains("USER:PASSWORD"));
+        assert_eq!(parse_limit_change("none"), Ok(LimitChange::Remove));
+        assert_eq!(parse_limit_change("3"), Ok(LimitChange::Set(3)));
+        assert!(parse_limit_change("-1").unwrap_err().contains("neither a whole number nor `none`"));
     }
 }

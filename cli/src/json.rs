@@ -47,6 +47,7 @@ pub(crate) fn job(job: &JobRecord) -> Value {
         "lease_expires_at": instant(job.lease_expires_at),
         "claimed_by": job.claimed_by,
         "unique_key": job.unique_key,
+        "limit_key": job.limit_key,
         "metadata": job.metadata,
         "args": job.args,
         "unreadable_args": job.unreadable_args,

@@ -20,7 +20,8 @@ use std::{io::ErrorKind, sync::Arc};
 use haul::Storage;
 
 pub use args::{
-    ActionArgs, Cli, Command, FilterArgs, JobsCommand, ListArgs, PruneArgs, QueueAction, QueuesArgs, WebArgs,
+    ActionArgs, Cli, Command, FilterArgs, JobsCommand, LimitChange, ListArgs, PruneArgs, QueueAction, QueuesArgs,
+    WebArgs,
 };
 pub use exit::Exit;
 pub use io::Io;

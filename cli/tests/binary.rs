@@ -13,7 +13,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::{discarded, get, json_lines};
+use common::{discarded, enqueue, get, job, json_lines};
 use haul::{JobId, JobState, RedisConfig, RedisStorage, Storage};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -134,8 +134,40 @@ async fn operate(url: &str) {
     assert_eq!(row("mail"), ["mail", "no", "-", "0", "3", "0", "0", "0", "0", "0"]);
     assert_eq!(row("other"), ["other", "no", "-", "0", "0", "0", "0", "0", "1", "0"]);
 
+    limit(url, &storage).await;
+
     let run = haul(url, &["jobs", "show", &JobId::new().to_string()], "");
     assert_eq!(run.code, Some(3), "{run:?}");
+}
+
+/// Limits set one flag at a time (each keeps the other), shown by `queues` and `stats`;
+/// a job's limit key shown by `jobs show`. `mail` holds three available jobs.
+async fn limit(url: &str, storage: &std::sync::Arc<dyn Storage>) {
+    let run = haul(url, &["queues", "limit", "mail", "--key-concurrency", "1"], "");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let run = haul(url, &["queues", "limit", "mail", "--concurrency", "4", "--json"], "");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let expected = serde_json::json!({ "queue": "mail", "concurrency_limit": 4, "key_concurrency_limit": 1 });
+    assert_eq!(json_lines(&run.out), [expected], "the limit per key is kept");
+
+    let run = haul(url, &["queues"], "");
+    let mail = run.out.lines().find(|line| line.starts_with("mail")).unwrap_or_else(|| panic!("mail: {run:?}"));
+    // queue, paused, the limit (two words), scheduled, available
+    assert_eq!(mail.split_whitespace().take(6).collect::<Vec<_>>(), ["mail", "no", "4,", "1/key", "0", "3"]);
+    let run = haul(url, &["stats", "--json"], "");
+    let stats = json_lines(&run.out);
+    let mail = stats.iter().find(|line| line["queue"] == "mail").unwrap_or_else(|| panic!("mail: {run:?}"));
+    assert_eq!((mail["concurrency_limit"].as_u64(), mail["key_concurrency_limit"].as_u64()), (Some(4), Some(1)));
+
+    let keyed = enqueue(storage, job("keyed").limit_key("customer-42")).await;
+    let run = haul(url, &["jobs", "show", &keyed.to_string()], "");
+    assert!(run.out.lines().any(|line| line.split_whitespace().eq(["limit", "key", "customer-42"])), "{run:?}");
+    let run = haul(url, &["jobs", "show", &keyed.to_string(), "--json"], "");
+    assert_eq!(json_lines(&run.out)[0]["limit_key"], "customer-42", "{run:?}");
+
+    let run = haul(url, &["queues", "limit", "mail", "--unlimited"], "");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(storage.queue_limits().await.unwrap().is_empty(), "both limits are removed");
 }
 
 /// Runs `cleanup` when dropped, on a runtime of its own (Drop cannot await, and may

@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use clap::Parser;
 use common::{KIND, WORKER, claim, discarded, enqueue, get, job, json_lines, report, running};
 use haul::{
-    Admin, JobId, JobOutcome, JobState, MemoryStorage, Storage,
+    Admin, JobId, JobOutcome, JobState, MemoryStorage, QueueLimits, Storage,
     storage::{LeadershipParams, PeriodicUpdate, ThroughputSample, WorkerBeat},
 };
 use haul_cli::{Cli, Exit, Io};
@@ -149,6 +149,11 @@ async fn queues_pause_and_resume_change_the_queue() {
     assert!(outcome.err.starts_with("error: invalid queue"), "{outcome:?}");
 }
 
+/// The stored limits of every queue, by queue.
+async fn stored_limits(storage: &Arc<dyn Storage>) -> Vec<(String, QueueLimits)> {
+    storage.queue_limits().await.unwrap().into_iter().map(|record| (record.queue, record.limits)).collect()
+}
+
 #[tokio::test]
 async fn queues_limit_sets_shows_and_removes_a_concurrency_limit() {
     let storage = storage();
@@ -156,9 +161,12 @@ async fn queues_limit_sets_shows_and_removes_a_concurrency_limit() {
 
     let outcome = haul(&storage, &["queues", "limit", "mail", "--concurrency", "3"]).await;
     assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
-    assert!(outcome.out.contains("at most 3 of its jobs"), "{outcome:?}");
+    assert!(outcome.out.contains("at most 3 of its jobs run at once"), "{outcome:?}");
     let outcome = haul(&storage, &["--json", "queues", "limit", "idle", "--concurrency", "2"]).await;
-    assert_eq!(json_lines(&outcome.out), vec![serde_json::json!({ "queue": "idle", "concurrency_limit": 2 })]);
+    assert_eq!(
+        json_lines(&outcome.out),
+        vec![serde_json::json!({ "queue": "idle", "concurrency_limit": 2, "key_concurrency_limit": null })]
+    );
     let stored: Vec<_> = storage.queue_limits().await.unwrap().into_iter().map(|record| record.queue).collect();
     assert_eq!(stored, ["idle", "mail"]);
 
@@ -167,17 +175,82 @@ async fn queues_limit_sets_shows_and_removes_a_concurrency_limit() {
     assert_eq!(words(line_starting(&outcome.out, "idle"))[..3], ["idle", "no", "2"], "a limited queue without jobs");
     let json = json_lines(&haul(&storage, &["queues", "--json"]).await.out);
     assert_eq!((json[0]["queue"].as_str(), json[0]["concurrency_limit"].as_u64()), (Some("idle"), Some(2)));
+    assert!(json[0]["key_concurrency_limit"].is_null(), "{}", json[0]);
 
     let outcome = haul(&storage, &["queues", "limit", "mail", "--unlimited"]).await;
-    assert!(outcome.out.contains("removed the limit of queue mail"), "{outcome:?}");
+    assert!(outcome.out.contains("removed the limits of queue mail"), "{outcome:?}");
     let stored: Vec<_> = storage.queue_limits().await.unwrap().into_iter().map(|record| record.queue).collect();
     assert_eq!(stored, ["idle"]);
 
     let zero = haul(&storage, &["queues", "limit", "mail", "--concurrency", "0"]).await;
     assert_eq!(zero.exit, Exit::Failure, "{zero:?}");
     assert!(zero.err.contains("at least 1"), "{zero:?}");
-    assert_ne!(usage_error(&["queues", "limit", "mail"]).0, 0, "a limit or --unlimited is required");
-    assert_ne!(usage_error(&["queues", "limit", "mail", "--concurrency", "2", "--unlimited"]).0, 0);
+    let (code, message) = usage_error(&["queues", "limit", "mail"]);
+    assert_eq!(code, 2, "a limit or --unlimited is required");
+    for flag in ["--concurrency", "--key-concurrency", "--unlimited"] {
+        assert!(message.contains(flag), "the error names {flag}: {message}");
+    }
+    assert_eq!(usage_error(&["queues", "limit", "mail", "--concurrency", "2", "--unlimited"]).0, 2);
+    assert_eq!(usage_error(&["queues", "limit", "mail", "--key-concurrency", "2", "--unlimited"]).0, 2);
+    let (code, message) = usage_error(&["queues", "limit", "mail", "--concurrency", "some"]);
+    assert_eq!(code, 2);
+    assert!(message.contains("`some` is neither a whole number nor `none`"), "{message}");
+}
+
+#[tokio::test]
+async fn queues_limit_sets_each_limit_and_keeps_the_other() {
+    let storage = storage();
+    enqueue(&storage, job("mail")).await;
+
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--key-concurrency", "1"]).await;
+    assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
+    assert!(outcome.out.contains("at most 1 of its jobs per limit key run at once"), "{outcome:?}");
+    assert_eq!(stored_limits(&storage).await, [("mail".to_owned(), QueueLimits::new().key_concurrency(1))]);
+    assert_eq!(words(line_starting(&haul(&storage, &["queues"]).await.out, "mail"))[..3], ["mail", "no", "1/key"]);
+
+    // The queue-wide limit joins the stored limit per key.
+    let outcome = haul(&storage, &["--json", "queues", "limit", "mail", "--concurrency", "5"]).await;
+    assert_eq!(
+        json_lines(&outcome.out),
+        vec![serde_json::json!({ "queue": "mail", "concurrency_limit": 5, "key_concurrency_limit": 1 })]
+    );
+    let both = QueueLimits::new().concurrency(5).key_concurrency(1);
+    assert_eq!(stored_limits(&storage).await, [("mail".to_owned(), both)]);
+    let outcome = haul(&storage, &["queues"]).await;
+    assert_eq!(words(line_starting(&outcome.out, "mail"))[..4], ["mail", "no", "5,", "1/key"], "{}", outcome.out);
+    let json = json_lines(&haul(&storage, &["queues", "--json"]).await.out);
+    assert_eq!((json[0]["concurrency_limit"].as_u64(), json[0]["key_concurrency_limit"].as_u64()), (Some(5), Some(1)));
+
+    // `none` removes one limit and keeps the other; both flags at once set both.
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--key-concurrency", "none"]).await;
+    assert!(outcome.out.contains("at most 5 of its jobs run at once"), "{outcome:?}");
+    assert_eq!(stored_limits(&storage).await, [("mail".to_owned(), QueueLimits::new().concurrency(5))]);
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--concurrency", "none", "--key-concurrency", "2"]).await;
+    assert!(outcome.out.contains("at most 2 of its jobs per limit key"), "{outcome:?}");
+    assert_eq!(stored_limits(&storage).await, [("mail".to_owned(), QueueLimits::new().key_concurrency(2))]);
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--concurrency", "4", "--key-concurrency", "3"]).await;
+    assert!(outcome.out.contains("at most 4 of its jobs and at most 3 of its jobs per limit key"), "{outcome:?}");
+    assert_eq!(
+        stored_limits(&storage).await,
+        [("mail".to_owned(), QueueLimits::new().concurrency(4).key_concurrency(3))]
+    );
+
+    // Removing the last one removes the queue's limits.
+    let outcome =
+        haul(&storage, &["queues", "limit", "mail", "--concurrency", "none", "--key-concurrency", "none"]).await;
+    assert!(outcome.out.contains("removed the limits of queue mail"), "{outcome:?}");
+    assert!(stored_limits(&storage).await.is_empty());
+
+    let zero = haul(&storage, &["queues", "limit", "mail", "--key-concurrency", "0"]).await;
+    assert_eq!(zero.exit, Exit::Failure, "{zero:?}");
+    assert!(zero.err.contains("per key must be at least 1"), "{zero:?}");
+}
+
+#[test]
+fn queues_limit_help_says_each_flag_keeps_the_other_limit() {
+    let help = usage_error(&["queues", "limit", "--help"]).1;
+    assert!(help.contains("keeps the other"), "{help}");
+    assert!(help.contains("--key-concurrency <N|none>"), "{help}");
 }
 
 #[tokio::test]
@@ -259,7 +332,7 @@ async fn jobs_list_json_has_every_field_of_the_record() {
     for field in ["priority", "timeout", "attempted_at", "cancel_requested_at", "lease_token", "lease_expires_at"] {
         assert!(job.get(field).is_some(), "{field} is present");
     }
-    for field in ["claimed_by", "unique_key", "metadata", "unreadable_args"] {
+    for field in ["claimed_by", "unique_key", "limit_key", "metadata", "unreadable_args"] {
         assert!(job.get(field).is_some(), "{field} is present");
     }
 }
@@ -267,7 +340,7 @@ async fn jobs_list_json_has_every_field_of_the_record() {
 #[tokio::test]
 async fn jobs_show_prints_every_field_and_the_error_history() {
     let storage = storage();
-    let id = enqueue(&storage, job("mail").max_attempts(3).metadata("tenant", "acme")).await;
+    let id = enqueue(&storage, job("mail").max_attempts(3).metadata("tenant", "acme").limit_key("customer-42")).await;
     for error in ["first failure", "second failure\nwith a second line"] {
         let claimed = claim(&storage, "mail").await;
         let failed = JobOutcome::Failed { error: error.to_owned(), retry_in: Duration::ZERO };
@@ -282,6 +355,7 @@ async fn jobs_show_prints_every_field_and_the_error_history() {
     assert_eq!(words(line_starting(out, "state ")), ["state", "available"]);
     assert_eq!(words(line_starting(out, "attempt ")), ["attempt", "2", "of", "3"]);
     assert!(out.contains("\n  tenant = acme\n"), "{out}");
+    assert_eq!(words(line_starting(out, "limit key ")), ["limit", "key", "customer-42"]);
     assert!(out.contains("arguments\n  {\n    \"n\": 1,\n    \"to\": \"ada@example.com\"\n  }\n"), "{out}");
     let errors: Vec<&str> = out.lines().skip_while(|line| *line != "errors").skip(1).collect();
     assert_eq!(errors.len(), 3, "{out}");
@@ -301,7 +375,15 @@ async fn jobs_show_prints_every_field_and_the_error_history() {
     assert_eq!(json.len(), 1);
     assert_eq!(json[0]["claimed_by"], WORKER);
     assert_eq!(json[0]["metadata"]["tenant"], "acme");
+    assert_eq!(json[0]["limit_key"], "customer-42");
     assert_eq!(json[0]["errors"].as_array().unwrap().len(), 2);
+
+    // A job without a limit key has no such line, and `null` in JSON.
+    let plain = enqueue(&storage, job("mail")).await;
+    let outcome = haul(&storage, &["jobs", "show", &plain.to_string()]).await;
+    assert!(!outcome.out.contains("limit key"), "{}", outcome.out);
+    let json = json_lines(&haul(&storage, &["jobs", "show", &plain.to_string(), "--json"]).await.out);
+    assert_eq!(json[0]["limit_key"], serde_json::Value::Null);
 }
 
 #[tokio::test]
@@ -478,7 +560,8 @@ async fn stats_totals_every_queue() {
     enqueue(&storage, job("reports")).await;
     enqueue(&storage, job("reports")).await;
     storage.pause_queue("reports").await.unwrap();
-    storage.set_queue_limits("mail", haul::QueueLimits::new().concurrency(4)).await.unwrap();
+    storage.set_queue_limits("mail", QueueLimits::new().concurrency(4)).await.unwrap();
+    storage.set_queue_limits("reports", QueueLimits::new().key_concurrency(1)).await.unwrap();
 
     let outcome = haul(&storage, &["stats"]).await;
     assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
@@ -504,6 +587,8 @@ async fn stats_totals_every_queue() {
     assert_eq!(json[2]["counts"]["available"], 3);
     let limits: Vec<_> = json.iter().map(|line| line["concurrency_limit"].clone()).collect();
     assert_eq!(limits, [serde_json::json!(4), serde_json::Value::Null, serde_json::Value::Null], "per queue, not all");
+    let key_limits: Vec<_> = json.iter().map(|line| line.get("key_concurrency_limit").cloned()).collect();
+    assert_eq!(key_limits, [Some(serde_json::Value::Null), Some(serde_json::json!(1)), None], "per queue, not all");
     for line in &json {
         assert_eq!(line["completed_last_hour"], 0, "no worker recorded any attempt: {line}");
         assert_eq!(line["failed_last_hour"], 0, "no worker recorded any attempt: {line}");

@@ -28,6 +28,14 @@ pub trait Job: Send + Sync + 'static {
     fn options(&self) -> JobOptions {
         JobOptions::new()
     }
+
+    /// The limit key of this job (see [`crate::limits`]), e.g. the customer its
+    /// arguments name; `None` (the default): not key-limited.
+    /// `#[job(limit_key = argument)]` returns that argument as a string.
+    /// [`Enqueue::limit_key`](crate::Enqueue::limit_key) overrides it per enqueue.
+    fn limit_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Static options of a job kind. Each can be overridden per enqueue, except the

@@ -39,7 +39,7 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use events::{JobEvent, JobEventKind, JobEvents};
 pub use id::{Claim, JobId, LeaseToken};
 pub use job::{Job, JobKind, JobOptions};
-pub use limits::{QueueLimits, QueueLimitsRecord};
+pub use limits::{KEY_LIMIT_SCAN, MAX_LIMIT_KEY_BYTES, QueueLimits, QueueLimitsRecord, validate_limit_key};
 pub use metadata::{MAX_METADATA_BYTES, Metadata, metadata_from_json};
 pub use names::{MAX_NAME_LEN, validate_kind_name, validate_namespace, validate_periodic_name, validate_queue_name};
 pub use outcome::{Control, Discard, IntoJobResult, JobError, RetryAfter, Snooze};

@@ -181,6 +181,7 @@ pub(crate) fn prepare_job<J: EnqueueJob>(job: &J, max_args_bytes: usize) -> Resu
         .priority(options.priority)
         .max_attempts(options.max_attempts);
     new.timeout = options.timeout;
+    new.limit_key = job.limit_key();
     if options.unique {
         new.unique = Some(Unique::by_args(&new.kind, &new.args));
     }
@@ -280,6 +281,13 @@ impl Enqueue<'_> {
         self.update(|job| {
             job.metadata.insert(key, value);
         })
+    }
+
+    /// Sets the job's limit key, which it counts against in its queue's per-key limits
+    /// ([`crate::QueueLimits::key_concurrency`]), e.g. a customer id.
+    pub fn limit_key(self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        self.update(|job| job.limit_key = Some(key))
     }
 
     /// Makes the job unique by its kind and arguments among unfinished jobs: while such

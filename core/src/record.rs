@@ -102,6 +102,9 @@ pub struct NewJob {
     pub unique: Option<Unique>,
     /// Strings stored with the job for middleware and handlers (see [`crate::Metadata`]).
     pub metadata: crate::Metadata,
+    /// The key the job counts against in its queue's per-key limits (see
+    /// [`crate::limits`]); `None`: not key-limited.
+    pub limit_key: Option<String>,
 }
 
 impl NewJob {
@@ -118,7 +121,14 @@ impl NewJob {
             timeout: None,
             unique: None,
             metadata: crate::Metadata::new(),
+            limit_key: None,
         }
+    }
+
+    /// Sets the limit key (see [`crate::limits`]).
+    pub fn limit_key(mut self, key: impl Into<String>) -> Self {
+        self.limit_key = Some(key.into());
+        self
     }
 
     /// Adds a metadata entry (replacing the value of a key already set).
@@ -171,7 +181,8 @@ impl NewJob {
 
     /// Checks what every storage requires of a new job: valid queue and kind names, at
     /// least one attempt, a timeout (if any) above zero, metadata within its limits
-    /// ([`crate::MAX_METADATA_BYTES`]), and arguments that are a JSON object nested at
+    /// ([`crate::MAX_METADATA_BYTES`]), a limit key (if any) that
+    /// [`crate::validate_limit_key`] accepts, and arguments that are a JSON object nested at
     /// most [`crate::MAX_ARGS_DEPTH`] levels deep.
     pub fn validate(&self) -> Result<(), Error> {
         crate::validate_queue_name(&self.queue)?;
@@ -197,6 +208,14 @@ impl NewJob {
             ));
         }
         crate::metadata::check_metadata(self.id, &self.kind, &self.metadata)?;
+        if let Some(key) = &self.limit_key {
+            crate::validate_limit_key(key).map_err(|error| match error {
+                Error::InvalidArgument(reason) => {
+                    Error::InvalidArgument(format!("job {} of kind `{}`: {reason}", self.id, self.kind).into())
+                }
+                other => other,
+            })?;
+        }
         crate::storable::check_args(&self.kind, &self.args)
     }
 
@@ -359,6 +378,8 @@ pub struct JobRecord {
     pub unique_key: Option<String>,
     /// The metadata it was enqueued with (see [`crate::Metadata`]).
     pub metadata: crate::Metadata,
+    /// The key it counts against in its queue's per-key limits (see [`crate::limits`]).
+    pub limit_key: Option<String>,
     /// Why the stored arguments could not be read (then `args` is `null`): written by
     /// something other than haul's enqueue, or nested deeper than a decoder reads. A
     /// worker discards such a job with this reason rather than fail the claim it came
@@ -393,6 +414,7 @@ impl JobRecord {
             claimed_by: None,
             unique_key: None,
             metadata: crate::Metadata::new(),
+            limit_key: None,
             unreadable_args: None,
         }
     }

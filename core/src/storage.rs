@@ -48,7 +48,13 @@ pub trait Storage: Admin + Send + Sync + 'static {
     /// until it is rescued), checked atomically with the claim whatever other claims
     /// run at once, and skips that queue's other jobs; the claim's other queues fill
     /// the rest, in claim order among themselves. Skipped jobs stay available and keep
-    /// their attempt count.
+    /// their attempt count. A queue with a concurrency limit per key
+    /// ([`QueueLimits::key_concurrency`](crate::QueueLimits::key_concurrency)) is
+    /// capped the same way for each limit key: a job with a key is taken only while its
+    /// key's running jobs, counted with the jobs this claim took before it, are under
+    /// the limit; the claim looks at no more than
+    /// [`KEY_LIMIT_SCAN`](crate::KEY_LIMIT_SCAN) of the queue's available jobs, in
+    /// claim order. Jobs without a key are not capped per key.
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>>;
 
     /// Records the outcomes of attempts. Each is fenced by its claim: an outcome whose

@@ -73,6 +73,16 @@ mod memory {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_worker_frees_its_keys_slot_at_the_rescue() {
+        let storage = storage();
+        let host = storage.clone();
+        cases::a_killed_worker_frees_its_keys_slot_at_the_rescue(storage, move |spec| {
+            HostedWorker::thread(&host, spec)
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_terminated_worker_hands_back_what_it_cannot_finish() {
         let storage = storage();
         let host = storage.clone();
@@ -126,6 +136,14 @@ macro_rules! server_faults {
                 with_target(target().await, |storage, target| async move {
                     cases::a_killed_worker_frees_its_limited_slot_at_the_rescue(storage, in_child_process(&target))
                         .await;
+                })
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_killed_worker_frees_its_keys_slot_at_the_rescue() {
+                with_target(target().await, |storage, target| async move {
+                    cases::a_killed_worker_frees_its_keys_slot_at_the_rescue(storage, in_child_process(&target)).await;
                 })
                 .await;
             }

@@ -16,10 +16,11 @@ mod kw {
     syn::custom_keyword!(timeout);
     syn::custom_keyword!(backoff);
     syn::custom_keyword!(unique);
+    syn::custom_keyword!(limit_key);
 }
 
 /// Every option name, in the order the error message lists them.
-const OPTIONS: &str = "name, queue, priority, max_attempts, timeout, backoff, unique";
+const OPTIONS: &str = "name, queue, priority, max_attempts, timeout, backoff, unique, limit_key";
 
 /// The options as written, each `None` when absent.
 #[derive(Default)]
@@ -38,6 +39,8 @@ pub(crate) struct JobArgs {
     pub(crate) backoff: Option<Expr>,
     /// `unique = true`: unique by kind and arguments among unfinished jobs.
     pub(crate) unique: Option<LitBool>,
+    /// `limit_key = argument`: the stored argument whose value is the job's limit key.
+    pub(crate) limit_key: Option<Ident>,
 }
 
 /// An integer literal with an optional leading minus sign.
@@ -76,6 +79,8 @@ impl Parse for JobArgs {
                 set::<kw::backoff, _>(input, &mut args.backoff, "backoff")?;
             } else if lookahead.peek(kw::unique) {
                 set::<kw::unique, _>(input, &mut args.unique, "unique")?;
+            } else if lookahead.peek(kw::limit_key) {
+                set::<kw::limit_key, _>(input, &mut args.limit_key, "limit_key")?;
             } else if input.peek(Ident) {
                 let unknown: Ident = input.parse()?;
                 return Err(syn::Error::new(
@@ -147,7 +152,8 @@ mod tests {
         let err = parse(r#"retries = 3"#).err().unwrap();
         assert_eq!(
             err.to_string(),
-            "unknown argument `retries`; expected one of: name, queue, priority, max_attempts, timeout, backoff, unique"
+            "unknown argument `retries`; expected one of: name, queue, priority, max_attempts, timeout, backoff, unique, \
+             limit_key"
         );
     }
 

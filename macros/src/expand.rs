@@ -52,6 +52,13 @@ pub(crate) fn expand(job: &JobFn<'_>) -> TokenStream {
     let perform = perform_body(job);
     let injected = injected_requirements(job);
     let options = options_body(&job.options);
+    let limit_key = job.options.limit_key.as_ref().map(|field| {
+        quote! {
+            fn limit_key(&self) -> ::core::option::Option<::std::string::String> {
+                ::core::option::Option::Some(::std::string::ToString::to_string(&self.#field))
+            }
+        }
+    });
     let rust_type = LitStr::new(&format!("::{struct_ident}"), struct_ident.span());
 
     quote! {
@@ -97,6 +104,8 @@ pub(crate) fn expand(job: &JobFn<'_>) -> TokenStream {
                 fn options(&self) -> ::haul::__private::JobOptions {
                     __haul_options()
                 }
+
+                #limit_key
             }
 
             ::haul::__private::inventory::submit! {

@@ -76,11 +76,13 @@ use proc_macro::TokenStream;
 /// | `timeout = "30s"` | a duration such as `"500ms"`, `"5m"`, `"1h 30m"` | none |
 /// | `backoff = expr` | any expression of type `RetryPolicy` | exponential from 1 s, capped at 1 h |
 /// | `unique = true` | while an unfinished job of this kind has the same arguments, an enqueue inserts nothing and returns that job's id | `false` |
+/// | `limit_key = argument` | a stored argument whose value (by `Display`) is the job's limit key, which its queue's per-key limits count (`QueueLimits::key_concurrency`) | none |
 ///
 /// Keep `name` stable: it is what stored jobs refer to, so setting it lets the function be
 /// renamed without orphaning jobs already in storage. Every option but `name` and
 /// `backoff` can be overridden per enqueue (`unique` with `.unique()` or
-/// `.unique_with(Unique::new(key).window(..))`); every backend honours it.
+/// `.unique_with(Unique::new(key).window(..))`, `limit_key` with `.limit_key(..)`);
+/// every backend honours it.
 ///
 /// ```
 /// use haul::prelude::*;
@@ -92,6 +94,7 @@ use proc_macro::TokenStream;
 ///     max_attempts = 3,
 ///     timeout = "2m",
 ///     backoff = RetryPolicy::fixed(Duration::from_secs(30)),
+///     limit_key = customer_id,
 /// )]
 /// pub async fn charge_customer(ctx: &JobContext, customer_id: u64, cents: i64) -> Result<(), JobError> {
 ///     if ctx.attempt() > 1 {
@@ -105,6 +108,7 @@ use proc_macro::TokenStream;
 /// assert_eq!(job.kind, "billing:charge");
 /// assert_eq!(job.priority, -10);
 /// assert_eq!(job.timeout, Some(Duration::from_secs(120)));
+/// assert_eq!(job.limit_key.as_deref(), Some("42"));
 /// # Ok::<(), haul::Error>(())
 /// ```
 ///
@@ -120,7 +124,8 @@ use proc_macro::TokenStream;
 /// Misuse is a compile error pointing at the mistake: a function that is not `async`, is
 /// generic, takes `self` or a borrowed stored argument (`&str`), binds a stored argument
 /// to a pattern; an unknown or repeated option; an invalid name or queue, `max_attempts =
-/// 0`, an unreadable or zero `timeout`, a `priority` out of the `i16` range.
+/// 0`, an unreadable or zero `timeout`, a `priority` out of the `i16` range, a
+/// `limit_key` that names no stored argument.
 #[proc_macro_attribute]
 pub fn job(args: TokenStream, item: TokenStream) -> TokenStream {
     let func = match syn::parse::<syn::Item>(item.clone()) {

@@ -90,6 +90,8 @@ pub(crate) struct Options {
     pub(crate) timeout: Option<Duration>,
     pub(crate) backoff: Option<Expr>,
     pub(crate) unique: bool,
+    /// The stored argument whose value (by `Display`) is the job's limit key.
+    pub(crate) limit_key: Option<Ident>,
 }
 
 /// One parameter of the handler.
@@ -128,7 +130,7 @@ pub(crate) fn validate(args: syn::Result<JobArgs>, func: &ItemFn) -> syn::Result
     });
 
     check_signature(func, &mut errors);
-    let params = func.sig.inputs.iter().filter_map(|arg| check_param(arg, &mut errors)).collect();
+    let params: Vec<Param> = func.sig.inputs.iter().filter_map(|arg| check_param(arg, &mut errors)).collect();
 
     let fn_name = func.sig.ident.unraw().to_string();
     let kind = match args.name {
@@ -160,6 +162,7 @@ pub(crate) fn validate(args: syn::Result<JobArgs>, func: &ItemFn) -> syn::Result
         timeout: args.timeout.and_then(|timeout| check_timeout(&timeout, &mut errors)),
         backoff: args.backoff,
         unique: args.unique.is_some_and(|unique| unique.value),
+        limit_key: args.limit_key.inspect(|key| check_limit_key(key, &params, &mut errors)),
     };
 
     let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg")).collect();
@@ -171,6 +174,25 @@ pub(crate) fn validate(args: syn::Result<JobArgs>, func: &ItemFn) -> syn::Result
     match errors.0 {
         Some(error) => Err(error),
         None => Ok(JobFn { func, struct_ident, kind, options, params, cfgs, return_span }),
+    }
+}
+
+/// `limit_key` must name one of the stored arguments (an injected one is not stored
+/// with the job, so it has no value at enqueue).
+fn check_limit_key(key: &Ident, params: &[Param], errors: &mut Errors) {
+    let stored: Vec<String> = params
+        .iter()
+        .filter_map(|param| match param {
+            Param::Stored { ident, .. } => Some(ident.to_string()),
+            Param::Injected { .. } | Param::ContextRef => None,
+        })
+        .collect();
+    if !stored.iter().any(|name| key == name) {
+        let expected = if stored.is_empty() { "the job has none".to_owned() } else { stored.join(", ") };
+        errors.at(
+            key,
+            format!("`limit_key = {key}` must name a stored argument of the job; stored arguments: {expected}"),
+        );
     }
 }
 

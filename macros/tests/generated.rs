@@ -55,6 +55,11 @@ async fn build_report(State(outbox): State<Outbox>, ctx: &JobContext, day: u32, 
     outbox.push(format!("report {day} for {owner:?}, attempt {}", ctx.attempt()));
 }
 
+#[job(queue = "billing", limit_key = customer_id)]
+async fn charge(customer_id: u64, cents: i64) {
+    let _ = (customer_id, cents);
+}
+
 #[job(priority = -32768)]
 async fn r#type(r#type: String, ctx: JobContext) -> Result<(), JobError> {
     Err(JobError::discard(format!("{type} in {}", ctx.kind())))
@@ -109,6 +114,14 @@ fn a_job_without_options_gets_the_defaults_and_its_function_name() {
     assert_eq!((job.queue.as_str(), job.priority, job.max_attempts, job.timeout), ("default", 0, 20, None));
     assert_eq!(job.unique, None);
     assert_eq!(Ping::new().options(), haul::JobOptions::new());
+}
+
+#[test]
+fn the_limit_key_option_takes_the_named_arguments_value() {
+    let job = queue().prepare(&Charge::new(42, 1999)).unwrap();
+    assert_eq!(job.limit_key.as_deref(), Some("42"));
+    assert_eq!(Charge::new(7, 0).limit_key(), Some("7".to_owned()));
+    assert_eq!(queue().prepare(&Ping::new()).unwrap().limit_key, None, "no limit key unless asked");
 }
 
 #[test]

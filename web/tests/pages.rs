@@ -24,8 +24,9 @@ async fn the_overview_shows_counts_pauses_throughput_leader_and_workers() {
     enqueue(&storage, job("mail")).await;
     enqueue(&storage, job("reports")).await;
     storage.pause_queue("reports").await.unwrap();
-    storage.set_queue_limits("mail", haul::QueueLimits::new().concurrency(3)).await.unwrap();
+    storage.set_queue_limits("mail", haul::QueueLimits::new().concurrency(3).key_concurrency(2)).await.unwrap();
     storage.set_queue_limits("idle", haul::QueueLimits::new().concurrency(1)).await.unwrap();
+    storage.set_queue_limits("keyed", haul::QueueLimits::new().key_concurrency(1)).await.unwrap();
     let now = Utc::now();
     let beat =
         WorkerBeat::new("worker-1", now, Duration::from_secs(60)).process("host-a", 42).serving(vec!["mail".into()], 4);
@@ -58,10 +59,12 @@ async fn the_overview_shows_counts_pauses_throughput_leader_and_workers() {
         "{html}"
     );
     assert!(html.contains("<span class=\"badge limit-badge\""), "{html}");
-    assert!(html.contains("at most 3 at once"), "the limit of mail is shown: {html}");
+    assert!(html.contains(">at most 3 at once, 2 per key</span>"), "both limits of mail are shown: {html}");
     assert!(html.contains("data-queue=\"idle\""), "a limited queue without jobs has its row: {html}");
-    assert!(html.contains("at most 1 at once"), "{html}");
-    assert_eq!(html.matches("limit-badge").count(), 2, "reports has no limit");
+    assert!(html.contains(">at most 1 at once</span>"), "{html}");
+    assert!(html.contains("data-queue=\"keyed\""), "a queue limited per key only has its row: {html}");
+    assert!(html.contains(">at most 1 per key</span>"), "{html}");
+    assert_eq!(html.matches("limit-badge").count(), 3, "reports has no limit");
     assert!(html.contains("<svg id=\"throughput\""));
     assert!(
         html.contains("10 completed, 2 failed"),
@@ -165,7 +168,8 @@ async fn a_job_page_shows_arguments_metadata_errors_and_times() {
     let job = NewJob::new("mail.send", json!({ "to": "ada@example.com", "tags": ["a", "b"] }))
         .queue("mail")
         .max_attempts(3)
-        .metadata("tenant", "acme");
+        .metadata("tenant", "acme")
+        .limit_key("customer-42");
     let id = discarded(&storage, job.max_attempts(1), "smtp said no").await;
     let router = dashboard.router();
 
@@ -182,12 +186,14 @@ async fn a_job_page_shows_arguments_metadata_errors_and_times() {
     assert!(html.contains("id=\"job-attempts\">1 / 1<"), "{html}");
     assert!(html.contains("id=\"retry-button\"") && html.contains("id=\"delete-button\""));
     assert!(!html.contains("id=\"cancel-button\""), "a finished job cannot be cancelled");
+    assert!(html.contains("<dt>Limit key</dt><dd id=\"job-limit-key\"><code>customer-42</code></dd>"), "{html}");
 
     let running = running(&storage, common::job("other")).await;
     let html = get(&router, &format!("/jobs/{}", running.id)).await.body;
     assert!(html.contains("id=\"cancel-button\""));
     assert!(!html.contains("id=\"retry-button\"") && !html.contains("id=\"delete-button\""));
     assert!(html.contains(WORKER), "the holder is shown");
+    assert!(!html.contains("Limit key"), "a job without a limit key shows none: {html}");
     assert!(html.contains("<p class=\"none\" id=\"job-metadata\">none</p>"), "no metadata reads none: {html}");
     let crumbs = &html[html.find("class=\"crumbs\"").unwrap()..];
     let crumbs = &crumbs[..crumbs.find("</p>").unwrap()];

@@ -23,6 +23,9 @@ pub(crate) struct QueueIndex {
     pub(crate) available: BTreeSet<AvailableKey>,
     /// Jobs per state, indexed by [`state_slot`].
     pub(crate) counts: [u64; JobState::ALL.len()],
+    /// Running jobs per limit key (keys with none are absent), kept whether or not the
+    /// queue has a limit per key, so a limit set later counts the jobs already running.
+    pub(crate) running_per_key: HashMap<String, u64>,
     /// Whether claims skip this queue.
     pub(crate) paused: bool,
 }
@@ -31,6 +34,11 @@ impl QueueIndex {
     /// Whether the queue has no job and is not paused, so nothing needs to remember it.
     pub(crate) fn is_forgettable(&self) -> bool {
         !self.paused && self.counts.iter().all(|&count| count == 0)
+    }
+
+    /// How many of the queue's running jobs have the limit key `key`.
+    pub(crate) fn running_with_key(&self, key: &str) -> u64 {
+        self.running_per_key.get(key).copied().unwrap_or(0)
     }
 }
 
@@ -89,9 +97,13 @@ impl Index {
 
 fn add_to_queue(queue: &mut QueueIndex, job: &JobRecord) {
     queue.counts[state_slot(job.state)] += 1;
-    if job.state == JobState::Available {
-        let inserted = queue.available.insert(available_key(job));
-        debug_assert!(inserted, "job {} indexed twice", job.id);
+    match (job.state, &job.limit_key) {
+        (JobState::Available, _) => {
+            let inserted = queue.available.insert(available_key(job));
+            debug_assert!(inserted, "job {} indexed twice", job.id);
+        }
+        (JobState::Running, Some(key)) => count_running_key(&mut queue.running_per_key, key),
+        _ => {}
     }
 }
 
@@ -99,7 +111,32 @@ fn remove_from_queue(queue: &mut QueueIndex, job: &JobRecord) -> bool {
     let count = &mut queue.counts[state_slot(job.state)];
     let Some(decremented) = count.checked_sub(1) else { return false };
     *count = decremented;
-    job.state != JobState::Available || queue.available.remove(&available_key(job))
+    match (job.state, &job.limit_key) {
+        (JobState::Available, _) => queue.available.remove(&available_key(job)),
+        (JobState::Running, Some(key)) => uncount_running_key(&mut queue.running_per_key, key),
+        _ => true,
+    }
+}
+
+/// Counts one more running job with the limit key `key`.
+fn count_running_key(running_per_key: &mut HashMap<String, u64>, key: &str) {
+    match running_per_key.get_mut(key) {
+        Some(count) => *count += 1,
+        None => {
+            running_per_key.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+/// Counts one running job with the limit key `key` less, forgetting a key that has
+/// none left. Returns whether the key was counted.
+fn uncount_running_key(running_per_key: &mut HashMap<String, u64>, key: &str) -> bool {
+    let Some(count) = running_per_key.get_mut(key) else { return false };
+    *count -= 1;
+    if *count == 0 {
+        running_per_key.remove(key);
+    }
+    true
 }
 
 /// Where a job sits, by state.

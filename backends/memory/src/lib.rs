@@ -36,7 +36,11 @@
 //!   place and in `duplicates`.
 //! - **claim** takes `available` jobs of the unpaused queues in priority, `run_at`, id
 //!   order. Each becomes `running` with its attempt count up by one, a fresh lease
-//!   token, `lease_expires_at = now + lease`, and `claimed_by` set.
+//!   token, `lease_expires_at = now + lease`, and `claimed_by` set. A queue with a
+//!   concurrency limit gives no more than the limit minus its running jobs; one with a
+//!   limit per key walks at most [`KEY_LIMIT_SCAN`](haul_core::KEY_LIMIT_SCAN) of its
+//!   available jobs and takes a job with a limit key only while the key's running jobs
+//!   and the jobs of the key taken before it in this claim are under the limit.
 //! - **report** applies an outcome only if the job is `running` under the claim's
 //!   token, else rejects it. Completed, discarded and cancelled jobs get
 //!   `finished_at`; a failure appends to the error history and is `retryable` at
@@ -79,14 +83,19 @@
 //!   there.
 //!
 //! Wake-ups are sent once per queue per call whenever jobs become available (enqueue,
-//! snooze, promotion, rescue, retry, resume).
+//! snooze, promotion, rescue, retry, resume), and when a running job of a limited queue
+//! ends (report, rescue) while the queue has available jobs: a queue with a
+//! concurrency limit, or with a limit per key when the job had a limit key. A claim
+//! sends none.
 //!
 //! # Performance
 //!
 //! One mutex guards the jobs, held for the length of one call and never across an
-//! `.await`. Hot calls use indexes (available jobs per queue in claim order, pending
-//! jobs by due time, running jobs by lease deadline, finished jobs by finish time), so
-//! claiming or promoting `k` jobs costs `O(k log n)`, not a scan.
+//! `.await`. Hot calls use indexes (available jobs per queue in claim order, running
+//! jobs per queue and limit key, pending jobs by due time, running jobs by lease
+//! deadline, finished jobs by finish time), so claiming or promoting `k` jobs costs
+//! `O(k log n)`, not a scan; a claim of a queue with a limit per key looks at up to
+//! [`KEY_LIMIT_SCAN`](haul_core::KEY_LIMIT_SCAN) more jobs.
 
 mod cluster;
 mod index;

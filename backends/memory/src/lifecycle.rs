@@ -113,7 +113,6 @@ impl Store {
             .map(|Report { claim, outcome }| Ok((claim, Outcome::try_from(outcome)?)))
             .collect::<Result<Vec<_>>>()?;
         let mut outcome = ReportOutcome::default();
-        // Queues whose running jobs ended: a limited one has room again for its jobs.
         let mut freed = Vec::new();
         let any_limit = !self.limits.is_empty();
         for (claim, result) in reports {
@@ -123,16 +122,14 @@ impl Store {
                     if job.get().state == JobState::Available {
                         wake.add(&job.get().queue);
                     } else if any_limit {
-                        freed.push(job.get().queue.clone());
+                        freed.push(Freed::by(job.get()));
                     }
                     outcome.applied.push(claim);
                 }
                 _ => outcome.rejected.push(claim),
             }
         }
-        for queue in freed.iter().filter(|queue| self.limits.contains_key(queue.as_str())) {
-            wake.add(queue);
-        }
+        self.wake_where_slots_freed(&freed, wake);
         Ok(outcome)
     }
 
@@ -198,14 +195,26 @@ impl Store {
                 }
             }
             if state != JobState::Available {
-                freed.push(job.get().queue.clone());
+                freed.push(Freed::by(job.get()));
             }
         }
-        // Queues whose running jobs ended: a limited one has room again for its jobs.
-        for queue in freed.iter().filter(|queue| self.limits.contains_key(queue.as_str())) {
-            wake.add(queue);
-        }
+        self.wake_where_slots_freed(&freed, wake);
         outcome
+    }
+
+    /// Wakes the claimers of each queue where a running job ended (and did not become
+    /// available, which wakes them anyway) if the slot it freed may let a held-back job
+    /// run: the queue has a concurrency limit, or a limit per key and the job had a
+    /// limit key; and the queue has available jobs. A claim never wakes anyone, so a
+    /// claimer held back by a limit waits for one of these wake-ups or its poll.
+    fn wake_where_slots_freed(&self, freed: &[Freed], wake: &mut Wake) {
+        for Freed { queue, keyed } in freed {
+            let Some(limits) = self.limits.get(queue.as_str()) else { continue };
+            let limited = limits.concurrency.is_some() || (*keyed && limits.key_concurrency.is_some());
+            if limited && self.has_available(queue) {
+                wake.add(queue);
+            }
+        }
     }
 
     /// Deletes up to `limit` finished jobs older than `retention`, oldest first.
@@ -265,6 +274,20 @@ impl Store {
         });
         wake.add(&job.get().queue);
         Ok(job.get().clone())
+    }
+}
+
+/// A slot a job freed by leaving `running` other than for `available`.
+struct Freed {
+    /// The job's queue.
+    queue: String,
+    /// Whether the job had a limit key (so it also freed a slot of its key).
+    keyed: bool,
+}
+
+impl Freed {
+    fn by(job: &JobRecord) -> Self {
+        Self { queue: job.queue.clone(), keyed: job.limit_key.is_some() }
     }
 }
 
@@ -362,7 +385,8 @@ fn initial_state(run_at: haul_core::RunAt, now: Timestamp) -> JobState {
 /// constructor picks (`NewJob` is `#[non_exhaustive]`, so the `..` below is required:
 /// a field added to it must be carried over here by hand).
 fn new_record(job: NewJob, now: Timestamp) -> JobRecord {
-    let NewJob { id, kind, args, queue, priority, run_at, max_attempts, timeout, unique, metadata, .. } = job;
+    let NewJob { id, kind, args, queue, priority, run_at, max_attempts, timeout, unique, metadata, limit_key, .. } =
+        job;
     let state = initial_state(run_at, now);
     let run_at = run_at.resolve(now);
     let mut record = JobRecord::new(id, kind, args);
@@ -383,5 +407,6 @@ fn new_record(job: NewJob, now: Timestamp) -> JobRecord {
     record.claimed_by = None;
     record.unique_key = unique.map(|unique| unique.key);
     record.metadata = metadata;
+    record.limit_key = limit_key;
     record
 }

@@ -11,13 +11,13 @@ use std::{
 };
 
 use haul_core::{
-    Error, JobFilter, JobId, JobRecord, JobState, LeaseToken, ListParams, QueueCounts, QueueLimits, Result, Timestamp,
-    Unique,
+    Error, JobFilter, JobId, JobRecord, JobState, KEY_LIMIT_SCAN, LeaseToken, ListParams, QueueCounts, QueueLimits,
+    Result, Timestamp, Unique,
 };
 
 use crate::{
     cluster::Cluster,
-    index::{FINISHED_STATES, Index, QueueIndex, TimeKey, state_slot},
+    index::{AvailableKey, FINISHED_STATES, Index, QueueIndex, TimeKey, state_slot},
     periodic::Periodics,
 };
 
@@ -167,24 +167,25 @@ impl Store {
     }
 
     /// The ids of up to `limit` available jobs of the unpaused `queues`, in claim order,
-    /// no more of a queue than its concurrency limit leaves room for.
+    /// no more of a queue than its limits leave room for (see [`Store::takeable`]).
     pub(crate) fn claimable(&self, queues: &[String], limit: usize) -> Vec<JobId> {
         let mut open = queues.iter().filter_map(|name| {
             let queue = self.index.queues.get(name.as_str())?;
             let room = self.room(name, queue).min(limit);
-            (!queue.paused && room > 0 && !queue.available.is_empty()).then_some((queue, room))
+            (!queue.paused && room > 0 && !queue.available.is_empty()).then_some((name.as_str(), queue, room))
         });
         let (Some(first), second) = (open.next(), open.next()) else { return Vec::new() };
         let Some(second) = second else {
-            let (queue, room) = first;
-            return queue.available.iter().take(room).map(|&(_, _, id)| id).collect();
+            let (name, queue, room) = first;
+            return self.takeable(name, queue, room).into_iter().map(|(_, _, id)| id).collect();
         };
-        // Several queues: merge their heads. A queue named twice yields the same keys
-        // twice, which `dedup` removes once sorted.
-        let mut keys: Vec<_> = [first, second]
+        // Several queues: merge what each may give. A queue named twice gives the same
+        // keys twice, which `dedup` removes once sorted. Any claim-order prefix of what
+        // a queue may give is within its limits too, so truncating the merge is safe.
+        let mut keys: Vec<AvailableKey> = [first, second]
             .into_iter()
             .chain(open)
-            .flat_map(|(queue, room)| queue.available.iter().take(room).copied())
+            .flat_map(|(name, queue, room)| self.takeable(name, queue, room))
             .collect();
         keys.sort_unstable();
         keys.dedup();
@@ -200,6 +201,43 @@ impl Store {
         };
         let running = queue.counts[state_slot(JobState::Running)];
         usize::try_from(u64::from(limit).saturating_sub(running)).unwrap_or(usize::MAX)
+    }
+
+    /// The keys of up to `room` available jobs of `queue` (named `name`) one claim may
+    /// take, in claim order. Without a limit per key, the first `room`. With one, the
+    /// claim looks at no more than [`KEY_LIMIT_SCAN`] jobs and takes a job with a limit
+    /// key only while the key's running jobs and the jobs of the key it took before are
+    /// under the limit; a job without a key is not capped per key.
+    fn takeable(&self, name: &str, queue: &QueueIndex, room: usize) -> Vec<AvailableKey> {
+        let Some(per_key) = self.limits.get(name).and_then(|limits| limits.key_concurrency) else {
+            return queue.available.iter().take(room).copied().collect();
+        };
+        let mut taken = Vec::new();
+        let mut taken_per_key: HashMap<&str, u64> = HashMap::new();
+        for &entry in queue.available.iter().take(KEY_LIMIT_SCAN) {
+            if taken.len() >= room {
+                break;
+            }
+            if let Some(key) = self.limit_key_of(entry) {
+                let taken_of_key = taken_per_key.entry(key).or_insert(0);
+                if queue.running_with_key(key) + *taken_of_key >= u64::from(per_key) {
+                    continue;
+                }
+                *taken_of_key += 1;
+            }
+            taken.push(entry);
+        }
+        taken
+    }
+
+    /// The limit key of the available job at `entry`, if it has one.
+    fn limit_key_of(&self, (_, _, id): AvailableKey) -> Option<&str> {
+        self.jobs.get(&id).and_then(|job| job.limit_key.as_deref())
+    }
+
+    /// Whether `queue` has available jobs.
+    pub(crate) fn has_available(&self, queue: &str) -> bool {
+        self.index.queues.get(queue).is_some_and(|queue| !queue.available.is_empty())
     }
 
     /// The ids of scheduled and retryable jobs due at `now`.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use haul_core::{Claim, JobId, JobOutcome, JobRecord, JobState, NewJob, Report, Retention, RunAt};
+use haul_core::{Claim, JobId, JobOutcome, JobRecord, JobState, NewJob, QueueLimits, Report, Retention, RunAt};
 use serde_json::json;
 
 use crate::{lifecycle::ClaimRequest, store::Store, wake::Wake};
@@ -32,8 +32,33 @@ impl Rng {
 
 const QUEUES: [&str; 3] = ["a", "b", "c"];
 
+/// The limit keys of the walk's jobs (`None`: no key).
+const LIMIT_KEYS: [Option<&str>; 4] = [None, Some("k1"), Some("k2"), Some("k3")];
+
+/// The limits of queue `a` in the walk; `b` has a limit per key only, `c` none.
+const LIMITED_QUEUE: &str = "a";
+const CONCURRENCY: u32 = 4;
+const KEY_CONCURRENCY: u32 = 2;
+
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
+}
+
+/// Checks that queue `queue` runs no more than `total` jobs at once, and no more than
+/// `per_key` of any limit key.
+fn assert_within_limits(store: &Store, ids: &[JobId], queue: &str, total: u32, per_key: u32) {
+    let running: Vec<&JobRecord> = ids
+        .iter()
+        .filter_map(|&id| store.get(id))
+        .filter(|job| job.queue == queue && job.state == JobState::Running)
+        .collect();
+    assert!(running.len() <= total as usize, "{} running in {queue}", running.len());
+    let mut per_key_running = std::collections::HashMap::new();
+    for key in running.iter().filter_map(|job| job.limit_key.as_deref()) {
+        let count = per_key_running.entry(key).or_insert(0_u32);
+        *count += 1;
+        assert!(*count <= per_key, "{count} jobs of key {key} running in {queue}");
+    }
 }
 
 /// Checks what every state implies about the other fields.
@@ -55,6 +80,9 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
     let mut ids: Vec<JobId> = Vec::new();
     let mut claims: Vec<Claim> = Vec::new();
     let mut seen_states = std::collections::BTreeSet::new();
+    let limits = QueueLimits::new().concurrency(CONCURRENCY).key_concurrency(KEY_CONCURRENCY);
+    store.limits.insert(LIMITED_QUEUE.to_owned(), limits);
+    store.limits.insert("b".to_owned(), QueueLimits::new().key_concurrency(1));
 
     for step in 0..4_000 {
         let mut wake = Wake::default();
@@ -68,11 +96,13 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                             1 => RunAt::In(secs(rng.below(30))),
                             _ => RunAt::At(now - TimeDelta::seconds(rng.below(30) as i64)),
                         };
-                        NewJob::new("work", json!({ "n": step }))
+                        let mut job = NewJob::new("work", json!({ "n": step }))
                             .queue(queue)
                             .priority(rng.below(3) as i16 - 1)
                             .max_attempts(1 + rng.below(3) as u32)
-                            .run_at(run_at)
+                            .run_at(run_at);
+                        job.limit_key = rng.pick(&LIMIT_KEYS).copied().flatten().map(str::to_owned);
+                        job
                     })
                     .collect::<Vec<_>>();
                 ids.extend(store.enqueue(batch, now, &mut wake).unwrap().ids);
@@ -125,6 +155,8 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
             _ => now += TimeDelta::seconds(rng.below(8) as i64),
         }
         store.assert_consistent();
+        assert_within_limits(&store, &ids, LIMITED_QUEUE, CONCURRENCY, KEY_CONCURRENCY);
+        assert_within_limits(&store, &ids, "b", u32::MAX, 1);
         for &id in &ids {
             if let Some(job) = store.get(id) {
                 assert_fields_match_state(job);

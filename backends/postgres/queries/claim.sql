@@ -20,8 +20,9 @@
 -- $6 start_priorities smallint[]     per queue of $2, where its walk starts (NULL: at
 -- $7 start_run_ats    timestamptz[]  the beginning; see src/claim_start.rs)
 --
--- Never claims from a queue with a concurrency limit (migration 0010): if one of $2
--- has one, the statement claims nothing (see the guard below and src/limits.rs).
+-- Never claims from a limited queue (one with a row in queue_limits: a concurrency
+-- limit, a limit per key, or both; migrations 0010, 0011): if one of $2 is limited,
+-- the statement claims nothing (see the guard below and src/limits.rs).
 --
 -- Returns the claimed jobs (unordered; the caller sorts them).
 WITH ctx AS (
@@ -32,10 +33,10 @@ active AS (
     FROM unnest($2::text[], $6::smallint[], $7::timestamptz[]) AS q (name, start_priority, start_run_at)
     WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues AS p WHERE p.name = q.name AND p.paused)
       -- The limits guard: evaluated once per statement (an InitPlan), it makes this
-      -- claim take nothing when one of its queues has a concurrency limit, whatever
+      -- claim take nothing when one of its queues is limited (has a row), whatever
       -- the caller believed (those claims are claim_limited.sql's).
       AND NOT EXISTS (
-          SELECT 1 FROM {schema}.queue_limits AS l WHERE l.queue = ANY ($2::text[]) AND l.concurrency IS NOT NULL
+          SELECT 1 FROM {schema}.queue_limits AS l WHERE l.queue = ANY ($2::text[])
       )
     ORDER BY q.name, q.start_priority NULLS FIRST, q.start_run_at NULLS FIRST
 ),

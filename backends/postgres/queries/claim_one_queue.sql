@@ -11,8 +11,9 @@
 -- $6 start_priority smallint     where the walk starts (NULL: at the beginning; see
 -- $7 start_run_at   timestamptz  src/claim_start.rs); an index condition, not a filter
 --
--- Never claims from a queue with a concurrency limit (migration 0010): if $2 has one,
--- the statement claims nothing (see the guard below and src/limits.rs).
+-- Never claims from a limited queue (one with a row in queue_limits: a concurrency
+-- limit, a limit per key, or both; migrations 0010, 0011): if $2 is limited, the
+-- statement claims nothing (see the guard below and src/limits.rs).
 --
 -- Returns the claimed jobs (unordered; the caller sorts them).
 WITH ctx AS (
@@ -25,8 +26,8 @@ picked AS (
       AND j.queue = $2::text
       AND (j.priority, j.run_at) >= (coalesce($6::smallint, (-32768)::smallint), coalesce($7::timestamptz, '-infinity'))
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues AS p WHERE p.name = $2::text AND p.paused)
-      -- The limits guard (see claim.sql): nothing from a queue with a concurrency limit.
-      AND NOT EXISTS (SELECT 1 FROM {schema}.queue_limits AS l WHERE l.queue = $2::text AND l.concurrency IS NOT NULL)
+      -- The limits guard (see claim.sql): nothing from a limited queue (one with a row).
+      AND NOT EXISTS (SELECT 1 FROM {schema}.queue_limits AS l WHERE l.queue = $2::text)
     ORDER BY j.priority, j.run_at, j.id
     LIMIT $3
     FOR UPDATE OF j SKIP LOCKED

@@ -24,6 +24,7 @@
 --                                 entries: not unique)
 -- $14 metadata      jsonb[]       each job's metadata, a JSON object of strings (NULL
 --                                 entries: none, stored as NULL)
+-- $15 limit_keys    text[]        each job's limit key (NULL entries: none; migration 0011)
 --
 -- Returns one row: `duplicate` (a stored id of the batch, or NULL when the batch was
 -- inserted), `available` (the distinct queues that received available jobs, NULL when
@@ -35,9 +36,10 @@ input AS (
     SELECT *
     FROM unnest(
         $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::smallint[],
-        $7::timestamptz[], $8::bigint[], $9::integer[], $10::bigint[], $11::text[], $13::bytea[], $14::jsonb[]
+        $7::timestamptz[], $8::bigint[], $9::integer[], $10::bigint[], $11::text[], $13::bytea[], $14::jsonb[],
+        $15::text[]
     ) AS t (id, kind, args, queue, priority, run_at, delay_us, max_attempts, timeout_ms, unique_key, unique_digest,
-            metadata)
+            metadata, limit_key)
 ),
 resolved AS (
     SELECT input.*,
@@ -55,10 +57,10 @@ existing AS (
 ),
 inserted AS (
     INSERT INTO {schema}.jobs (id, kind, args, queue, priority, state, attempt, max_attempts, timeout_ms, run_at, created_at,
-                              unique_key, unique_digest, metadata)
+                              unique_key, unique_digest, metadata, limit_key)
     SELECT id, kind, args, queue, priority,
            CASE WHEN due > now THEN 'scheduled' ELSE 'available' END,
-           0, max_attempts, timeout_ms, due, now, unique_key, unique_digest, metadata
+           0, max_attempts, timeout_ms, due, now, unique_key, unique_digest, metadata, limit_key
     FROM resolved
     WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING queue, state

@@ -1,5 +1,4 @@
 -- Every queue with stored limits, in queue byte order.
-SELECT l.queue, l.concurrency
+SELECT l.queue, l.concurrency, l.key_concurrency
 FROM {schema}.queue_limits AS l
-WHERE l.concurrency IS NOT NULL
 ORDER BY l.queue COLLATE "C"

@@ -81,21 +81,29 @@ updated AS (
         claimed_by       = NULL
     FROM locked AS i, ctx
     WHERE j.id = i.id
-    RETURNING j.id, i.token, j.queue, j.state
+    RETURNING j.id, i.token, j.queue, j.state, j.limit_key
 ),
 notified AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (
-        SELECT e.queue, bool_or(e.state = 'available') AS available
+        SELECT e.queue,
+               bool_or(e.state = 'available') AS available,
+               bool_or(e.limit_key IS NOT NULL) AS keyed
         FROM updated AS e
         GROUP BY e.queue
     ) AS q
     -- A running job of a limited queue ended: its slot is free for the queue's
-    -- waiting jobs, which the limit held back (one lookup per queue, not per job).
+    -- waiting jobs, which the limit held back (one lookup per queue, not per job). So
+    -- does a job with a limit key of a queue with a limit per key (migration 0011):
+    -- its key's next job may run now. Such a queue is notified once per statement,
+    -- whether or not it has available jobs: looking for them would cost an index probe
+    -- per queue, and a wake-up that finds nothing costs one empty claim, which itself
+    -- notifies nothing.
     WHERE q.available
        OR EXISTS (
            SELECT 1 FROM {schema}.queue_limits AS l
-           WHERE l.queue = q.queue AND l.concurrency IS NOT NULL
+           WHERE l.queue = q.queue
+             AND (l.concurrency IS NOT NULL OR (q.keyed AND l.key_concurrency IS NOT NULL))
        )
 )
 SELECT u.id, u.token, u.state, (SELECT count(*) FROM notified) AS notified

@@ -1,8 +1,9 @@
 -- Ends the leases that expired: a job whose cancel was requested becomes cancelled;
 -- otherwise the error "lease expired" is recorded and the job becomes discarded when
 -- no attempt is left, else available now (its attempt stays counted). One NOTIFY per
--- queue that got available jobs or has a concurrency limit (a slot was freed). Rows
--- another transaction holds are skipped.
+-- queue that got available jobs, has a concurrency limit, or has a limit per key and
+-- had a rescued job with a key (a slot was freed). Rows another transaction holds are
+-- skipped.
 --
 -- $1 now  timestamptz  clock override (NULL: the database clock)
 --
@@ -47,21 +48,29 @@ ended AS (
     WHERE j.id = expired.id
       AND j.state = 'running'
       AND j.lease_expires_at <= ctx.now
-    RETURNING j.queue, j.state
+    RETURNING j.queue, j.state, j.limit_key
 ),
 notified AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (
-        SELECT e.queue, bool_or(e.state = 'available') AS available
+        SELECT e.queue,
+               bool_or(e.state = 'available') AS available,
+               bool_or(e.limit_key IS NOT NULL) AS keyed
         FROM ended AS e
         GROUP BY e.queue
     ) AS q
     -- A running job of a limited queue ended: its slot is free for the queue's
-    -- waiting jobs, which the limit held back (one lookup per queue, not per job).
+    -- waiting jobs, which the limit held back (one lookup per queue, not per job). So
+    -- does a job with a limit key of a queue with a limit per key (migration 0011):
+    -- its key's next job may run now. Such a queue is notified once per statement,
+    -- whether or not it has available jobs: looking for them would cost an index probe
+    -- per queue, and a wake-up that finds nothing costs one empty claim, which itself
+    -- notifies nothing.
     WHERE q.available
        OR EXISTS (
            SELECT 1 FROM {schema}.queue_limits AS l
-           WHERE l.queue = q.queue AND l.concurrency IS NOT NULL
+           WHERE l.queue = q.queue
+             AND (l.concurrency IS NOT NULL OR (q.keyed AND l.key_concurrency IS NOT NULL))
        )
 )
 SELECT count(*) FILTER (WHERE state = 'available') AS rescued,

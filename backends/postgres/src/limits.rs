@@ -1,17 +1,20 @@
 //! Queue limits ([`haul_core::limits`]): storing them, and the claims of limited queues.
 //!
-//! Limits live in `<schema>.queue_limits` (migration 0010), one row per limited queue.
-//! A claim takes one of two paths:
+//! Limits live in `<schema>.queue_limits` (migrations 0010 and 0011), one row per
+//! limited queue: a queue with a concurrency limit, a limit per key, or both (a row
+//! always sets one of them). A claim takes one of two paths:
 //!
 //! - **Unlimited** (none of its queues is limited, as far as this storage handle
 //!   knows): the one claim statement (`claim.sql`, `claim_one_queue.sql`), as fast as
 //!   without limits. Its guard, evaluated once per statement, makes it claim nothing
-//!   when one of its queues has a concurrency limit, whatever the handle believed.
+//!   when one of its queues has a row, whatever the handle believed.
 //! - **Limited**: one short transaction of two statements. `lock_queue_limits.sql`
 //!   locks the limit rows of the claim's limited queues (`FOR UPDATE`, in queue
 //!   order), which serializes the claims of a limited queue across every process;
-//!   `claim_limited.sql` then counts each limited queue's running jobs on a snapshot
-//!   taken after that lock, and takes at most the limit minus those from it.
+//!   `claim_limited.sql` then counts each limited queue's running jobs (in all, and
+//!   per limit key) on a snapshot taken after that lock, takes at most the limit minus
+//!   those from it, and, in a queue with a limit per key, only the jobs whose key has
+//!   room among the first [`KEY_LIMIT_SCAN`] available ones.
 //!
 //! Which path: each handle keeps the names of the limited queues ([`LimitedQueues`]),
 //! read again by one query when older than [`REFRESH_AFTER`], and forgotten at once by
@@ -30,7 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use haul_core::{ClaimParams, Error, QueueLimits, QueueLimitsRecord, Result, validate_queue_name};
+use haul_core::{ClaimParams, Error, KEY_LIMIT_SCAN, QueueLimits, QueueLimitsRecord, Result, validate_queue_name};
 use sqlx::{Connection, Row, postgres::PgRow};
 
 use crate::{PostgresStorage, claim_start::WalkStart, error::map_sqlx_error, row::micros};
@@ -39,6 +42,27 @@ use crate::{PostgresStorage, claim_start::WalkStart, error::map_sqlx_error, row:
 /// the schema waits behind it meanwhile) before giving up.
 const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '2s'";
 
+/// How a limited claim's transaction begins, with [`LIMITED_CLAIM_SETTINGS`] after:
+///
+/// - at the level whose statements each take their own snapshot;
+/// - with the generic plans of its prepared statements: left to choose, PostgreSQL
+///   plans `claim_limited.sql` again on every call (a custom plan, as the generic
+///   plan's estimates, made without the parameters' values, look dearer), which takes
+///   longer than running it, and the generic plan runs as fast;
+/// - with index scans only: a generic plan is kept for the connection's life (until
+///   the table's statistics change), so one made while the jobs table was nearly empty
+///   or never analyzed must not read it whole ever after (its final update would,
+///   rather than fetch the claimed rows by ctid), nor count running jobs with a bitmap
+///   scan, which visits every page holding a dead version of a job once running (until
+///   vacuum) where an index scan marks the dead entries and skips them from then on.
+///   Every read of the jobs table in these statements has an index or TID path.
+pub(crate) const BEGIN_LIMITED_CLAIM: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// The planner settings of a limited claim's transaction (see [`BEGIN_LIMITED_CLAIM`]),
+/// sent as its first statement: `SET LOCAL`, so they end with it.
+pub(crate) const LIMITED_CLAIM_SETTINGS: &str = "SET LOCAL plan_cache_mode = force_generic_plan; \
+     SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off";
+
 /// How long a handle trusts its list of limited queues before reading it again.
 pub(crate) const REFRESH_AFTER: Duration = Duration::from_secs(1);
 
@@ -46,7 +70,7 @@ pub(crate) const REFRESH_AFTER: Duration = Duration::from_secs(1);
 /// this handle meanwhile may have made its reading stale.
 const READS: usize = 3;
 
-/// One storage handle's cache of the names of the queues with a concurrency limit.
+/// One storage handle's cache of the names of the limited queues (those with a row).
 #[derive(Debug, Default)]
 pub(crate) struct LimitedQueues {
     state: Mutex<Cached>,
@@ -112,8 +136,8 @@ impl LimitedQueues {
 }
 
 impl PostgresStorage {
-    /// The queues with a concurrency limit, as this handle knows them (see
-    /// [`crate::limits`]).
+    /// The limited queues (a concurrency limit, a limit per key, or both), as this
+    /// handle knows them (see [`crate::limits`]).
     pub(crate) async fn limited_queues(&self) -> Result<Arc<HashSet<String>>> {
         let cache = &self.inner.limited_queues;
         let mut read = Arc::default();
@@ -149,13 +173,12 @@ impl PostgresStorage {
     ) -> Result<(Vec<PgRow>, bool)> {
         let queries = &self.inner.queries;
         let mut conn = self.inner.pool.acquire().await.map_err(map_sqlx_error)?;
-        let mut tx = Connection::begin(&mut *conn).await.map_err(map_sqlx_error)?;
         // The claim statement's snapshot must be taken after the lock (a database or
         // role may default to a stricter level, whose snapshot is the transaction's).
-        sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            .execute(&mut *tx)
-            .await
-            .map_err(map_sqlx_error)?;
+        let mut tx = Connection::begin_with(&mut *conn, BEGIN_LIMITED_CLAIM).await.map_err(map_sqlx_error)?;
+        // Inside the transaction, not in its BEGIN: sqlx rolls back only a transaction
+        // it saw begin, so a failure here must come after it.
+        sqlx::raw_sql(LIMITED_CLAIM_SETTINGS).execute(&mut *tx).await.map_err(map_sqlx_error)?;
         let locked = sqlx::query(queries.lock_queue_limits.clone())
             .bind(&params.queues)
             .fetch_all(&mut *tx)
@@ -163,9 +186,11 @@ impl PostgresStorage {
             .map_err(map_sqlx_error)?;
         let mut limited = Vec::with_capacity(locked.len());
         let mut concurrency = Vec::with_capacity(locked.len());
+        let mut key_concurrency = Vec::with_capacity(locked.len());
         for row in &locked {
             limited.push(row.try_get::<String, _>("queue").map_err(map_sqlx_error)?);
-            concurrency.push(row.try_get::<i32, _>("concurrency").map_err(map_sqlx_error)?);
+            concurrency.push(row.try_get::<Option<i32>, _>("concurrency").map_err(map_sqlx_error)?);
+            key_concurrency.push(row.try_get::<Option<i32>, _>("key_concurrency").map_err(map_sqlx_error)?);
         }
         let rows = sqlx::query(queries.claim_limited.clone())
             .bind(params.now)
@@ -177,6 +202,8 @@ impl PostgresStorage {
             .bind(starts.iter().map(|start| start.map(|start| start.run_at)).collect::<Vec<_>>())
             .bind(&limited)
             .bind(&concurrency)
+            .bind(&key_concurrency)
+            .bind(crate::backend::limit(KEY_LIMIT_SCAN))
             .fetch_all(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
@@ -187,8 +214,8 @@ impl PostgresStorage {
             self.inner.limited_queues.forget();
         }
         // Never judged slow by the unlimited claims' timings (`crate::slow`): this
-        // statement also counts running jobs and waits its turn behind the queue's
-        // other claims.
+        // statement also counts running jobs (and looks at up to KEY_LIMIT_SCAN jobs of
+        // a key-limited queue), and waits its turn behind the queue's other claims.
         Ok((rows, false))
     }
 
@@ -196,14 +223,8 @@ impl PostgresStorage {
     pub(crate) async fn store_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
         validate_queue_name(queue)?;
         limits.validate()?;
-        let concurrency = limits
-            .concurrency
-            .map(|concurrency| {
-                i32::try_from(concurrency).map_err(|_| {
-                    Error::InvalidArgument(format!("a queue's concurrency limit must be at most {}", i32::MAX).into())
-                })
-            })
-            .transpose()?;
+        let concurrency = stored_limit("concurrency limit", limits.concurrency)?;
+        let key_concurrency = stored_limit("concurrency limit per key", limits.key_concurrency)?;
         let queries = &self.inner.queries;
         if limits.is_unlimited() {
             sqlx::query(queries.remove_queue_limits.clone())
@@ -230,6 +251,7 @@ impl PostgresStorage {
             sqlx::query(queries.set_queue_limits.clone())
                 .bind(queue)
                 .bind(concurrency)
+                .bind(key_concurrency)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx_error)?;
@@ -249,17 +271,38 @@ impl PostgresStorage {
     }
 }
 
-/// Decodes a row of `queue_limits.sql` (`queue`, `concurrency`).
+/// A limit as the `integer` column stores it (`what` names it in the error).
+fn stored_limit(what: &str, limit: Option<u32>) -> Result<Option<i32>> {
+    limit
+        .map(|limit| {
+            i32::try_from(limit)
+                .map_err(|_| Error::InvalidArgument(format!("a queue's {what} must be at most {}", i32::MAX).into()))
+        })
+        .transpose()
+}
+
+/// Decodes a row of `queue_limits.sql` (`queue`, `concurrency`, `key_concurrency`).
 fn decode_limits(row: &PgRow) -> Result<QueueLimitsRecord> {
     let queue: String = row.try_get("queue").map_err(map_sqlx_error)?;
-    let concurrency: Option<i32> = row.try_get("concurrency").map_err(map_sqlx_error)?;
     let mut limits = QueueLimits::new();
-    if let Some(concurrency) = concurrency {
-        let concurrency = u32::try_from(concurrency)
-            .map_err(|_| crate::error::corrupt(format!("queue `{queue}` has a concurrency limit of {concurrency}")))?;
+    if let Some(concurrency) = decode_limit(row, &queue, "concurrency")? {
         limits = limits.concurrency(concurrency);
     }
+    if let Some(key_concurrency) = decode_limit(row, &queue, "key_concurrency")? {
+        limits = limits.key_concurrency(key_concurrency);
+    }
     Ok(QueueLimitsRecord::new(queue, limits))
+}
+
+/// Decodes the limit column `column` of `queue`'s row: NULL, or a positive `integer`.
+fn decode_limit(row: &PgRow, queue: &str, column: &str) -> Result<Option<u32>> {
+    let limit: Option<i32> = row.try_get(column).map_err(map_sqlx_error)?;
+    limit
+        .map(|limit| {
+            u32::try_from(limit)
+                .map_err(|_| crate::error::corrupt(format!("queue `{queue}` has a `{column}` of {limit}")))
+        })
+        .transpose()
 }
 
 #[cfg(test)]

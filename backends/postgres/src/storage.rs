@@ -58,8 +58,8 @@ pub(crate) struct Inner {
     pub(crate) claim_starts: ClaimStarts,
     /// The baseline that tells slow claims and outcome batches.
     pub(crate) slow_statements: SlowStatements,
-    /// The queues with a concurrency limit, as this storage last read them (see
-    /// [`crate::limits`]).
+    /// The limited queues (a concurrency limit, a limit per key, or both), as this
+    /// storage last read them (see [`crate::limits`]).
     pub(crate) limited_queues: LimitedQueues,
 }
 
@@ -192,6 +192,18 @@ impl PostgresStorage {
         (self.inner.queries.claim_one_queue.as_str(), self.inner.queries.claim.as_str())
     }
 
+    /// The limited claim's transaction, as rendered for this schema: how it begins (with
+    /// its settings), its
+    /// lock statement (`queries/lock_queue_limits.sql`) and its claim statement
+    /// (`queries/claim_limited.sql`). Not part of the API: it is here so the crate's
+    /// tests explain the statements the storage sends.
+    #[doc(hidden)]
+    pub fn limited_claim_statements(&self) -> (String, &str, &str) {
+        let queries = &self.inner.queries;
+        let begin = format!("{}; {}", crate::limits::BEGIN_LIMITED_CLAIM, crate::limits::LIMITED_CLAIM_SETTINGS);
+        (begin, queries.lock_queue_limits.as_str(), queries.claim_limited.as_str())
+    }
+
     /// The LISTEN/NOTIFY channel of this schema (its payloads are queue names).
     pub fn channel(&self) -> &str {
         &self.inner.channel
@@ -320,6 +332,7 @@ impl PostgresStorage {
             .bind(wake_up == WakeUp::InTransaction)
             .bind(&columns.unique_digests)
             .bind(&columns.metadata)
+            .bind(&columns.limit_keys)
             .fetch_one(conn)
             .await
             .map_err(map_sqlx_error)?;
@@ -447,6 +460,8 @@ struct EnqueueColumns {
     unique_digests: Vec<Option<Vec<u8>>>,
     /// NULL for a job without metadata (see migration 0007).
     metadata: Vec<Option<Json<Metadata>>>,
+    /// NULL for a job without a limit key (see migration 0011).
+    limit_keys: Vec<Option<String>>,
 }
 
 impl EnqueueColumns {
@@ -464,6 +479,7 @@ impl EnqueueColumns {
             unique_keys: Vec::with_capacity(capacity),
             unique_digests: Vec::with_capacity(capacity),
             metadata: Vec::with_capacity(capacity),
+            limit_keys: Vec::with_capacity(capacity),
         }
     }
 
@@ -495,6 +511,7 @@ impl EnqueueColumns {
         self.unique_keys.push(job.unique.as_ref().map(|unique| unique.key.clone()));
         self.unique_digests.push(unique_digest.map(<[u8]>::to_vec));
         self.metadata.push((!job.metadata.is_empty()).then(|| Json(job.metadata.clone())));
+        self.limit_keys.push(job.limit_key.clone());
         Ok(())
     }
 }

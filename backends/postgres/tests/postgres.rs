@@ -594,7 +594,7 @@ mod plans {
             "SET plan_cache_mode = force_generic_plan".to_owned(),
             format!(
                 "PREPARE generic_enqueue (timestamptz, uuid[], text[], jsonb[], text[], smallint[], timestamptz[], \
-                 bigint[], integer[], bigint[], text[], boolean, bytea[], jsonb[]) AS {sql}"
+                 bigint[], integer[], bigint[], text[], boolean, bytea[], jsonb[], text[]) AS {sql}"
             ),
         ] {
             sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *conn).await.expect("prepare");
@@ -602,7 +602,7 @@ mod plans {
         let explain = "EXPLAIN (FORMAT TEXT) EXECUTE generic_enqueue (NULL, ARRAY[gen_random_uuid()], ARRAY['test_job'], \
                        ARRAY['{}'::jsonb], ARRAY['default'], ARRAY[0::smallint], ARRAY[NULL::timestamptz], ARRAY[0::bigint], \
                        ARRAY[3], ARRAY[NULL::bigint], ARRAY[NULL::text], false, ARRAY[NULL::bytea], \
-                       ARRAY[NULL::jsonb])";
+                       ARRAY[NULL::jsonb], ARRAY[NULL::text])";
         let plan: Vec<String> = sqlx::query(explain)
             .fetch_all(&mut *conn)
             .await

@@ -2,22 +2,22 @@
 --
 -- KEYS: [1] the jobs index, [2] the queue set, [3] the unique index (when ARGV[3] = 3;
 --       absent when 0, on a cluster, where reserve.lua indexes the batch first), then
---       9 keys per queue group (see lib.lua).
+--       10 keys per queue group (see lib.lua).
 -- ARGV: the common head (lib.lua), then C, the number of uniqueness checks, and per
 --       check: a unique-index member prefix '<digest>:', n, and the n members of
 --       that prefix the client saw when it decided which jobs to skip (only with the
---       unique index); then 11 values per job:
+--       unique index); then 12 values per job:
 --       group number, id, kind, args (JSON), priority, run_at, max_attempts, timeout,
 --       unique key, unique key digest (SHA-256 of the key, 64 hex digits), metadata
---       (a JSON object of strings)
+--       (a JSON object of strings), limit key
 --       run_at is 'n' (now), 'a<µs>' (at this instant) or 'd<µs>' (this long after now);
---       timeout is µs, or '' for none; the unique key, digest and metadata are '' for
---       none.
+--       timeout is µs, or '' for none; the unique key, digest, metadata and limit key
+--       are '' for none.
 -- Returns: {} when stored; {'duplicate', id} when an id is already stored; {'changed'}
 --       when a checked prefix has a member the client did not see (a job with that key
 --       was enqueued meanwhile: the client decides again). Nothing is written then.
 -- Effects: each job hash is written (with `unique_key` and `unique_digest` when it has
---       a key, and `metadata` when it has metadata), its id added to the scheduled or
+--       a key, `metadata` when it has metadata, and `limit_key` when it has one), its id added to the scheduled or
 --       available set (and to the jobs index, and to the unique index as
 --       '<digest>:<id>:<queue>' when it has a key); one wake-up per queue that got
 --       available jobs.
@@ -37,7 +37,7 @@ changed, first = unique_checks_changed(uniques, first)
 -- Duplicate ids, before anything is written: the jobs index holds every job's id when
 -- it is given; without it (a cluster, where reserve.lua checked the index) the queue's
 -- own job hashes are looked at.
-for j = first, #ARGV, 11 do
+for j = first, #ARGV, 12 do
   local id = ARGV[j + 1]
   if index then
     if #redis.call('ZRANGEBYLEX', index, '[' .. id .. ':', '[' .. id .. ';', 'LIMIT', 0, 1) > 0 then
@@ -60,10 +60,10 @@ local members, unique_members = {}, {}
 -- then its optional fields; unpack takes the first n.
 local fields = { 'id', '', 'kind', '', 'args', '', 'queue', '', 'priority', '', 'attempt', '0', 'max_attempts', '',
   'created_at', created_at, 'state', '', 'run_at', '' }
-for j = first, #ARGV, 11 do
+for j = first, #ARGV, 12 do
   local group = groups[tonumber(ARGV[j])]
   local id, priority, spec, timeout, digest = ARGV[j + 1], ARGV[j + 4], ARGV[j + 5], ARGV[j + 7], ARGV[j + 9]
-  local metadata = ARGV[j + 10]
+  local metadata, limit_key = ARGV[j + 10], ARGV[j + 11]
   local run_at, run_at_text, state = now, created_at, 'available'
   if spec ~= 'n' then
     local mode = string.sub(spec, 1, 1)
@@ -88,6 +88,9 @@ for j = first, #ARGV, 11 do
   end
   if metadata ~= '' then
     fields[n + 1], fields[n + 2], n = 'metadata', metadata, n + 2
+  end
+  if limit_key ~= '' then
+    fields[n + 1], fields[n + 2], n = 'limit_key', limit_key, n + 2
   end
   redis.call('HSET', key, unpack(fields, 1, n))
   if digest ~= '' and uniques then

@@ -9,17 +9,20 @@
 --            unique index)
 --   ARGV[4]  G, the number of queue groups
 --   ARGV[5 .. 4+2G]  per group: the queue name, the prefix of its job hash keys
--- KEYS: the global keys, then 9 keys per group, in this order: the sets of
+-- KEYS: the global keys, then 10 keys per group, in this order: the sets of
 -- scheduled, available, running, retryable, completed, discarded and cancelled jobs,
--- the paused flag, then the queue's limits (a hash, field `concurrency`; absent when
--- the queue has none). The script-specific ARGV starts after the head.
+-- the paused flag, the queue's limits (a hash, fields `concurrency` and
+-- `key_concurrency`; absent when the queue has none), then the running jobs per limit
+-- key (a hash, limit key -> how many of the queue's running jobs have it; a key
+-- without running jobs has no field, and a queue without any has no hash). The
+-- script-specific ARGV starts after the head.
 --
 -- Instants are integers in µs since the Unix epoch, clamped to ±(2^53 - 1) so that
 -- every one of them is an exact Lua number; they are written with num(), never with
 -- tostring() (which rounds to 14 digits).
 
 local MAX_TIME = 9007199254740991
-local GROUP_SIZE = 9
+local GROUP_SIZE = 10
 
 local function num(n)
   return string.format('%.0f', n)
@@ -133,7 +136,7 @@ local function read_head()
       queue = ARGV[3 + 2 * g], prefix = ARGV[4 + 2 * g],
       scheduled = KEYS[k + 1], available = KEYS[k + 2], running = KEYS[k + 3], retryable = KEYS[k + 4],
       completed = KEYS[k + 5], discarded = KEYS[k + 6], cancelled = KEYS[k + 7], paused = KEYS[k + 8],
-      limits = KEYS[k + 9], woken = false, released = 0,
+      limits = KEYS[k + 9], key_running = KEYS[k + 10], woken = false, released = 0,
     }
   end
   return now, ARGV[2], globals, groups, 5 + 2 * count
@@ -185,32 +188,59 @@ local function finish(group, key, id, state, now)
   redis.call('ZADD', group[state], num(now), id)
 end
 
--- Ends the claim of a running job (attempted_at stays).
-local function release(group, key, id)
-  group.released = group.released + redis.call('ZREM', group.running, id)
+-- Ends the claim of a running job (attempted_at stays). `limit_key` is the job's
+-- `limit_key` field (false: none), read by the caller: a job leaving the running set
+-- gives back its key's count (the field goes at 0). `group.key_peak` keeps the
+-- highest count a released key had before, for wake_freed.
+local function release(group, key, id, limit_key)
+  local removed = redis.call('ZREM', group.running, id)
+  group.released = group.released + removed
+  if removed == 1 and limit_key then
+    local left = redis.call('HINCRBY', group.key_running, limit_key, -1)
+    if left <= 0 then redis.call('HDEL', group.key_running, limit_key) end
+    if not group.key_peak or left + 1 > group.key_peak then group.key_peak = left + 1 end
+  end
   redis.call('HDEL', key, 'lease_token', 'lease_expires_at', 'claimed_by')
 end
 
--- The concurrency limit of a group's queue (the most running jobs), nil for none.
-local function concurrency_limit(group)
-  local limit = redis.call('HGET', group.limits, 'concurrency')
-  if limit then return tonumber(limit) end
-  return nil
+-- Reads the limits of a group's queue once per script (one HMGET): sets
+-- group.concurrency (the most running jobs) and group.key_concurrency (the most
+-- running jobs per limit key), each nil for none.
+local function read_limits(group)
+  if group.limits_read then return end
+  local limits = redis.call('HMGET', group.limits, 'concurrency', 'key_concurrency')
+  group.concurrency = limits[1] and tonumber(limits[1]) or nil
+  group.key_concurrency = limits[2] and tonumber(limits[2]) or nil
+  group.limits_read = true
 end
 
--- Marks for a wake-up each queue with a concurrency limit that was full (claims left
--- its available jobs alone) until this script released some of its running jobs, and
--- that has available jobs again: nothing else would wake the workers waiting on it.
--- One HGET per group that released jobs; nothing for the others.
+-- Marks for a wake-up each queue that has available jobs and whose releases in this
+-- script may let claims take some that they left alone: a queue with a concurrency
+-- limit that was full until these releases, or a queue with a limit per key one of
+-- whose released jobs' keys was full. Nothing else would wake the workers waiting on
+-- it. One HMGET per group that released jobs; nothing for the others. A group that
+-- released a job with a limit key also drops its running-per-key counts when it has
+-- no running job left (one ZCARD).
 local function wake_freed(groups)
   for _, group in ipairs(groups) do
+    if group.key_peak and redis.call('ZCARD', group.running) == 0 then
+      -- No running job left: no key can have one. Dropping the counts repairs any that
+      -- drifted up (a job hash lost while running, an older worker's release).
+      redis.call('DEL', group.key_running)
+    end
     if group.released > 0 and not group.woken then
-      local limit = concurrency_limit(group)
-      if limit then
+      read_limits(group)
+      local freed, full = false, false
+      if group.concurrency then
         local running = redis.call('ZCARD', group.running)
-        if running < limit and running + group.released >= limit and redis.call('ZCARD', group.available) > 0 then
-          group.woken = true
-        end
+        full = running >= group.concurrency
+        freed = not full and running + group.released >= group.concurrency
+      end
+      if not full and not freed and group.key_concurrency and group.key_peak then
+        freed = group.key_peak >= group.key_concurrency
+      end
+      if freed and redis.call('ZCARD', group.available) > 0 then
+        group.woken = true
       end
     end
   end

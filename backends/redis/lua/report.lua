@@ -1,19 +1,21 @@
 -- report.lua: applies the outcomes of attempts, each fenced by its claim.
 --
--- KEYS: 9 keys per queue group (see lib.lua); no global key.
+-- KEYS: 10 keys per queue group (see lib.lua); no global key.
 -- ARGV: the common head (lib.lua), then 6 values per outcome:
 --       group number, job id, lease token, outcome, text, µs
 --       outcome is 'completed', 'failed' (text = the error, µs = retry in),
 --       'discarded' (text = the reason), 'cancelled' or 'snoozed' (µs = the delay).
 -- Returns: one integer per outcome, in order: 1 applied, 0 rejected (the job is not
 --       running under this lease token).
--- Effects: the lease is released (lease fields cleared, out of the running set);
+-- Effects: the lease is released (lease fields cleared, out of the running set, and
+--       out of its limit key's count);
 --       completed/discarded/cancelled get finished_at = now; a failure appends to
 --       `errors` and is retryable at now + µs, or discarded when attempt >=
 --       max_attempts; a snooze gives the attempt back and is scheduled at now + µs
 --       (available when µs = 0); a requested cancel turns a failure or a snooze into
 --       cancelled. One wake-up per queue that got available jobs, or that has some
---       and was at its concurrency limit until these outcomes freed a slot.
+--       and was at its concurrency limit until these outcomes freed a slot, or has a
+--       limit per key that the key of one of these jobs was at.
 
 local now, channel, _, groups, first = read_head()
 
@@ -22,11 +24,11 @@ for j = first, #ARGV, 6 do
   local group, id, token, outcome = groups[tonumber(ARGV[j])], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]
   local key = group.prefix .. id
   local f = redis.call('HMGET', key, 'state', 'lease_token', 'attempt', 'max_attempts', 'cancel_requested_at',
-    'priority')
+    'priority', 'limit_key')
   if f[1] ~= 'running' or f[2] ~= token then
     results[#results + 1] = 0
   else
-    release(group, key, id)
+    release(group, key, id, f[7])
     local attempt, cancel = tonumber(f[3]), f[5] ~= false
     if outcome == 'completed' then
       finish(group, key, id, 'completed', now)

@@ -82,6 +82,7 @@ pub(crate) fn record_from_fields(fields: &Fields) -> Result<JobRecord> {
     record.lease_expires_at = optional_instant(fields, "lease_expires_at")?;
     record.claimed_by = fields.get("claimed_by").cloned();
     record.unique_key = fields.get("unique_key").cloned();
+    record.limit_key = fields.get("limit_key").cloned();
     record.metadata = match fields.get("metadata") {
         None => Metadata::new(),
         Some(metadata) => metadata_from_field(record.id, metadata),

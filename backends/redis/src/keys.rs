@@ -9,8 +9,9 @@ pub(crate) const QUEUE_SETS: [&str; 7] =
     ["scheduled", "available", "running", "retryable", "completed", "discarded", "cancelled"];
 
 /// How many keys each queue group passes to a script ([`QueueKeys::group`]; the
-/// `GROUP_SIZE` of `lua/lib.lua`): the state sets, the paused flag and the limits.
-pub(crate) const GROUP_SIZE: usize = QUEUE_SETS.len() + 2;
+/// `GROUP_SIZE` of `lua/lib.lua`): the state sets, the paused flag, the limits and the
+/// running jobs per limit key.
+pub(crate) const GROUP_SIZE: usize = QUEUE_SETS.len() + 3;
 
 /// Key names under one (validated) prefix.
 #[derive(Clone, Debug)]
@@ -170,9 +171,13 @@ impl QueueKeys {
     }
 
     /// The [`GROUP_SIZE`] keys of the queue group, in script order: the state sets, the paused
-    /// flag, then the limits.
+    /// flag, the limits, then the running jobs per limit key.
     pub(crate) fn group(&self) -> impl Iterator<Item = String> + '_ {
-        QUEUE_SETS.iter().map(|set| format!("{}{set}", self.base)).chain([self.paused(), self.limits()])
+        QUEUE_SETS.iter().map(|set| format!("{}{set}", self.base)).chain([
+            self.paused(),
+            self.limits(),
+            self.key_running(),
+        ])
     }
 
     /// The ready set: available jobs in claim order.
@@ -190,10 +195,20 @@ impl QueueKeys {
         format!("{}paused", self.base)
     }
 
-    /// The queue's limits (a hash, field `concurrency`: the most running jobs), absent
-    /// when the queue has none; claims read it atomically with the running set.
+    /// The queue's limits (a hash, fields `concurrency`: the most running jobs, and
+    /// `key_concurrency`: the most running jobs per limit key), absent when the queue
+    /// has none; claims read it atomically with the running set.
     pub(crate) fn limits(&self) -> String {
         format!("{}limits", self.base)
+    }
+
+    /// The running jobs per limit key: a hash of limit key -> how many of the queue's
+    /// running jobs have that key (no field for none; no hash when no running job has
+    /// a key). `claim.lua` adds a job when it claims it, and `release` in `lua/lib.lua`
+    /// takes it away, whatever the queue's limits, so a limit set later counts the jobs
+    /// already running.
+    pub(crate) fn key_running(&self) -> String {
+        format!("{}key_running", self.base)
     }
 
     /// The prefix of job hash keys: `<prefix of the queue>job:`.
@@ -218,9 +233,10 @@ mod tests {
         for key in queue.group().chain([queue.job(JobId::new()), queue.job_prefix()]) {
             assert!(key.starts_with("haul:{app:mail.high}:"), "{key}");
         }
-        assert_eq!(queue.group().count(), GROUP_SIZE, "the state sets, the paused flag and the limits");
-        assert_eq!(GROUP_SIZE, 9);
-        assert_eq!(queue.group().last(), Some(queue.limits()), "lib.lua reads the limits last");
+        assert_eq!(queue.group().count(), GROUP_SIZE, "the state sets, the paused flag, the limits, the key counts");
+        assert_eq!(GROUP_SIZE, 10);
+        let tail: Vec<String> = queue.group().skip(GROUP_SIZE - 2).collect();
+        assert_eq!(tail, [queue.limits(), queue.key_running()], "lib.lua reads the limits, then the key counts");
         for key in keys.globals().into_iter().chain([keys.channel()]) {
             assert!(key.starts_with("haul:{app}:"), "{key}");
         }
@@ -254,6 +270,7 @@ mod tests {
         assert_eq!(Keys::new("t1").throughput_minutes(), "haul:{t1}:throughput:minutes");
         assert_eq!(Keys::new("t1").limits(), "haul:{t1}:limits");
         assert_eq!(Keys::new("t1").queue("q").limits(), "haul:{t1:q}:limits");
+        assert_eq!(Keys::new("t1").queue("q").key_running(), "haul:{t1:q}:key_running");
         let other = Keys::new("t10");
         assert!(!other.jobs().starts_with("haul:{t1}:") && !other.queue("q").paused().starts_with("haul:{t1:"));
     }

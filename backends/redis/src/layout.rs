@@ -5,6 +5,11 @@
 //! refuses a prefix whose marker names another version (a different haul laid its keys
 //! out in a way this one would misread). A prefix without a marker is accepted: Redis
 //! needs nothing set up, and keys written before the marker existed follow version 1.
+//!
+//! Keys and fields added later that a missing value reads right for keep the version:
+//! the queue limits, the running jobs per limit key (`haul:{<prefix>:<queue>}:key_running`,
+//! absent: 0 for every key) and a job's `limit_key` (absent: no key) among them. A
+//! version names a change that an older or newer haul would misread.
 
 use haul_core::{Error, Result};
 use redis::AsyncCommands;

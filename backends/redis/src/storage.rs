@@ -339,6 +339,7 @@ impl RedisStorage {
             }
             found.push(queue.paused());
             found.push(queue.limits());
+            found.push(queue.key_running());
         }
         found.sort_unstable();
         found.dedup();

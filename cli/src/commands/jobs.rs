@@ -112,6 +112,9 @@ fn describe(job: &JobRecord) -> Vec<String> {
         ("cancel requested at", format::maybe_timestamp(job.cancel_requested_at)),
         ("unique key", optional(&job.unique_key)),
     ];
+    if let Some(key) = &job.limit_key {
+        fields.push(("limit key", key.clone()));
+    }
     if job.claimed_by.is_some() || job.lease_expires_at.is_some() {
         fields.push(("held by", optional(&job.claimed_by)));
         fields.push(("lease expires at", format::maybe_timestamp(job.lease_expires_at)));

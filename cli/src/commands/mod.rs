@@ -34,8 +34,13 @@ pub(crate) async fn execute(cli: &Cli, shared: Arc<dyn Storage>, io: &mut Io<'_>
             None => queues::list(storage, io, json).await,
             Some(QueueAction::Pause { name }) => queues::pause(storage, io, json, name, true).await,
             Some(QueueAction::Resume { name }) => queues::pause(storage, io, json, name, false).await,
-            Some(QueueAction::Limit { name, concurrency, .. }) => {
-                queues::limit(storage, io, json, name, *concurrency).await
+            Some(QueueAction::Limit { name, concurrency, key_concurrency, unlimited }) => {
+                let change = queues::LimitsChange {
+                    concurrency: *concurrency,
+                    key_concurrency: *key_concurrency,
+                    unlimited: *unlimited,
+                };
+                queues::limit(storage, io, json, name, change).await
             }
         },
         Command::Jobs(JobsCommand::List(args)) => jobs::list(storage, io, json, args).await,

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Exit, Io,
+    args::LimitChange,
     error::CliError,
     format, json,
     table::{Align, Table},
@@ -58,24 +59,45 @@ pub(super) fn counts_json(counts: &QueueCounts, now: Timestamp) -> serde_json::M
     object
 }
 
-/// Lists every queue with its counts and its concurrency limit (a limited queue
-/// without jobs too).
+/// The `LIMIT` cell of a queue: its concurrency limit, then its limit per key (`5`,
+/// `1/key`, `5, 1/key`), [`format::NONE`] when it has neither.
+pub(super) fn limit_cell(limits: Option<&QueueLimits>) -> String {
+    let limits = limits.copied().unwrap_or_default();
+    let parts: Vec<String> =
+        [limits.concurrency.map(|limit| limit.to_string()), limits.key_concurrency.map(|limit| format!("{limit}/key"))]
+            .into_iter()
+            .flatten()
+            .collect();
+    if parts.is_empty() { format::NONE.to_owned() } else { parts.join(", ") }
+}
+
+/// Adds a queue's limits to its JSON fields: `concurrency_limit` and
+/// `key_concurrency_limit`, `null` when not limited.
+pub(super) fn insert_limits_json(object: &mut serde_json::Map<String, Value>, limits: Option<&QueueLimits>) {
+    object.insert("concurrency_limit".to_owned(), json!(limits.and_then(|limits| limits.concurrency)));
+    object.insert("key_concurrency_limit".to_owned(), json!(limits.and_then(|limits| limits.key_concurrency)));
+}
+
+/// Every queue's stored limits, by queue.
+pub(super) async fn stored_limits(storage: &dyn Storage) -> Result<BTreeMap<String, QueueLimits>, CliError> {
+    Ok(storage.queue_limits().await?.into_iter().map(|record| (record.queue, record.limits)).collect())
+}
+
+/// Lists every queue with its counts and its limits (a limited queue without jobs too).
 pub(super) async fn list(storage: &dyn Storage, io: &mut Io<'_>, json: bool) -> Result<Exit, CliError> {
     let mut queues = storage.counts().await?;
-    let limits: BTreeMap<String, QueueLimits> =
-        storage.queue_limits().await?.into_iter().map(|record| (record.queue, record.limits)).collect();
+    let limits = stored_limits(storage).await?;
     for queue in limits.keys() {
         if !queues.iter().any(|counts| &counts.queue == queue) {
             queues.push(QueueCounts::new(queue.clone(), false, BTreeMap::new()));
         }
     }
     queues.sort_by(|a, b| a.queue.cmp(&b.queue));
-    let limit_of = |queue: &str| limits.get(queue).and_then(|limits| limits.concurrency);
     let now = chrono::Utc::now();
     if json {
         for counts in &queues {
             let mut object = counts_json(counts, now);
-            object.insert("concurrency_limit".to_owned(), json!(limit_of(&counts.queue)));
+            insert_limits_json(&mut object, limits.get(&counts.queue));
             io.json_line(&Value::Object(object))?;
         }
         return Ok(Exit::Success);
@@ -89,8 +111,7 @@ pub(super) async fn list(storage: &dyn Storage, io: &mut Io<'_>, json: bool) -> 
     columns.push(NEXT_AVAILABLE_COLUMN);
     let mut table = Table::new(&columns);
     for counts in &queues {
-        let limit = limit_of(&counts.queue).map_or_else(|| format::NONE.to_owned(), |limit| limit.to_string());
-        let mut row = vec![counts.queue.clone(), yes_no(counts.paused), limit];
+        let mut row = vec![counts.queue.clone(), yes_no(counts.paused), limit_cell(limits.get(&counts.queue))];
         row.extend(state_cells(counts));
         row.push(next_available_cell(counts, now));
         table.row(row);
@@ -101,27 +122,78 @@ pub(super) async fn list(storage: &dyn Storage, io: &mut Io<'_>, json: bool) -> 
     Ok(Exit::Success)
 }
 
-/// Sets (`Some`) or removes a queue's concurrency limit.
+/// What `haul queues limit` changes: each limit given is set or removed, a limit not
+/// given keeps its stored value; `unlimited` removes both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LimitsChange {
+    /// The change to the concurrency limit, if any.
+    pub(crate) concurrency: Option<LimitChange>,
+    /// The change to the limit per key, if any.
+    pub(crate) key_concurrency: Option<LimitChange>,
+    /// Remove both limits.
+    pub(crate) unlimited: bool,
+}
+
+impl LimitsChange {
+    /// The limits after this change to `current`.
+    fn apply(self, current: QueueLimits) -> QueueLimits {
+        if self.unlimited {
+            return QueueLimits::new();
+        }
+        let mut limits = current;
+        if let Some(change) = self.concurrency {
+            limits.concurrency = change.apply();
+        }
+        if let Some(change) = self.key_concurrency {
+            limits.key_concurrency = change.apply();
+        }
+        limits
+    }
+
+    /// Whether the result depends on the stored limits (a limit is kept).
+    fn keeps_a_limit(self) -> bool {
+        !self.unlimited && (self.concurrency.is_none() || self.key_concurrency.is_none())
+    }
+}
+
+/// Changes a queue's limits: reads the stored ones when one is kept, then stores the
+/// result (which replaces them; unlimited removes them).
 pub(super) async fn limit(
     storage: &dyn Storage,
     io: &mut Io<'_>,
     json: bool,
     queue: &str,
-    concurrency: Option<u32>,
+    change: LimitsChange,
 ) -> Result<Exit, CliError> {
-    let limits = concurrency.map_or_else(QueueLimits::new, |concurrency| QueueLimits::new().concurrency(concurrency));
+    let current = if change.keeps_a_limit() {
+        stored_limits(storage).await?.remove(queue).unwrap_or_default()
+    } else {
+        QueueLimits::new()
+    };
+    let limits = change.apply(current);
     storage.set_queue_limits(queue, limits).await?;
     if json {
-        io.json_line(&json!({ "queue": queue, "concurrency_limit": concurrency }))?;
-    } else if let Some(concurrency) = concurrency {
-        io.out_line(&format!(
-            "limited queue {queue}: at most {concurrency} of its jobs run at once across every worker, from each \
-             worker's next claim"
-        ))?;
+        let mut object = serde_json::Map::new();
+        object.insert("queue".to_owned(), json!(queue));
+        insert_limits_json(&mut object, Some(&limits));
+        io.json_line(&Value::Object(object))?;
+    } else if limits.is_unlimited() {
+        io.out_line(&format!("removed the limits of queue {queue}"))?;
     } else {
-        io.out_line(&format!("removed the limit of queue {queue}"))?;
+        io.out_line(&format!(
+            "limited queue {queue}: {} run at once across every worker, from each worker's next claim",
+            describe_limits(limits)
+        ))?;
     }
     Ok(Exit::Success)
+}
+
+/// Limits that are not unlimited, in words: `at most 3 of its jobs`, `at most 1 of its
+/// jobs per limit key`, or both joined by `and`.
+fn describe_limits(limits: QueueLimits) -> String {
+    let in_all = limits.concurrency.map(|limit| format!("at most {limit} of its jobs"));
+    let per_key = limits.key_concurrency.map(|limit| format!("at most {limit} of its jobs per limit key"));
+    [in_all, per_key].into_iter().flatten().collect::<Vec<_>>().join(" and ")
 }
 
 /// Pauses (`pause`) or resumes a queue.
@@ -149,4 +221,31 @@ pub(super) async fn pause(
         io.out_line(&format!("resumed queue {queue}: workers claim from it again"))?;
     }
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_cell_shows_both_limits() {
+        assert_eq!(limit_cell(None), "-");
+        assert_eq!(limit_cell(Some(&QueueLimits::new().concurrency(5))), "5");
+        assert_eq!(limit_cell(Some(&QueueLimits::new().key_concurrency(1))), "1/key");
+        assert_eq!(limit_cell(Some(&QueueLimits::new().concurrency(5).key_concurrency(1))), "5, 1/key");
+    }
+
+    #[test]
+    fn a_change_keeps_the_limit_it_does_not_name() {
+        let stored = QueueLimits::new().concurrency(5).key_concurrency(2);
+        let change = |concurrency, key_concurrency, unlimited| LimitsChange { concurrency, key_concurrency, unlimited };
+        let set = |limit| Some(LimitChange::Set(limit));
+        assert_eq!(change(set(3), None, false).apply(stored), QueueLimits::new().concurrency(3).key_concurrency(2));
+        assert_eq!(change(None, set(1), false).apply(stored), QueueLimits::new().concurrency(5).key_concurrency(1));
+        assert_eq!(change(Some(LimitChange::Remove), None, false).apply(stored), QueueLimits::new().key_concurrency(2));
+        assert_eq!(change(None, None, true).apply(stored), QueueLimits::new());
+        assert!(change(set(3), None, false).keeps_a_limit());
+        assert!(!change(set(3), Some(LimitChange::Remove), false).keeps_a_limit());
+        assert!(!change(None, None, true).keeps_a_limit());
+    }
 }

@@ -11,7 +11,9 @@ use haul::{
 };
 use serde_json::{Value, json};
 
-use super::queues::{NEXT_AVAILABLE_COLUMN, STATE_COLUMNS, counts_json, next_available_cell, state_cells, yes_no};
+use super::queues::{
+    NEXT_AVAILABLE_COLUMN, STATE_COLUMNS, counts_json, insert_limits_json, next_available_cell, state_cells, yes_no,
+};
 use crate::{
     Exit, Io,
     error::CliError,
@@ -97,16 +99,13 @@ pub(super) async fn run(storage: &dyn Storage, io: &mut Io<'_>, json: bool) -> R
     }
 
     if json {
-        let limits = storage.queue_limits().await?;
-        let limit_of = |queue: &str| {
-            limits.iter().find(|record| record.queue == queue).and_then(|record| record.limits.concurrency)
-        };
+        let limits = super::queues::stored_limits(storage).await?;
         for counts in &queues {
             let mut line = stats_json(counts, of(&counts.queue), now, false);
-            line["concurrency_limit"] = json!(limit_of(&counts.queue));
-            io.json_line(&line)?;
+            insert_limits_json(&mut line, limits.get(&counts.queue));
+            io.json_line(&Value::Object(line))?;
         }
-        io.json_line(&stats_json(&all, all_throughput, now, true))?;
+        io.json_line(&Value::Object(stats_json(&all, all_throughput, now, true)))?;
         return Ok(Exit::Success);
     }
     let mut columns = vec![("QUEUE", Align::Left), ("PAUSED", Align::Left), ("TOTAL", Align::Right)];
@@ -146,7 +145,7 @@ fn throughput_cells(ended: LastHour) -> [String; 4] {
 /// One `--json` line: a queue's counts fields, its total and its last hour's attempts
 /// (totals and averages per minute); for the totals of every queue (`all`), `queue` is
 /// `null` and there is no `paused`.
-fn stats_json(counts: &QueueCounts, ended: LastHour, now: Timestamp, all: bool) -> Value {
+fn stats_json(counts: &QueueCounts, ended: LastHour, now: Timestamp, all: bool) -> serde_json::Map<String, Value> {
     let mut object = counts_json(counts, now);
     if all {
         object.insert("queue".to_owned(), Value::Null);
@@ -157,7 +156,7 @@ fn stats_json(counts: &QueueCounts, ended: LastHour, now: Timestamp, all: bool) 
     object.insert("failed_last_hour".to_owned(), json!(ended.failed));
     object.insert("completed_per_minute".to_owned(), json!(ended.completed_per_minute()));
     object.insert("failed_per_minute".to_owned(), json!(ended.failed_per_minute()));
-    Value::Object(object)
+    object
 }
 
 /// Every queue's counts added up; the next available job is the one that waited

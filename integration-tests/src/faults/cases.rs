@@ -200,6 +200,96 @@ pub async fn a_killed_worker_frees_its_limited_slot_at_the_rescue(
     }
 }
 
+/// A worker killed (SIGKILL for a process) while it holds the only slot of a limit key
+/// (a limit per key of 1) frees that slot when its lease is rescued: another worker then
+/// runs the key's other jobs one at a time, in claim order, none of them before the
+/// rescue, and the killed worker's job again as attempt 2 (due at its rescue, it comes
+/// after them). The jobs of another key are not held back meanwhile: they all run
+/// before the rescued key's jobs start again.
+pub async fn a_killed_worker_frees_its_keys_slot_at_the_rescue(
+    storage: TestStorage,
+    start: impl Fn(&WorkerSpec) -> HostedWorker,
+) {
+    let queue = "faults.key_limit";
+    let log = ScratchLog::new();
+    let limits = haul::QueueLimits::new().key_concurrency(1);
+    storage.set_queue_limits(queue, limits).await.expect("the limit is stored");
+    // The first job runs long enough for the kill to land while it runs.
+    let held_key = enqueue_keyed(&storage, queue, "held", [3_000, 200, 200]).await;
+    let spec = log.spec(queue, 4, 2_000, 1_000);
+
+    let first = start(&spec);
+    wait_for_log(&log.0, Event::Started, 1).await;
+    first.kill().await;
+    let jobs = jobs_of(&storage, queue, 10).await;
+    let held: Vec<JobId> = jobs.iter().filter(|job| job.state == JobState::Running).map(|job| job.id).collect();
+    assert_eq!(held, held_key[..1].to_vec(), "the killed worker held the key's one slot, and only it: {jobs:?}");
+
+    let other_key = enqueue_keyed(&storage, queue, "other", [100, 100]).await;
+    let second = start(&spec);
+    let records = wait_all_completed(&storage, queue, held_key.len() + other_key.len()).await;
+    assert!(second.terminate(PATIENCE).await, "the second worker stops cleanly");
+
+    let runs = log.0.read();
+    assert_eq!((runs[0].job, runs[0].event), (held[0], Event::Started), "the killed worker's one start");
+    assert_one_at_a_time_per_key(&runs[1..], &[&held_key, &other_key]);
+    let restarts: Vec<(JobId, u32)> = runs[1..]
+        .iter()
+        .filter(|run| run.event == Event::Started && held_key.contains(&run.job))
+        .map(|run| (run.job, run.attempt))
+        .collect();
+    let expected = vec![(held_key[1], 1), (held_key[2], 1), (held_key[0], 2)];
+    assert_eq!(restarts, expected, "the key's other jobs in order, then the rescued one");
+    let first_restart = runs[1..].iter().position(|run| held_key.contains(&run.job)).map_or(runs.len(), |at| at + 1);
+    for job in &other_key {
+        let success = runs.iter().position(|run| run.job == *job && run.event == Event::Succeeded);
+        assert!(
+            success.is_some_and(|at| at < first_restart),
+            "job {job} of the other key waited for the rescue: {runs:?}"
+        );
+    }
+
+    let record = |id: JobId| records.iter().find(|record| record.id == id).expect("every job is listed");
+    let rescued_at = record(held[0]).errors.first().map(|error| error.at).expect("the rescue is recorded");
+    for job in &held_key[1..] {
+        let started = record(*job).attempted_at.expect("a completed job was attempted");
+        assert!(started >= rescued_at, "job {job} started at {started}, before the rescue at {rescued_at}");
+    }
+    for record in &records {
+        let expected = if record.id == held[0] { 2 } else { 1 };
+        assert_eq!(record.attempt, expected, "job {}", record.id);
+    }
+}
+
+/// Enqueues logged jobs sleeping `sleeps` on `queue` with the limit key `key`, in this
+/// claim order.
+async fn enqueue_keyed(
+    storage: &TestStorage,
+    queue: &str,
+    key: &str,
+    sleeps: impl IntoIterator<Item = u64>,
+) -> Vec<JobId> {
+    let producer = Queue::new(storage.clone());
+    let jobs: Vec<NewJob> = sleeps.into_iter().map(|ms| logged_job(&producer, queue, ms).limit_key(key)).collect();
+    producer.insert(jobs).await.expect("enqueue succeeds")
+}
+
+/// Checks, in the log's order, that each start of a job of one of `keys` (the jobs of
+/// each key) comes after the success of the key's job that started before it.
+fn assert_one_at_a_time_per_key(runs: &[Run], keys: &[&[JobId]]) {
+    let mut running: Vec<Option<JobId>> = vec![None; keys.len()];
+    for run in runs {
+        let key = keys.iter().position(|jobs| jobs.contains(&run.job)).expect("every logged job has a key");
+        match run.event {
+            Event::Started => {
+                assert_eq!(running[key], None, "two jobs of one key ran at once: {runs:?}");
+                running[key] = Some(run.job);
+            }
+            Event::Succeeded => assert_eq!(running[key].take(), Some(run.job), "{runs:?}"),
+        }
+    }
+}
+
 /// SIGTERM with 500 jobs in flight: within the grace period the jobs that finish are
 /// completed and the rest handed back without spending their attempt; a new worker
 /// finishes those, and nothing completed runs again.

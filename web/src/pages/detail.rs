@@ -93,6 +93,7 @@ fn info(ctx: &Ctx, job: &JobRecord) -> Markup {
             dt { "Timeout" } dd { @match job.timeout { Some(timeout) => (format::duration(timeout)), None => "none" } }
             @if let Some(holder) = &job.claimed_by { dt { "Claimed by" } dd { (holder) } }
             @if let Some(key) = &job.unique_key { dt { "Unique key" } dd { code { (key) } } }
+            @if let Some(key) = &job.limit_key { dt { "Limit key" } dd #job-limit-key { code { (key) } } }
         }
     }
 }

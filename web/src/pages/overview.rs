@@ -5,7 +5,7 @@ use axum::{extract::RawQuery, response::Response};
 use chrono::Utc;
 use std::collections::BTreeMap;
 
-use haul::{JobState, QueueCounts};
+use haul::{JobState, QueueCounts, QueueLimits};
 use maud::{Markup, html};
 
 use super::{Nav, chart, csrf_field, render, respond, when};
@@ -27,11 +27,12 @@ async fn build(ctx: &Ctx, query: &str) -> Result<Response, PageError> {
     let samples = admin.throughput(since).await?;
     let leader = admin.leader(None).await?;
     let workers = admin.list_workers(None).await?;
-    let limits: BTreeMap<String, u32> = admin
+    let limits: BTreeMap<String, QueueLimits> = admin
         .queue_limits()
         .await?
         .into_iter()
-        .filter_map(|record| Some((record.queue, record.limits.concurrency?)))
+        .filter(|record| !record.limits.is_unlimited())
+        .map(|record| (record.queue, record.limits))
         .collect();
     let counts = with_limited_queues(&snapshot.queues, &limits);
     let counts = counts.as_slice();
@@ -58,7 +59,7 @@ async fn build(ctx: &Ctx, query: &str) -> Result<Response, PageError> {
 
 /// `counts`, plus a row of zeros for each limited queue that holds no job (so its
 /// limit shows), in queue order.
-fn with_limited_queues(counts: &[QueueCounts], limits: &BTreeMap<String, u32>) -> Vec<QueueCounts> {
+fn with_limited_queues(counts: &[QueueCounts], limits: &BTreeMap<String, QueueLimits>) -> Vec<QueueCounts> {
     let mut all = counts.to_vec();
     for queue in limits.keys() {
         if !counts.iter().any(|counts| &counts.queue == queue) {
@@ -69,8 +70,8 @@ fn with_limited_queues(counts: &[QueueCounts], limits: &BTreeMap<String, u32>) -
     all
 }
 
-/// The queues × states table; a queue with a concurrency limit says so.
-fn queues_table(ctx: &Ctx, counts: &[QueueCounts], limits: &BTreeMap<String, u32>) -> Markup {
+/// The queues × states table; a queue with limits says so.
+fn queues_table(ctx: &Ctx, counts: &[QueueCounts], limits: &BTreeMap<String, QueueLimits>) -> Markup {
     html! {
         @if counts.is_empty() {
             p .empty { "No queue holds a job yet." }
@@ -88,8 +89,8 @@ fn queues_table(ctx: &Ctx, counts: &[QueueCounts], limits: &BTreeMap<String, u32
                         td .queue {
                             a href=(ctx.jobs_href(&[("queue", &queue.queue)])) { (queue.queue) }
                             @if queue.paused { " " span .badge .paused-badge { "paused" } }
-                            @if let Some(limit) = limits.get(&queue.queue) {
-                                " " span .badge .limit-badge title="its concurrency limit across every worker" { "at most " (limit) " at once" }
+                            @if let Some(limits) = limits.get(&queue.queue) {
+                                " " (limit_badge(limits))
                             }
                         }
                         @for state in JobState::ALL {
@@ -107,6 +108,20 @@ fn queues_table(ctx: &Ctx, counts: &[QueueCounts], limits: &BTreeMap<String, u32
                     }
                 }
             }
+        }
+    }
+}
+
+/// The badge of a queue's limits: `at most 5 at once`, `at most 1 per key`, or both
+/// (`at most 5 at once, 1 per key`).
+fn limit_badge(limits: &QueueLimits) -> Markup {
+    let in_all = limits.concurrency.map(|limit| format!("{limit} at once"));
+    let per_key = limits.key_concurrency.map(|limit| format!("{limit} per key"));
+    let text = [in_all, per_key].into_iter().flatten().collect::<Vec<_>>().join(", ");
+    html! {
+        span .badge .limit-badge
+            title="its concurrency limits across every worker: of the whole queue (at once), of each limit key (per key)" {
+            "at most " (text)
         }
     }
 }

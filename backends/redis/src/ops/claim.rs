@@ -1,7 +1,7 @@
 //! claim: one script promotes the due jobs of the requested queues and claims the best
 //! available ones.
 
-use haul_core::{ClaimParams, JobRecord, LeaseToken, Result, validate_queue_name};
+use haul_core::{ClaimParams, JobRecord, KEY_LIMIT_SCAN, LeaseToken, Result, validate_queue_name};
 use redis::Value;
 
 use super::distinct;
@@ -42,7 +42,11 @@ impl RedisStorage {
     /// One run of `claim.lua` over `queues`.
     async fn claim_from(&self, queues: &[&QueueKeys], limit: usize, params: &ClaimParams) -> Result<Vec<JobRecord>> {
         let mut call = with_head(&scripts().claim, &self.inner.keys, params.now, false, queues);
-        call.arg(limit).arg(duration_micros(params.lease)).arg(&params.worker_id).arg(CLAIM_PROMOTE_LIMIT);
+        call.arg(limit)
+            .arg(duration_micros(params.lease))
+            .arg(&params.worker_id)
+            .arg(CLAIM_PROMOTE_LIMIT)
+            .arg(KEY_LIMIT_SCAN);
         for _ in 0..limit {
             call.arg(LeaseToken::new().to_string());
         }
@@ -52,9 +56,10 @@ impl RedisStorage {
     /// On a cluster, the queues live in different slots: look at the heads of their
     /// available sets first (no more of a queue with a concurrency limit than its free
     /// slots), share the limit out in claim order, then claim from each queue its
-    /// share. What is left (queues whose due jobs were not promoted yet, or that lost a
-    /// race) is claimed queue by queue. Each claim checks its queue's limit again,
-    /// atomically.
+    /// share. What is left (queues whose due jobs were not promoted yet, or whose
+    /// limits per key held jobs of the head back) is claimed queue by queue, leaving
+    /// out the queues that gave less than their share: their script found no more.
+    /// Each claim checks its queue's limits again, atomically.
     async fn claim_across_slots(
         &self,
         queues: &[QueueKeys],
@@ -104,16 +109,21 @@ impl RedisStorage {
         }
 
         let mut claimed = Vec::new();
-        for (queue, share) in queues.iter().zip(&shares) {
+        let mut drained = vec![false; queues.len()];
+        for ((queue, share), drained) in queues.iter().zip(&shares).zip(&mut drained) {
             if *share > 0 {
-                claimed.extend(self.claim_from(&[queue], *share, params).await?);
+                let jobs = self.claim_from(&[queue], *share, params).await?;
+                *drained = jobs.len() < *share;
+                claimed.extend(jobs);
             }
         }
-        for queue in queues {
+        for (queue, drained) in queues.iter().zip(drained) {
             if claimed.len() >= limit {
                 break;
             }
-            claimed.extend(self.claim_from(&[queue], limit - claimed.len(), params).await?);
+            if !drained {
+                claimed.extend(self.claim_from(&[queue], limit - claimed.len(), params).await?);
+            }
         }
         Ok(claimed)
     }

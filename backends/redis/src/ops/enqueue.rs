@@ -37,6 +37,8 @@ struct Encoded {
     unique_member: String,
     /// The metadata as a JSON object, or empty for none (no field is written then).
     metadata: String,
+    /// The limit key, or empty for none (a limit key is never empty).
+    limit_key: String,
 }
 
 /// The uniqueness check of one key: the unique-index member prefix of the key and the
@@ -378,7 +380,8 @@ fn push_job(call: &mut redis::ScriptInvocation<'_>, group: usize, job: &Encoded)
         .arg(&job.timeout)
         .arg(&job.unique_key)
         .arg(&job.unique_digest)
-        .arg(&job.metadata);
+        .arg(&job.metadata)
+        .arg(&job.limit_key);
 }
 
 /// The reply of `enqueue.lua` or `reserve.lua`: `{}` (true), `{'changed'}` (false), or
@@ -433,5 +436,6 @@ fn encode(job: &NewJob) -> Result<Encoded> {
         unique_digest,
         unique_member,
         metadata,
+        limit_key: job.limit_key.clone().unwrap_or_default(),
     })
 }
