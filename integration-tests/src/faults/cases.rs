@@ -135,9 +135,16 @@ pub async fn a_killed_worker_loses_no_job(storage: TestStorage, start: impl Fn(&
 
     let runs = log.0.read();
     let rerun = assert_completed_at_least_once(&records, &runs);
-    let (mut unflushed, mut unstarted) = (0, 0);
+    let (mut unflushed, mut unstarted, mut landed_late) = (0, 0, 0);
     for record in &records {
         if held.contains(&record.id) {
+            if record.attempt == 1 && ran(&before_kill, record.id, Event::Succeeded) {
+                // The killed worker had sent this success: a statement in flight at the
+                // kill still runs to its end on the server (PostgreSQL does), after the
+                // read above saw the job running. Stored once, never run again.
+                landed_late += 1;
+                continue;
+            }
             assert_eq!(record.attempt, 2, "job {} held by the killed worker ran again", record.id);
             unflushed += usize::from(ran(&before_kill, record.id, Event::Succeeded));
             unstarted += usize::from(!ran(&before_kill, record.id, Event::Started));
@@ -145,11 +152,11 @@ pub async fn a_killed_worker_loses_no_job(storage: TestStorage, start: impl Fn(&
             assert_eq!(record.attempt, 1, "job {} the killed worker completed never ran again", record.id);
         }
     }
-    assert_eq!(rerun, held.len(), "exactly the jobs the killed worker held ran twice");
+    assert_eq!(rerun, held.len() - landed_late, "exactly the jobs the killed worker held ran twice");
     eprintln!(
         "killed worker: {JOBS} enqueued, {JOBS} completed; {} held at the kill and run again \
          ({unflushed} of them had succeeded but their completion was not yet written, {unstarted} had been claimed \
-         but not started)",
+         but not started; {landed_late} more completed by the killed worker's last report, stored after the kill)",
         held.len()
     );
 }
