@@ -11,7 +11,7 @@ pub use haul_core::{
     Admin, AdminAction, AttemptError, Claim, Control, Discard, Enqueue, EnqueueJob, Error, ErrorKind, IntoJobResult,
     Job, JobContext, JobError, JobEvent, JobEventKind, JobEvents, JobFilter, JobId, JobOptions, JobOutcome, JobRecord,
     JobState, ListParams, MAX_METADATA_BYTES, Metadata, Missed, NewJob, Periodic, Queue, QueueCounts, QueueLimits,
-    QueueLimitsRecord, Result, Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap,
+    QueueLimitsRecord, RateLimit, Result, Retention, RetryAfter, RetryPolicy, RunAt, Schedule, Snooze, State, StateMap,
     StopReason, Storage, THROUGHPUT_RETENTION, ThroughputSample, Unique, Worker, WorkerBuilder, shutdown_signal,
 };
 /// Middleware around every job's handler and every enqueue: [`middleware::from_fn`],
@@ -45,7 +45,7 @@ pub mod storage {
     #[doc(inline)]
     pub use haul_core::{
         ClaimParams, DEFAULT_MAX_ARGS_BYTES, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams,
-        JobOutcome, Leadership, LeadershipParams, LeaseToken, ListParams, MAX_ARGS_DEPTH, PeriodicRecord,
+        JobOutcome, Leadership, LeadershipParams, LeaseToken, ListParams, MAX_ARGS_DEPTH, PacedClaim, PeriodicRecord,
         PeriodicUpdate, PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention,
         Storage, ThroughputSample, Timestamp, WakeupSender, Wakeups, WorkerBeat, WorkerRecord, merge_samples,
         minute_of, storable_text,
@@ -130,7 +130,8 @@ pub mod prelude {
     pub use crate::job;
     pub use crate::{
         Admin, Discard, JobContext, JobError, JobFilter, JobId, JobRecord, JobState, ListParams, Periodic, Queue,
-        QueueLimits, RetryAfter, RetryPolicy, Schedule, Snooze, State, Storage, Unique, Worker, shutdown_signal,
+        QueueLimits, RateLimit, RetryAfter, RetryPolicy, Schedule, Snooze, State, Storage, Unique, Worker,
+        shutdown_signal,
     };
     pub use std::time::Duration;
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use haul::{JobFilter, JobId, JobState, storage::Timestamp};
+use haul::{Error, JobFilter, JobId, JobState, RateLimit, storage::Timestamp};
 
 /// The long description `haul --help` prints, exit codes included.
 const LONG_ABOUT: &str = "\
@@ -138,12 +138,13 @@ pub enum QueueAction {
         /// The queue.
         name: String,
     },
-    /// Set how many of a queue's jobs may run at once across every worker, in all and
-    /// per limit key (stored: every worker obeys them from its next claim), or remove them.
+    /// Set how many of a queue's jobs may run at once and how many may start per period,
+    /// across every worker, in all and per limit key (stored: every worker obeys them from
+    /// its next claim), or remove them.
     ///
-    /// Each flag changes its own limit and keeps the other as stored: `--key-concurrency 1`
+    /// Each flag changes its own limit and keeps the others as stored: `--key-concurrency 1`
     /// on a queue limited to 5 leaves it limited to 5 in all and 1 per key. `none` removes
-    /// one limit, `--unlimited` both. Give at least one of the three.
+    /// one limit, `--unlimited` all of them. Give at least one of the five.
     #[command(group = clap::ArgGroup::new("limits").required(true).multiple(true))]
     Limit {
         /// The queue.
@@ -155,24 +156,33 @@ pub enum QueueAction {
         /// job is enqueued) running at once (at least 1); `none` removes this limit.
         #[arg(long, value_name = "N|none", value_parser = parse_limit_change, group = "limits")]
         key_concurrency: Option<LimitChange>,
-        /// Remove both of the queue's limits.
-        #[arg(long, group = "limits", conflicts_with_all = ["concurrency", "key_concurrency"])]
+        /// At most STARTS of its jobs starting (being claimed) in any window of PERIOD,
+        /// e.g. `100/1m` or `5/500ms` (a sliding window); `none` removes this limit.
+        #[arg(long, value_name = "STARTS/PERIOD|none", value_parser = parse_rate_change, group = "limits")]
+        rate: Option<LimitChange<RateLimit>>,
+        /// At most STARTS of its jobs with the same limit key starting in any window of
+        /// PERIOD, e.g. `2/1s`; `none` removes this limit.
+        #[arg(long, value_name = "STARTS/PERIOD|none", value_parser = parse_rate_change, group = "limits")]
+        key_rate: Option<LimitChange<RateLimit>>,
+        /// Remove all of the queue's limits.
+        #[arg(long, group = "limits", conflicts_with_all = ["concurrency", "key_concurrency", "rate", "key_rate"])]
         unlimited: bool,
     },
 }
 
-/// A change to one of a queue's limits, as `haul queues limit` takes it.
+/// A change to one of a queue's limits, as `haul queues limit` takes it: a concurrency
+/// limit (`u32`) or a rate limit ([`RateLimit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LimitChange {
-    /// Set the limit to this (the storage refuses 0).
-    Set(u32),
+pub enum LimitChange<T = u32> {
+    /// Set the limit to this (the storage refuses a concurrency of 0).
+    Set(T),
     /// Remove the limit.
     Remove,
 }
 
-impl LimitChange {
+impl<T> LimitChange<T> {
     /// The limit after this change.
-    pub fn apply(self) -> Option<u32> {
+    pub fn apply(self) -> Option<T> {
         match self {
             Self::Set(limit) => Some(limit),
             Self::Remove => None,
@@ -381,6 +391,18 @@ pub(crate) fn parse_limit_change(value: &str) -> Result<LimitChange, String> {
         .map_err(|error| format!("`{value}` is neither a whole number nor `none`: {error}"))
 }
 
+/// Reads a rate limit of `haul queues limit`: `STARTS/PERIOD` (checked as
+/// [`RateLimit`]'s `FromStr` checks it), or `none`.
+pub(crate) fn parse_rate_change(value: &str) -> Result<LimitChange<RateLimit>, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(LimitChange::Remove);
+    }
+    value.parse::<RateLimit>().map(LimitChange::Set).map_err(|error| match error {
+        Error::InvalidArgument(reason) => format!("{reason} (or `none` to remove the limit)"),
+        other => other.to_string(),
+    })
+}
+
 /// Reads a count of at least one.
 fn parse_limit(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
@@ -413,5 +435,10 @@ mod tests {
         assert_eq!(parse_limit_change("none"), Ok(LimitChange::Remove));
         assert_eq!(parse_limit_change("3"), Ok(LimitChange::Set(3)));
         assert!(parse_limit_change("-1").unwrap_err().contains("neither a whole number nor `none`"));
+        assert_eq!(parse_rate_change("NONE"), Ok(LimitChange::Remove));
+        assert_eq!(parse_rate_change("100/1m"), Ok(LimitChange::Set(RateLimit::per_minute(100))));
+        let error = parse_rate_change("100").unwrap_err();
+        assert!(error.contains("STARTS/PERIOD") && error.contains("`none`"), "{error}");
+        assert!(parse_rate_change("0/1s").unwrap_err().contains("at least 1 start"));
     }
 }

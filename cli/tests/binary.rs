@@ -140,24 +140,54 @@ async fn operate(url: &str) {
     assert_eq!(run.code, Some(3), "{run:?}");
 }
 
-/// Limits set one flag at a time (each keeps the other), shown by `queues` and `stats`;
+/// Limits set one flag at a time (each keeps the others), shown by `queues` and `stats`;
 /// a job's limit key shown by `jobs show`. `mail` holds three available jobs.
 async fn limit(url: &str, storage: &std::sync::Arc<dyn Storage>) {
     let run = haul(url, &["queues", "limit", "mail", "--key-concurrency", "1"], "");
     assert_eq!(run.code, Some(0), "{run:?}");
     let run = haul(url, &["queues", "limit", "mail", "--concurrency", "4", "--json"], "");
     assert_eq!(run.code, Some(0), "{run:?}");
-    let expected = serde_json::json!({ "queue": "mail", "concurrency_limit": 4, "key_concurrency_limit": 1 });
+    let expected = serde_json::json!({
+        "queue": "mail",
+        "concurrency_limit": 4,
+        "key_concurrency_limit": 1,
+        "rate_limit": null,
+        "key_rate_limit": null,
+    });
     assert_eq!(json_lines(&run.out), [expected], "the limit per key is kept");
+    let run = haul(url, &["queues", "limit", "mail", "--rate", "100/1m"], "");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let run = haul(url, &["queues", "limit", "mail", "--key-rate", "2/1500ms", "--json"], "");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let expected = serde_json::json!({
+        "queue": "mail",
+        "concurrency_limit": 4,
+        "key_concurrency_limit": 1,
+        "rate_limit": { "starts": 100, "period": 60.0 },
+        "key_rate_limit": { "starts": 2, "period": 1.5 },
+    });
+    assert_eq!(json_lines(&run.out), [expected], "every stored limit is kept");
+    let run = haul(url, &["queues", "limit", "mail", "--rate", "1/0s"], "");
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.err.contains("from 1ms to 31 days"), "{run:?}");
 
     let run = haul(url, &["queues"], "");
     let mail = run.out.lines().find(|line| line.starts_with("mail")).unwrap_or_else(|| panic!("mail: {run:?}"));
-    // queue, paused, the limit (two words), scheduled, available
-    assert_eq!(mail.split_whitespace().take(6).collect::<Vec<_>>(), ["mail", "no", "4,", "1/key", "0", "3"]);
+    // queue, paused, the limits (five words: 1s 500ms is two), scheduled, available
+    assert_eq!(
+        mail.split_whitespace().take(9).collect::<Vec<_>>(),
+        ["mail", "no", "4,", "1/key,", "100/1m,", "2/1s", "500ms/key", "0", "3"]
+    );
     let run = haul(url, &["stats", "--json"], "");
     let stats = json_lines(&run.out);
     let mail = stats.iter().find(|line| line["queue"] == "mail").unwrap_or_else(|| panic!("mail: {run:?}"));
     assert_eq!((mail["concurrency_limit"].as_u64(), mail["key_concurrency_limit"].as_u64()), (Some(4), Some(1)));
+    assert_eq!(mail["rate_limit"], serde_json::json!({ "starts": 100, "period": 60.0 }), "{run:?}");
+    assert_eq!(mail["key_rate_limit"], serde_json::json!({ "starts": 2, "period": 1.5 }), "{run:?}");
+    let run = haul(url, &["queues", "limit", "mail", "--rate", "none", "--key-rate", "none"], "");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let limits = storage.queue_limits().await.unwrap();
+    assert_eq!(limits[0].limits, haul::QueueLimits::new().concurrency(4).key_concurrency(1), "the rates are removed");
 
     let keyed = enqueue(storage, job("keyed").limit_key("customer-42")).await;
     let run = haul(url, &["jobs", "show", &keyed.to_string()], "");
@@ -167,7 +197,7 @@ async fn limit(url: &str, storage: &std::sync::Arc<dyn Storage>) {
 
     let run = haul(url, &["queues", "limit", "mail", "--unlimited"], "");
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(storage.queue_limits().await.unwrap().is_empty(), "both limits are removed");
+    assert!(storage.queue_limits().await.unwrap().is_empty(), "every limit is removed");
 }
 
 /// Runs `cleanup` when dropped, on a runtime of its own (Drop cannot await, and may

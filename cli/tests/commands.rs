@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use clap::Parser;
 use common::{KIND, WORKER, claim, discarded, enqueue, get, job, json_lines, report, running};
 use haul::{
-    Admin, JobId, JobOutcome, JobState, MemoryStorage, QueueLimits, Storage,
+    Admin, JobId, JobOutcome, JobState, MemoryStorage, QueueLimits, RateLimit, Storage,
     storage::{LeadershipParams, PeriodicUpdate, ThroughputSample, WorkerBeat},
 };
 use haul_cli::{Cli, Exit, Io};
@@ -165,7 +165,13 @@ async fn queues_limit_sets_shows_and_removes_a_concurrency_limit() {
     let outcome = haul(&storage, &["--json", "queues", "limit", "idle", "--concurrency", "2"]).await;
     assert_eq!(
         json_lines(&outcome.out),
-        vec![serde_json::json!({ "queue": "idle", "concurrency_limit": 2, "key_concurrency_limit": null })]
+        vec![serde_json::json!({
+            "queue": "idle",
+            "concurrency_limit": 2,
+            "key_concurrency_limit": null,
+            "rate_limit": null,
+            "key_rate_limit": null,
+        })]
     );
     let stored: Vec<_> = storage.queue_limits().await.unwrap().into_iter().map(|record| record.queue).collect();
     assert_eq!(stored, ["idle", "mail"]);
@@ -187,7 +193,7 @@ async fn queues_limit_sets_shows_and_removes_a_concurrency_limit() {
     assert!(zero.err.contains("at least 1"), "{zero:?}");
     let (code, message) = usage_error(&["queues", "limit", "mail"]);
     assert_eq!(code, 2, "a limit or --unlimited is required");
-    for flag in ["--concurrency", "--key-concurrency", "--unlimited"] {
+    for flag in ["--concurrency", "--key-concurrency", "--rate", "--key-rate", "--unlimited"] {
         assert!(message.contains(flag), "the error names {flag}: {message}");
     }
     assert_eq!(usage_error(&["queues", "limit", "mail", "--concurrency", "2", "--unlimited"]).0, 2);
@@ -212,7 +218,13 @@ async fn queues_limit_sets_each_limit_and_keeps_the_other() {
     let outcome = haul(&storage, &["--json", "queues", "limit", "mail", "--concurrency", "5"]).await;
     assert_eq!(
         json_lines(&outcome.out),
-        vec![serde_json::json!({ "queue": "mail", "concurrency_limit": 5, "key_concurrency_limit": 1 })]
+        vec![serde_json::json!({
+            "queue": "mail",
+            "concurrency_limit": 5,
+            "key_concurrency_limit": 1,
+            "rate_limit": null,
+            "key_rate_limit": null,
+        })]
     );
     let both = QueueLimits::new().concurrency(5).key_concurrency(1);
     assert_eq!(stored_limits(&storage).await, [("mail".to_owned(), both)]);
@@ -246,11 +258,115 @@ async fn queues_limit_sets_each_limit_and_keeps_the_other() {
     assert!(zero.err.contains("per key must be at least 1"), "{zero:?}");
 }
 
+#[tokio::test]
+async fn queues_limit_sets_shows_and_removes_rate_limits_and_keeps_the_others() {
+    let storage = storage();
+    enqueue(&storage, job("mail")).await;
+    let concurrency = QueueLimits::new().concurrency(5).key_concurrency(1);
+    storage.set_queue_limits("mail", concurrency).await.unwrap();
+
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--rate", "100/1m"]).await;
+    assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
+    assert!(
+        outcome.out.contains("run at once; at most 100 of its jobs start in any 1m window across every worker"),
+        "{outcome:?}"
+    );
+    let with_rate = concurrency.rate(RateLimit::per_minute(100));
+    assert_eq!(stored_limits(&storage).await, [("mail".to_owned(), with_rate)], "the concurrency limits are kept");
+
+    // The rate per key joins the three stored limits.
+    let outcome = haul(&storage, &["--json", "queues", "limit", "mail", "--key-rate", "2/1s"]).await;
+    assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
+    assert_eq!(
+        json_lines(&outcome.out),
+        vec![serde_json::json!({
+            "queue": "mail",
+            "concurrency_limit": 5,
+            "key_concurrency_limit": 1,
+            "rate_limit": { "starts": 100, "period": 60.0 },
+            "key_rate_limit": { "starts": 2, "period": 1.0 },
+        })]
+    );
+    let every = with_rate.key_rate(RateLimit::per_second(2));
+    assert_eq!(stored_limits(&storage).await, [("mail".to_owned(), every)]);
+
+    // `queues` shows every limit in the LIMIT column; `queues` and `stats` give them in JSON.
+    let outcome = haul(&storage, &["queues"]).await;
+    assert_eq!(
+        words(line_starting(&outcome.out, "mail"))[..7],
+        ["mail", "no", "5,", "1/key,", "100/1m,", "2/1s/key", "0"],
+        "{}",
+        outcome.out
+    );
+    for command in ["queues", "stats"] {
+        let json = json_lines(&haul(&storage, &[command, "--json"]).await.out);
+        assert_eq!(json[0]["rate_limit"], serde_json::json!({ "starts": 100, "period": 60.0 }), "{command}");
+        assert_eq!(json[0]["key_rate_limit"], serde_json::json!({ "starts": 2, "period": 1.0 }), "{command}");
+        assert_eq!(json[0]["concurrency_limit"], 5, "{command}");
+    }
+
+    // A rate given in milliseconds reads back in them.
+    let outcome = haul(&storage, &["--json", "queues", "limit", "mail", "--rate", "5/500ms"]).await;
+    assert_eq!(json_lines(&outcome.out)[0]["rate_limit"], serde_json::json!({ "starts": 5, "period": 0.5 }));
+    assert_eq!(words(line_starting(&haul(&storage, &["queues"]).await.out, "mail"))[4], "5/500ms,");
+
+    // `none` removes one rate and keeps the other limits.
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--rate", "none"]).await;
+    assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
+    assert_eq!(stored_limits(&storage).await, [("mail".to_owned(), concurrency.key_rate(RateLimit::per_second(2)))]);
+    let outcome =
+        haul(&storage, &["queues", "limit", "mail", "--concurrency", "none", "--key-concurrency", "none"]).await;
+    assert!(
+        outcome.out.contains("limited queue mail: at most 2 of its jobs per limit key start in any 1s window across"),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        stored_limits(&storage).await,
+        [("mail".to_owned(), QueueLimits::new().key_rate(RateLimit::per_second(2)))]
+    );
+    assert_eq!(words(line_starting(&haul(&storage, &["queues"]).await.out, "mail"))[2], "2/1s/key");
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--key-rate", "none"]).await;
+    assert!(outcome.out.contains("removed the limits of queue mail"), "{outcome:?}");
+    assert!(stored_limits(&storage).await.is_empty());
+
+    // `--unlimited` removes the rates too.
+    storage.set_queue_limits("mail", every).await.unwrap();
+    let outcome = haul(&storage, &["queues", "limit", "mail", "--unlimited"]).await;
+    assert!(outcome.out.contains("removed the limits of queue mail"), "{outcome:?}");
+    assert!(stored_limits(&storage).await.is_empty());
+}
+
 #[test]
-fn queues_limit_help_says_each_flag_keeps_the_other_limit() {
+fn queues_limit_refuses_a_malformed_rate_saying_what_it_takes() {
+    for flag in ["--rate", "--key-rate"] {
+        for bad in ["100", "100/soon", "x/1m", "/1m", "1.5/1s"] {
+            let (code, message) = usage_error(&["queues", "limit", "mail", flag, bad]);
+            assert_eq!(code, 2, "{flag} {bad}");
+            assert!(
+                message.contains("a rate limit reads STARTS/PERIOD, such as 100/1m") && message.contains("`none`"),
+                "{flag} {bad}: {message}"
+            );
+        }
+        let (code, message) = usage_error(&["queues", "limit", "mail", flag, "0/1m"]);
+        assert_eq!(code, 2);
+        assert!(message.contains("at least 1 start per period"), "{message}");
+        let (code, message) = usage_error(&["queues", "limit", "mail", flag, "10001/1s"]);
+        assert_eq!(code, 2);
+        assert!(message.contains("at most 10000 starts"), "{message}");
+        let (code, message) = usage_error(&["queues", "limit", "mail", flag, "1/32days"]);
+        assert_eq!(code, 2);
+        assert!(message.contains("from 1ms to 31 days"), "{message}");
+        assert_eq!(usage_error(&["queues", "limit", "mail", flag, "1/1s", "--unlimited"]).0, 2);
+    }
+}
+
+#[test]
+fn queues_limit_help_says_each_flag_keeps_the_other_limits() {
     let help = usage_error(&["queues", "limit", "--help"]).1;
-    assert!(help.contains("keeps the other"), "{help}");
+    assert!(help.contains("keeps the others"), "{help}");
     assert!(help.contains("--key-concurrency <N|none>"), "{help}");
+    assert!(help.contains("--rate <STARTS/PERIOD|none>"), "{help}");
+    assert!(help.contains("--key-rate <STARTS/PERIOD|none>"), "{help}");
 }
 
 #[tokio::test]
@@ -561,7 +677,8 @@ async fn stats_totals_every_queue() {
     enqueue(&storage, job("reports")).await;
     storage.pause_queue("reports").await.unwrap();
     storage.set_queue_limits("mail", QueueLimits::new().concurrency(4)).await.unwrap();
-    storage.set_queue_limits("reports", QueueLimits::new().key_concurrency(1)).await.unwrap();
+    let reports = QueueLimits::new().key_concurrency(1).key_rate(RateLimit::per_hour(30));
+    storage.set_queue_limits("reports", reports).await.unwrap();
 
     let outcome = haul(&storage, &["stats"]).await;
     assert_eq!(outcome.exit, Exit::Success, "{outcome:?}");
@@ -589,6 +706,11 @@ async fn stats_totals_every_queue() {
     assert_eq!(limits, [serde_json::json!(4), serde_json::Value::Null, serde_json::Value::Null], "per queue, not all");
     let key_limits: Vec<_> = json.iter().map(|line| line.get("key_concurrency_limit").cloned()).collect();
     assert_eq!(key_limits, [Some(serde_json::Value::Null), Some(serde_json::json!(1)), None], "per queue, not all");
+    let rates: Vec<_> = json.iter().map(|line| line.get("rate_limit").cloned()).collect();
+    assert_eq!(rates, [Some(serde_json::Value::Null), Some(serde_json::Value::Null), None], "per queue, not all");
+    let key_rates: Vec<_> = json.iter().map(|line| line.get("key_rate_limit").cloned()).collect();
+    let per_hour = serde_json::json!({ "starts": 30, "period": 3600.0 });
+    assert_eq!(key_rates, [Some(serde_json::Value::Null), Some(per_hour), None], "per queue, not all");
     for line in &json {
         assert_eq!(line["completed_last_hour"], 0, "no worker recorded any attempt: {line}");
         assert_eq!(line["failed_last_hour"], 0, "no worker recorded any attempt: {line}");

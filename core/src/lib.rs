@@ -39,7 +39,10 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use events::{JobEvent, JobEventKind, JobEvents};
 pub use id::{Claim, JobId, LeaseToken};
 pub use job::{Job, JobKind, JobOptions};
-pub use limits::{KEY_LIMIT_SCAN, MAX_LIMIT_KEY_BYTES, QueueLimits, QueueLimitsRecord, validate_limit_key};
+pub use limits::{
+    KEY_LIMIT_SCAN, MAX_LIMIT_KEY_BYTES, MAX_RATE_PERIOD, MAX_RATE_STARTS, QueueLimits, QueueLimitsRecord, RateLimit,
+    validate_limit_key,
+};
 pub use metadata::{MAX_METADATA_BYTES, Metadata, metadata_from_json};
 pub use names::{MAX_NAME_LEN, validate_kind_name, validate_namespace, validate_periodic_name, validate_queue_name};
 pub use outcome::{Control, Discard, IntoJobResult, JobError, RetryAfter, Snooze};
@@ -49,8 +52,8 @@ pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp, Un
 pub use retry::RetryPolicy;
 pub use storable::{MAX_ARGS_DEPTH, storable_text};
 pub use storage::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, PruneParams, Report,
-    ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
+    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, PacedClaim, PruneParams,
+    Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
 };
 pub use throughput::{THROUGHPUT_RETENTION, ThroughputSample, merge_samples, minute_of};
 pub use wakeup::{WakeupSender, Wakeups};

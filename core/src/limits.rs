@@ -19,12 +19,40 @@
 //! than [`KEY_LIMIT_SCAN`] of its waiting jobs, in claim order: jobs of keys with room
 //! further back wait until some ahead of them start. Both limits apply together.
 //!
+//! [`QueueLimits::rate`] caps how many jobs of the queue *start* in any window of
+//! time, and [`QueueLimits::key_rate`] how many of each limit key do: a
+//! [`RateLimit`] of `n` per `period` lets a claim at time `t` take a job only while
+//! fewer than `n` jobs of the queue (or of the job's key) were claimed in
+//! `(t - period, t]`, counting the jobs the same claim took before it (a start
+//! recorded after `t`, left by a clock that went back, counts too). A start is a
+//! claim, by the storage's clock (or the claim's `now`): every attempt counts, a
+//! prefetched job counts when it is claimed, and a job claimed again after its lease
+//! was rescued counts again. This is a sliding window, not a token bucket: a bucket
+//! of `n` that refills `n` per period lets up to `2n - 1` jobs start within one
+//! period (a full bucket, then its refill), while the window never lets more than
+//! `n` start in any period, which is what an API quota such as "100 calls a minute"
+//! means. Storage keeps the start times of a queue's (or a key's) last `n` starts
+//! within the period, hence the bound [`MAX_RATE_STARTS`]; it may forget starts that
+//! left the window of the latest claim, so a claim whose clock is behind an earlier
+//! claim's (a clock stepped back) may count fewer than were made in its window. A job held back by a rate
+//! limit stays available and keeps its attempts; the claim tells the worker how long
+//! until the limit lets another job start ([`PacedClaim::rate_limited_for`]), and the
+//! worker claims again then, without polling in between.
+//!
+//! Every limit applies together: a job starts only when the queue's concurrency and
+//! rate limits and its key's limits all have room. A claim of a queue with any
+//! per-key limit looks at no more than [`KEY_LIMIT_SCAN`] of its waiting jobs.
+//!
 //! Limits are stored, not configured per worker, so every worker agrees on them: set
 //! them with [`Admin::set_queue_limits`](crate::Admin::set_queue_limits) (or
 //! [`Queue::set_limits`](crate::Queue::set_limits), or `haul queues limit`); the last
 //! call wins. A worker's own slots
 //! ([`WorkerBuilder::queue_concurrency`](crate::WorkerBuilder::queue_concurrency)) limit
 //! that worker only, within the stored limit.
+//!
+//! [`PacedClaim::rate_limited_for`]: crate::PacedClaim::rate_limited_for
+
+use std::{fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +68,12 @@ pub const KEY_LIMIT_SCAN: usize = 1_000;
 
 /// The longest limit key, in bytes.
 pub const MAX_LIMIT_KEY_BYTES: usize = 255;
+
+/// The most starts a [`RateLimit`] allows per period.
+pub const MAX_RATE_STARTS: u32 = 10_000;
+
+/// The longest period of a [`RateLimit`] (31 days).
+pub const MAX_RATE_PERIOD: Duration = Duration::from_secs(31 * 24 * 60 * 60);
 
 /// The limits of one queue (see the [module docs](self)). The default limits nothing.
 ///
@@ -65,6 +99,12 @@ pub struct QueueLimits {
     /// across every worker (`None`: no limit per key). From 1 to
     /// [`MAX_CONCURRENCY_LIMIT`].
     pub key_concurrency: Option<u32>,
+    /// At most this many jobs of the queue start in any window of time, across every
+    /// worker (`None`: no rate limit).
+    pub rate: Option<RateLimit>,
+    /// At most this many jobs with the same limit key start in any window of time in
+    /// the queue, across every worker (`None`: no rate limit per key).
+    pub key_rate: Option<RateLimit>,
 }
 
 impl QueueLimits {
@@ -87,9 +127,28 @@ impl QueueLimits {
         self
     }
 
+    /// Sets [`QueueLimits::rate`].
+    #[must_use]
+    pub fn rate(mut self, rate: RateLimit) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// Sets [`QueueLimits::key_rate`].
+    #[must_use]
+    pub fn key_rate(mut self, key_rate: RateLimit) -> Self {
+        self.key_rate = Some(key_rate);
+        self
+    }
+
     /// Whether these limits limit nothing (storing them removes the queue's limits).
     pub fn is_unlimited(&self) -> bool {
-        self.concurrency.is_none() && self.key_concurrency.is_none()
+        self.concurrency.is_none() && self.key_concurrency.is_none() && self.rate.is_none() && self.key_rate.is_none()
+    }
+
+    /// Whether a claim of the queue must look at its jobs' limit keys.
+    pub fn limits_keys(&self) -> bool {
+        self.key_concurrency.is_some() || self.key_rate.is_some()
     }
 
     /// Checks the limits before they are stored: a concurrency of 0 would stop the
@@ -97,7 +156,114 @@ impl QueueLimits {
     /// refused on every backend alike.
     pub fn validate(&self) -> Result<()> {
         check_concurrency("concurrency limit", self.concurrency)?;
-        check_concurrency("concurrency limit per key", self.key_concurrency)
+        check_concurrency("concurrency limit per key", self.key_concurrency)?;
+        for rate in [self.rate, self.key_rate].into_iter().flatten() {
+            rate.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// At most [`starts`](RateLimit::starts) jobs start in any window of
+/// [`period`](RateLimit::period) (see the [module docs](self)).
+///
+/// It reads and prints as `STARTS/PERIOD`, the period in
+/// [humantime](https://docs.rs/humantime) form:
+///
+/// ```
+/// use std::time::Duration;
+/// use haul_core::{QueueLimits, RateLimit};
+///
+/// let quota: RateLimit = "100/1m".parse()?;
+/// assert_eq!(quota, RateLimit::per_minute(100));
+/// assert_eq!(quota.to_string(), "100/1m");
+/// assert_eq!("5/500ms".parse::<RateLimit>()?, RateLimit::new(5, Duration::from_millis(500)));
+///
+/// // At most 100 starts a minute in the queue, and 2 a second per customer.
+/// let limits = QueueLimits::new().rate(quota).key_rate(RateLimit::per_second(2));
+/// assert!(limits.validate().is_ok());
+/// # Ok::<(), haul_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// How many jobs may start per period: from 1 to [`MAX_RATE_STARTS`].
+    pub starts: u32,
+    /// The window: whole milliseconds, from 1 ms to [`MAX_RATE_PERIOD`].
+    pub period: Duration,
+}
+
+impl RateLimit {
+    /// At most `starts` starts in any window of `period`.
+    pub fn new(starts: u32, period: Duration) -> Self {
+        Self { starts, period }
+    }
+
+    /// At most `starts` starts in any second.
+    pub fn per_second(starts: u32) -> Self {
+        Self::new(starts, Duration::from_secs(1))
+    }
+
+    /// At most `starts` starts in any minute.
+    pub fn per_minute(starts: u32) -> Self {
+        Self::new(starts, Duration::from_secs(60))
+    }
+
+    /// At most `starts` starts in any hour.
+    pub fn per_hour(starts: u32) -> Self {
+        Self::new(starts, Duration::from_secs(60 * 60))
+    }
+
+    /// The period in whole milliseconds (what storage keeps; see [`RateLimit::validate`]).
+    pub fn period_millis(&self) -> u64 {
+        u64::try_from(self.period.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Checks the limit: 1 to [`MAX_RATE_STARTS`] starts, a period of whole
+    /// milliseconds from 1 ms to [`MAX_RATE_PERIOD`].
+    pub fn validate(&self) -> Result<()> {
+        if self.starts == 0 {
+            return Err(Error::InvalidArgument(
+                "a rate limit must allow at least 1 start per period (pause the queue to stop it)".into(),
+            ));
+        }
+        if self.starts > MAX_RATE_STARTS {
+            return Err(Error::InvalidArgument(
+                format!("a rate limit allows at most {MAX_RATE_STARTS} starts per period").into(),
+            ));
+        }
+        if self.period < Duration::from_millis(1) || self.period > MAX_RATE_PERIOD {
+            return Err(Error::InvalidArgument("a rate limit's period must be from 1ms to 31 days".to_owned().into()));
+        }
+        if !self.period.subsec_nanos().is_multiple_of(1_000_000) {
+            return Err(Error::InvalidArgument("a rate limit's period must be whole milliseconds".into()));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.starts, humantime::format_duration(self.period))
+    }
+}
+
+impl FromStr for RateLimit {
+    type Err = Error;
+
+    /// Reads `STARTS/PERIOD` (`100/1m`, `5/500ms`, `1000/1day`) and checks it.
+    fn from_str(text: &str) -> Result<Self> {
+        let malformed = || {
+            Error::InvalidArgument(
+                format!("a rate limit reads STARTS/PERIOD, such as 100/1m or 5/500ms; got {text:?}").into(),
+            )
+        };
+        let (starts, period) = text.split_once('/').ok_or_else(malformed)?;
+        let starts = starts.trim().parse().map_err(|_| malformed())?;
+        let period = humantime::parse_duration(period.trim()).map_err(|_| malformed())?;
+        let rate = Self::new(starts, period);
+        rate.validate()?;
+        Ok(rate)
     }
 }
 
@@ -166,6 +332,37 @@ mod tests {
         assert!(QueueLimits::new().key_concurrency(MAX_CONCURRENCY_LIMIT + 1).validate().is_err());
         assert!(QueueLimits::new().key_concurrency(1).validate().is_ok());
         assert!(!QueueLimits::new().key_concurrency(1).is_unlimited());
+    }
+
+    #[test]
+    fn rate_limits_are_checked() {
+        assert!(RateLimit::per_second(1).validate().is_ok());
+        assert!(RateLimit::per_second(0).validate().is_err());
+        assert!(RateLimit::per_second(MAX_RATE_STARTS).validate().is_ok());
+        assert!(RateLimit::per_second(MAX_RATE_STARTS + 1).validate().is_err());
+        assert!(RateLimit::new(1, Duration::from_millis(1)).validate().is_ok());
+        assert!(RateLimit::new(1, Duration::from_micros(999)).validate().is_err());
+        assert!(RateLimit::new(1, Duration::from_micros(1_500)).validate().is_err());
+        assert!(RateLimit::new(1, MAX_RATE_PERIOD).validate().is_ok());
+        assert!(RateLimit::new(1, MAX_RATE_PERIOD + Duration::from_millis(1)).validate().is_err());
+        assert!(QueueLimits::new().key_rate(RateLimit::per_minute(0)).validate().is_err());
+        assert!(QueueLimits::new().rate(RateLimit::per_minute(0)).validate().is_err());
+        assert!(!QueueLimits::new().rate(RateLimit::per_minute(1)).is_unlimited());
+        assert!(QueueLimits::new().key_rate(RateLimit::per_minute(1)).limits_keys());
+        assert!(!QueueLimits::new().rate(RateLimit::per_minute(1)).limits_keys());
+    }
+
+    #[test]
+    fn rate_limits_read_and_print_as_starts_per_period() {
+        assert_eq!("100/1m".parse::<RateLimit>().ok(), Some(RateLimit::per_minute(100)));
+        assert_eq!(" 3 / 1h ".parse::<RateLimit>().ok(), Some(RateLimit::per_hour(3)));
+        assert_eq!("1000/1day".parse::<RateLimit>().ok(), Some(RateLimit::new(1000, Duration::from_secs(86_400))));
+        for bad in ["100", "/1m", "x/1m", "100/", "100/soon", "0/1m", "-1/1m", "1/0s"] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
+        }
+        for rate in [RateLimit::per_second(7), RateLimit::new(5, Duration::from_millis(1_500))] {
+            assert_eq!(rate.to_string().parse::<RateLimit>().ok(), Some(rate));
+        }
     }
 
     #[test]

@@ -55,7 +55,23 @@ pub trait Storage: Admin + Send + Sync + 'static {
     /// the limit; the claim looks at no more than
     /// [`KEY_LIMIT_SCAN`](crate::KEY_LIMIT_SCAN) of the queue's available jobs, in
     /// claim order. Jobs without a key are not capped per key.
+    ///
+    /// A queue with a rate limit ([`QueueLimits::rate`](crate::QueueLimits::rate),
+    /// [`QueueLimits::key_rate`](crate::QueueLimits::key_rate)) gets a job from a
+    /// claim at time `t` only while fewer than the limit's `starts` jobs of the queue
+    /// (or of the job's key) were claimed in `(t - period, t]`, the jobs this claim
+    /// took before it included; every claimed job is recorded as a start at `t`. Jobs
+    /// held back stay available and keep their attempt count, as above. Every limit
+    /// applies together; the key scan bound covers any per-key limit.
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>>;
+
+    /// Claims like [`Storage::claim`] and also tells how long until a rate limit that
+    /// held back a job lets another one start ([`PacedClaim::rate_limited_for`]): the
+    /// worker claims again then instead of polling. Backends with rate limits override
+    /// it (and implement `claim` as its jobs); the default knows of no rate limit.
+    async fn claim_paced(&self, params: ClaimParams) -> Result<PacedClaim> {
+        Ok(PacedClaim::new(self.claim(params).await?))
+    }
 
     /// Records the outcomes of attempts. Each is fenced by its claim: an outcome whose
     /// lease token no longer matches a running job is rejected, not applied. A batch may
@@ -228,6 +244,35 @@ impl ClaimParams {
     /// Sets the clock override.
     pub fn now(mut self, now: Timestamp) -> Self {
         self.now = Some(now);
+        self
+    }
+}
+
+/// What [`Storage::claim_paced`] returns.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct PacedClaim {
+    /// The claimed jobs, as [`Storage::claim`] returns them.
+    pub jobs: Vec<JobRecord>,
+    /// `Some(d)` when a rate limit held back an available job of the claim's queues
+    /// that the claim would otherwise have taken: `d` is the time, from the claim's
+    /// clock, until the earliest of the limits that held a job back lets one more
+    /// start (when its `starts`-th most recent start leaves the window). `None` when no
+    /// rate limit held a job back; a claim that took `limit` jobs may also leave it
+    /// `None` (its claimer claims again as soon as it has room anyway).
+    pub rate_limited_for: Option<Duration>,
+}
+
+impl PacedClaim {
+    /// A claim no rate limit held back.
+    pub fn new(jobs: Vec<JobRecord>) -> Self {
+        Self { jobs, rate_limited_for: None }
+    }
+
+    /// Sets [`PacedClaim::rate_limited_for`].
+    #[must_use]
+    pub fn rate_limited_for(mut self, wait: Option<Duration>) -> Self {
+        self.rate_limited_for = wait;
         self
     }
 }
@@ -476,6 +521,9 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
         (**self).claim(params).await
+    }
+    async fn claim_paced(&self, params: ClaimParams) -> Result<PacedClaim> {
+        (**self).claim_paced(params).await
     }
     async fn report(&self, params: ReportParams) -> Result<ReportOutcome> {
         (**self).report(params).await

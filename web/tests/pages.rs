@@ -27,6 +27,15 @@ async fn the_overview_shows_counts_pauses_throughput_leader_and_workers() {
     storage.set_queue_limits("mail", haul::QueueLimits::new().concurrency(3).key_concurrency(2)).await.unwrap();
     storage.set_queue_limits("idle", haul::QueueLimits::new().concurrency(1)).await.unwrap();
     storage.set_queue_limits("keyed", haul::QueueLimits::new().key_concurrency(1)).await.unwrap();
+    let rates =
+        haul::QueueLimits::new().rate(haul::RateLimit::per_minute(100)).key_rate(haul::RateLimit::per_second(2));
+    storage.set_queue_limits("paced", rates).await.unwrap();
+    let every = haul::QueueLimits::new()
+        .concurrency(5)
+        .key_concurrency(1)
+        .rate(haul::RateLimit::new(30, Duration::from_millis(1_500)))
+        .key_rate(haul::RateLimit::per_hour(3));
+    storage.set_queue_limits("every", every).await.unwrap();
     let now = Utc::now();
     let beat =
         WorkerBeat::new("worker-1", now, Duration::from_secs(60)).process("host-a", 42).serving(vec!["mail".into()], 4);
@@ -64,7 +73,13 @@ async fn the_overview_shows_counts_pauses_throughput_leader_and_workers() {
     assert!(html.contains(">at most 1 at once</span>"), "{html}");
     assert!(html.contains("data-queue=\"keyed\""), "a queue limited per key only has its row: {html}");
     assert!(html.contains(">at most 1 per key</span>"), "{html}");
-    assert_eq!(html.matches("limit-badge").count(), 3, "reports has no limit");
+    assert!(html.contains("data-queue=\"paced\""), "a queue with rate limits only has its row: {html}");
+    assert!(html.contains(">at most 100 per 1m, 2 per 1s per key</span>"), "both rates of paced: {html}");
+    assert!(
+        html.contains(">at most 5 at once, 1 per key, 30 per 1s 500ms, 3 per 1h per key</span>"),
+        "every limit, in order: {html}"
+    );
+    assert_eq!(html.matches("limit-badge").count(), 5, "reports has no limit");
     assert!(html.contains("<svg id=\"throughput\""));
     assert!(
         html.contains("10 completed, 2 failed"),

@@ -40,7 +40,15 @@
 //!   concurrency limit gives no more than the limit minus its running jobs; one with a
 //!   limit per key walks at most [`KEY_LIMIT_SCAN`](haul_core::KEY_LIMIT_SCAN) of its
 //!   available jobs and takes a job with a limit key only while the key's running jobs
-//!   and the jobs of the key taken before it in this claim are under the limit.
+//!   and the jobs of the key taken before it in this claim are under the limit. A
+//!   queue with a rate limit gives a job only while its starts logged in
+//!   `(now - period, now]` and the jobs taken before it in this claim are under the
+//!   limit (per key for a rate limit per key, walking at most `KEY_LIMIT_SCAN` jobs);
+//!   once its own rate is full it gives nothing more. Every claimed job is logged as a
+//!   start at `now` for its queue's rate limits (only queues with one log starts). The
+//!   claim (`claim_paced`) tells, when a rate limit held back a job it would otherwise
+//!   have taken (it had room under `limit` and the concurrency limits), how long until
+//!   the earliest such limit lets one more start.
 //! - **report** applies an outcome only if the job is `running` under the claim's
 //!   token, else rejects it. Completed, discarded and cancelled jobs get
 //!   `finished_at`; a failure appends to the error history and is `retryable` at
@@ -95,12 +103,16 @@
 //! jobs per queue and limit key, pending jobs by due time, running jobs by lease
 //! deadline, finished jobs by finish time), so claiming or promoting `k` jobs costs
 //! `O(k log n)`, not a scan; a claim of a queue with a limit per key looks at up to
-//! [`KEY_LIMIT_SCAN`](haul_core::KEY_LIMIT_SCAN) more jobs.
+//! [`KEY_LIMIT_SCAN`](haul_core::KEY_LIMIT_SCAN) more jobs. A rate limit keeps at
+//! most its `starts` most recent start times per queue (or key) within its period; a
+//! key's log is dropped once its starts left the window, and a queue's logs with its
+//! rate limits. A claim of queues without a rate limit logs nothing.
 
 mod cluster;
 mod index;
 mod lifecycle;
 mod periodic;
+mod rate;
 mod storage_impl;
 mod store;
 #[cfg(test)]

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use haul_core::{
     AttemptError, Claim, EnqueueOutcome, Error, HeartbeatOutcome, JobId, JobOutcome, JobRecord, JobState, NewJob,
-    Report, ReportOutcome, RescueOutcome, Result, Retention, Timestamp,
+    PacedClaim, Report, ReportOutcome, RescueOutcome, Result, Retention, Timestamp,
 };
 
 use crate::{
-    store::Store,
-    time::{after, before},
+    store::{Claimable, Store},
+    time::{after, before, between},
     unique::BatchUniques,
     wake::Wake,
 };
@@ -79,13 +79,15 @@ impl Store {
         }
     }
 
-    /// Claims up to `request.limit` available jobs, in claim order.
-    pub(crate) fn claim(&mut self, request: &ClaimRequest<'_>, now: Timestamp) -> Vec<JobRecord> {
+    /// Claims up to `request.limit` available jobs, in claim order, logging their
+    /// starts for the rate limits of their queues, and tells how long until a rate
+    /// limit that held back a job lets one more start.
+    pub(crate) fn claim(&mut self, request: &ClaimRequest<'_>, now: Timestamp) -> PacedClaim {
         if request.limit == 0 {
-            return Vec::new();
+            return PacedClaim::default();
         }
         let deadline = after(now, request.lease);
-        let ids = self.claimable(request.queues, request.limit);
+        let Claimable { ids, rate_limited_until } = self.claimable(request.queues, request.limit, now);
         let mut claimed = Vec::with_capacity(ids.len());
         for id in ids {
             let token = self.new_token();
@@ -101,7 +103,10 @@ impl Store {
                 claimed.push(job.get().clone());
             }
         }
-        claimed
+        if self.any_rate_limit(request.queues) {
+            self.record_starts(&claimed, now);
+        }
+        PacedClaim::new(claimed).rate_limited_for(rate_limited_until.map(|until| between(now, until)))
     }
 
     /// Applies each outcome whose claim still holds its job; rejects the others.

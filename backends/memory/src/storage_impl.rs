@@ -6,9 +6,9 @@ use std::sync::{MutexGuard, PoisonError};
 use async_trait::async_trait;
 use haul_core::{
     Admin, AdminAction, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter,
-    JobId, JobRecord, JobState, Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams,
-    QueueCounts, QueueLimits, QueueLimitsRecord, ReportOutcome, ReportParams, RescueOutcome, Result, Storage,
-    ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord, validate_queue_name,
+    JobId, JobRecord, JobState, Leadership, LeadershipParams, ListParams, PacedClaim, PeriodicRecord, PeriodicUpdate,
+    PruneParams, QueueCounts, QueueLimits, QueueLimitsRecord, ReportOutcome, ReportParams, RescueOutcome, Result,
+    Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord, validate_queue_name,
 };
 
 use crate::{MemoryStorage, lifecycle::ClaimRequest, store::Store, time::now_or_clock, wake::Wake};
@@ -41,6 +41,10 @@ impl Storage for MemoryStorage {
     }
 
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
+        Ok(self.claim_paced(params).await?.jobs)
+    }
+
+    async fn claim_paced(&self, params: ClaimParams) -> Result<PacedClaim> {
         for queue in &params.queues {
             validate_queue_name(queue)?;
         }
@@ -150,13 +154,7 @@ impl Admin for MemoryStorage {
     async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
         validate_queue_name(queue)?;
         limits.validate()?;
-        let mut store = self.store();
-        if limits.is_unlimited() {
-            store.limits.remove(queue);
-        } else {
-            store.limits.insert(queue.to_owned(), limits);
-        }
-        drop(store);
+        self.store().set_limits(queue, limits);
         // A raised or removed limit may let waiting jobs run.
         self.shared.wakeups.notify(queue);
         Ok(())

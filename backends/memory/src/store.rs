@@ -19,6 +19,7 @@ use crate::{
     cluster::Cluster,
     index::{AvailableKey, FINISHED_STATES, Index, QueueIndex, TimeKey, state_slot},
     periodic::Periodics,
+    rate::{RateLogs, full_until_unlogged},
 };
 
 /// Every job of one storage, with its indexes.
@@ -39,8 +40,60 @@ pub(crate) struct Store {
     pub(crate) periodic: Periodics,
     /// The per-minute throughput samples, under the same lock as the jobs.
     pub(crate) throughput: crate::throughput::Throughput,
-    /// The queues' stored limits (never unlimited ones), in queue order.
+    /// The queues' stored limits (never unlimited ones), in queue order. Changed
+    /// through [`Store::set_limits`], which keeps `rates` in step.
     pub(crate) limits: BTreeMap<String, QueueLimits>,
+    /// The logged starts of the queues with rate limits.
+    rates: RateLogs,
+}
+
+/// What a claim may take (see [`Store::claimable`]).
+#[derive(Debug, Default)]
+pub(crate) struct Claimable {
+    /// The ids of the jobs to claim, in claim order.
+    pub(crate) ids: Vec<JobId>,
+    /// When the earliest rate limit that held back a job the claim would otherwise have
+    /// taken lets one more start (`None`: no rate limit held such a job back).
+    pub(crate) rate_limited_until: Option<Timestamp>,
+}
+
+impl Claimable {
+    /// The claim of `keys` (what the claim takes of at most `limit`), given the jobs
+    /// rate limits `held` back. A held-back job counts if the claim would otherwise
+    /// have taken it: the claim has room left, or the job comes before its last one.
+    fn of(keys: Vec<AvailableKey>, limit: usize, held: &[Held]) -> Self {
+        let cutoff = if keys.len() < limit { None } else { keys.last().copied() };
+        let rate_limited_until =
+            held.iter().filter(|held| cutoff.is_none_or(|last| held.entry < last)).map(|held| held.until).min();
+        Self { ids: keys.into_iter().map(|(_, _, id)| id).collect(), rate_limited_until }
+    }
+}
+
+/// What one queue may give a claim (see [`Store::takeable`]).
+#[derive(Debug, Default)]
+struct Takeable {
+    /// The jobs it may give, in claim order.
+    keys: Vec<AvailableKey>,
+    /// The jobs a rate limit held back that would have fitted every other limit, in
+    /// claim order. A job is noted only if its limit frees up sooner than that of the
+    /// job noted before it (a later job counts only when an earlier one does).
+    held: Vec<Held>,
+}
+
+impl Takeable {
+    /// Notes that a rate limit full until `until` held back the job at `entry`.
+    fn hold(&mut self, entry: AvailableKey, until: Timestamp) {
+        if self.held.last().is_none_or(|last| until < last.until) {
+            self.held.push(Held { entry, until });
+        }
+    }
+}
+
+/// A job a rate limit held back, and when that limit lets one more start.
+#[derive(Debug)]
+struct Held {
+    entry: AvailableKey,
+    until: Timestamp,
 }
 
 /// Lease tokens: a random prefix per store and a counter, so every claim of this
@@ -166,31 +219,36 @@ impl Store {
         self.index.forget_if_unused(queue);
     }
 
-    /// The ids of up to `limit` available jobs of the unpaused `queues`, in claim order,
-    /// no more of a queue than its limits leave room for (see [`Store::takeable`]).
-    pub(crate) fn claimable(&self, queues: &[String], limit: usize) -> Vec<JobId> {
+    /// The ids of up to `limit` available jobs of the unpaused `queues` a claim at `now`
+    /// may take, in claim order, no more of a queue than its limits leave room for (see
+    /// [`Store::takeable`]), and when a rate limit that held back a job the claim would
+    /// otherwise have taken lets one more start.
+    pub(crate) fn claimable(&self, queues: &[String], limit: usize, now: Timestamp) -> Claimable {
         let mut open = queues.iter().filter_map(|name| {
             let queue = self.index.queues.get(name.as_str())?;
             let room = self.room(name, queue).min(limit);
             (!queue.paused && room > 0 && !queue.available.is_empty()).then_some((name.as_str(), queue, room))
         });
-        let (Some(first), second) = (open.next(), open.next()) else { return Vec::new() };
+        let (Some(first), second) = (open.next(), open.next()) else { return Claimable::default() };
         let Some(second) = second else {
             let (name, queue, room) = first;
-            return self.takeable(name, queue, room).into_iter().map(|(_, _, id)| id).collect();
+            let Takeable { keys, held } = self.takeable(name, queue, room, now);
+            return Claimable::of(keys, limit, &held);
         };
         // Several queues: merge what each may give. A queue named twice gives the same
         // keys twice, which `dedup` removes once sorted. Any claim-order prefix of what
         // a queue may give is within its limits too, so truncating the merge is safe.
-        let mut keys: Vec<AvailableKey> = [first, second]
-            .into_iter()
-            .chain(open)
-            .flat_map(|(name, queue, room)| self.takeable(name, queue, room))
-            .collect();
+        let mut keys: Vec<AvailableKey> = Vec::new();
+        let mut held: Vec<Held> = Vec::new();
+        for (name, queue, room) in [first, second].into_iter().chain(open) {
+            let takeable = self.takeable(name, queue, room, now);
+            keys.extend(takeable.keys);
+            held.extend(takeable.held);
+        }
         keys.sort_unstable();
         keys.dedup();
         keys.truncate(limit);
-        keys.into_iter().map(|(_, _, id)| id).collect()
+        Claimable::of(keys, limit, &held)
     }
 
     /// How many more jobs of `queue` may run: its concurrency limit minus its running
@@ -203,31 +261,110 @@ impl Store {
         usize::try_from(u64::from(limit).saturating_sub(running)).unwrap_or(usize::MAX)
     }
 
-    /// The keys of up to `room` available jobs of `queue` (named `name`) one claim may
-    /// take, in claim order. Without a limit per key, the first `room`. With one, the
-    /// claim looks at no more than [`KEY_LIMIT_SCAN`] jobs and takes a job with a limit
-    /// key only while the key's running jobs and the jobs of the key it took before are
-    /// under the limit; a job without a key is not capped per key.
-    fn takeable(&self, name: &str, queue: &QueueIndex, room: usize) -> Vec<AvailableKey> {
-        let Some(per_key) = self.limits.get(name).and_then(|limits| limits.key_concurrency) else {
-            return queue.available.iter().take(room).copied().collect();
+    /// The keys of up to `room` available jobs of `queue` (named `name`) a claim at
+    /// `now` may take, in claim order, and the jobs a rate limit held back. Without a
+    /// limit per key or a rate limit, the first `room`. With a limit per key, the claim
+    /// looks at no more than [`KEY_LIMIT_SCAN`] jobs and takes a job with a limit key
+    /// only while the key's running jobs and the jobs of the key it took before are
+    /// under the limit; a job without a key is not capped per key. With a rate limit,
+    /// it takes a job only while the queue's (and, with a rate limit per key, the job's
+    /// key's) logged starts in the window and the jobs it took before are under the
+    /// limit; once the queue's rate is full it takes nothing more.
+    fn takeable(&self, name: &str, queue: &QueueIndex, room: usize, now: Timestamp) -> Takeable {
+        let Some(limits) = self.limits.get(name).filter(|limits| limits.limits_keys() || limits.rate.is_some()) else {
+            return Takeable { keys: queue.available.iter().take(room).copied().collect(), held: Vec::new() };
         };
-        let mut taken = Vec::new();
+        let scan = if limits.limits_keys() { KEY_LIMIT_SCAN } else { usize::MAX };
+        let mut takeable = Takeable::default();
         let mut taken_per_key: HashMap<&str, u64> = HashMap::new();
-        for &entry in queue.available.iter().take(KEY_LIMIT_SCAN) {
-            if taken.len() >= room {
+        for &entry in queue.available.iter().take(scan) {
+            if takeable.keys.len() >= room {
                 break;
             }
-            if let Some(key) = self.limit_key_of(entry) {
-                let taken_of_key = taken_per_key.entry(key).or_insert(0);
-                if queue.running_with_key(key) + *taken_of_key >= u64::from(per_key) {
-                    continue;
-                }
-                *taken_of_key += 1;
+            let key = if limits.limits_keys() { self.limit_key_of(entry) } else { None };
+            let taken_of_key = key.map_or(0, |key| taken_per_key.get(key).copied().unwrap_or(0));
+            if let (Some(key), Some(per_key)) = (key, limits.key_concurrency)
+                && queue.running_with_key(key) + taken_of_key >= u64::from(per_key)
+            {
+                continue;
             }
-            taken.push(entry);
+            if let Some(until) = self.queue_rate_full_until(name, limits, now, takeable.keys.len()) {
+                takeable.hold(entry, until);
+                break;
+            }
+            if let Some(until) = key.and_then(|key| self.key_rate_full_until(name, key, limits, now, taken_of_key)) {
+                takeable.hold(entry, until);
+                continue;
+            }
+            if let Some(key) = key {
+                *taken_per_key.entry(key).or_insert(0) += 1;
+            }
+            takeable.keys.push(entry);
         }
-        taken
+        takeable
+    }
+
+    /// When the queue's rate limit lets one more job start, if it is full at `now` once
+    /// the claim's `taken` jobs of the queue count.
+    fn queue_rate_full_until(
+        &self,
+        name: &str,
+        limits: &QueueLimits,
+        now: Timestamp,
+        taken: usize,
+    ) -> Option<Timestamp> {
+        let rate = limits.rate.as_ref()?;
+        let taken = u64::try_from(taken).unwrap_or(u64::MAX);
+        match self.rates.queue(name) {
+            Some(starts) => starts.full_until(rate, now, taken),
+            None => full_until_unlogged(rate, now, taken),
+        }
+    }
+
+    /// When the rate limit per key lets one more job of `key` start, if it is full at
+    /// `now` once the claim's `taken` jobs of the key count.
+    fn key_rate_full_until(
+        &self,
+        name: &str,
+        key: &str,
+        limits: &QueueLimits,
+        now: Timestamp,
+        taken: u64,
+    ) -> Option<Timestamp> {
+        let rate = limits.key_rate.as_ref()?;
+        match self.rates.key(name, key) {
+            Some(starts) => starts.full_until(rate, now, taken),
+            None => full_until_unlogged(rate, now, taken),
+        }
+    }
+
+    /// Sets the stored limits of `queue` (unlimited ones remove them) and drops the
+    /// logged starts its rate limits no longer need.
+    pub(crate) fn set_limits(&mut self, queue: &str, limits: QueueLimits) {
+        if limits.is_unlimited() {
+            self.limits.remove(queue);
+        } else {
+            self.limits.insert(queue.to_owned(), limits);
+        }
+        self.rates.keep_only_limited(queue, &limits);
+    }
+
+    /// Logs the starts of the jobs just claimed at `now` for the rate limits of their
+    /// queues.
+    pub(crate) fn record_starts(&mut self, claimed: &[JobRecord], now: Timestamp) {
+        for job in claimed {
+            if let Some(limits) = self.limits.get(job.queue.as_str()) {
+                self.rates.record(&job.queue, job.limit_key.as_deref(), limits, now);
+            }
+        }
+    }
+
+    /// Whether a claim of `queues` must log its starts: one of them has a rate limit.
+    pub(crate) fn any_rate_limit(&self, queues: &[String]) -> bool {
+        !self.limits.is_empty()
+            && queues.iter().any(|queue| {
+                self.limits.get(queue.as_str()).is_some_and(|limits| limits.rate.is_some() || limits.key_rate.is_some())
+            })
     }
 
     /// The limit key of the available job at `entry`, if it has one.

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use haul_core::{Claim, JobId, JobOutcome, JobRecord, JobState, NewJob, QueueLimits, Report, Retention, RunAt};
+use haul_core::{
+    Claim, JobId, JobOutcome, JobRecord, JobState, NewJob, QueueLimits, RateLimit, Report, Retention, RunAt, Timestamp,
+};
 use serde_json::json;
 
 use crate::{lifecycle::ClaimRequest, store::Store, wake::Wake};
@@ -39,6 +41,39 @@ const LIMIT_KEYS: [Option<&str>; 4] = [None, Some("k1"), Some("k2"), Some("k3")]
 const LIMITED_QUEUE: &str = "a";
 const CONCURRENCY: u32 = 4;
 const KEY_CONCURRENCY: u32 = 2;
+
+/// The rate limit of queue `c`, and the rate limit per key of queue `b`.
+const RATE_QUEUE: &str = "c";
+const RATE: (u32, i64) = (3, 5);
+const KEY_RATE_QUEUE: &str = "b";
+const KEY_RATE: (u32, i64) = (2, 7);
+
+fn rate((starts, seconds): (u32, i64)) -> RateLimit {
+    RateLimit::new(starts, Duration::from_secs(seconds.unsigned_abs()))
+}
+
+/// Checks that no more than `starts` of the `logged` starts (queue, limit key, time)
+/// in `queue` fall in the window of `seconds` ending at `now`, in all (`per_key`
+/// false) or per limit key.
+fn assert_within_rate(
+    logged: &[(String, Option<String>, Timestamp)],
+    queue: &str,
+    (starts, seconds): (u32, i64),
+    per_key: bool,
+    now: Timestamp,
+) {
+    let mut counts = std::collections::HashMap::new();
+    let recent = logged.iter().filter(|(q, _, at)| q == queue && *at > now - TimeDelta::seconds(seconds));
+    for (_, key, _) in recent {
+        if per_key && key.is_none() {
+            continue;
+        }
+        let scope = if per_key { key.clone() } else { None };
+        let count = counts.entry(scope).or_insert(0_u32);
+        *count += 1;
+        assert!(*count <= starts, "{count} starts of {queue} ({key:?}) within {seconds}s of {now}");
+    }
+}
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -82,7 +117,9 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
     let mut seen_states = std::collections::BTreeSet::new();
     let limits = QueueLimits::new().concurrency(CONCURRENCY).key_concurrency(KEY_CONCURRENCY);
     store.limits.insert(LIMITED_QUEUE.to_owned(), limits);
-    store.limits.insert("b".to_owned(), QueueLimits::new().key_concurrency(1));
+    store.limits.insert(KEY_RATE_QUEUE.to_owned(), QueueLimits::new().key_concurrency(1).key_rate(rate(KEY_RATE)));
+    store.limits.insert(RATE_QUEUE.to_owned(), QueueLimits::new().rate(rate(RATE)));
+    let mut starts: Vec<(String, Option<String>, Timestamp)> = Vec::new();
 
     for step in 0..4_000 {
         let mut wake = Wake::default();
@@ -116,9 +153,12 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                     lease: secs(rng.below(20)),
                     worker_id: "w",
                 };
-                for job in store.claim(&request, now) {
+                for job in store.claim(&request, now).jobs {
                     claims.push(job.claim().unwrap());
+                    starts.push((job.queue.clone(), job.limit_key.clone(), now));
                 }
+                assert_within_rate(&starts, RATE_QUEUE, RATE, false, now);
+                assert_within_rate(&starts, KEY_RATE_QUEUE, KEY_RATE, true, now);
             }
             4 | 5 => {
                 if let Some(&claim) = rng.pick(&claims) {
@@ -164,6 +204,7 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
             }
         }
         // Keep the scans of the test itself short.
+        starts.retain(|(_, _, at)| *at > now - TimeDelta::seconds(KEY_RATE.1.max(RATE.1)));
         ids.retain(|&id| store.contains(id));
         claims.retain(|claim| store.get(claim.id).is_some_and(|job| job.lease_token == Some(claim.token)));
     }

@@ -20,6 +20,11 @@ pub(crate) fn before(at: Timestamp, span: Duration) -> Timestamp {
     TimeDelta::from_std(span).ok().and_then(|span| at.checked_sub_signed(span)).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// The time from `from` until `until`, zero when `until` is not later.
+pub(crate) fn between(from: Timestamp, until: Timestamp) -> Duration {
+    (until - from).to_std().unwrap_or(Duration::ZERO)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

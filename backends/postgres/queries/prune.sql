@@ -1,5 +1,6 @@
 -- Deletes at most $5 finished jobs older than their state's retention (measured from
 -- finished_at). Rows another transaction holds are skipped.
+-- The starts of rate limits are pruned by prune_rate_starts.sql.
 --
 -- $1 now           timestamptz  clock override (NULL: the database clock)
 -- $2 completed_us  bigint       retention of completed jobs, in microseconds

@@ -8,10 +8,10 @@ use std::{
 use async_trait::async_trait;
 use haul_core::{
     Admin, AdminAction, Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams,
-    JobFilter, JobId, JobOutcome, JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PeriodicRecord,
-    PeriodicUpdate, PruneParams, QueueCounts, QueueLimits, QueueLimitsRecord, ReportOutcome, ReportParams,
-    RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord, storable_text,
-    validate_queue_name,
+    JobFilter, JobId, JobOutcome, JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PacedClaim,
+    PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, QueueLimits, QueueLimitsRecord, ReportOutcome,
+    ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    storable_text, validate_queue_name,
 };
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
@@ -129,23 +129,31 @@ impl Storage for PostgresStorage {
         Ok(inserted.outcome)
     }
 
+    /// [`Storage::claim_paced`]'s jobs.
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
+        Ok(self.claim_paced(params).await?.jobs)
+    }
+
+    /// The claim (see [`crate::limits`] for its two paths). Only the limited path of a
+    /// claim with a rate-limited queue can say how long a rate holds jobs back.
+    async fn claim_paced(&self, params: ClaimParams) -> Result<PacedClaim> {
         if params.limit == 0 || params.queues.is_empty() {
-            return Ok(Vec::new());
+            return Ok(PacedClaim::default());
         }
         let claim_starts = &self.inner.claim_starts;
         let starts = claim_starts.starts(&params.queues, Instant::now());
         // A claim of a limited queue takes the limited path (see crate::limits).
         let limited = self.limited_queues().await?;
-        let (rows, slow) = if params.queues.iter().any(|queue| limited.contains(queue)) {
+        let (rows, slow, rate_limited_for) = if params.queues.iter().any(|queue| limited.contains(queue)) {
             self.claim_limited(&params, &starts, &limited).await?
         } else {
-            self.claim_unlimited(&params, &starts).await?
+            let (rows, slow) = self.claim_unlimited(&params, &starts).await?;
+            (rows, slow, None)
         };
         let mut records = rows.iter().map(decode_record).collect::<Result<Vec<_>>>()?;
         records.sort_by_key(|record| (record.priority, record.run_at, record.id));
         claim_starts.record(&params.queues, &starts, &records, slow, Instant::now());
-        Ok(records)
+        Ok(PacedClaim::new(records).rate_limited_for(rate_limited_for))
     }
 
     async fn report(&self, params: ReportParams) -> Result<ReportOutcome> {
@@ -278,6 +286,7 @@ impl Storage for PostgresStorage {
             .execute(&self.inner.pool)
             .await
             .map_err(map_sqlx_error)?;
+        self.prune_rate_starts(params.now, params.limit).await?;
         Ok(result.rows_affected())
     }
 

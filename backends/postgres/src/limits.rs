@@ -1,8 +1,8 @@
 //! Queue limits ([`haul_core::limits`]): storing them, and the claims of limited queues.
 //!
-//! Limits live in `<schema>.queue_limits` (migrations 0010 and 0011), one row per
-//! limited queue: a queue with a concurrency limit, a limit per key, or both (a row
-//! always sets one of them). A claim takes one of two paths:
+//! Limits live in `<schema>.queue_limits` (migrations 0010, 0011 and 0012), one row
+//! per limited queue: a queue with a concurrency limit, a limit per key, a rate, a rate
+//! per key, or several (a row always sets one of them). A claim takes one of two paths:
 //!
 //! - **Unlimited** (none of its queues is limited, as far as this storage handle
 //!   knows): the one claim statement (`claim.sql`, `claim_one_queue.sql`), as fast as
@@ -23,6 +23,20 @@
 //! applies within [`REFRESH_AFTER`], during which the handle's claims of the queue come
 //! back empty (the guard), never over the limit.
 //!
+//! Rates (migration 0012): a queue with a rate or a rate per key is a limited queue,
+//! and its claims take the limited path, whose row lock serializes them as it does
+//! for the concurrency limits. `claim_limited.sql` counts each rate scope's starts
+//! within the period (`rate_limit_starts`, on the snapshot taken after the lock),
+//! takes at most what the rates allow, records a start per claimed job at the claim's
+//! time, and deletes the starts of the scopes it touched that left their period;
+//! `prune.sql` deletes the rest (scopes never claimed again, and those of a removed
+//! rate). When the claim may have had a job held back by a rate (it came back short,
+//! or full with a held job possibly before its last one), a third statement,
+//! `rate_limited_for.sql`, still under the lock, reads how long until a full scope
+//! lets one more start ([`haul_core::PacedClaim::rate_limited_for`]). A claim of
+//! queues without a rate runs no more statements than before, and no scan of the
+//! start log runs in its plan.
+//!
 //! Storing limits first locks the table (`lock_queue_limits_table.sql`), which waits
 //! for the unlimited claims in flight: a claim that began before its queue became
 //! limited cannot commit after a limited claim counted the queue's running jobs.
@@ -33,7 +47,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use haul_core::{ClaimParams, Error, KEY_LIMIT_SCAN, QueueLimits, QueueLimitsRecord, Result, validate_queue_name};
+use haul_core::{
+    ClaimParams, Error, KEY_LIMIT_SCAN, QueueLimits, QueueLimitsRecord, RateLimit, Result, Timestamp,
+    validate_queue_name,
+};
 use sqlx::{Connection, Row, postgres::PgRow};
 
 use crate::{PostgresStorage, claim_start::WalkStart, error::map_sqlx_error, row::micros};
@@ -136,6 +153,27 @@ impl LimitedQueues {
 }
 
 impl PostgresStorage {
+    /// Deletes the starts no rate limit counts any more (`prune_rate_starts.sql`), in
+    /// batches of `batch` until one comes back short: part of [`Storage::prune`], which
+    /// counts only the jobs it deletes.
+    ///
+    /// [`Storage::prune`]: haul_core::Storage::prune
+    pub(crate) async fn prune_rate_starts(&self, now: Option<Timestamp>, batch: usize) -> Result<()> {
+        let full_batch = u64::try_from(batch).unwrap_or(u64::MAX);
+        loop {
+            let deleted = sqlx::query(self.inner.queries.prune_rate_starts.clone())
+                .bind(now)
+                .bind(crate::backend::limit(batch))
+                .execute(&self.inner.pool)
+                .await
+                .map_err(map_sqlx_error)?
+                .rows_affected();
+            if deleted < full_batch {
+                return Ok(());
+            }
+        }
+    }
+
     /// The limited queues (a concurrency limit, a limit per key, or both), as this
     /// handle knows them (see [`crate::limits`]).
     pub(crate) async fn limited_queues(&self) -> Result<Arc<HashSet<String>>> {
@@ -162,15 +200,17 @@ impl PostgresStorage {
     }
 
     /// The limited path of a claim: one transaction that locks the limit rows of the
-    /// claim's limited queues, then claims within their caps (`claim_limited.sql`).
-    /// Returns the rows and whether the claim statement was slow (see
-    /// [`crate::slow`]).
+    /// claim's limited queues, then claims within their caps and rates
+    /// (`claim_limited.sql`), then, when the claim came back short and one of them has
+    /// a rate, reads how long until a rate that held a job back lets one more start
+    /// (`rate_limited_for.sql`). Returns the rows, whether the claim statement was slow
+    /// (see [`crate::slow`]), and that wait.
     pub(crate) async fn claim_limited(
         &self,
         params: &ClaimParams,
         starts: &[Option<WalkStart>],
         known: &HashSet<String>,
-    ) -> Result<(Vec<PgRow>, bool)> {
+    ) -> Result<(Vec<PgRow>, bool, Option<Duration>)> {
         let queries = &self.inner.queries;
         let mut conn = self.inner.pool.acquire().await.map_err(map_sqlx_error)?;
         // The claim statement's snapshot must be taken after the lock (a database or
@@ -184,14 +224,8 @@ impl PostgresStorage {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
-        let mut limited = Vec::with_capacity(locked.len());
-        let mut concurrency = Vec::with_capacity(locked.len());
-        let mut key_concurrency = Vec::with_capacity(locked.len());
-        for row in &locked {
-            limited.push(row.try_get::<String, _>("queue").map_err(map_sqlx_error)?);
-            concurrency.push(row.try_get::<Option<i32>, _>("concurrency").map_err(map_sqlx_error)?);
-            key_concurrency.push(row.try_get::<Option<i32>, _>("key_concurrency").map_err(map_sqlx_error)?);
-        }
+        let locked = locked.iter().map(LockedRow::decode).collect::<Result<Vec<_>>>()?;
+        let limits = LockedLimits::of(&locked);
         let rows = sqlx::query(queries.claim_limited.clone())
             .bind(params.now)
             .bind(&params.queues)
@@ -200,23 +234,59 @@ impl PostgresStorage {
             .bind(&params.worker_id)
             .bind(starts.iter().map(|start| start.map(|start| start.priority)).collect::<Vec<_>>())
             .bind(starts.iter().map(|start| start.map(|start| start.run_at)).collect::<Vec<_>>())
-            .bind(&limited)
-            .bind(&concurrency)
-            .bind(&key_concurrency)
+            .bind(&limits.queues)
+            .bind(&limits.concurrency)
+            .bind(&limits.key_concurrency)
             .bind(crate::backend::limit(KEY_LIMIT_SCAN))
+            .bind(&limits.rate_starts)
+            .bind(&limits.rate_period_ms)
+            .bind(&limits.key_rate_starts)
+            .bind(&limits.key_rate_period_ms)
             .fetch_all(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
+        // Only a short claim has room for a job a rate held back (a full claim may
+        // leave `rate_limited_for` unset: its claimer claims again as soon as it can).
+        let rate_limited_for = if rows.len() < params.limit && locked.iter().any(LockedRow::has_rate) {
+            self.rate_limited_for(&mut tx, params, &locked).await?
+        } else {
+            None
+        };
         tx.commit().await.map_err(map_sqlx_error)?;
         // Limits changed elsewhere since this handle read them: read them again.
         let expected = params.queues.iter().filter(|queue| known.contains(*queue)).collect::<HashSet<_>>();
-        if expected != limited.iter().collect::<HashSet<_>>() {
+        if expected != limits.queues.iter().collect::<HashSet<_>>() {
             self.inner.limited_queues.forget();
         }
         // Never judged slow by the unlimited claims' timings (`crate::slow`): this
         // statement also counts running jobs (and looks at up to KEY_LIMIT_SCAN jobs of
         // a key-limited queue), and waits its turn behind the queue's other claims.
-        Ok((rows, false))
+        Ok((rows, false, rate_limited_for))
+    }
+
+    /// `rate_limited_for.sql`, in the limited claim's transaction, for the claim's
+    /// queues with a rate (of `locked`).
+    async fn rate_limited_for(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        params: &ClaimParams,
+        locked: &[LockedRow],
+    ) -> Result<Option<Duration>> {
+        let rated = LockedLimits::of(locked.iter().filter(|row| row.has_rate()));
+        let wait: Option<i64> = sqlx::query_scalar(self.inner.queries.rate_limited_for.clone())
+            .bind(params.now)
+            .bind(&rated.queues)
+            .bind(&rated.concurrency)
+            .bind(&rated.key_concurrency)
+            .bind(&rated.rate_starts)
+            .bind(&rated.rate_period_ms)
+            .bind(&rated.key_rate_starts)
+            .bind(&rated.key_rate_period_ms)
+            .bind(crate::backend::limit(KEY_LIMIT_SCAN))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(wait.map(|micros| Duration::from_micros(u64::try_from(micros).unwrap_or(0))))
     }
 
     /// [`Admin::set_queue_limits`](haul_core::Admin::set_queue_limits).
@@ -225,6 +295,8 @@ impl PostgresStorage {
         limits.validate()?;
         let concurrency = stored_limit("concurrency limit", limits.concurrency)?;
         let key_concurrency = stored_limit("concurrency limit per key", limits.key_concurrency)?;
+        let (rate_starts, rate_period_ms) = stored_rate(limits.rate);
+        let (key_rate_starts, key_rate_period_ms) = stored_rate(limits.key_rate);
         let queries = &self.inner.queries;
         if limits.is_unlimited() {
             sqlx::query(queries.remove_queue_limits.clone())
@@ -252,6 +324,10 @@ impl PostgresStorage {
                 .bind(queue)
                 .bind(concurrency)
                 .bind(key_concurrency)
+                .bind(rate_starts)
+                .bind(rate_period_ms)
+                .bind(key_rate_starts)
+                .bind(key_rate_period_ms)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx_error)?;
@@ -281,7 +357,96 @@ fn stored_limit(what: &str, limit: Option<u32>) -> Result<Option<i32>> {
         .transpose()
 }
 
-/// Decodes a row of `queue_limits.sql` (`queue`, `concurrency`, `key_concurrency`).
+/// A rate as its columns store it: its starts and its period in milliseconds (both
+/// within range once [`QueueLimits::validate`] passed).
+fn stored_rate(rate: Option<RateLimit>) -> (Option<i32>, Option<i64>) {
+    match rate {
+        Some(rate) => (
+            Some(i32::try_from(rate.starts).unwrap_or(i32::MAX)),
+            Some(i64::try_from(rate.period_millis()).unwrap_or(i64::MAX)),
+        ),
+        None => (None, None),
+    }
+}
+
+/// Decodes the rate columns `starts` and `period_ms` of `queue`'s row: both NULL, or a
+/// positive count and a positive period.
+fn decode_rate(row: &PgRow, queue: &str, starts: &str, period_ms: &str) -> Result<Option<RateLimit>> {
+    let count = decode_limit(row, queue, starts)?;
+    let period: Option<i64> = row.try_get(period_ms).map_err(map_sqlx_error)?;
+    match (count, period) {
+        (None, None) => Ok(None),
+        (Some(count), Some(period)) if period > 0 => {
+            Ok(Some(RateLimit::new(count, Duration::from_millis(period.unsigned_abs()))))
+        }
+        _ => Err(crate::error::corrupt(format!("queue `{queue}` has a `{starts}` and `{period_ms}` that disagree"))),
+    }
+}
+
+/// The limits of one of a limited claim's queues, as `lock_queue_limits.sql` read and
+/// locked them (NULL: that limit is not set).
+#[derive(Clone, Debug)]
+struct LockedRow {
+    queue: String,
+    concurrency: Option<i32>,
+    key_concurrency: Option<i32>,
+    rate_starts: Option<i32>,
+    rate_period_ms: Option<i64>,
+    key_rate_starts: Option<i32>,
+    key_rate_period_ms: Option<i64>,
+}
+
+impl LockedRow {
+    fn decode(row: &PgRow) -> Result<Self> {
+        let column = |name: &str| row.try_get(name).map_err(map_sqlx_error);
+        Ok(Self {
+            queue: row.try_get("queue").map_err(map_sqlx_error)?,
+            concurrency: column("concurrency")?,
+            key_concurrency: column("key_concurrency")?,
+            rate_starts: column("rate_starts")?,
+            rate_period_ms: row.try_get("rate_period_ms").map_err(map_sqlx_error)?,
+            key_rate_starts: column("key_rate_starts")?,
+            key_rate_period_ms: row.try_get("key_rate_period_ms").map_err(map_sqlx_error)?,
+        })
+    }
+
+    /// Whether the queue has a rate or a rate per key.
+    fn has_rate(&self) -> bool {
+        self.rate_starts.is_some() || self.key_rate_starts.is_some()
+    }
+}
+
+/// The limits of a limited claim's queues, as bound to its statements: one array per
+/// column, one entry per queue.
+#[derive(Debug, Default)]
+struct LockedLimits {
+    queues: Vec<String>,
+    concurrency: Vec<Option<i32>>,
+    key_concurrency: Vec<Option<i32>>,
+    rate_starts: Vec<Option<i32>>,
+    rate_period_ms: Vec<Option<i64>>,
+    key_rate_starts: Vec<Option<i32>>,
+    key_rate_period_ms: Vec<Option<i64>>,
+}
+
+impl LockedLimits {
+    fn of<'a>(rows: impl IntoIterator<Item = &'a LockedRow>) -> Self {
+        let mut limits = Self::default();
+        for row in rows {
+            limits.queues.push(row.queue.clone());
+            limits.concurrency.push(row.concurrency);
+            limits.key_concurrency.push(row.key_concurrency);
+            limits.rate_starts.push(row.rate_starts);
+            limits.rate_period_ms.push(row.rate_period_ms);
+            limits.key_rate_starts.push(row.key_rate_starts);
+            limits.key_rate_period_ms.push(row.key_rate_period_ms);
+        }
+        limits
+    }
+}
+
+/// Decodes a row of `queue_limits.sql` (`queue`, `concurrency`, `key_concurrency` and
+/// the rate columns).
 fn decode_limits(row: &PgRow) -> Result<QueueLimitsRecord> {
     let queue: String = row.try_get("queue").map_err(map_sqlx_error)?;
     let mut limits = QueueLimits::new();
@@ -290,6 +455,12 @@ fn decode_limits(row: &PgRow) -> Result<QueueLimitsRecord> {
     }
     if let Some(key_concurrency) = decode_limit(row, &queue, "key_concurrency")? {
         limits = limits.key_concurrency(key_concurrency);
+    }
+    if let Some(rate) = decode_rate(row, &queue, "rate_starts", "rate_period_ms")? {
+        limits = limits.rate(rate);
+    }
+    if let Some(key_rate) = decode_rate(row, &queue, "key_rate_starts", "key_rate_period_ms")? {
+        limits = limits.key_rate(key_rate);
     }
     Ok(QueueLimitsRecord::new(queue, limits))
 }

@@ -9,20 +9,24 @@
 --            unique index)
 --   ARGV[4]  G, the number of queue groups
 --   ARGV[5 .. 4+2G]  per group: the queue name, the prefix of its job hash keys
--- KEYS: the global keys, then 10 keys per group, in this order: the sets of
+-- KEYS: the global keys, then 11 keys per group, in this order: the sets of
 -- scheduled, available, running, retryable, completed, discarded and cancelled jobs,
--- the paused flag, the queue's limits (a hash, fields `concurrency` and
--- `key_concurrency`; absent when the queue has none), then the running jobs per limit
+-- the paused flag, the queue's limits (a hash, fields `concurrency`,
+-- `key_concurrency`, `rate_starts` and `rate_period_ms`, `key_rate_starts` and
+-- `key_rate_period_ms`; absent when the queue has none), the running jobs per limit
 -- key (a hash, limit key -> how many of the queue's running jobs have it; a key
--- without running jobs has no field, and a queue without any has no hash). The
--- script-specific ARGV starts after the head.
+-- without running jobs has no field, and a queue without any has no hash), then the
+-- queue's recent starts (a sorted set of lease tokens scored by their claim's time in
+-- ms; absent: no start). The recent starts of one limit key are in the sorted set
+-- named by key_starts() below, in the same slot. The script-specific ARGV starts
+-- after the head.
 --
 -- Instants are integers in µs since the Unix epoch, clamped to ±(2^53 - 1) so that
 -- every one of them is an exact Lua number; they are written with num(), never with
 -- tostring() (which rounds to 14 digits).
 
 local MAX_TIME = 9007199254740991
-local GROUP_SIZE = 10
+local GROUP_SIZE = 11
 
 local function num(n)
   return string.format('%.0f', n)
@@ -136,7 +140,7 @@ local function read_head()
       queue = ARGV[3 + 2 * g], prefix = ARGV[4 + 2 * g],
       scheduled = KEYS[k + 1], available = KEYS[k + 2], running = KEYS[k + 3], retryable = KEYS[k + 4],
       completed = KEYS[k + 5], discarded = KEYS[k + 6], cancelled = KEYS[k + 7], paused = KEYS[k + 8],
-      limits = KEYS[k + 9], key_running = KEYS[k + 10], woken = false, released = 0,
+      limits = KEYS[k + 9], key_running = KEYS[k + 10], starts = KEYS[k + 11], woken = false, released = 0,
     }
   end
   return now, ARGV[2], globals, groups, 5 + 2 * count
@@ -203,15 +207,33 @@ local function release(group, key, id, limit_key)
   redis.call('HDEL', key, 'lease_token', 'lease_expires_at', 'claimed_by')
 end
 
+-- A rate limit as stored: { starts = n, period = ms }, or nil when either field is
+-- absent.
+local function read_rate(starts, period)
+  if not starts or not period then return nil end
+  return { starts = tonumber(starts), period = tonumber(period) }
+end
+
 -- Reads the limits of a group's queue once per script (one HMGET): sets
--- group.concurrency (the most running jobs) and group.key_concurrency (the most
--- running jobs per limit key), each nil for none.
+-- group.concurrency (the most running jobs), group.key_concurrency (the most
+-- running jobs per limit key), group.rate (the most starts of the queue per period)
+-- and group.key_rate (the most starts per limit key per period), each nil for none.
 local function read_limits(group)
   if group.limits_read then return end
-  local limits = redis.call('HMGET', group.limits, 'concurrency', 'key_concurrency')
+  local limits = redis.call('HMGET', group.limits, 'concurrency', 'key_concurrency', 'rate_starts',
+    'rate_period_ms', 'key_rate_starts', 'key_rate_period_ms')
   group.concurrency = limits[1] and tonumber(limits[1]) or nil
   group.key_concurrency = limits[2] and tonumber(limits[2]) or nil
+  group.rate = read_rate(limits[3], limits[4])
+  group.key_rate = read_rate(limits[5], limits[6])
   group.limits_read = true
+end
+
+-- The sorted set of the recent starts of `limit_key` in the group's queue:
+-- '<the queue's starts key>:<limit key>' (haul:{<prefix>:<queue>}:starts:<limit key>),
+-- in the queue's slot.
+local function key_starts(group, limit_key)
+  return group.starts .. ':' .. limit_key
 end
 
 -- Marks for a wake-up each queue that has available jobs and whose releases in this

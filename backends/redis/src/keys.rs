@@ -9,9 +9,9 @@ pub(crate) const QUEUE_SETS: [&str; 7] =
     ["scheduled", "available", "running", "retryable", "completed", "discarded", "cancelled"];
 
 /// How many keys each queue group passes to a script ([`QueueKeys::group`]; the
-/// `GROUP_SIZE` of `lua/lib.lua`): the state sets, the paused flag, the limits and the
-/// running jobs per limit key.
-pub(crate) const GROUP_SIZE: usize = QUEUE_SETS.len() + 3;
+/// `GROUP_SIZE` of `lua/lib.lua`): the state sets, the paused flag, the limits, the
+/// running jobs per limit key and the queue's recent starts.
+pub(crate) const GROUP_SIZE: usize = QUEUE_SETS.len() + 4;
 
 /// Key names under one (validated) prefix.
 #[derive(Clone, Debug)]
@@ -171,12 +171,13 @@ impl QueueKeys {
     }
 
     /// The [`GROUP_SIZE`] keys of the queue group, in script order: the state sets, the paused
-    /// flag, the limits, then the running jobs per limit key.
+    /// flag, the limits, the running jobs per limit key, then the queue's recent starts.
     pub(crate) fn group(&self) -> impl Iterator<Item = String> + '_ {
         QUEUE_SETS.iter().map(|set| format!("{}{set}", self.base)).chain([
             self.paused(),
             self.limits(),
             self.key_running(),
+            self.starts(),
         ])
     }
 
@@ -195,9 +196,12 @@ impl QueueKeys {
         format!("{}paused", self.base)
     }
 
-    /// The queue's limits (a hash, fields `concurrency`: the most running jobs, and
-    /// `key_concurrency`: the most running jobs per limit key), absent when the queue
-    /// has none; claims read it atomically with the running set.
+    /// The queue's limits (a hash, fields `concurrency`: the most running jobs,
+    /// `key_concurrency`: the most running jobs per limit key, `rate_starts` and
+    /// `rate_period_ms`: the most starts of the queue per period, `key_rate_starts` and
+    /// `key_rate_period_ms`: the most starts per limit key per period; each present
+    /// when set), absent when the queue has none; claims read it atomically with the
+    /// running set and the start sets.
     pub(crate) fn limits(&self) -> String {
         format!("{}limits", self.base)
     }
@@ -209,6 +213,23 @@ impl QueueKeys {
     /// already running.
     pub(crate) fn key_running(&self) -> String {
         format!("{}key_running", self.base)
+    }
+
+    /// The queue's recent starts, for its rate limit: a sorted set of the lease tokens
+    /// of claims scored by the claim's time in ms. `claim.lua` adds each job it claims
+    /// while the queue has a rate limit, keeps only the starts within the period, at
+    /// most the limit's `starts` of them (the latest), and makes the set expire after
+    /// the period, so an idle queue's set goes away; absent: no start.
+    pub(crate) fn starts(&self) -> String {
+        format!("{}starts", self.base)
+    }
+
+    /// The recent starts of one limit key of the queue, for its rate limit per key:
+    /// kept like [`QueueKeys::starts`], for the jobs with that key, in the queue's slot.
+    /// `claim.lua` names it itself (`key_starts` in `lua/lib.lua`).
+    #[cfg(test)]
+    pub(crate) fn key_starts(&self, limit_key: &str) -> String {
+        format!("{}:{limit_key}", self.starts())
     }
 
     /// The prefix of job hash keys: `<prefix of the queue>job:`.
@@ -233,10 +254,19 @@ mod tests {
         for key in queue.group().chain([queue.job(JobId::new()), queue.job_prefix()]) {
             assert!(key.starts_with("haul:{app:mail.high}:"), "{key}");
         }
-        assert_eq!(queue.group().count(), GROUP_SIZE, "the state sets, the paused flag, the limits, the key counts");
-        assert_eq!(GROUP_SIZE, 10);
-        let tail: Vec<String> = queue.group().skip(GROUP_SIZE - 2).collect();
-        assert_eq!(tail, [queue.limits(), queue.key_running()], "lib.lua reads the limits, then the key counts");
+        assert!(queue.key_starts("customer:7").starts_with("haul:{app:mail.high}:"));
+        assert_eq!(
+            queue.group().count(),
+            GROUP_SIZE,
+            "the state sets, the paused flag, the limits, the key counts, the starts"
+        );
+        assert_eq!(GROUP_SIZE, 11);
+        let tail: Vec<String> = queue.group().skip(GROUP_SIZE - 3).collect();
+        assert_eq!(
+            tail,
+            [queue.limits(), queue.key_running(), queue.starts()],
+            "lib.lua reads the limits, then the key counts, then the starts"
+        );
         for key in keys.globals().into_iter().chain([keys.channel()]) {
             assert!(key.starts_with("haul:{app}:"), "{key}");
         }
@@ -271,6 +301,8 @@ mod tests {
         assert_eq!(Keys::new("t1").limits(), "haul:{t1}:limits");
         assert_eq!(Keys::new("t1").queue("q").limits(), "haul:{t1:q}:limits");
         assert_eq!(Keys::new("t1").queue("q").key_running(), "haul:{t1:q}:key_running");
+        assert_eq!(Keys::new("t1").queue("q").starts(), "haul:{t1:q}:starts");
+        assert_eq!(Keys::new("t1").queue("q").key_starts("k:1"), "haul:{t1:q}:starts:k:1");
         let other = Keys::new("t10");
         assert!(!other.jobs().starts_with("haul:{t1}:") && !other.queue("q").paused().starts_with("haul:{t1:"));
     }

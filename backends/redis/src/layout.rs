@@ -8,7 +8,10 @@
 //!
 //! Keys and fields added later that a missing value reads right for keep the version:
 //! the queue limits, the running jobs per limit key (`haul:{<prefix>:<queue>}:key_running`,
-//! absent: 0 for every key) and a job's `limit_key` (absent: no key) among them. A
+//! absent: 0 for every key), a job's `limit_key` (absent: no key), the rate limits in a
+//! queue's limits hash (absent: none) and the start sets of rate limits
+//! (`haul:{<prefix>:<queue>}:starts` and `…:starts:<limit key>`, absent: no start) among
+//! them. A
 //! version names a change that an older or newer haul would misread.
 
 use haul_core::{Error, Result};

@@ -148,4 +148,13 @@ mod tests {
         let queue = Keys::new("p").queue("q");
         assert_eq!(queue.group().count(), GROUP_SIZE);
     }
+
+    #[test]
+    fn lib_lua_names_a_key_s_start_set_as_the_crate_does() {
+        let lib = include_str!("../lua/lib.lua");
+        assert!(lib.contains("  return group.starts .. ':' .. limit_key\n"), "key_starts in lib.lua");
+        assert!(lib.contains("starts = KEYS[k + 11]"), "the queue's start set is the group's last key");
+        let queue = Keys::new("p").queue("q");
+        assert_eq!(queue.key_starts("k"), format!("{}:k", queue.starts()));
+    }
 }

@@ -278,7 +278,9 @@ impl RedisStorage {
     /// other storages on the same server are untouched.
     ///
     /// On one server the keys are found with `SCAN`; on a cluster, from the queue set
-    /// and the queues' own sets (every key the storage writes is reachable from them).
+    /// and the queues' own sets, which reach every key the storage writes except the
+    /// start sets of rate limits per key (`haul:{p:q}:starts:<limit key>`): those
+    /// expire by themselves within their rate's period.
     pub async fn purge(&self) -> Result<u64> {
         let keys = if self.is_cluster() { self.reachable_keys().await? } else { self.scan_keys().await? };
         let mut deleted = 0;
@@ -340,6 +342,7 @@ impl RedisStorage {
             found.push(queue.paused());
             found.push(queue.limits());
             found.push(queue.key_running());
+            found.push(queue.starts());
         }
         found.sort_unstable();
         found.dedup();

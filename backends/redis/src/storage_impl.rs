@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use haul_core::{
     Admin, AdminAction, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter,
-    JobId, JobRecord, Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams,
-    QueueCounts, QueueLimits, QueueLimitsRecord, ReportOutcome, ReportParams, RescueOutcome, Result, Storage,
-    ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    JobId, JobRecord, Leadership, LeadershipParams, ListParams, PacedClaim, PeriodicRecord, PeriodicUpdate,
+    PruneParams, QueueCounts, QueueLimits, QueueLimitsRecord, ReportOutcome, ReportParams, RescueOutcome, Result,
+    Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
 };
 
 use crate::{BACKEND, RedisStorage};
@@ -21,6 +21,13 @@ impl Storage for RedisStorage {
     }
 
     async fn claim(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
+        Ok(self.claim_jobs(params).await?.jobs)
+    }
+
+    /// One run of `claim.lua` (one per queue slot on a cluster): it checks every limit
+    /// of each queue atomically with the claim, records the starts of rate-limited
+    /// queues and keys, and tells how long a rate limit holds jobs back.
+    async fn claim_paced(&self, params: ClaimParams) -> Result<PacedClaim> {
         self.claim_jobs(params).await
     }
 

@@ -34,10 +34,12 @@ pub(crate) async fn execute(cli: &Cli, shared: Arc<dyn Storage>, io: &mut Io<'_>
             None => queues::list(storage, io, json).await,
             Some(QueueAction::Pause { name }) => queues::pause(storage, io, json, name, true).await,
             Some(QueueAction::Resume { name }) => queues::pause(storage, io, json, name, false).await,
-            Some(QueueAction::Limit { name, concurrency, key_concurrency, unlimited }) => {
+            Some(QueueAction::Limit { name, concurrency, key_concurrency, rate, key_rate, unlimited }) => {
                 let change = queues::LimitsChange {
                     concurrency: *concurrency,
                     key_concurrency: *key_concurrency,
+                    rate: *rate,
+                    key_rate: *key_rate,
                     unlimited: *unlimited,
                 };
                 queues::limit(storage, io, json, name, change).await

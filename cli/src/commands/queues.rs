@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use haul::{JobState, QueueCounts, QueueLimits, Storage, storage::Timestamp};
+use haul::{JobState, QueueCounts, QueueLimits, RateLimit, Storage, storage::Timestamp};
 use serde_json::{Value, json};
 
 use crate::{
@@ -59,23 +59,38 @@ pub(super) fn counts_json(counts: &QueueCounts, now: Timestamp) -> serde_json::M
     object
 }
 
-/// The `LIMIT` cell of a queue: its concurrency limit, then its limit per key (`5`,
-/// `1/key`, `5, 1/key`), [`format::NONE`] when it has neither.
+/// The `LIMIT` cell of a queue: its concurrency limit, its limit per key, its rate limit
+/// and its rate limit per key, those it has, in that order (`5`, `1/key`, `5, 1/key`,
+/// `100/1m`, `2/1s/key`, `5, 1/key, 100/1m, 2/1s/key`); [`format::NONE`] when it has none.
 pub(super) fn limit_cell(limits: Option<&QueueLimits>) -> String {
     let limits = limits.copied().unwrap_or_default();
-    let parts: Vec<String> =
-        [limits.concurrency.map(|limit| limit.to_string()), limits.key_concurrency.map(|limit| format!("{limit}/key"))]
-            .into_iter()
-            .flatten()
-            .collect();
+    let parts: Vec<String> = [
+        limits.concurrency.map(|limit| limit.to_string()),
+        limits.key_concurrency.map(|limit| format!("{limit}/key")),
+        limits.rate.map(|rate| rate.to_string()),
+        limits.key_rate.map(|rate| format!("{rate}/key")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if parts.is_empty() { format::NONE.to_owned() } else { parts.join(", ") }
 }
 
 /// Adds a queue's limits to its JSON fields: `concurrency_limit` and
-/// `key_concurrency_limit`, `null` when not limited.
+/// `key_concurrency_limit` (numbers), `rate_limit` and `key_rate_limit` (objects, see
+/// [`rate_json`]), each `null` when not limited.
 pub(super) fn insert_limits_json(object: &mut serde_json::Map<String, Value>, limits: Option<&QueueLimits>) {
-    object.insert("concurrency_limit".to_owned(), json!(limits.and_then(|limits| limits.concurrency)));
-    object.insert("key_concurrency_limit".to_owned(), json!(limits.and_then(|limits| limits.key_concurrency)));
+    let limits = limits.copied().unwrap_or_default();
+    object.insert("concurrency_limit".to_owned(), json!(limits.concurrency));
+    object.insert("key_concurrency_limit".to_owned(), json!(limits.key_concurrency));
+    object.insert("rate_limit".to_owned(), limits.rate.map_or(Value::Null, rate_json));
+    object.insert("key_rate_limit".to_owned(), limits.key_rate.map_or(Value::Null, rate_json));
+}
+
+/// A rate limit as JSON: `{"starts": 100, "period": 60.0}`, the period in seconds like
+/// every duration of the JSON output.
+fn rate_json(rate: RateLimit) -> Value {
+    json!({ "starts": rate.starts, "period": rate.period.as_secs_f64() })
 }
 
 /// Every queue's stored limits, by queue.
@@ -123,14 +138,18 @@ pub(super) async fn list(storage: &dyn Storage, io: &mut Io<'_>, json: bool) -> 
 }
 
 /// What `haul queues limit` changes: each limit given is set or removed, a limit not
-/// given keeps its stored value; `unlimited` removes both.
+/// given keeps its stored value; `unlimited` removes them all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LimitsChange {
     /// The change to the concurrency limit, if any.
     pub(crate) concurrency: Option<LimitChange>,
-    /// The change to the limit per key, if any.
+    /// The change to the concurrency limit per key, if any.
     pub(crate) key_concurrency: Option<LimitChange>,
-    /// Remove both limits.
+    /// The change to the rate limit, if any.
+    pub(crate) rate: Option<LimitChange<RateLimit>>,
+    /// The change to the rate limit per key, if any.
+    pub(crate) key_rate: Option<LimitChange<RateLimit>>,
+    /// Remove every limit.
     pub(crate) unlimited: bool,
 }
 
@@ -147,12 +166,22 @@ impl LimitsChange {
         if let Some(change) = self.key_concurrency {
             limits.key_concurrency = change.apply();
         }
+        if let Some(change) = self.rate {
+            limits.rate = change.apply();
+        }
+        if let Some(change) = self.key_rate {
+            limits.key_rate = change.apply();
+        }
         limits
     }
 
     /// Whether the result depends on the stored limits (a limit is kept).
     fn keeps_a_limit(self) -> bool {
-        !self.unlimited && (self.concurrency.is_none() || self.key_concurrency.is_none())
+        !self.unlimited
+            && (self.concurrency.is_none()
+                || self.key_concurrency.is_none()
+                || self.rate.is_none()
+                || self.key_rate.is_none())
     }
 }
 
@@ -181,19 +210,34 @@ pub(super) async fn limit(
         io.out_line(&format!("removed the limits of queue {queue}"))?;
     } else {
         io.out_line(&format!(
-            "limited queue {queue}: {} run at once across every worker, from each worker's next claim",
+            "limited queue {queue}: {} across every worker, from each worker's next claim",
             describe_limits(limits)
         ))?;
     }
     Ok(Exit::Success)
 }
 
-/// Limits that are not unlimited, in words: `at most 3 of its jobs`, `at most 1 of its
-/// jobs per limit key`, or both joined by `and`.
+/// Limits that are not unlimited, in words: how many run at once (`at most 3 of its
+/// jobs`, `at most 1 of its jobs per limit key`, or both joined by `and`, then `run at
+/// once`), then each rate limit (`at most 100 of its jobs start in any 1m window`),
+/// joined by `; `.
 fn describe_limits(limits: QueueLimits) -> String {
     let in_all = limits.concurrency.map(|limit| format!("at most {limit} of its jobs"));
     let per_key = limits.key_concurrency.map(|limit| format!("at most {limit} of its jobs per limit key"));
-    [in_all, per_key].into_iter().flatten().collect::<Vec<_>>().join(" and ")
+    let at_once: Vec<String> = [in_all, per_key].into_iter().flatten().collect();
+    let at_once = (!at_once.is_empty()).then(|| format!("{} run at once", at_once.join(" and ")));
+    let rate = limits.rate.map(|rate| describe_rate(rate, ""));
+    let key_rate = limits.key_rate.map(|rate| describe_rate(rate, " per limit key"));
+    [at_once, rate, key_rate].into_iter().flatten().collect::<Vec<_>>().join("; ")
+}
+
+/// A rate limit in words: `at most 100 of its jobs{scope} start in any 1m window`.
+fn describe_rate(rate: RateLimit, scope: &str) -> String {
+    format!(
+        "at most {} of its jobs{scope} start in any {} window",
+        rate.starts,
+        humantime::format_duration(rate.period)
+    )
 }
 
 /// Pauses (`pause`) or resumes a queue.
@@ -228,24 +272,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_limit_cell_shows_both_limits() {
+    fn the_limit_cell_shows_every_limit() {
         assert_eq!(limit_cell(None), "-");
         assert_eq!(limit_cell(Some(&QueueLimits::new().concurrency(5))), "5");
         assert_eq!(limit_cell(Some(&QueueLimits::new().key_concurrency(1))), "1/key");
         assert_eq!(limit_cell(Some(&QueueLimits::new().concurrency(5).key_concurrency(1))), "5, 1/key");
+        assert_eq!(limit_cell(Some(&QueueLimits::new().rate(RateLimit::per_minute(100)))), "100/1m");
+        assert_eq!(limit_cell(Some(&QueueLimits::new().key_rate(RateLimit::per_second(2)))), "2/1s/key");
+        let every = QueueLimits::new()
+            .concurrency(5)
+            .key_concurrency(1)
+            .rate(RateLimit::per_minute(100))
+            .key_rate(RateLimit::per_second(2));
+        assert_eq!(limit_cell(Some(&every)), "5, 1/key, 100/1m, 2/1s/key");
     }
 
     #[test]
-    fn a_change_keeps_the_limit_it_does_not_name() {
-        let stored = QueueLimits::new().concurrency(5).key_concurrency(2);
-        let change = |concurrency, key_concurrency, unlimited| LimitsChange { concurrency, key_concurrency, unlimited };
+    fn limits_read_in_words() {
+        assert_eq!(describe_limits(QueueLimits::new().concurrency(3)), "at most 3 of its jobs run at once");
+        let rates = QueueLimits::new().rate(RateLimit::per_minute(100)).key_rate(RateLimit::per_second(2));
+        assert_eq!(
+            describe_limits(rates.concurrency(4)),
+            "at most 4 of its jobs run at once; at most 100 of its jobs start in any 1m window; \
+             at most 2 of its jobs per limit key start in any 1s window"
+        );
+    }
+
+    #[test]
+    fn a_change_keeps_the_limits_it_does_not_name() {
+        let rate = RateLimit::per_minute(100);
+        let key_rate = RateLimit::per_second(2);
+        let stored = QueueLimits::new().concurrency(5).key_concurrency(2).rate(rate).key_rate(key_rate);
+        let none =
+            LimitsChange { concurrency: None, key_concurrency: None, rate: None, key_rate: None, unlimited: false };
         let set = |limit| Some(LimitChange::Set(limit));
-        assert_eq!(change(set(3), None, false).apply(stored), QueueLimits::new().concurrency(3).key_concurrency(2));
-        assert_eq!(change(None, set(1), false).apply(stored), QueueLimits::new().concurrency(5).key_concurrency(1));
-        assert_eq!(change(Some(LimitChange::Remove), None, false).apply(stored), QueueLimits::new().key_concurrency(2));
-        assert_eq!(change(None, None, true).apply(stored), QueueLimits::new());
-        assert!(change(set(3), None, false).keeps_a_limit());
-        assert!(!change(set(3), Some(LimitChange::Remove), false).keeps_a_limit());
-        assert!(!change(None, None, true).keeps_a_limit());
+        let rates = |limits: QueueLimits| limits.rate(rate).key_rate(key_rate);
+        let change = LimitsChange { concurrency: set(3), ..none };
+        assert_eq!(change.apply(stored), rates(QueueLimits::new().concurrency(3).key_concurrency(2)));
+        let change = LimitsChange { key_concurrency: set(1), ..none };
+        assert_eq!(change.apply(stored), rates(QueueLimits::new().concurrency(5).key_concurrency(1)));
+        let change = LimitsChange { concurrency: Some(LimitChange::Remove), ..none };
+        assert_eq!(change.apply(stored), rates(QueueLimits::new().key_concurrency(2)));
+        let slower = RateLimit::per_hour(10);
+        let change = LimitsChange { rate: Some(LimitChange::Set(slower)), ..none };
+        assert_eq!(
+            change.apply(stored),
+            QueueLimits::new().concurrency(5).key_concurrency(2).rate(slower).key_rate(key_rate)
+        );
+        let change = LimitsChange { key_rate: Some(LimitChange::Set(slower)), ..none };
+        assert_eq!(
+            change.apply(stored),
+            QueueLimits::new().concurrency(5).key_concurrency(2).rate(rate).key_rate(slower)
+        );
+        let change = LimitsChange { rate: Some(LimitChange::Remove), key_rate: Some(LimitChange::Remove), ..none };
+        assert_eq!(change.apply(stored), QueueLimits::new().concurrency(5).key_concurrency(2));
+        assert_eq!(LimitsChange { unlimited: true, ..none }.apply(stored), QueueLimits::new());
+
+        assert!(LimitsChange { concurrency: set(3), ..none }.keeps_a_limit());
+        assert!(
+            LimitsChange { concurrency: set(3), key_concurrency: Some(LimitChange::Remove), ..none }.keeps_a_limit()
+        );
+        let all_four = LimitsChange {
+            concurrency: set(3),
+            key_concurrency: Some(LimitChange::Remove),
+            rate: Some(LimitChange::Set(rate)),
+            key_rate: Some(LimitChange::Remove),
+            unlimited: false,
+        };
+        assert!(!all_four.keeps_a_limit());
+        assert!(LimitsChange { concurrency: None, ..all_four }.keeps_a_limit());
+        assert!(LimitsChange { key_concurrency: None, ..all_four }.keeps_a_limit());
+        assert!(LimitsChange { rate: None, ..all_four }.keeps_a_limit());
+        assert!(LimitsChange { key_rate: None, ..all_four }.keeps_a_limit());
+        assert!(!LimitsChange { unlimited: true, ..none }.keeps_a_limit());
     }
 }

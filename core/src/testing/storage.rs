@@ -11,8 +11,9 @@ use super::{
 };
 use crate::{
     Admin, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobFilter, JobId, JobRecord,
-    Leadership, LeadershipParams, ListParams, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome,
-    ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
+    Leadership, LeadershipParams, ListParams, PacedClaim, PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts,
+    ReportOutcome, ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat,
+    WorkerRecord,
 };
 
 /// Forwards every call to the storage under test, filling in each `now` the caller
@@ -52,6 +53,11 @@ impl Storage for ClockedStorage {
     async fn claim(&self, mut params: ClaimParams) -> Result<Vec<JobRecord>> {
         params.now = self.now_or_test_clock(params.now);
         self.inner().claim(params).await
+    }
+
+    async fn claim_paced(&self, mut params: ClaimParams) -> Result<PacedClaim> {
+        params.now = self.now_or_test_clock(params.now);
+        self.inner().claim_paced(params).await
     }
 
     async fn report(&self, mut params: ReportParams) -> Result<ReportOutcome> {

@@ -431,8 +431,10 @@ impl Claimer {
                     }
                 }
             };
-            let got = claimed.len();
-            for (record, permit) in claimed.into_iter().zip(permits) {
+            let got = claimed.jobs.len();
+            // A rate limit that held jobs back tells when it lets the next one start.
+            let rate_limited = claimed.rate_limited_for.map(|wait| wait.min(self.config.poll_interval));
+            for (record, permit) in claimed.jobs.into_iter().zip(permits) {
                 let executor = Arc::clone(&self.executor);
                 tokio::spawn(async move {
                     executor.run(Claimed { record, lease_deadline }).await;
@@ -442,7 +444,7 @@ impl Claimer {
             if got < wanted {
                 tokio::select! {
                     () = wait_for_work(&mut wakeups, &self.group.queues) => {}
-                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = tokio::time::sleep(rate_limited.unwrap_or(self.config.poll_interval)) => {}
                     () = stop.cancelled() => return,
                 }
             }
@@ -477,11 +479,11 @@ impl Claimer {
         permits
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<crate::JobRecord>> {
+    async fn claim(&self, limit: usize) -> Result<crate::PacedClaim> {
         let params = ClaimParams::new(self.group.queues.iter().cloned(), limit)
             .lease(self.config.lease)
             .worker_id(self.config.worker_id.clone());
-        self.storage.claim(params).await
+        self.storage.claim_paced(params).await
     }
 }
 

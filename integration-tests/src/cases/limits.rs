@@ -14,6 +14,7 @@ use std::{
 use haul::{
     JobOutcome, JobState, ListParams, NewJob, Queue, QueueLimits, QueueLimitsRecord,
     limits::{KEY_LIMIT_SCAN, MAX_LIMIT_KEY_BYTES},
+    storage::ClaimParams,
 };
 use tokio::sync::Barrier;
 
@@ -88,6 +89,33 @@ async fn running_per_key(storage: &TestStorage, queue: &str) -> HashMap<String, 
 }
 
 /// The limit key of a claimed or stored job, which must have one.
+/// [`concurrency::CLAIMERS`] claimers released at once, each claiming up to `each` jobs
+/// of `queue` at `now` (half of them through [`Storage::claim_paced`]): every job they
+/// took together.
+pub(crate) async fn race_claims(storage: &TestStorage, queue: &str, each: usize, now: Timestamp) -> Vec<JobRecord> {
+    let barrier = Arc::new(Barrier::new(concurrency::CLAIMERS));
+    let claimers: Vec<_> = (0..concurrency::CLAIMERS)
+        .map(|n| {
+            let (storage, barrier, queue) = (storage.clone(), Arc::clone(&barrier), queue.to_owned());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let worker = format!("claimer-{n}");
+                if n % 2 == 0 {
+                    claim_as(&storage, &[queue.as_str()], each, now, &worker).await
+                } else {
+                    let params = ClaimParams::new([queue.as_str()], each).lease(LEASE).worker_id(worker).now(now);
+                    storage.claim_paced(params).await.expect("claim succeeds").jobs
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.expect("claimer task finishes"));
+    }
+    claimed
+}
+
 fn key_of(record: &JobRecord) -> &str {
     record.limit_key.as_deref().unwrap_or_else(|| panic!("job {} has a limit key", record.id))
 }
@@ -247,20 +275,7 @@ pub async fn racing_claimers_never_exceed_a_limit_together(storage: TestStorage)
     let ids = enqueue_n(&storage, "lim", LIMIT * ROUNDS).await;
     let mut seen = std::collections::HashSet::new();
     for round in 0..ROUNDS {
-        let barrier = Arc::new(Barrier::new(concurrency::CLAIMERS));
-        let claimers: Vec<_> = (0..concurrency::CLAIMERS)
-            .map(|n| {
-                let (storage, barrier) = (storage.clone(), Arc::clone(&barrier));
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    claim_as(&storage, &["lim"], 3, at(1), &format!("claimer-{n}")).await
-                })
-            })
-            .collect();
-        let mut claimed = Vec::new();
-        for claimer in claimers {
-            claimed.extend(claimer.await.expect("claimer task finishes"));
-        }
+        let claimed = race_claims(&storage, "lim", 3, at(1)).await;
         assert_eq!(claimed.len(), LIMIT, "round {round}: the claimers took exactly the limit together");
         for record in &claimed {
             assert!(seen.insert(record.id), "job {} claimed twice", record.id);
@@ -594,20 +609,7 @@ pub async fn racing_claimers_never_exceed_a_key_limit_together(storage: TestStor
     let enqueued = enqueue_interleaved(&storage, queue, &keys, KEY_LIMIT * ROUNDS).await;
     let mut seen = HashSet::new();
     for round in 0..ROUNDS {
-        let barrier = Arc::new(Barrier::new(concurrency::CLAIMERS));
-        let claimers: Vec<_> = (0..concurrency::CLAIMERS)
-            .map(|n| {
-                let (storage, barrier) = (storage.clone(), Arc::clone(&barrier));
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    claim_as(&storage, &[queue], 3, at(1), &format!("claimer-{n}")).await
-                })
-            })
-            .collect();
-        let mut claimed = Vec::new();
-        for claimer in claimers {
-            claimed.extend(claimer.await.expect("claimer task finishes"));
-        }
+        let claimed = race_claims(&storage, queue, 3, at(1)).await;
         let per_key = count_per_key(&claimed);
         let expected: HashMap<String, usize> = keys.iter().map(|key| ((*key).to_owned(), KEY_LIMIT)).collect();
         assert_eq!(per_key, expected, "round {round}: the claimers took exactly the limit of each key together");

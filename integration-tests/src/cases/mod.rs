@@ -25,6 +25,7 @@ pub mod limits;
 pub mod metadata;
 pub mod middleware;
 pub mod periodic;
+pub mod rate_limits;
 pub mod retention;
 pub mod schedule;
 pub mod setup;

@@ -176,11 +176,7 @@ pub async fn a_killed_worker_frees_its_limited_slot_at_the_rescue(
     enqueue_logged(&storage, queue, [3_000, 200, 200, 200]).await;
     let spec = log.spec(queue, 4, 2_000, 1_000);
 
-    let first = start(&spec);
-    wait_for_log(&log.0, Event::Started, 1).await;
-    first.kill().await;
-    let jobs = jobs_of(&storage, queue, 10).await;
-    let held: Vec<JobId> = jobs.iter().filter(|job| job.state == JobState::Running).map(|job| job.id).collect();
+    let (jobs, held) = kill_after_its_first_start(&storage, queue, &log, &spec, &start).await;
     assert_eq!(held.len(), 1, "the killed worker held the queue's one slot: {jobs:?}");
 
     let second = start(&spec);
@@ -225,11 +221,7 @@ pub async fn a_killed_worker_frees_its_keys_slot_at_the_rescue(
     let held_key = enqueue_keyed(&storage, queue, "held", [3_000, 200, 200]).await;
     let spec = log.spec(queue, 4, 2_000, 1_000);
 
-    let first = start(&spec);
-    wait_for_log(&log.0, Event::Started, 1).await;
-    first.kill().await;
-    let jobs = jobs_of(&storage, queue, 10).await;
-    let held: Vec<JobId> = jobs.iter().filter(|job| job.state == JobState::Running).map(|job| job.id).collect();
+    let (jobs, held) = kill_after_its_first_start(&storage, queue, &log, &spec, &start).await;
     assert_eq!(held, held_key[..1].to_vec(), "the killed worker held the key's one slot, and only it: {jobs:?}");
 
     let other_key = enqueue_keyed(&storage, queue, "other", [100, 100]).await;
@@ -266,6 +258,23 @@ pub async fn a_killed_worker_frees_its_keys_slot_at_the_rescue(
         let expected = if record.id == held[0] { 2 } else { 1 };
         assert_eq!(record.attempt, expected, "job {}", record.id);
     }
+}
+
+/// Starts a worker, kills it (SIGKILL for a process) once it has started a job, and
+/// returns `queue`'s jobs (up to 10) with the ids of those left running.
+async fn kill_after_its_first_start(
+    storage: &TestStorage,
+    queue: &str,
+    log: &ScratchLog,
+    spec: &WorkerSpec,
+    start: &impl Fn(&WorkerSpec) -> HostedWorker,
+) -> (Vec<JobRecord>, Vec<JobId>) {
+    let worker = start(spec);
+    wait_for_log(&log.0, Event::Started, 1).await;
+    worker.kill().await;
+    let jobs = jobs_of(storage, queue, 10).await;
+    let held = jobs.iter().filter(|job| job.state == JobState::Running).map(|job| job.id).collect();
+    (jobs, held)
 }
 
 /// Enqueues logged jobs sleeping `sleeps` on `queue` with the limit key `key`, in this

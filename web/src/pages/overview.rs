@@ -5,7 +5,7 @@ use axum::{extract::RawQuery, response::Response};
 use chrono::Utc;
 use std::collections::BTreeMap;
 
-use haul::{JobState, QueueCounts, QueueLimits};
+use haul::{JobState, QueueCounts, QueueLimits, RateLimit};
 use maud::{Markup, html};
 
 use super::{Nav, chart, csrf_field, render, respond, when};
@@ -112,18 +112,31 @@ fn queues_table(ctx: &Ctx, counts: &[QueueCounts], limits: &BTreeMap<String, Que
     }
 }
 
-/// The badge of a queue's limits: `at most 5 at once`, `at most 1 per key`, or both
-/// (`at most 5 at once, 1 per key`).
+/// The badge of a queue's limits, those it has, in this order: `at most 5 at once`,
+/// `1 per key` (running at once), `100 per 1m` (starts in any window of that period),
+/// `2 per 1s per key` (starts of each limit key), joined by commas
+/// (`at most 5 at once, 1 per key, 100 per 1m, 2 per 1s per key`).
 fn limit_badge(limits: &QueueLimits) -> Markup {
     let in_all = limits.concurrency.map(|limit| format!("{limit} at once"));
     let per_key = limits.key_concurrency.map(|limit| format!("{limit} per key"));
-    let text = [in_all, per_key].into_iter().flatten().collect::<Vec<_>>().join(", ");
+    let rate = limits.rate.map(rate_text);
+    let key_rate = limits.key_rate.map(|rate| format!("{} per key", rate_text(rate)));
+    let text = [in_all, per_key, rate, key_rate].into_iter().flatten().collect::<Vec<_>>().join(", ");
     html! {
         span .badge .limit-badge
-            title="its concurrency limits across every worker: of the whole queue (at once), of each limit key (per key)" {
+            title="its limits across every worker: jobs running at once (of the whole queue, of each limit key), \
+                   and jobs starting in any window of the period (of the whole queue, of each limit key)" {
             "at most " (text)
         }
     }
+}
+
+/// A rate limit as `100 per 1m`: its starts, then its period as `RateLimit` prints it
+/// (`100/1m`).
+fn rate_text(rate: RateLimit) -> String {
+    let shown = rate.to_string();
+    let period = shown.split_once('/').map_or(shown.as_str(), |(_, period)| period);
+    format!("{} per {period}", rate.starts)
 }
 
 /// The pause (or, for a paused queue, resume) form of a queue.

@@ -1,7 +1,10 @@
 //! claim: one script promotes the due jobs of the requested queues and claims the best
-//! available ones.
+//! available ones, within the queues' limits, and tells how long a rate limit holds
+//! back jobs it would otherwise have taken.
 
-use haul_core::{ClaimParams, JobRecord, KEY_LIMIT_SCAN, LeaseToken, Result, validate_queue_name};
+use std::time::Duration;
+
+use haul_core::{ClaimParams, JobRecord, KEY_LIMIT_SCAN, LeaseToken, PacedClaim, Result, validate_queue_name};
 use redis::Value;
 
 use super::distinct;
@@ -19,14 +22,14 @@ pub(crate) const MAX_CLAIM: usize = 10_000;
 const CLAIM_PROMOTE_LIMIT: usize = 1_000;
 
 impl RedisStorage {
-    pub(crate) async fn claim_jobs(&self, params: ClaimParams) -> Result<Vec<JobRecord>> {
+    pub(crate) async fn claim_jobs(&self, params: ClaimParams) -> Result<PacedClaim> {
         for queue in &params.queues {
             validate_queue_name(queue)?;
         }
         let limit = params.limit.min(MAX_CLAIM);
         let names = distinct(params.queues.iter().map(String::as_str));
         if limit == 0 || names.is_empty() {
-            return Ok(Vec::new());
+            return Ok(PacedClaim::new(Vec::new()));
         }
         let queues: Vec<QueueKeys> = names.iter().map(|name| self.inner.keys.queue(name)).collect();
         let claimed = if !self.is_cluster() || queues.len() == 1 {
@@ -35,12 +38,12 @@ impl RedisStorage {
         } else {
             self.claim_across_slots(&queues, limit, &params).await?
         };
-        self.remember(claimed.iter().map(|job| (job.id, job.queue.as_str())));
+        self.remember(claimed.jobs.iter().map(|job| (job.id, job.queue.as_str())));
         Ok(claimed)
     }
 
     /// One run of `claim.lua` over `queues`.
-    async fn claim_from(&self, queues: &[&QueueKeys], limit: usize, params: &ClaimParams) -> Result<Vec<JobRecord>> {
+    async fn claim_from(&self, queues: &[&QueueKeys], limit: usize, params: &ClaimParams) -> Result<PacedClaim> {
         let mut call = with_head(&scripts().claim, &self.inner.keys, params.now, false, queues);
         call.arg(limit)
             .arg(duration_micros(params.lease))
@@ -50,7 +53,7 @@ impl RedisStorage {
         for _ in 0..limit {
             call.arg(LeaseToken::new().to_string());
         }
-        reply::array(self.run(&call).await?)?.into_iter().map(reply::record).collect()
+        paced_claim(self.run(&call).await?)
     }
 
     /// On a cluster, the queues live in different slots: look at the heads of their
@@ -59,13 +62,10 @@ impl RedisStorage {
     /// share. What is left (queues whose due jobs were not promoted yet, or whose
     /// limits per key held jobs of the head back) is claimed queue by queue, leaving
     /// out the queues that gave less than their share: their script found no more.
-    /// Each claim checks its queue's limits again, atomically.
-    async fn claim_across_slots(
-        &self,
-        queues: &[QueueKeys],
-        limit: usize,
-        params: &ClaimParams,
-    ) -> Result<Vec<JobRecord>> {
+    /// Each claim checks its queue's limits again, atomically, rate limits included
+    /// (the start sets live in the queue's slot), and the claim tells the sooner of
+    /// the runs' waits for a rate limit.
+    async fn claim_across_slots(&self, queues: &[QueueKeys], limit: usize, params: &ClaimParams) -> Result<PacedClaim> {
         /// Per queue: the paused flag, the limits, the running jobs, the head.
         const PER_QUEUE: usize = 4;
         let mut commands = Vec::with_capacity(queues.len() * PER_QUEUE);
@@ -108,23 +108,47 @@ impl RedisStorage {
             shares[*at] += 1;
         }
 
-        let mut claimed = Vec::new();
+        let mut claimed = PacedClaim::new(Vec::new());
         let mut drained = vec![false; queues.len()];
         for ((queue, share), drained) in queues.iter().zip(&shares).zip(&mut drained) {
             if *share > 0 {
-                let jobs = self.claim_from(&[queue], *share, params).await?;
-                *drained = jobs.len() < *share;
-                claimed.extend(jobs);
+                let part = self.claim_from(&[queue], *share, params).await?;
+                *drained = part.jobs.len() < *share;
+                claimed = merge(claimed, part);
             }
         }
         for (queue, drained) in queues.iter().zip(drained) {
-            if claimed.len() >= limit {
+            if claimed.jobs.len() >= limit {
                 break;
             }
             if !drained {
-                claimed.extend(self.claim_from(&[queue], limit - claimed.len(), params).await?);
+                let part = self.claim_from(&[queue], limit - claimed.jobs.len(), params).await?;
+                claimed = merge(claimed, part);
             }
         }
         Ok(claimed)
     }
+}
+
+/// A claim's reply from `claim.lua`: `{wait, jobs}`, where `wait` is how many ms until
+/// a rate limit that held back a job lets one more start, or -1 when none did.
+fn paced_claim(value: Value) -> Result<PacedClaim> {
+    let mut parts = reply::array(value)?.into_iter();
+    let wait = parts.next().map(reply::int).transpose()?.unwrap_or(-1);
+    let jobs = parts.next().map(reply::array).transpose()?.unwrap_or_default();
+    let jobs = jobs.into_iter().map(reply::record).collect::<Result<Vec<JobRecord>>>()?;
+    let wait = u64::try_from(wait).ok().map(Duration::from_millis);
+    Ok(PacedClaim::new(jobs).rate_limited_for(wait))
+}
+
+/// The claims of two runs as one: the jobs of both, in order, and the sooner of their
+/// waits for a rate limit.
+fn merge(first: PacedClaim, second: PacedClaim) -> PacedClaim {
+    let wait = match (first.rate_limited_for, second.rate_limited_for) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let mut jobs = first.jobs;
+    jobs.extend(second.jobs);
+    PacedClaim::new(jobs).rate_limited_for(wait)
 }

@@ -1,8 +1,11 @@
 //! Queue limits: each queue's in its own slot (`haul:{<prefix>:<queue>}:limits`, a hash
-//! with `concurrency` and `key_concurrency`, each present when set), where `claim.lua`
-//! reads it atomically with the queue's running set and running jobs per limit key
-//! (`haul:{<prefix>:<queue>}:key_running`), and an index of the queues that have some
-//! (`haul:{<prefix>}:limits`, a sorted set of names, all scores 0) for listing them.
+//! with `concurrency`, `key_concurrency`, `rate_starts` and `rate_period_ms`,
+//! `key_rate_starts` and `key_rate_period_ms`, each present when set), where
+//! `claim.lua` reads it atomically with the queue's running set, running jobs per limit
+//! key (`haul:{<prefix>:<queue>}:key_running`) and recent starts
+//! (`haul:{<prefix>:<queue>}:starts`, and `…:starts:<limit key>` per key), and an index
+//! of the queues that have some (`haul:{<prefix>}:limits`, a sorted set of names, all
+//! scores 0) for listing them.
 //!
 //! On one server `set_limits.lua` writes both at once. On a cluster the index lives in
 //! another slot, so it is a second call: added to before limits are stored, removed
@@ -10,7 +13,9 @@
 //! so the index never misses a queue that has limits. It may name a queue whose limits
 //! are gone (after an interrupted call, or racing calls); listing skips such names.
 
-use haul_core::{QueueLimits, QueueLimitsRecord, Result, validate_queue_name};
+use std::time::Duration;
+
+use haul_core::{QueueLimits, QueueLimitsRecord, RateLimit, Result, validate_queue_name};
 use redis::{AsyncCommands, Value};
 
 use crate::{
@@ -26,8 +31,6 @@ impl RedisStorage {
         limits.validate()?;
         let keys = &self.inner.keys;
         let (limits_key, index) = (keys.queue(queue).limits(), keys.limits());
-        let concurrency = limit_arg(limits.concurrency);
-        let key_concurrency = limit_arg(limits.key_concurrency);
         let adding = !limits.is_unlimited();
         let mut conn = self.conn();
         if self.is_cluster() && adding {
@@ -40,7 +43,12 @@ impl RedisStorage {
         if !self.is_cluster() {
             call.key(&index);
         }
-        call.arg(keys.channel()).arg(queue).arg(&concurrency).arg(&key_concurrency);
+        call.arg(keys.channel())
+            .arg(queue)
+            .arg(limit_arg(limits.concurrency))
+            .arg(limit_arg(limits.key_concurrency))
+            .arg(&rate_args(limits.rate))
+            .arg(&rate_args(limits.key_rate));
         self.run(&call).await?;
         if !self.is_cluster() || adding {
             return Ok(());
@@ -60,9 +68,7 @@ impl RedisStorage {
         let names: Vec<String> = self.conn().zrange(keys.limits(), 0, -1).await.map_err(map_redis_error)?;
         let commands = names
             .iter()
-            .map(|name| {
-                redis::cmd("HMGET").arg(keys.queue(name).limits()).arg("concurrency").arg("key_concurrency").clone()
-            })
+            .map(|name| redis::cmd("HMGET").arg(keys.queue(name).limits()).arg(&LIMIT_FIELDS).clone())
             .collect();
         let replies = self.query_all(commands).await?;
         let mut records = Vec::with_capacity(names.len());
@@ -71,6 +77,8 @@ impl RedisStorage {
             let mut limits = QueueLimits::new();
             limits.concurrency = stored_limit(&name, "concurrency limit", fields.next())?;
             limits.key_concurrency = stored_limit(&name, "concurrency limit per key", fields.next())?;
+            limits.rate = stored_rate(&name, "rate limit", fields.next(), fields.next())?;
+            limits.key_rate = stored_rate(&name, "rate limit per key", fields.next(), fields.next())?;
             if !limits.is_unlimited() {
                 records.push(QueueLimitsRecord::new(name, limits));
             }
@@ -80,6 +88,38 @@ impl RedisStorage {
         records.sort_unstable_by(|a, b| a.queue.cmp(&b.queue));
         Ok(records)
     }
+}
+
+/// The fields of a queue's limits hash, in the order `set_limits.lua` takes them.
+const LIMIT_FIELDS: [&str; 6] =
+    ["concurrency", "key_concurrency", "rate_starts", "rate_period_ms", "key_rate_starts", "key_rate_period_ms"];
+
+/// A rate limit as `set_limits.lua` takes it: its starts and its period in ms, or two
+/// empty strings for none.
+fn rate_args(rate: Option<RateLimit>) -> [String; 2] {
+    match rate {
+        Some(rate) => [rate.starts.to_string(), rate.period_millis().to_string()],
+        None => [String::new(), String::new()],
+    }
+}
+
+/// A rate limit of queue `queue` as stored, from its `starts` and `period` (ms) fields
+/// (`None`: both absent), `what` naming it in the error about values that are not a
+/// rate limit.
+fn stored_rate(queue: &str, what: &str, starts: Option<Value>, period: Option<Value>) -> Result<Option<RateLimit>> {
+    let starts = starts.filter(|value| *value != Value::Nil).map(reply::string).transpose()?;
+    let period = period.filter(|value| *value != Value::Nil).map(reply::string).transpose()?;
+    let (starts, period) = match (starts, period) {
+        (None, None) => return Ok(None),
+        (starts, period) => (starts.unwrap_or_default(), period.unwrap_or_default()),
+    };
+    let rate = match (starts.parse::<u32>(), period.parse::<u64>()) {
+        (Ok(starts), Ok(period)) => Some(RateLimit::new(starts, Duration::from_millis(period))),
+        _ => None,
+    };
+    rate.filter(|rate| rate.validate().is_ok())
+        .map(Some)
+        .ok_or_else(|| corrupt(format!("the {what} of queue `{queue}` is `{starts}` starts per `{period}` ms")))
 }
 
 /// A limit as `set_limits.lua` takes it: the number, or empty for none.
