@@ -37,7 +37,7 @@
 //! claim's (a clock stepped back) may count fewer than were made in its window. A job held back by a rate
 //! limit stays available and keeps its attempts; the claim tells the worker how long
 //! until the limit lets another job start ([`PacedClaim::rate_limited_for`]), and the
-//! worker claims again then, without polling in between.
+//! worker claims again then (or at its next poll, or on a wake-up, if sooner).
 //!
 //! Every limit applies together: a job starts only when the queue's concurrency and
 //! rate limits and its key's limits all have room. A claim of a queue with any
@@ -167,8 +167,9 @@ impl QueueLimits {
 /// At most [`starts`](RateLimit::starts) jobs start in any window of
 /// [`period`](RateLimit::period) (see the [module docs](self)).
 ///
-/// It reads and prints as `STARTS/PERIOD`, the period in
-/// [humantime](https://docs.rs/humantime) form:
+/// It reads as `STARTS/PERIOD`, the period in [humantime](https://docs.rs/humantime)
+/// form (`500ms`, `90s`, `1m`, `1h 30m`, `1d`), and prints the period as one word in
+/// its largest whole unit ([`RateLimit::period_text`]):
 ///
 /// ```
 /// use std::time::Duration;
@@ -242,9 +243,26 @@ impl RateLimit {
     }
 }
 
+impl RateLimit {
+    /// The period as one word in its largest whole unit (`1500ms`, `90s`, `1m`, `2h`,
+    /// `31d`), as [`Display`](fmt::Display) prints it and [`FromStr`] reads it back.
+    pub fn period_text(&self) -> String {
+        const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+        let millis = self.period_millis();
+        if !self.period.subsec_nanos().is_multiple_of(1_000_000) || millis == 0 {
+            // Not a valid period (see `validate`): shown exactly.
+            return humantime::format_duration(self.period).to_string();
+        }
+        UNITS
+            .iter()
+            .find(|(unit, _)| millis.is_multiple_of(*unit))
+            .map_or_else(|| format!("{millis}ms"), |(unit, name)| format!("{}{name}", millis / unit))
+    }
+}
+
 impl fmt::Display for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.starts, humantime::format_duration(self.period))
+        write!(f, "{}/{}", self.starts, self.period_text())
     }
 }
 
@@ -360,8 +378,16 @@ mod tests {
         for bad in ["100", "/1m", "x/1m", "100/", "100/soon", "0/1m", "-1/1m", "1/0s"] {
             assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
         }
-        for rate in [RateLimit::per_second(7), RateLimit::new(5, Duration::from_millis(1_500))] {
-            assert_eq!(rate.to_string().parse::<RateLimit>().ok(), Some(rate));
+        let shown = [
+            (RateLimit::per_second(7), "7/1s"),
+            (RateLimit::new(5, Duration::from_millis(1_500)), "5/1500ms"),
+            (RateLimit::new(5, Duration::from_secs(90)), "5/90s"),
+            (RateLimit::per_hour(3), "3/1h"),
+            (RateLimit::new(1, MAX_RATE_PERIOD), "1/31d"),
+        ];
+        for (rate, text) in shown {
+            assert_eq!(rate.to_string(), text);
+            assert_eq!(text.parse::<RateLimit>().ok(), Some(rate));
         }
     }
 

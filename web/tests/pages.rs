@@ -76,7 +76,7 @@ async fn the_overview_shows_counts_pauses_throughput_leader_and_workers() {
     assert!(html.contains("data-queue=\"paced\""), "a queue with rate limits only has its row: {html}");
     assert!(html.contains(">at most 100 per 1m, 2 per 1s per key</span>"), "both rates of paced: {html}");
     assert!(
-        html.contains(">at most 5 at once, 1 per key, 30 per 1s 500ms, 3 per 1h per key</span>"),
+        html.contains(">at most 5 at once, 1 per key, 30 per 1500ms, 3 per 1h per key</span>"),
         "every limit, in order: {html}"
     );
     assert_eq!(html.matches("limit-badge").count(), 5, "reports has no limit");

@@ -34,7 +34,7 @@
 --   `now`, and one with a key in a queue with a rate per key as a start of its key;
 --   the touched scopes' starts that left the period are deleted (`recorded`,
 --   `trimmed`; they cannot see each other's rows, on one snapshot). The untouched
---   scopes are left to prune.sql. For a queue without a rate no scan of
+--   scopes are left to prune_rate_starts.sql. For a queue without a rate no scan of
 --   `rate_limit_starts` runs (those parts of the plan are never executed; its insert
 --   and delete get no rows).
 --

@@ -2,8 +2,8 @@
 -- any more, oldest first: starts older than their scope's period, and every start of
 -- a scope whose rate is no longer set (the queue has no row, or no such rate). The
 -- claims delete those of the scopes they touch; this bounds the scopes never claimed
--- again (a limit key seen once). Run by prune after the jobs, in batches until one
--- comes back short. Rows another transaction holds are skipped.
+-- again (a limit key seen once). Run by each prune after the jobs (so each call
+-- deletes at most its limit of each). Rows another transaction holds are skipped.
 --
 -- $1 now    timestamptz  clock override (NULL: the database clock)
 -- $2 limit  bigint

@@ -286,7 +286,7 @@ impl Storage for PostgresStorage {
             .execute(&self.inner.pool)
             .await
             .map_err(map_sqlx_error)?;
-        self.prune_rate_starts(params.now, params.limit).await?;
+        self.prune_rate_starts(params.now, params.limit).await;
         Ok(result.rows_affected())
     }
 

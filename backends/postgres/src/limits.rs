@@ -8,7 +8,8 @@
 //!   knows): the one claim statement (`claim.sql`, `claim_one_queue.sql`), as fast as
 //!   without limits. Its guard, evaluated once per statement, makes it claim nothing
 //!   when one of its queues has a row, whatever the handle believed.
-//! - **Limited**: one short transaction of two statements. `lock_queue_limits.sql`
+//! - **Limited**: one short transaction of two statements (three for a short claim
+//!   of a queue with a rate, see below). `lock_queue_limits.sql`
 //!   locks the limit rows of the claim's limited queues (`FOR UPDATE`, in queue
 //!   order), which serializes the claims of a limited queue across every process;
 //!   `claim_limited.sql` then counts each limited queue's running jobs (in all, and
@@ -29,9 +30,9 @@
 //! within the period (`rate_limit_starts`, on the snapshot taken after the lock),
 //! takes at most what the rates allow, records a start per claimed job at the claim's
 //! time, and deletes the starts of the scopes it touched that left their period;
-//! `prune.sql` deletes the rest (scopes never claimed again, and those of a removed
-//! rate). When the claim may have had a job held back by a rate (it came back short,
-//! or full with a held job possibly before its last one), a third statement,
+//! `prune_rate_starts.sql`, part of each prune, deletes the rest (scopes never claimed
+//! again, and those of a removed rate). When the claim came back short (a full claim
+//! leaves the wait unset), a third statement,
 //! `rate_limited_for.sql`, still under the lock, reads how long until a full scope
 //! lets one more start ([`haul_core::PacedClaim::rate_limited_for`]). A claim of
 //! queues without a rate runs no more statements than before, and no scan of the
@@ -153,24 +154,20 @@ impl LimitedQueues {
 }
 
 impl PostgresStorage {
-    /// Deletes the starts no rate limit counts any more (`prune_rate_starts.sql`), in
-    /// batches of `batch` until one comes back short: part of [`Storage::prune`], which
-    /// counts only the jobs it deletes.
+    /// Deletes at most `limit` starts no rate limit counts any more
+    /// (`prune_rate_starts.sql`): part of [`Storage::prune`], which counts only the
+    /// jobs it deletes. A failure is logged, not returned, so the count of the jobs
+    /// already deleted is not lost; the next prune tries again.
     ///
     /// [`Storage::prune`]: haul_core::Storage::prune
-    pub(crate) async fn prune_rate_starts(&self, now: Option<Timestamp>, batch: usize) -> Result<()> {
-        let full_batch = u64::try_from(batch).unwrap_or(u64::MAX);
-        loop {
-            let deleted = sqlx::query(self.inner.queries.prune_rate_starts.clone())
-                .bind(now)
-                .bind(crate::backend::limit(batch))
-                .execute(&self.inner.pool)
-                .await
-                .map_err(map_sqlx_error)?
-                .rows_affected();
-            if deleted < full_batch {
-                return Ok(());
-            }
+    pub(crate) async fn prune_rate_starts(&self, now: Option<Timestamp>, limit: usize) {
+        let pruned = sqlx::query(self.inner.queries.prune_rate_starts.clone())
+            .bind(now)
+            .bind(crate::backend::limit(limit))
+            .execute(&self.inner.pool)
+            .await;
+        if let Err(error) = pruned {
+            tracing::warn!(%error, "pruning the starts of rate limits failed; the next prune tries again");
         }
     }
 

@@ -233,11 +233,7 @@ fn describe_limits(limits: QueueLimits) -> String {
 
 /// A rate limit in words: `at most 100 of its jobs{scope} start in any 1m window`.
 fn describe_rate(rate: RateLimit, scope: &str) -> String {
-    format!(
-        "at most {} of its jobs{scope} start in any {} window",
-        rate.starts,
-        humantime::format_duration(rate.period)
-    )
+    format!("at most {} of its jobs{scope} start in any {} window", rate.starts, rate.period_text())
 }
 
 /// Pauses (`pause`) or resumes a queue.

@@ -432,8 +432,10 @@ impl Claimer {
                 }
             };
             let got = claimed.jobs.len();
-            // A rate limit that held jobs back tells when it lets the next one start.
-            let rate_limited = claimed.rate_limited_for.map(|wait| wait.min(self.config.poll_interval));
+            // A rate limit that held jobs back tells when it lets the next one start (at
+            // least 1 ms, so that a storage answering zero cannot make this loop spin).
+            let rate_limited =
+                claimed.rate_limited_for.map(|wait| wait.max(Duration::from_millis(1)).min(self.config.poll_interval));
             for (record, permit) in claimed.jobs.into_iter().zip(permits) {
                 let executor = Arc::clone(&self.executor);
                 tokio::spawn(async move {

@@ -134,9 +134,7 @@ fn limit_badge(limits: &QueueLimits) -> Markup {
 /// A rate limit as `100 per 1m`: its starts, then its period as `RateLimit` prints it
 /// (`100/1m`).
 fn rate_text(rate: RateLimit) -> String {
-    let shown = rate.to_string();
-    let period = shown.split_once('/').map_or(shown.as_str(), |(_, period)| period);
-    format!("{} per {period}", rate.starts)
+    format!("{} per {}", rate.starts, rate.period_text())
 }
 
 /// The pause (or, for a paused queue, resume) form of a queue.
