@@ -67,7 +67,7 @@ struct Args {
     /// Worker concurrency (slots per worker instance).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Prefetch of the second drain figure (0: only the drain at the default prefetch of 0).
+    /// Prefetch of the second drain figure (0: only the drain at the default, automatic prefetch).
     #[arg(long, default_value_t = 224)]
     prefetch: usize,
     /// Producer rate of the steady-state workload, in jobs per second.

@@ -270,7 +270,7 @@ impl Runs {
             return Vec::new();
         }
         let mut notes = vec![format!(
-            "retention: one worker (c={}, prefetch 0, default poll interval) keeps completed jobs {} s and its \
+            "retention: one worker (c={}, default prefetch and poll interval) keeps completed jobs {} s and its \
              leader prunes every {} s; producers enqueue what is due every {} ms in one batch; each step counts \
              the finished jobs stored every {} ms (counts()); bounded: at most completed/s x ({} s retention + {} s \
              prune interval + {} s slack) stored at the step's end; sustained: enqueued and completed at least {:.0}% \

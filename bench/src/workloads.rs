@@ -239,27 +239,29 @@ async fn completed(queue: &Queue) -> Result<usize, BoxError> {
 }
 
 /// How a drain is set up: how many jobs, worked by how many workers of how many slots
-/// (and jobs claimed ahead), and whether they carry limit keys.
+/// (and jobs claimed ahead: the worker's automatic prefetch unless set), and whether
+/// they carry limit keys.
 #[derive(Clone, Copy, Debug)]
 struct DrainPlan {
     jobs: usize,
     instances: usize,
     concurrency: usize,
-    prefetch: usize,
+    prefetch: Option<usize>,
     /// `Some(keys)`: the queue is limited to one running job per limit key, and job `i`
     /// has the key `key-{i % keys}`.
     keys: Option<usize>,
 }
 
 impl DrainPlan {
-    /// `jobs` jobs without limit keys, `instances` workers of `concurrency` slots, no prefetch.
+    /// `jobs` jobs without limit keys, `instances` workers of `concurrency` slots and the
+    /// default (automatic) prefetch.
     fn new(jobs: usize, instances: usize, concurrency: usize) -> Self {
-        Self { jobs, instances, concurrency, prefetch: 0, keys: None }
+        Self { jobs, instances, concurrency, prefetch: None, keys: None }
     }
 
     /// Each worker claims `prefetch` jobs ahead.
     fn prefetch(mut self, prefetch: usize) -> Self {
-        self.prefetch = prefetch;
+        self.prefetch = Some(prefetch);
         self
     }
 
@@ -337,12 +339,20 @@ async fn drain<B: Backend>(backend: &mut B, label: &str, plan: DrainPlan, ui: &U
 }
 
 /// The worker of the drain workloads on `handle`: `concurrency` slots, `prefetch` jobs
-/// claimed ahead, counting its runs in `progress`.
-fn drain_worker<S: Storage>(handle: S, concurrency: usize, prefetch: usize, progress: &Arc<Progress>) -> WorkerBuilder {
-    Worker::builder(handle)
-        .queues(["bench"])
-        .concurrency(concurrency)
-        .prefetch(prefetch)
+/// claimed ahead (`None`: the default, automatic prefetch), counting its runs in
+/// `progress`.
+fn drain_worker<S: Storage>(
+    handle: S,
+    concurrency: usize,
+    prefetch: Option<usize>,
+    progress: &Arc<Progress>,
+) -> WorkerBuilder {
+    let builder = Worker::builder(handle).queues(["bench"]).concurrency(concurrency);
+    let builder = match prefetch {
+        Some(prefetch) => builder.prefetch(prefetch),
+        None => builder,
+    };
+    builder
         .shared_state(Arc::clone(progress))
         // Every kind of the queue `bench` must find its state, or the worker refuses to
         // start; no `timed` job runs here.
@@ -351,7 +361,7 @@ fn drain_worker<S: Storage>(handle: S, concurrency: usize, prefetch: usize, prog
 }
 
 /// The drain of the `keyed-limits` workload: the unlimited drain's jobs and worker (one
-/// instance, `settings.concurrency` slots, no prefetch), each job with a limit key of
+/// instance, `settings.concurrency` slots, the default prefetch), each job with a limit key of
 /// [`LIMIT_KEYS`] in turn, in a queue limited to one running job per key; compared with
 /// `unlimited`, the label and jobs/s of the unlimited drain on the same backend.
 async fn keyed_limits<B: Backend>(
@@ -385,7 +395,7 @@ pub(crate) async fn drain_once<S: Storage + Clone>(
     enqueue(&queue).await?;
     let progress = Arc::new(Progress::default());
     progress.target.store(jobs, Ordering::Relaxed);
-    let worker = customize(drain_worker(storage.clone(), concurrency, prefetch, &progress)).build();
+    let worker = customize(drain_worker(storage.clone(), concurrency, Some(prefetch), &progress)).build();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let mut running = tokio::spawn(worker.run_until(async move {

@@ -106,8 +106,9 @@ pub enum JobEventKind {
     },
     /// The job was cancelled while it ran (or before it started).
     Cancelled,
-    /// The worker shut down before the job finished (or started) and gave it back,
-    /// without spending its attempt.
+    /// The worker gave the job back without spending its attempt: it shut down before
+    /// the job finished (or started), or the job, claimed ahead by the automatic
+    /// prefetch, waited too long for a slot (see [`crate::WorkerBuilder::prefetch`]).
     HandedBack,
     /// The worker lost the job's lease (another worker may run it); nothing is reported.
     LeaseLost,

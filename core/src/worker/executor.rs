@@ -17,7 +17,7 @@ use crate::{
     events::EventSender,
     job::decode_job,
     middleware::{Middleware, Next},
-    worker::{held::HeldClaims, throughput::ThroughputTally},
+    worker::{claim_ahead::HandlerTimes, held::HeldClaims, throughput::ThroughputTally},
 };
 
 /// A job as the claimer hands it to an executor.
@@ -42,6 +42,11 @@ pub(crate) struct Executor {
     pub(crate) events: EventSender,
     /// Completed and failed attempts per queue, for storage's throughput.
     pub(crate) throughput: Arc<ThroughputTally>,
+    /// How long handlers ran, for the automatic prefetch.
+    pub(crate) handler_times: Arc<HandlerTimes>,
+    /// How long a job claimed ahead may wait for a running slot before it is handed
+    /// back (the automatic prefetch's bound; `None`: as long as it takes).
+    pub(crate) slot_wait: Option<Duration>,
 }
 
 impl Executor {
@@ -70,6 +75,11 @@ impl Executor {
             slot = Arc::clone(&self.running).acquire_owned() => slot.ok(),
             () = self.handing_back.cancelled() => None,
             () = ctx.stop_token().cancelled() => None,
+            () = sleep_or_forever(self.slot_wait) => {
+                tracing::debug!(id = %record.id, wait = ?self.slot_wait, "a job claimed ahead waited too long for a slot; handing it back");
+                self.handler_times.waited_too_long();
+                None
+            }
         };
         // A stop asked while the slot was being taken (a cancel, a lost lease) wins too.
         let Some(_slot) = slot.filter(|_| ctx.stop_reason().is_none()) else {
@@ -110,6 +120,11 @@ impl Executor {
             .record(waited.as_secs_f64());
         self.events.send(record, || JobEventKind::Started);
         let attempt = execute(record, ctx.clone(), &self.middleware).instrument(span.clone()).await;
+        // An attempt that ended before any handler ran (arguments that cannot be read, a
+        // kind this worker does not know) took no time: it says nothing of the handlers.
+        if !attempt.duration.is_zero() {
+            self.handler_times.record(attempt.duration);
+        }
         if ctx.is_marked_completed() {
             // A backend extension already wrote the completion under this claim (the
             // handler's writes and the completion committed together): storage holds
@@ -315,7 +330,7 @@ fn log_ending(record: &JobRecord, ending: &JobEventKind) {
         JobEventKind::Snoozed { until } => tracing::debug!(%id, kind, attempt, %until, "job snoozed"),
         JobEventKind::Cancelled => tracing::info!(%id, kind, attempt, "job cancelled"),
         JobEventKind::HandedBack => {
-            tracing::info!(%id, kind, attempt, "job handed back at shutdown; its attempt is not spent");
+            tracing::info!(%id, kind, attempt, "job handed back; its attempt is not spent");
         }
         JobEventKind::LeaseLost => {
             tracing::warn!(%id, kind, attempt, "job's lease lost; another worker may run it, nothing is reported");

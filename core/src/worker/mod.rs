@@ -1,6 +1,7 @@
 //! The worker runtime: claim, run, report, heartbeat, maintain, shut down gracefully.
 
 mod backoff;
+mod claim_ahead;
 mod cluster;
 mod config;
 mod debug;
@@ -27,8 +28,9 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use claim_ahead::{ClaimAhead, HandlerTimes};
 pub use config::WorkerBuilder;
-use config::{ClaimGroup, WorkerConfig};
+use config::{ClaimGroup, Prefetch, WorkerConfig};
 
 use crate::{
     ClaimParams, JobEvents, Result, StateMap, StopReason, Storage, Wakeups,
@@ -234,6 +236,7 @@ impl Worker {
             .claim_groups()
             .into_iter()
             .map(|group| {
+                let handler_times = Arc::new(HandlerTimes::default());
                 let executor = Arc::new(Executor {
                     states: Arc::clone(&self.states),
                     held: Arc::clone(&held),
@@ -243,10 +246,19 @@ impl Worker {
                     middleware: Arc::clone(&middleware),
                     events: self.events.clone(),
                     throughput: Arc::clone(&tally),
+                    handler_times: Arc::clone(&handler_times),
+                    slot_wait: (group.prefetch == Prefetch::Auto).then_some(claim_ahead::AUTO_PREFETCH_WAIT),
                 });
                 // One slot per job held: running, or prefetched and waiting to run.
                 let slots = Arc::new(Semaphore::new(group.held_limit()));
-                Claimer { storage: Arc::clone(&self.storage), config: config.clone(), group, slots, executor }
+                Claimer {
+                    storage: Arc::clone(&self.storage),
+                    config: config.clone(),
+                    group,
+                    slots,
+                    executor,
+                    handler_times,
+                }
             })
             .collect();
         // Only the executors send reports from here on: the flusher ends with the last one.
@@ -262,7 +274,7 @@ impl Worker {
             worker_id = %config.worker_id,
             queues = ?config.queues,
             concurrency = config.concurrency,
-            prefetch = config.prefetch,
+            prefetch = ?config.prefetch,
             queue_concurrency = ?config.queue_concurrency,
             leader_lease = ?config.leader_lease,
             leader_eligible = config.leader_eligible,
@@ -400,24 +412,34 @@ struct Claimer {
     group: ClaimGroup,
     slots: Arc<Semaphore>,
     executor: Arc<Executor>,
+    /// The run times of this group's handlers, for the automatic prefetch.
+    handler_times: Arc<HandlerTimes>,
 }
 
 impl Claimer {
     async fn run(self, stop: CancellationToken) {
         let mut wakeups = self.subscribe().await;
         let mut backoff = StorageBackoff::default();
+        let mut ahead = ClaimAhead::default();
         loop {
-            let permits = tokio::select! {
+            let free = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                permits = self.free_slots() => permits,
+                free = self.free_slots(self.prefetch(&mut ahead)) => free,
             };
+            // A job handed back while this waited may have lowered the prefetch.
+            let permits = self.permits_to_claim(free, self.prefetch(&mut ahead));
+            if permits.is_empty() {
+                continue;
+            }
             let wanted = permits.len();
             // Every lease of this claim ends no earlier than this, by this worker's clock.
-            let lease_deadline = Instant::now() + self.config.lease;
+            let sent_at = Instant::now();
+            let lease_deadline = sent_at + self.config.lease;
             let claimed = match self.claim(wanted).await {
                 Ok(claimed) => {
                     backoff.reset();
+                    ahead.observe(sent_at.elapsed(), &self.handler_times);
                     claimed
                 }
                 Err(error) => {
@@ -464,16 +486,43 @@ impl Claimer {
         }
     }
 
-    /// Waits until enough slots are free to be worth a claim (one without a prefetch,
-    /// half the prefetch with one), then takes every free slot, one permit per job.
-    async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
-        let worth_a_claim = u32::try_from((self.group.prefetch / 2).max(1)).unwrap_or(u32::MAX);
-        let Ok(mut free) = Arc::clone(&self.slots).acquire_many_owned(worth_a_claim).await else {
-            return Vec::new();
-        };
+    /// Jobs to claim ahead of the free running slots now.
+    fn prefetch(&self, ahead: &mut ClaimAhead) -> usize {
+        match self.group.prefetch {
+            Prefetch::Auto => ahead.prefetch(self.group.concurrency, &self.handler_times),
+            Prefetch::Fixed(jobs) => jobs,
+        }
+    }
+
+    /// Jobs to keep unused of the group's permits, one for each job it may ever hold
+    /// (its held limit), with `prefetch` jobs claimed ahead: those beyond
+    /// `concurrency + prefetch`.
+    fn unused_permits(&self, prefetch: usize) -> usize {
+        self.group.held_limit().saturating_sub(self.group.concurrency.saturating_add(prefetch))
+    }
+
+    /// Waits until enough slots are free to be worth a claim with `prefetch` jobs claimed
+    /// ahead (one without a prefetch, half the prefetch with one), then takes every free
+    /// permit; `None` if the group's permits are gone.
+    async fn free_slots(&self, prefetch: usize) -> Option<OwnedSemaphorePermit> {
+        let worth_a_claim = self.unused_permits(prefetch).saturating_add((prefetch / 2).max(1));
+        let mut free =
+            Arc::clone(&self.slots).acquire_many_owned(u32::try_from(worth_a_claim).unwrap_or(u32::MAX)).await.ok()?;
         while let Ok(more) = Arc::clone(&self.slots).try_acquire_owned() {
             free.merge(more);
         }
+        Some(free)
+    }
+
+    /// Splits the free permits into one per job to claim with `prefetch` jobs claimed
+    /// ahead (up to `concurrency + prefetch` held), giving the unused ones back.
+    fn permits_to_claim(&self, free: Option<OwnedSemaphorePermit>, prefetch: usize) -> Vec<OwnedSemaphorePermit> {
+        let Some(mut free) = free else { return Vec::new() };
+        let unused = self.unused_permits(prefetch);
+        if unused >= free.num_permits() {
+            return Vec::new();
+        }
+        drop(free.split(unused));
         let mut permits = Vec::with_capacity(free.num_permits());
         while let Some(one) = free.split(1) {
             permits.push(one);

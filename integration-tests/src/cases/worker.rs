@@ -383,6 +383,96 @@ pub async fn a_prefetching_worker_runs_every_job_once(storage: TestStorage) {
     }
 }
 
+/// At default settings a worker whose jobs are much shorter than a claim's round trip
+/// claims ahead of its slots (the automatic prefetch): some claim asks for more jobs
+/// than it has slots.
+pub async fn a_default_worker_claims_ahead_for_short_jobs(storage: TestStorage) {
+    let queue = "w.auto_prefetch_short";
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, queue, vec![Script::Complete; 300]).await;
+    let recording = ClaimLimits::default();
+    let wrapped: TestStorage =
+        std::sync::Arc::new(FaultyStorage { claim_limits: Some(recording.clone()), ..FaultyStorage::new(&storage) });
+    let worker = RunningWorker::start(&wrapped, queue, &tracker, |builder| builder.concurrency(2));
+    wait_for_all(&storage, queue, ids.len(), JobState::Completed).await;
+    worker.stop().await;
+    let limits = recording.taken();
+    assert!(limits.iter().any(|&limit| limit > 2), "no claim asked for more than the 2 slots: {limits:?}");
+    for id in ids {
+        assert_eq!(tracker.runs(id), vec![1], "job {id} ran once");
+    }
+}
+
+/// At default settings a worker whose jobs run far longer than a claim's round trip
+/// (1 s here) claims only for free slots: no job waits claimed while another worker
+/// could run it.
+pub async fn a_default_worker_does_not_claim_ahead_for_long_jobs(storage: TestStorage) {
+    let queue = "w.auto_prefetch_long";
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, queue, vec![Script::Sleep { ms: 1_000 }; 6]).await;
+    let recording = ClaimLimits::default();
+    let wrapped: TestStorage =
+        std::sync::Arc::new(FaultyStorage { claim_limits: Some(recording.clone()), ..FaultyStorage::new(&storage) });
+    let worker = RunningWorker::start(&wrapped, queue, &tracker, |builder| builder.concurrency(2));
+    wait_for_all(&storage, queue, ids.len(), JobState::Completed).await;
+    worker.stop().await;
+    let limits = recording.taken();
+    assert!(limits.iter().all(|&limit| limit <= 2), "a claim asked for more than the 2 slots: {limits:?}");
+    assert!(!limits.is_empty());
+}
+
+/// Long jobs queued behind many short ones are claimed ahead as if they were short; at
+/// default settings each job claimed ahead that has not started within 1 s is handed
+/// back for any worker to take. With one slot, held by a job that never ends, the worker
+/// ends up holding that job alone: every other job is completed, or available again
+/// without having spent an attempt.
+pub async fn long_jobs_claimed_ahead_behind_short_ones_are_handed_back(storage: TestStorage) {
+    let queue = "w.auto_prefetch_mixed";
+    let tracker = Tracker::new();
+    let mut scripts = vec![Script::Complete; 400];
+    scripts.extend(vec![Script::Hang; 6]);
+    let ids = enqueue_scripts(&storage, queue, scripts).await;
+    let recording = ClaimLimits::default();
+    let wrapped: TestStorage =
+        std::sync::Arc::new(FaultyStorage { claim_limits: Some(recording.clone()), ..FaultyStorage::new(&storage) });
+    let worker = RunningWorker::start(&wrapped, queue, &tracker, |builder| {
+        builder.concurrency(1).shutdown_grace(Duration::from_millis(200))
+    });
+    let handed_back = eventually("one job running, the others completed or handed back", || {
+        let storage = storage.clone();
+        async move {
+            let running = jobs_in_state(&storage, queue, JobState::Running).await.len();
+            let available = jobs_in_state(&storage, queue, JobState::Available).await;
+            let completed = jobs_in_state(&storage, queue, JobState::Completed).await.len();
+            (running == 1 && available.len() + completed == 405).then_some(available)
+        }
+    })
+    .await;
+    assert!(handed_back.len() >= 5, "the hanging jobs not running are available again");
+    for job in &handed_back {
+        assert_eq!(job.attempt, 0, "job {} is handed back without spending its attempt", job.id);
+    }
+    assert!(recording.taken().iter().any(|&limit| limit > 1), "the short jobs were claimed ahead");
+    worker.stop().await;
+    for id in &ids {
+        assert!(tracker.runs(*id).len() <= 1, "job {id} ran at most once");
+    }
+}
+
+/// The `limit` of every claim a [`FaultyStorage`] passed on.
+#[derive(Clone, Default)]
+struct ClaimLimits(std::sync::Arc<std::sync::Mutex<Vec<usize>>>);
+
+impl ClaimLimits {
+    fn record(&self, limit: usize) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(limit);
+    }
+
+    fn taken(&self) -> Vec<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
 /// A handler that panics fails its attempt with the panic message recorded, and the
 /// worker keeps running jobs.
 pub async fn a_panicking_handler_is_recorded_as_a_failed_attempt(storage: TestStorage) {
@@ -524,18 +614,26 @@ pub async fn a_worker_that_reclaims_a_job_it_lost_completes_it_once(storage: Tes
 
 /// A storage with faults a case sets: heartbeats that always fail (the worker cannot
 /// extend its leases), and report batches refused for good when they hold a discard
-/// with a given reason. The rest passes through.
+/// with a given reason; it can also record each claim's limit. The rest passes through.
 struct FaultyStorage {
     inner: TestStorage,
     heartbeats_fail: bool,
     refused_reason: Option<&'static str>,
     /// A claim from this queue panics once the flag is set.
     claim_panics_on: Option<(&'static str, std::sync::Arc<std::sync::atomic::AtomicBool>)>,
+    /// Where each claim's limit is recorded.
+    claim_limits: Option<ClaimLimits>,
 }
 
 impl FaultyStorage {
     fn new(inner: &TestStorage) -> Self {
-        Self { inner: inner.clone(), heartbeats_fail: false, refused_reason: None, claim_panics_on: None }
+        Self {
+            inner: inner.clone(),
+            heartbeats_fail: false,
+            refused_reason: None,
+            claim_panics_on: None,
+            claim_limits: None,
+        }
     }
 
     fn refuses(&self, params: &ReportParams) -> bool {
@@ -559,6 +657,9 @@ impl haul::Storage for FaultyStorage {
             && params.queues.iter().any(|claimed| claimed == queue)
         {
             panic!("a claim from {queue} panics");
+        }
+        if let Some(limits) = &self.claim_limits {
+            limits.record(params.limit);
         }
         self.inner.claim(params).await
     }
