@@ -1,11 +1,12 @@
 //! The automatic prefetch: how many jobs the shared slots claim ahead when
 //! [`WorkerBuilder::prefetch`](crate::WorkerBuilder::prefetch) is not set.
 //!
-//! The rule: beyond its running slots, the worker keeps claimed as many jobs as those
-//! slots finish in two claim round trips, `floor(2 × concurrency × round trip / handler
-//! time)`, at most [`AUTO_PREFETCH_MAX`]. Both times are running averages of what this
-//! worker saw (each new sample weighs a quarter); until a handler has finished, it
-//! claims no job ahead. So short jobs are claimed in large batches, and a prefetched
+//! The rule: while its claims come back full (the queues have a backlog), the worker
+//! keeps claimed, beyond its running slots, as many jobs as those slots finish in two
+//! claim round trips, `floor(2 × concurrency × round trip / handler time)`, at most
+//! [`AUTO_PREFETCH_PER_SLOT`] per slot and [`AUTO_PREFETCH_MAX`] in all. Both times are running averages of what this worker saw (each
+//! new sample weighs a quarter); until a handler has finished, and after a claim that
+//! came back short, it claims no job ahead. So short jobs are claimed in large batches, and a prefetched
 //! job waits about two round trips for its slot; jobs that run much longer than a
 //! round trip are not claimed ahead at all.
 //!
@@ -23,8 +24,12 @@ use std::{
     time::Duration,
 };
 
-/// The most jobs the automatic prefetch claims ahead of the running slots.
+/// The most jobs the automatic prefetch claims ahead of the running slots, in all...
 pub(crate) const AUTO_PREFETCH_MAX: usize = 256;
+
+/// ...and per running slot: the handler time the rule counts leaves out the worker's
+/// own work per job, which bounds how fast a few slots go through short jobs.
+pub(crate) const AUTO_PREFETCH_PER_SLOT: usize = 8;
 
 /// How long a job claimed ahead by the automatic prefetch waits for a slot before it is
 /// handed back.
@@ -68,17 +73,20 @@ impl HandlerTimes {
     }
 }
 
-/// A claimer's running averages of its claim round trip and its handlers' run time.
+/// A claimer's running averages of its claim round trip and its handlers' run time,
+/// and whether its last claim came back full.
 #[derive(Debug, Default)]
 pub(crate) struct ClaimAhead {
     round_trip: Option<Duration>,
     handler: Option<Duration>,
+    backlog: bool,
 }
 
 impl ClaimAhead {
-    /// Takes in a claim that took `round_trip` and the handlers that ended since the
-    /// previous claim.
-    pub(crate) fn observe(&mut self, round_trip: Duration, handlers: &HandlerTimes) {
+    /// Takes in a claim that took `round_trip` and came back `full` (with every job it
+    /// asked for), and the handlers that ended since the previous claim.
+    pub(crate) fn observe(&mut self, round_trip: Duration, full: bool, handlers: &HandlerTimes) {
+        self.backlog = full;
         self.round_trip = Some(blend(self.round_trip, round_trip));
         if let Some(mean) = handlers.take_mean() {
             self.handler = Some(blend(self.handler, mean));
@@ -94,13 +102,14 @@ impl ClaimAhead {
             // Attempts that ended before the hand-back belong to the old average.
             handlers.take_mean();
         }
-        let (Some(round_trip), Some(handler)) = (self.round_trip, self.handler) else {
+        let (true, Some(round_trip), Some(handler)) = (self.backlog, self.round_trip, self.handler) else {
             return 0;
         };
         // A handler that took no measurable time is one nanosecond long.
         let handler = handler.as_nanos().max(1);
         let finished_in_two_round_trips = 2 * concurrency as u128 * round_trip.as_nanos() / handler;
-        usize::try_from(finished_in_two_round_trips).map_or(AUTO_PREFETCH_MAX, |jobs| jobs.min(AUTO_PREFETCH_MAX))
+        let most = concurrency.saturating_mul(AUTO_PREFETCH_PER_SLOT).min(AUTO_PREFETCH_MAX);
+        usize::try_from(finished_in_two_round_trips).map_or(most, |jobs| jobs.min(most))
     }
 }
 
@@ -122,7 +131,7 @@ mod tests {
         let handlers = HandlerTimes::default();
         handlers.record(Duration::from_micros(handler_us));
         let mut ahead = ClaimAhead::default();
-        ahead.observe(Duration::from_micros(round_trip_us), &handlers);
+        ahead.observe(Duration::from_micros(round_trip_us), true, &handlers);
         ahead
     }
 
@@ -134,14 +143,14 @@ mod tests {
     #[test]
     fn nothing_is_claimed_ahead_before_a_handler_has_finished() {
         let mut ahead = ClaimAhead::default();
-        ahead.observe(Duration::from_millis(1), &HandlerTimes::default());
+        ahead.observe(Duration::from_millis(1), true, &HandlerTimes::default());
         assert_eq!(prefetch(&mut ahead, 32), 0);
     }
 
     #[test]
     fn the_slots_claim_what_they_finish_in_two_round_trips() {
-        // 4 slots, 1 ms claims, 100 µs jobs: 40 jobs per round trip.
-        assert_eq!(prefetch(&mut ahead(1_000, 100), 4), 80);
+        // 4 slots, 1 ms claims, 500 µs jobs: 8 jobs per round trip.
+        assert_eq!(prefetch(&mut ahead(1_000, 500), 4), 16);
         // Jobs as long as a round trip: two per slot.
         assert_eq!(prefetch(&mut ahead(1_000, 1_000), 4), 8);
     }
@@ -155,8 +164,19 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_claimed_ahead_after_a_claim_that_came_back_short() {
+        let mut ahead = ahead(1_000, 500);
+        ahead.observe(Duration::from_micros(1_000), false, &HandlerTimes::default());
+        assert_eq!(prefetch(&mut ahead, 4), 0, "no backlog");
+        ahead.observe(Duration::from_micros(1_000), true, &HandlerTimes::default());
+        assert_eq!(prefetch(&mut ahead, 4), 16);
+    }
+
+    #[test]
     fn short_jobs_are_claimed_ahead_up_to_the_bound() {
-        assert_eq!(prefetch(&mut ahead(1_000, 0), 1), AUTO_PREFETCH_MAX);
+        assert_eq!(prefetch(&mut ahead(1_000, 0), 1), AUTO_PREFETCH_PER_SLOT);
+        assert_eq!(prefetch(&mut ahead(1_000, 0), 31), 31 * AUTO_PREFETCH_PER_SLOT);
+        assert_eq!(prefetch(&mut ahead(50_000, 1), 32), AUTO_PREFETCH_MAX);
         assert_eq!(prefetch(&mut ahead(50_000, 1), usize::MAX), AUTO_PREFETCH_MAX);
     }
 
@@ -166,12 +186,12 @@ mod tests {
         let mut ahead = ahead(1_000, 100);
         handlers.record(Duration::from_micros(300));
         handlers.record(Duration::from_micros(500));
-        ahead.observe(Duration::from_micros(2_000), &handlers);
+        ahead.observe(Duration::from_micros(2_000), true, &handlers);
         assert_eq!(ahead.round_trip, Some(Duration::from_micros(1_250)));
         // The mean of the two new attempts (400 µs) weighs a quarter.
         assert_eq!(ahead.handler, Some(Duration::from_micros(175)));
         // A claim with no handler ended since keeps the handler average.
-        ahead.observe(Duration::from_micros(250), &handlers);
+        ahead.observe(Duration::from_micros(250), true, &handlers);
         assert_eq!(ahead.handler, Some(Duration::from_micros(175)));
         assert_eq!(ahead.round_trip, Some(Duration::from_micros(1_000)));
     }
@@ -183,10 +203,10 @@ mod tests {
         handlers.record(Duration::from_micros(100));
         handlers.waited_too_long();
         assert_eq!(ahead.prefetch(4, &handlers), 0, "nothing is claimed ahead until a handler finishes");
-        ahead.observe(Duration::from_micros(1_000), &handlers);
+        ahead.observe(Duration::from_micros(1_000), true, &handlers);
         assert_eq!(ahead.prefetch(4, &handlers), 0, "an attempt that ended before the hand-back does not count");
         handlers.record(Duration::from_micros(500));
-        ahead.observe(Duration::from_micros(1_000), &handlers);
+        ahead.observe(Duration::from_micros(1_000), true, &handlers);
         assert_eq!(ahead.handler, Some(Duration::from_micros(500)), "the new sample alone");
         assert_eq!(ahead.prefetch(4, &handlers), 16);
     }

@@ -276,9 +276,11 @@ impl WorkerBuilder {
     /// shutdown, prefetched jobs that have not started are handed back at once without
     /// spending their attempt.
     ///
-    /// Without this setting the prefetch follows one rule: the worker claims ahead as
-    /// many jobs as its shared slots finish in two claim round trips,
-    /// `2 × concurrency × round trip / handler time` rounded down, at most 256, from the
+    /// Without this setting the prefetch follows one rule: while its claims come back
+    /// full (its queues have a backlog), the worker claims ahead as many jobs as its
+    /// shared slots finish in two claim round trips,
+    /// `2 × concurrency × round trip / handler time` rounded down, at most 8 per slot and
+    /// 256 in all, from the
     /// running averages of its claims' round trips and its handlers' run times (each
     /// new sample weighs a quarter). Until a handler has finished, it claims nothing
     /// ahead. So many short jobs are claimed in large batches and wait about two round

@@ -439,7 +439,7 @@ impl Claimer {
             let claimed = match self.claim(wanted).await {
                 Ok(claimed) => {
                     backoff.reset();
-                    ahead.observe(sent_at.elapsed(), &self.handler_times);
+                    ahead.observe(sent_at.elapsed(), claimed.jobs.len() >= wanted, &self.handler_times);
                     claimed
                 }
                 Err(error) => {
