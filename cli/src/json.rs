@@ -48,7 +48,7 @@ pub(crate) fn job(job: &JobRecord) -> Value {
         "claimed_by": job.claimed_by,
         "unique_key": job.unique_key,
         "limit_key": job.limit_key,
-        "metadata": job.metadata,
+        "metadata": *job.metadata,
         "args": job.args,
         "unreadable_args": job.unreadable_args,
     })

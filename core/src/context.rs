@@ -67,6 +67,22 @@ impl JobContext {
         enqueued_at: Timestamp,
         states: Arc<StateMap>,
     ) -> Self {
+        Self::with_shared_metadata(id, token, kind, queue, attempt, max_attempts, enqueued_at, states, Arc::default())
+    }
+
+    /// [`JobContext::new`] with `metadata`.
+    #[allow(clippy::too_many_arguments)]
+    fn with_shared_metadata(
+        id: JobId,
+        token: LeaseToken,
+        kind: impl Into<String>,
+        queue: impl Into<String>,
+        attempt: u32,
+        max_attempts: u32,
+        enqueued_at: Timestamp,
+        states: Arc<StateMap>,
+        metadata: Arc<crate::Metadata>,
+    ) -> Self {
         Self {
             inner: Arc::new(ContextInner {
                 id,
@@ -81,14 +97,14 @@ impl JobContext {
                 completed: AtomicBool::new(false),
                 states,
             }),
-            metadata: Arc::default(),
+            metadata,
         }
     }
 
-    /// The context of the attempt a claim of `record` (under `token`) runs. The record's
-    /// metadata moves into the context (read it there), so a claim copies it only once.
-    pub(crate) fn for_claimed(record: &mut crate::JobRecord, token: LeaseToken, states: Arc<StateMap>) -> Self {
-        Self::new(
+    /// The context of the attempt a claim of `record` (under `token`) runs. The context
+    /// shares the record's metadata: nothing copies it.
+    pub(crate) fn for_claimed(record: &crate::JobRecord, token: LeaseToken, states: Arc<StateMap>) -> Self {
+        Self::with_shared_metadata(
             record.id,
             token,
             record.kind.clone(),
@@ -97,8 +113,8 @@ impl JobContext {
             record.max_attempts,
             record.created_at,
             states,
+            Arc::clone(&record.metadata),
         )
-        .with_metadata(std::mem::take(&mut record.metadata))
     }
 
     /// This context with `metadata` as the job's metadata (for contexts built by hand,

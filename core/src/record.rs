@@ -376,8 +376,9 @@ pub struct JobRecord {
     pub claimed_by: Option<String>,
     /// The uniqueness key it was enqueued with, if any.
     pub unique_key: Option<String>,
-    /// The metadata it was enqueued with (see [`crate::Metadata`]).
-    pub metadata: crate::Metadata,
+    /// The metadata it was enqueued with (see [`crate::Metadata`]), shared: a claim
+    /// hands the job's handler this map without copying it.
+    pub metadata: std::sync::Arc<crate::Metadata>,
     /// The key it counts against in its queue's per-key limits (see [`crate::limits`]).
     pub limit_key: Option<String>,
     /// Why the stored arguments could not be read (then `args` is `null`): written by
@@ -413,7 +414,7 @@ impl JobRecord {
             lease_expires_at: None,
             claimed_by: None,
             unique_key: None,
-            metadata: crate::Metadata::new(),
+            metadata: std::sync::Arc::default(),
             limit_key: None,
             unreadable_args: None,
         }

@@ -411,7 +411,7 @@ fn new_record(job: NewJob, now: Timestamp) -> JobRecord {
     record.lease_expires_at = None;
     record.claimed_by = None;
     record.unique_key = unique.map(|unique| unique.key);
-    record.metadata = metadata;
+    record.metadata = std::sync::Arc::new(metadata);
     record.limit_key = limit_key;
     record
 }

@@ -83,7 +83,7 @@ pub(crate) fn decode_record(row: &PgRow) -> Result<JobRecord> {
     record.lease_expires_at = column(row, "lease_expires_at")?;
     record.claimed_by = column(row, "claimed_by")?;
     record.unique_key = column(row, "unique_key")?;
-    record.metadata = decode_metadata(row, id)?;
+    record.metadata = std::sync::Arc::new(decode_metadata(row, id)?);
     record.limit_key = column(row, "limit_key")?;
     Ok(record)
 }

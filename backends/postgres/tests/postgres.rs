@@ -873,7 +873,7 @@ mod data {
         let record = storage.get(id).await.expect("get").expect("exists");
         let expected: haul_core::Metadata =
             [("shard", "7"), ("tenant", "acme")].map(|(key, value)| (key.to_owned(), value.to_owned())).into();
-        assert_eq!(record.metadata, expected);
+        assert_eq!(*record.metadata, expected);
         set(json!(["tenant"])).await.expect("update");
         assert!(storage.get(id).await.expect("get").expect("exists").metadata.is_empty());
         let claimed = storage.claim(ClaimParams::new(["default"], 10)).await.expect("a bad value fails no claim");

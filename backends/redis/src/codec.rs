@@ -83,10 +83,9 @@ pub(crate) fn record_from_fields(fields: &Fields) -> Result<JobRecord> {
     record.claimed_by = fields.get("claimed_by").cloned();
     record.unique_key = fields.get("unique_key").cloned();
     record.limit_key = fields.get("limit_key").cloned();
-    record.metadata = match fields.get("metadata") {
-        None => Metadata::new(),
-        Some(metadata) => metadata_from_field(record.id, metadata),
-    };
+    if let Some(metadata) = fields.get("metadata") {
+        record.metadata = std::sync::Arc::new(metadata_from_field(record.id, metadata));
+    }
     Ok(record)
 }
 
@@ -362,7 +361,7 @@ mod tests {
         let metadata: Metadata =
             [("tenant", "acme"), ("note", "a|b=c\n\"d\"\\ é")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
         stored.insert("metadata".to_owned(), serde_json::to_string(&metadata).expect("json"));
-        assert_eq!(record_from_fields(&stored).expect("valid").metadata, metadata);
+        assert_eq!(*record_from_fields(&stored).expect("valid").metadata, metadata);
         stored.insert("metadata".to_owned(), r#"{"shard":7,"tenant":"acme"}"#.to_owned());
         let lenient = record_from_fields(&stored).expect("valid").metadata;
         assert_eq!(lenient.get("shard").map(String::as_str), Some("7"));

@@ -146,7 +146,7 @@ async fn claim_one(storage: &dyn Storage, queues: &[String], shared: &Shared) ->
 
 /// Runs one attempt of a claimed job and reports it; returns the state the job is left
 /// in (`None` if nothing was reported).
-async fn run_one(shared: &Shared, mut record: JobRecord) -> Result<Option<JobState>> {
+async fn run_one(shared: &Shared, record: JobRecord) -> Result<Option<JobState>> {
     let storage = shared.storage.as_ref();
     let Some(claim) = record.claim() else {
         return Err(Error::InvalidArgument(
@@ -154,7 +154,7 @@ async fn run_one(shared: &Shared, mut record: JobRecord) -> Result<Option<JobSta
                 .into(),
         ));
     };
-    let ctx = JobContext::for_claimed(&mut record, claim.token, shared.states.current());
+    let ctx = JobContext::for_claimed(&record, claim.token, shared.states.current());
     let middleware = Arc::clone(&*shared.middleware.lock().unwrap_or_else(PoisonError::into_inner));
     let outcome = execute(&record, ctx.clone(), &middleware).await.outcome;
     if ctx.is_marked_completed() {

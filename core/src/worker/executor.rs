@@ -55,12 +55,12 @@ impl Executor {
     /// Whatever happens in here, even a panic outside the handler, the claim does not
     /// stay held with nobody to report it: its lease would be extended forever.
     pub(crate) async fn run(&self, claimed: Claimed) {
-        let Claimed { mut record, lease_deadline } = claimed;
+        let Claimed { record, lease_deadline } = claimed;
         let Some(claim) = record.claim() else {
             tracing::error!(id = %record.id, "storage returned a claimed job without a lease token; skipping it");
             return;
         };
-        let ctx = JobContext::for_claimed(&mut record, claim.token, Arc::clone(&self.states));
+        let ctx = JobContext::for_claimed(&record, claim.token, Arc::clone(&self.states));
         self.held.insert(claim, ctx.clone(), lease_deadline);
         let mut on_panic = ReleaseOnPanic { held: &self.held, claim, armed: true };
         self.run_held(claim, &record, ctx).await;

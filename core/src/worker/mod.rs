@@ -427,6 +427,8 @@ impl Claimer {
                 () = stop.cancelled() => return,
                 free = self.free_slots(self.prefetch(&mut ahead)) => free,
             };
+            // The group's permits are gone: nothing can run what a claim would take.
+            let Some(free) = free else { return };
             // A job handed back while this waited may have lowered the prefetch.
             let permits = self.permits_to_claim(free, self.prefetch(&mut ahead));
             if permits.is_empty() {
@@ -516,8 +518,7 @@ impl Claimer {
 
     /// Splits the free permits into one per job to claim with `prefetch` jobs claimed
     /// ahead (up to `concurrency + prefetch` held), giving the unused ones back.
-    fn permits_to_claim(&self, free: Option<OwnedSemaphorePermit>, prefetch: usize) -> Vec<OwnedSemaphorePermit> {
-        let Some(mut free) = free else { return Vec::new() };
+    fn permits_to_claim(&self, mut free: OwnedSemaphorePermit, prefetch: usize) -> Vec<OwnedSemaphorePermit> {
         let unused = self.unused_permits(prefetch);
         if unused >= free.num_permits() {
             return Vec::new();

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use haul::{JobError, JobEvent, JobEventKind, JobEvents, JobId, JobOutcome, JobState, Queue, Worker, WorkerBuilder};
+use haul::{JobError, JobEvent, JobEventKind, JobEvents, JobId, JobOutcome, JobState, Queue, WorkerBuilder};
 
 use super::{
     jobs::{SCRIPTED_BACKOFF, SCRIPTED_KIND, Script, Tracker},
@@ -17,21 +17,7 @@ use super::{
     *,
 };
 
-/// A worker builder on `queue` over `storage` with the short intervals of
-/// [`RunningWorker::start`], and `tracker` as state.
-fn worker_builder(storage: &TestStorage, queue: &str, tracker: &Tracker) -> WorkerBuilder {
-    Worker::builder(storage.clone())
-        .queues([queue])
-        .concurrency(4)
-        .poll_interval(Duration::from_millis(50))
-        .maintenance_interval(Duration::from_millis(50))
-        .lease(Duration::from_secs(5))
-        .leader_lease(Duration::from_secs(1))
-        .shutdown_grace(Duration::from_secs(10))
-        .state(tracker.clone())
-}
-
-/// Builds the worker `configure` makes of [`worker_builder`], subscribes to it, and
+/// Builds the worker `configure` makes of [`RunningWorker::builder`], subscribes to it, and
 /// runs it.
 fn start_watched(
     storage: &TestStorage,
@@ -39,7 +25,7 @@ fn start_watched(
     tracker: &Tracker,
     configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
 ) -> (RunningWorker, EventLog) {
-    let worker = configure(worker_builder(storage, queue, tracker)).build();
+    let worker = configure(RunningWorker::builder(storage, queue, tracker)).build();
     let log = EventLog::new(worker.subscribe());
     (RunningWorker::from_worker(worker), log)
 }
@@ -192,7 +178,7 @@ pub async fn a_failed_attempt_with_attempts_left_gives_failed_with_its_retry_tim
 pub async fn a_failure_on_the_last_attempt_gives_discarded_not_failed(storage: TestStorage) {
     let queue = "ev.last_attempt";
     let tracker = Tracker::new();
-    let worker = worker_builder(&storage, queue, &tracker).build();
+    let worker = RunningWorker::builder(&storage, queue, &tracker).build();
     let mut log = EventLog::new(worker.subscribe());
     let mut deaths = worker.subscribe();
     let death_handler = tokio::spawn(async move {
@@ -403,7 +389,7 @@ pub async fn a_panicking_handler_gives_failed_with_the_panic_message(storage: Te
 pub async fn every_subscriber_receives_every_event_until_the_worker_stops(storage: TestStorage) {
     let queue = "ev.subscribers";
     let tracker = Tracker::new();
-    let worker = worker_builder(&storage, queue, &tracker).build();
+    let worker = RunningWorker::builder(&storage, queue, &tracker).build();
     let mut first = EventLog::new(worker.subscribe());
     let mut second = EventLog::new(worker.subscribe());
     let worker = RunningWorker::from_worker(worker);

@@ -60,12 +60,12 @@ pub async fn metadata_round_trips_exactly_through_get_list_and_claim(storage: Te
     let metadata = awkward_metadata();
     let id = enqueue_one(&storage, with_metadata(job("meta.q"), &metadata), at(0)).await;
 
-    assert_eq!(get(&storage, id).await.metadata, metadata, "get returns the metadata");
+    assert_eq!(*get(&storage, id).await.metadata, metadata, "get returns the metadata");
     let listed = listed(&storage, "meta.q").await;
-    assert_eq!(listed.get(&id).map(|record| &record.metadata), Some(&metadata), "list returns the metadata");
+    assert_eq!(listed.get(&id).map(|record| &*record.metadata), Some(&metadata), "list returns the metadata");
     let claimed = claim_only(&storage, "meta.q", id, at(1)).await;
-    assert_eq!(claimed.metadata, metadata, "claim returns the metadata");
-    assert_eq!(get(&storage, id).await.metadata, metadata, "the running job keeps it");
+    assert_eq!(*claimed.metadata, metadata, "claim returns the metadata");
+    assert_eq!(*get(&storage, id).await.metadata, metadata, "the running job keeps it");
 }
 
 /// A job enqueued without metadata comes back with an empty map from `get`, `list` and
@@ -95,17 +95,17 @@ pub async fn a_batch_keeps_each_jobs_own_metadata(storage: TestStorage) {
     let expected: HashMap<JobId, &Metadata> = ids.iter().copied().zip(&wanted).collect();
 
     for (id, metadata) in &expected {
-        assert_eq!(&&get(&storage, *id).await.metadata, metadata, "get of job {id}");
+        assert_eq!(&&*get(&storage, *id).await.metadata, metadata, "get of job {id}");
     }
     let listed = listed(&storage, "meta.batch").await;
     assert_eq!(listed.len(), ids.len());
     for (id, record) in &listed {
-        assert_eq!(Some(&&record.metadata), expected.get(id), "list of job {id}");
+        assert_eq!(Some(&&*record.metadata), expected.get(id), "list of job {id}");
     }
     let claimed = claim(&storage, &["meta.batch"], ids.len(), at(1)).await;
     assert_eq!(sorted_ids_of(&claimed), ordered(&ids), "every job is claimed");
     for record in &claimed {
-        assert_eq!(Some(&&record.metadata), expected.get(&record.id), "claim of job {}", record.id);
+        assert_eq!(Some(&&*record.metadata), expected.get(&record.id), "claim of job {}", record.id);
     }
 }
 
@@ -121,29 +121,29 @@ fn ordered(ids: &[JobId]) -> Vec<JobId> {
 pub async fn metadata_survives_failed_attempts_snoozes_and_manual_retries(storage: TestStorage) {
     let metadata = awkward_metadata();
     let first = running_job(&storage, with_metadata(job("meta.retry"), &metadata), at(0)).await;
-    assert_eq!(first.metadata, metadata);
+    assert_eq!(*first.metadata, metadata);
 
     report_applied(&storage, claim_of(&first), failed("boom", secs(10)), at(1)).await;
     let retryable = get(&storage, first.id).await;
     assert_eq!(retryable.state, JobState::Retryable);
-    assert_eq!(retryable.metadata, metadata, "a failed attempt keeps the metadata");
+    assert_eq!(*retryable.metadata, metadata, "a failed attempt keeps the metadata");
 
     storage.promote_due(Some(at(20))).await.expect("promote succeeds");
     let second = claim_only(&storage, "meta.retry", first.id, at(20)).await;
     assert_eq!(second.attempt, 2);
-    assert_eq!(second.metadata, metadata, "the claim after a retry returns the metadata");
+    assert_eq!(*second.metadata, metadata, "the claim after a retry returns the metadata");
 
     report_applied(&storage, claim_of(&second), JobOutcome::Snoozed { delay: secs(5) }, at(21)).await;
-    assert_eq!(get(&storage, first.id).await.metadata, metadata, "a snooze keeps the metadata");
+    assert_eq!(*get(&storage, first.id).await.metadata, metadata, "a snooze keeps the metadata");
     storage.promote_due(Some(at(30))).await.expect("promote succeeds");
     let third = claim_only(&storage, "meta.retry", first.id, at(30)).await;
-    assert_eq!(third.metadata, metadata, "the claim after a snooze returns the metadata");
+    assert_eq!(*third.metadata, metadata, "the claim after a snooze returns the metadata");
 
     report_applied(&storage, claim_of(&third), JobOutcome::Discarded { reason: "give up".to_owned() }, at(31)).await;
     let retried = storage.retry(first.id, Some(at(35))).await.expect("retry succeeds");
-    assert_eq!(retried.metadata, metadata, "a retry by hand returns the metadata");
+    assert_eq!(*retried.metadata, metadata, "a retry by hand returns the metadata");
     let fourth = claim_only(&storage, "meta.retry", first.id, at(40)).await;
-    assert_eq!(fourth.metadata, metadata, "the claim after a retry by hand returns the metadata");
+    assert_eq!(*fourth.metadata, metadata, "the claim after a retry by hand returns the metadata");
 }
 
 /// A job rescued from an expired lease keeps its metadata, and its next claim returns it.
@@ -155,11 +155,11 @@ pub async fn metadata_survives_the_rescue_of_an_expired_lease(storage: TestStora
     assert_eq!(rescued.rescued, 1);
     let back = get(&storage, record.id).await;
     assert_eq!(back.state, JobState::Available);
-    assert_eq!(back.metadata, metadata, "the rescue keeps the metadata");
+    assert_eq!(*back.metadata, metadata, "the rescue keeps the metadata");
 
     let again = claim_only(&storage, "meta.rescue", record.id, at(32)).await;
     assert_eq!(again.attempt, 2);
-    assert_eq!(again.metadata, metadata, "the claim after a rescue returns the metadata");
+    assert_eq!(*again.metadata, metadata, "the claim after a rescue returns the metadata");
 }
 
 /// Metadata at the size limit is stored whole; one byte more, a NUL in a value or a
@@ -184,8 +184,8 @@ pub async fn metadata_over_the_limit_or_with_a_nul_is_refused(storage: TestStora
     assert_eq!(total_jobs(&storage).await, 0, "nothing of a refused batch is stored");
 
     let id = enqueue_one(&storage, with_metadata(job("meta.bad"), &largest), at(0)).await;
-    assert_eq!(get(&storage, id).await.metadata, largest, "metadata at the limit is stored whole");
-    assert_eq!(claim_only(&storage, "meta.bad", id, at(1)).await.metadata, largest);
+    assert_eq!(*get(&storage, id).await.metadata, largest, "metadata at the limit is stored whole");
+    assert_eq!(*claim_only(&storage, "meta.bad", id, at(1)).await.metadata, largest);
 }
 
 /// The metadata each [`metadata_reader`] run saw, by job id (the handler has no state

@@ -347,7 +347,7 @@ pub async fn an_enqueue_middleware_adds_metadata_to_every_job_of_a_batch(storage
     let expected: Vec<(JobId, &Metadata)> =
         many.iter().map(|id| (*id, &tenant)).chain(std::iter::once((one, &both))).collect();
     for (id, metadata) in &expected {
-        assert_eq!(&&get(&storage, *id).await.metadata, metadata, "job {id} is stored with the metadata");
+        assert_eq!(&&*get(&storage, *id).await.metadata, metadata, "job {id} is stored with the metadata");
     }
 
     let journal = Journal::default();

@@ -37,7 +37,15 @@ impl RunningWorker {
         tracker: &Tracker,
         configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
     ) -> Self {
-        let builder = Worker::builder(storage.clone())
+        Self::from_worker(configure(Self::builder(storage, queue, tracker)).build())
+    }
+
+    /// The builder [`RunningWorker::start`] configures: a worker on `queue` over
+    /// `storage` with short intervals suited to tests, and `tracker` as state. A case
+    /// that must subscribe before the worker runs builds from this and then calls
+    /// [`RunningWorker::from_worker`].
+    pub fn builder(storage: &TestStorage, queue: &str, tracker: &Tracker) -> WorkerBuilder {
+        Worker::builder(storage.clone())
             .queues([queue])
             .concurrency(4)
             .poll_interval(Duration::from_millis(50))
@@ -46,8 +54,7 @@ impl RunningWorker {
             // A worker that dies hands the lead (and the rescue of its jobs) on within ~1 s.
             .leader_lease(Duration::from_secs(1))
             .shutdown_grace(Duration::from_secs(10))
-            .state(tracker.clone());
-        Self::from_worker(configure(builder).build())
+            .state(tracker.clone())
     }
 
     /// Runs `worker` in a task until [`RunningWorker::stop`].
@@ -434,15 +441,9 @@ pub async fn long_jobs_claimed_ahead_behind_short_ones_are_handed_back(storage: 
     scripts.extend(vec![Script::Hang; 6]);
     let ids = enqueue_scripts(&storage, queue, scripts).await;
     let hanging: Vec<JobId> = ids[400..].to_vec();
-    let worker = Worker::builder(storage.clone())
-        .queues([queue])
+    let worker = RunningWorker::builder(&storage, queue, &tracker)
         .concurrency(1)
-        .poll_interval(Duration::from_millis(50))
-        .maintenance_interval(Duration::from_millis(50))
-        .lease(Duration::from_secs(5))
-        .leader_lease(Duration::from_secs(1))
         .shutdown_grace(Duration::from_millis(200))
-        .state(tracker.clone())
         .build();
     let mut events = worker.subscribe();
     let worker = RunningWorker::from_worker(worker);
