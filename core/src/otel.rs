@@ -89,7 +89,9 @@ pub fn continue_trace(span: &tracing::Span, metadata: &Metadata) {
     if !metadata.contains_key(TRACEPARENT) {
         return;
     }
-    let cx = TraceContextPropagator::new().extract(&MetadataExtractor(metadata));
+    // The job's context holds the stored trace alone, whatever the worker's thread has
+    // attached.
+    let cx = TraceContextPropagator::new().extract_with_context(&Context::new(), &MetadataExtractor(metadata));
     if !cx.span().span_context().is_valid() {
         tracing::debug!(traceparent = %metadata[TRACEPARENT], "ignoring the job's unreadable traceparent");
         return;

@@ -427,8 +427,10 @@ impl Claimer {
                 () = stop.cancelled() => return,
                 free = self.free_slots(self.prefetch(&mut ahead)) => free,
             };
-            // The group's permits are gone: nothing can run what a claim would take.
-            let Some(free) = free else { return };
+            let Some(free) = free else {
+                tracing::error!(queues = ?self.group.queues, "the worker's slots were closed; these queues are no longer claimed");
+                return;
+            };
             // A job handed back while this waited may have lowered the prefetch.
             let permits = self.permits_to_claim(free, self.prefetch(&mut ahead));
             if permits.is_empty() {

@@ -158,7 +158,7 @@ pub async fn a_killed_worker_loses_no_job(storage: TestStorage, start: impl Fn(&
             claimed_late += 1;
         }
     }
-    assert_eq!(rerun, held.len() - landed_late + claimed_late, "exactly the jobs the killed worker held ran twice");
+    assert_eq!(rerun, held.len() - landed_late + claimed_late, "exactly the jobs the killed worker held ran again");
     eprintln!(
         "killed worker: {JOBS} enqueued, {JOBS} completed; {} held at the kill and run again \
          ({unflushed} of them had succeeded but their completion was not yet written, {unstarted} had been claimed \
