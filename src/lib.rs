@@ -44,11 +44,11 @@ pub mod otel {
 pub mod storage {
     #[doc(inline)]
     pub use haul_core::{
-        ClaimParams, DEFAULT_MAX_ARGS_BYTES, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams,
-        JobOutcome, Leadership, LeadershipParams, LeaseToken, ListParams, MAX_ARGS_DEPTH, PacedClaim, PeriodicRecord,
-        PeriodicUpdate, PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome, Retention,
-        Storage, ThroughputSample, Timestamp, WakeupSender, Wakeups, WorkerBeat, WorkerRecord, merge_samples,
-        minute_of, storable_text,
+        CLAIM_ORDER_LAG, ClaimParams, DEFAULT_MAX_ARGS_BYTES, EnqueueOutcome, EnqueueParams, HeartbeatOutcome,
+        HeartbeatParams, JobOutcome, Leadership, LeadershipParams, LeaseToken, ListParams, MAX_ARGS_DEPTH, PacedClaim,
+        PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, Report, ReportOutcome, ReportParams, RescueOutcome,
+        Retention, Storage, ThroughputSample, Timestamp, WakeupSender, Wakeups, WorkerBeat, WorkerRecord,
+        merge_samples, minute_of, storable_text,
     };
 }
 #[cfg(feature = "macros")]

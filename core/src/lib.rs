@@ -52,8 +52,8 @@ pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp, Un
 pub use retry::RetryPolicy;
 pub use storable::{MAX_ARGS_DEPTH, storable_text};
 pub use storage::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome, PacedClaim, PruneParams,
-    Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
+    CLAIM_ORDER_LAG, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome,
+    PacedClaim, PruneParams, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,
 };
 pub use throughput::{THROUGHPUT_RETENTION, ThroughputSample, merge_samples, minute_of};
 pub use wakeup::{WakeupSender, Wakeups};

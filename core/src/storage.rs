@@ -42,6 +42,13 @@ pub trait Storage: Admin + Send + Sync + 'static {
     /// [`JobRecord::unreadable_args`] set (so are `get` and `list`): it never fails the
     /// call for the rest of the batch.
     ///
+    /// The order may lag, by at most [`CLAIM_ORDER_LAG`]: a claim at `now` never passes
+    /// over a job that was already available at `now - CLAIM_ORDER_LAG` to take one
+    /// that sorts after it. A job that became available later (a retry, a higher
+    /// priority enqueued meanwhile) may wait for a later claim while the backend
+    /// resumes its walks from where its last claim stopped (PostgreSQL does while long
+    /// transactions make walks from the start slow; see its README).
+    ///
     /// A queue with a concurrency limit ([`Admin::set_queue_limits`](crate::Admin::set_queue_limits))
     /// never gets more running jobs from a claim than its limit: the claim takes at
     /// most the limit minus the queue's running jobs (a job whose lease expired counts
@@ -200,6 +207,11 @@ impl EnqueueOutcome {
         self
     }
 }
+
+/// How long a job may be passed over by claims that take jobs sorting after it
+/// (see [`Storage::claim`]): a claim at `now` takes every job that was available at
+/// `now - CLAIM_ORDER_LAG` before any job that sorts after it.
+pub const CLAIM_ORDER_LAG: Duration = Duration::from_secs(1);
 
 /// Input of [`Storage::claim`].
 #[derive(Clone, Debug)]

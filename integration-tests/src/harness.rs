@@ -1,7 +1,7 @@
 //! What a backend provides to run the suite: a fresh, isolated storage per case, and
 //! the capabilities it has.
 
-use std::{fmt, future::Future, sync::Arc};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use haul::Storage;
 
@@ -108,12 +108,21 @@ impl Harness for MemoryHarness {
 #[derive(Clone, Debug)]
 pub struct PostgresHarness {
     schema: String,
+    /// The storage's [`haul::PostgresConfig::slow_claim`], when not the default.
+    slow_claim: Option<Duration>,
 }
 
 impl PostgresHarness {
     /// A harness with a fresh schema name.
     pub fn new() -> Self {
-        Self { schema: fresh_name("haul_case") }
+        Self { schema: fresh_name("haul_case"), slow_claim: None }
+    }
+
+    /// A harness whose storage counts every claim that takes a job as slow
+    /// ([`haul::PostgresConfig::slow_claim`] zero): after two claims from the start of a
+    /// queue, its claims resume from the last job claimed, as under a long transaction.
+    pub fn resuming_claims() -> Self {
+        Self { slow_claim: Some(Duration::ZERO), ..Self::new() }
     }
 
     /// The schema this harness creates and drops.
@@ -135,7 +144,10 @@ impl Harness for PostgresHarness {
 
     async fn storage(&self) -> Result<TestStorage, HarnessError> {
         let url = crate::services::try_postgres_url().await?;
-        let config = haul::PostgresConfig::new().schema(&self.schema);
+        let mut config = haul::PostgresConfig::new().schema(&self.schema);
+        if let Some(slow_claim) = self.slow_claim {
+            config = config.slow_claim(slow_claim);
+        }
         let storage = haul::PostgresStorage::connect_with(&url, config).await?;
         storage.migrate().await?;
         Ok(Arc::new(storage))

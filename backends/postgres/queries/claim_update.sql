@@ -2,7 +2,10 @@
 -- claim_one_queue.sql, claim_limited.sql), spliced as `{claim_update}` after their
 -- CTEs. It claims the rows of the CTE `picked` (their ctids, locked by it) for the
 -- worker $5 with a lease of $4 µs from `ctx.now`: running, attempt + 1, a fresh lease
--- token each, and returns them whole.
+-- token each, and returns them whole, each with `statement_us`: how long the statement
+-- had run on the server's clock when the row was returned. `picked` is an InitPlan of
+-- the update, walked to its end before the first row is updated, so every row's
+-- `statement_us` includes the whole walk (src/claim_start.rs reads it).
 UPDATE {schema}.jobs AS j
 SET state            = 'running',
     attempt          = j.attempt + 1,
@@ -12,4 +15,5 @@ SET state            = 'running',
     claimed_by       = $5::text
 FROM ctx
 WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
-RETURNING j.*
+RETURNING j.*,
+    (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000000)::bigint AS statement_us

@@ -1,8 +1,8 @@
 -- Extends the leases of held jobs, each fenced by its claim (id + lease token of a
 -- running job). Rows are locked in id order first, so concurrent batches cannot
 -- deadlock. Each input row finds its job through the primary key, and the update joins
--- only the locked rows by id (not ctid), so the plan stays linear in the batch and a
--- row updated concurrently is not lost (see report.sql).
+-- only the locked rows by id (not ctid), found through the primary key, so the plan
+-- stays linear in the batch and a row updated concurrently is not lost (see report.sql).
 --
 -- $1 now       timestamptz  clock override (NULL: the database clock)
 -- $2 ids       uuid[]
@@ -30,4 +30,5 @@ UPDATE {schema}.jobs AS j
 SET lease_expires_at = ctx.now + $4::bigint * interval '1 microsecond'
 FROM locked AS i, ctx
 WHERE j.id = i.id
+  AND j.id = ANY (ARRAY(SELECT l.id FROM locked AS l))
 RETURNING j.id, j.lease_token AS token, j.cancel_requested_at IS NOT NULL AS cancel_requested

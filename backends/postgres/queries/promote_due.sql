@@ -4,7 +4,10 @@
 --
 -- $1 now  timestamptz  clock override (NULL: the database clock)
 --
--- Returns one row: `promoted`, `notified`.
+-- Returns one row: `promoted`, `notified`, and `statistics_stale`: whether the jobs
+-- table has more than doubled in pages (plus 8) since its planner statistics were taken
+-- (`pg_class.relpages`, set by ANALYZE and VACUUM), in which case the storage analyzes
+-- it (see src/backend.rs, `promote_due`).
 WITH ctx AS (
     SELECT coalesce($1::timestamptz, now()) AS now
 ),
@@ -29,4 +32,7 @@ notified AS (
     FROM (SELECT DISTINCT queue FROM promoted) AS q
 )
 SELECT (SELECT count(*) FROM promoted) AS promoted,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) AS notified,
+       (SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint > 2 * c.relpages::bigint + 8
+        FROM pg_class AS c
+        WHERE c.oid = '{schema}.jobs'::regclass) AS statistics_stale

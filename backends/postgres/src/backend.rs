@@ -2,10 +2,11 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    time::Instant,
+    time::Duration,
 };
 
 use async_trait::async_trait;
+use chrono::Utc;
 use haul_core::{
     Admin, AdminAction, Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams,
     JobFilter, JobId, JobOutcome, JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PacedClaim,
@@ -13,7 +14,7 @@ use haul_core::{
     ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
     storable_text, validate_queue_name,
 };
-use sqlx::{Row, postgres::PgRow};
+use sqlx::{AssertSqlSafe, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
@@ -59,41 +60,13 @@ fn decode_periodic(row: &PgRow) -> Result<PeriodicRecord> {
 }
 
 impl PostgresStorage {
-    /// Runs `query` on a connection of the pool and returns its rows and whether it was
-    /// slow ([`crate::slow`]; timed once the connection is acquired, not while waiting
-    /// for the pool).
-    ///
-    /// A slow statement has the connection's cached plans discarded (`DISCARD PLANS`): a
-    /// prepared statement may have settled on a generic plan made while the jobs table
-    /// was nearly empty (a sequential scan is the cheapest plan for a table of a few
-    /// pages, and nothing replans it as the table grows until the next ANALYZE). The
-    /// statements stay prepared and are planned again on their next run, with the table
-    /// as it is.
-    async fn fetch_all_watching_for_slow<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<(Vec<PgRow>, bool)> {
-        let mut conn = self.inner.pool.acquire().await.map_err(map_sqlx_error)?;
-        let started = Instant::now();
-        let rows = query.fetch_all(&mut *conn).await.map_err(map_sqlx_error)?;
-        let elapsed = started.elapsed();
-        let slow = self.inner.slow_statements.observe(elapsed, rows.len());
-        if slow {
-            tracing::debug!(?elapsed, rows = rows.len(), "slow statement; discarding the connection's cached plans");
-            if let Err(error) = sqlx::raw_sql("DISCARD PLANS").execute(&mut *conn).await {
-                tracing::warn!(%error, "cannot discard cached plans");
-            }
-        }
-        Ok((rows, slow))
-    }
-
     /// The unlimited path of a claim: one statement (`claim_one_queue.sql` for one
     /// queue, `claim.sql` otherwise), whose guard claims nothing from a limited queue.
     async fn claim_unlimited(
         &self,
         params: &ClaimParams,
         starts: &[Option<crate::claim_start::WalkStart>],
-    ) -> Result<(Vec<PgRow>, bool)> {
+    ) -> Result<Vec<PgRow>> {
         let queries = &self.inner.queries;
         let query = match (params.queues.as_slice(), starts) {
             ([queue], [start]) => sqlx::query(queries.claim_one_queue.clone())
@@ -113,8 +86,35 @@ impl PostgresStorage {
                 .bind(starts.iter().map(|start| start.map(|start| start.priority)).collect::<Vec<_>>())
                 .bind(starts.iter().map(|start| start.map(|start| start.run_at)).collect::<Vec<_>>()),
         };
-        self.fetch_all_watching_for_slow(query).await
+        query.fetch_all(&self.inner.pool).await.map_err(map_sqlx_error)
     }
+}
+
+impl PostgresStorage {
+    /// `ANALYZE (SKIP_LOCKED)` of the jobs table (skipped while autovacuum or another
+    /// ANALYZE holds it). Fresh statistics make the planner cost the table as it is, and
+    /// an ANALYZE makes every connection plan its prepared statements again: a cached
+    /// plan made while the table was nearly empty (a sequential scan is the cheapest plan
+    /// for a few pages) would otherwise scan the grown table on every claim and outcome
+    /// batch until autovacuum analyzes it. Nothing is sent to any connection's session.
+    async fn analyze_jobs(&self) -> Result<()> {
+        let analyze = format!("ANALYZE (SKIP_LOCKED) \"{}\".jobs", self.inner.schema);
+        tracing::debug!(schema = %self.inner.schema, "the jobs table has more than doubled since its statistics; analyzing it");
+        sqlx::raw_sql(AssertSqlSafe(analyze)).execute(&self.inner.pool).await.map_err(map_sqlx_error)?;
+        Ok(())
+    }
+}
+
+/// How long a claim statement ran on the server: the largest `statement_us` of its rows
+/// (`queries/claim_update.sql`); `None` when it returned no row.
+fn statement_time(rows: &[PgRow]) -> Result<Option<Duration>> {
+    let mut longest = None;
+    for row in rows {
+        let micros: i64 = row.try_get("statement_us").map_err(map_sqlx_error)?;
+        let time = Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+        longest = longest.max(Some(time));
+    }
+    Ok(longest)
 }
 
 #[async_trait]
@@ -141,18 +141,26 @@ impl Storage for PostgresStorage {
             return Ok(PacedClaim::default());
         }
         let claim_starts = &self.inner.claim_starts;
-        let starts = claim_starts.starts(&params.queues, Instant::now());
-        // A claim of a limited queue takes the limited path (see crate::limits).
+        // The claims' clock, for how long a resumed walk lasts (see crate::claim_start).
+        let now = params.now.unwrap_or_else(Utc::now);
+        let starts = claim_starts.starts(&params.queues, now);
+        // A claim of a limited queue takes the limited path (see crate::limits), whose
+        // walks are never judged slow: its statement also counts running jobs (and looks
+        // at up to KEY_LIMIT_SCAN jobs of a key-limited queue) and waits its turn behind
+        // the queue's other claims.
         let limited = self.limited_queues().await?;
-        let (rows, slow, rate_limited_for) = if params.queues.iter().any(|queue| limited.contains(queue)) {
-            self.claim_limited(&params, &starts, &limited).await?
+        let (rows, statement_time, rate_limited_for) = if params.queues.iter().any(|queue| limited.contains(queue)) {
+            let (rows, rate_limited_for) = self.claim_limited(&params, &starts, &limited).await?;
+            (rows, None, rate_limited_for)
         } else {
-            let (rows, slow) = self.claim_unlimited(&params, &starts).await?;
-            (rows, slow, None)
+            let rows = self.claim_unlimited(&params, &starts).await?;
+            let statement_time = statement_time(&rows)?;
+            (rows, statement_time, None)
         };
         let mut records = rows.iter().map(decode_record).collect::<Result<Vec<_>>>()?;
         records.sort_by_key(|record| (record.priority, record.run_at, record.id));
-        claim_starts.record(&params.queues, &starts, &records, slow, Instant::now());
+        let slow = claim_starts.is_slow(statement_time, records.len());
+        claim_starts.record(&params.queues, &starts, &records, slow, now);
         Ok(PacedClaim::new(records).rate_limited_for(rate_limited_for))
     }
 
@@ -193,7 +201,7 @@ impl Storage for PostgresStorage {
             .bind(&outcomes)
             .bind(&messages)
             .bind(&delays);
-        let (rows, _) = self.fetch_all_watching_for_slow(query).await?;
+        let rows = query.fetch_all(&self.inner.pool).await.map_err(map_sqlx_error)?;
         let applied_claims = rows
             .iter()
             .map(|row| {
@@ -254,12 +262,19 @@ impl Storage for PostgresStorage {
         Ok(outcome)
     }
 
+    /// Also analyzes the jobs table when it has more than doubled since its statistics
+    /// were taken (see [`PostgresStorage::analyze_jobs`]): the leader promotes once per
+    /// maintenance pass, so that is how often the size is checked.
     async fn promote_due(&self, now: Option<Timestamp>) -> Result<u64> {
         let row = sqlx::query(self.inner.queries.promote_due.clone())
             .bind(now)
             .fetch_one(&self.inner.pool)
             .await
             .map_err(map_sqlx_error)?;
+        let statistics_stale: Option<bool> = row.try_get("statistics_stale").map_err(map_sqlx_error)?;
+        if statistics_stale == Some(true) {
+            self.analyze_jobs().await?;
+        }
         count(&row, "promoted")
     }
 

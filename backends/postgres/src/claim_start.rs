@@ -5,26 +5,44 @@
 //! each queue. The index entries of jobs already claimed stay on that walk until no
 //! snapshot can see the jobs available any more; while a long transaction holds such a
 //! snapshot they pile up, and every claim visits every one of them (a claim then slows
-//! down in proportion to the jobs claimed since the snapshot was taken). Once
-//! [`SLOW_WALKS_TO_RESUME`] walks from the beginning in a row were slow (see
-//! [`crate::slow`]), the queue's next claims start at the priority and run_at of the last
-//! job claimed from it, for [`RESUME_FOR`]; then one walk from the beginning decides
-//! again (slow: resume again; fast: walk from the beginning from then on). A job that
-//! sorts before that point (a higher priority, or an earlier run_at, made available
-//! meanwhile) waits for that walk: claim order is exact except while walks are slow.
+//! down in proportion to the jobs claimed since the snapshot was taken).
+//!
+//! The rule, per storage handle and queue:
+//! - A walk is **slow** when its claim statement ran longer on the server than the
+//!   handle's [`PostgresConfig::slow_claim`](crate::PostgresConfig::slow_claim) (1 ms
+//!   by default), plus as much again for each [`JOBS_PER_SLOW_CLAIM`] jobs it claimed:
+//!   the server's own clock, so neither the network nor a busy client counts. A claim
+//!   that took no job is never slow (nothing in its walk could be taken out of order).
+//! - After [`SLOW_WALKS_TO_RESUME`] slow walks from the beginning in a row, the
+//!   queue's claims start at the priority and run_at of the last job claimed from it
+//!   (an index condition, not a filter), moving along with each claim, for
+//!   [`CLAIM_ORDER_LAG`] by the claims' clock; then one walk from the beginning decides
+//!   again (slow: resume again; fast: walk from the beginning from then on).
+//!
+//! That keeps [`Storage::claim`](haul_core::Storage::claim)'s order bound: a resumption
+//! is set by a walk from the beginning and lasts less than [`CLAIM_ORDER_LAG`], so a job
+//! available at `now - CLAIM_ORDER_LAG` was seen by the walk that set the resumption a
+//! claim at `now` uses: that walk took it, or stopped before it (the start is then
+//! before the job, and resumed walks take it before anything after it).
 
 use std::{
     collections::HashMap,
     sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use haul_core::{JobRecord, Timestamp};
+use haul_core::{CLAIM_ORDER_LAG, JobRecord, Timestamp};
 
 /// How many slow walks from the beginning in a row make a queue's claims resume.
 const SLOW_WALKS_TO_RESUME: u32 = 2;
-/// How long a queue's claims resume before a walk from the beginning decides again.
-const RESUME_FOR: Duration = Duration::from_secs(1);
+/// The jobs a claim may take for each [`PostgresConfig::slow_claim`](crate::PostgresConfig::slow_claim)
+/// of server time it is allowed on top of the first.
+pub(crate) const JOBS_PER_SLOW_CLAIM: usize = 25;
+
+/// How long a resumption lasts: [`CLAIM_ORDER_LAG`] (1 s), as a clock interval.
+fn lag() -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(CLAIM_ORDER_LAG).unwrap_or(chrono::TimeDelta::MAX)
+}
 
 /// A point in a queue's claim order: the walk takes jobs at or after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +62,10 @@ impl WalkStart {
 
 /// The walk starts of one storage handle, per queue (only queues whose walks are slow
 /// have an entry).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ClaimStarts {
+    /// The server time a claim may take per [`JOBS_PER_SLOW_CLAIM`] jobs.
+    slow_claim: Duration,
     walks: Mutex<Walks>,
 }
 
@@ -61,19 +81,36 @@ struct Walks {
 struct QueueWalks {
     /// Slow walks from the beginning in a row.
     slow_walks: u32,
-    /// Where the queue's claims start, and until when.
-    resume: Option<(WalkStart, Instant)>,
+    /// Where the queue's claims start, and since when (by the claims' clock: the
+    /// resumption holds for claims at `since` to `since + CLAIM_ORDER_LAG`, excluded).
+    resume: Option<(WalkStart, Timestamp)>,
 }
 
 impl ClaimStarts {
+    /// No queue resumed yet; a claim is slow past `slow_claim`, plus as much again per
+    /// [`JOBS_PER_SLOW_CLAIM`] jobs.
+    pub(crate) fn new(slow_claim: Duration) -> Self {
+        Self { slow_claim, walks: Mutex::default() }
+    }
+
+    /// Whether a claim statement that ran `statement_time` on the server (`None`: the
+    /// claim took no job, or did not say) and claimed `jobs` jobs was slow.
+    pub(crate) fn is_slow(&self, statement_time: Option<Duration>, jobs: usize) -> bool {
+        let times = u32::try_from(1 + jobs / JOBS_PER_SLOW_CLAIM).unwrap_or(u32::MAX);
+        let allowed = self.slow_claim.saturating_mul(times);
+        statement_time.is_some_and(|time| jobs > 0 && time > allowed)
+    }
+
     /// Where a claim at `now` starts in each of `queues` (`None`: at the beginning).
-    pub(crate) fn starts(&self, queues: &[String], now: Instant) -> Vec<Option<WalkStart>> {
+    pub(crate) fn starts(&self, queues: &[String], now: Timestamp) -> Vec<Option<WalkStart>> {
         let walks = self.walks.lock().unwrap_or_else(PoisonError::into_inner);
         queues
             .iter()
             .map(|queue| {
-                let (start, until) = walks.by_queue.get(queue)?.resume?;
-                (now < until).then_some(start)
+                let (start, since) = walks.by_queue.get(queue)?.resume?;
+                // A clock that went back (a test's, or a claim with an earlier `now`)
+                // walks from the beginning too.
+                (since <= now && now < since + lag()).then_some(start)
             })
             .collect()
     }
@@ -86,7 +123,7 @@ impl ClaimStarts {
         starts: &[Option<WalkStart>],
         claimed: &[JobRecord],
         slow: bool,
-        now: Instant,
+        now: Timestamp,
     ) {
         let mut walks = self.walks.lock().unwrap_or_else(PoisonError::into_inner);
         let Walks { by_queue, resumptions } = &mut *walks;
@@ -113,7 +150,7 @@ impl ClaimStarts {
                 && queue_walks.slow_walks >= SLOW_WALKS_TO_RESUME
             {
                 *resumptions = resumptions.wrapping_add(1);
-                queue_walks.resume = Some((WalkStart::of(last, *resumptions), now + RESUME_FOR));
+                queue_walks.resume = Some((WalkStart::of(last, *resumptions), now));
                 tracing::debug!(queue = %queue, "claims walk slowly from the start; resuming from the last claimed job");
             }
         }
@@ -130,6 +167,25 @@ mod tests {
 
     const FAST: bool = false;
     const SLOW: bool = true;
+    const SLOW_CLAIM: Duration = Duration::from_millis(1);
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_claim_is_slow_past_the_slow_claim_time_and_as_much_again_per_25_jobs() {
+        let starts = ClaimStarts::new(SLOW_CLAIM);
+        assert!(!starts.is_slow(Some(MS), 1));
+        assert!(starts.is_slow(Some(MS + MS / 10), 1));
+        assert!(!starts.is_slow(Some(MS), 24));
+        assert!(starts.is_slow(Some(MS + MS / 10), 24));
+        assert!(!starts.is_slow(Some(2 * MS), 32), "25 to 49 jobs may take two slow-claim times");
+        assert!(starts.is_slow(Some(3 * MS), 32));
+        assert!(!starts.is_slow(Some(12 * MS), 287));
+        assert!(starts.is_slow(Some(13 * MS), 287));
+        assert!(!starts.is_slow(Some(60 * MS), 0), "a claim that took nothing is never slow");
+        assert!(!starts.is_slow(None, 10), "nor one that did not say");
+        let every = ClaimStarts::new(Duration::ZERO);
+        assert!(every.is_slow(Some(Duration::from_micros(1)), 1), "zero: every claim that took a job is slow");
+    }
 
     fn record(queue: &str, priority: i16, second: u32) -> JobRecord {
         let run_at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).single().expect("a valid time");
@@ -152,9 +208,9 @@ mod tests {
 
     #[test]
     fn claims_walk_from_the_beginning_until_two_walks_in_a_row_are_slow() {
-        let starts = ClaimStarts::default();
+        let starts = ClaimStarts::new(SLOW_CLAIM);
         let queues = ["default".to_owned()];
-        let now = Instant::now();
+        let now = Utc::now();
         let job = record("default", 0, 1);
         assert_eq!(points(&starts.starts(&queues, now)), [None]);
 
@@ -171,9 +227,9 @@ mod tests {
 
     #[test]
     fn a_resumed_walk_moves_its_start_and_a_walk_from_the_beginning_decides_again() {
-        let starts = ClaimStarts::default();
+        let starts = ClaimStarts::new(SLOW_CLAIM);
         let queues = ["default".to_owned()];
-        let now = Instant::now();
+        let now = Utc::now();
         let first = record("default", 0, 1);
         for _ in 0..2 {
             starts.record(&queues, &[None], std::slice::from_ref(&first), SLOW, now);
@@ -188,8 +244,14 @@ mod tests {
         starts.record(&queues, &moved, &[], FAST, now);
         assert_eq!(points(&starts.starts(&queues, now)), [at(&second)], "an empty claim keeps the start");
 
-        let after = now + RESUME_FOR;
+        let after = now + lag();
         assert_eq!(points(&starts.starts(&queues, after)), [None], "the resumption has expired");
+        let before = now - chrono::TimeDelta::milliseconds(1);
+        assert_eq!(
+            points(&starts.starts(&queues, before)),
+            [None],
+            "a claim with an earlier clock walks from the start"
+        );
         starts.record(&queues, &[None], std::slice::from_ref(&second), SLOW, after);
         assert_eq!(points(&starts.starts(&queues, after)), [at(&second)], "still slow: resumes again");
         starts.record(&queues, &[None], &[], FAST, after);
@@ -198,9 +260,9 @@ mod tests {
 
     #[test]
     fn a_claim_of_an_older_resumption_does_not_move_a_newer_start() {
-        let starts = ClaimStarts::default();
+        let starts = ClaimStarts::new(SLOW_CLAIM);
         let queues = ["default".to_owned()];
-        let now = Instant::now();
+        let now = Utc::now();
         let (early, late) = (record("default", 0, 1), record("default", 0, 9));
         for _ in 0..2 {
             starts.record(&queues, &[None], std::slice::from_ref(&early), SLOW, now);
@@ -209,7 +271,7 @@ mod tests {
 
         // The resumption expires; a walk from the beginning, still slow, sets a new start
         // while a claim of the old resumption is in flight.
-        let after = now + RESUME_FOR;
+        let after = now + lag();
         starts.record(&queues, &[None], std::slice::from_ref(&early), SLOW, after);
         starts.record(&queues, &stale, std::slice::from_ref(&late), FAST, after);
         assert_eq!(points(&starts.starts(&queues, after)), [at(&early)]);
@@ -225,9 +287,9 @@ mod tests {
 
     #[test]
     fn each_queue_has_its_own_start() {
-        let starts = ClaimStarts::default();
+        let starts = ClaimStarts::new(SLOW_CLAIM);
         let queues = ["a".to_owned(), "b".to_owned()];
-        let now = Instant::now();
+        let now = Utc::now();
         let (in_a, in_b) = (record("a", 0, 5), record("b", 0, 1));
         for _ in 0..2 {
             starts.record(&queues, &[None, None], &[in_b.clone(), in_a.clone()], SLOW, now);

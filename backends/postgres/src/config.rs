@@ -18,6 +18,10 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// default).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The server time past which a claim's walk of the claim index counts as slow (plus as
+/// much again per 25 jobs claimed), when none is configured ([`PostgresConfig::slow_claim`]).
+pub const DEFAULT_SLOW_CLAIM: Duration = Duration::from_millis(1);
+
 /// Where and how a [`crate::PostgresStorage`] keeps its tables, and the pool it opens
 /// when it connects ([`crate::PostgresStorage::connect_with`]).
 ///
@@ -41,6 +45,7 @@ pub struct PostgresConfig {
     min_connections: u32,
     acquire_timeout: Duration,
     migrate_on_connect: bool,
+    slow_claim: Duration,
 }
 
 impl PostgresConfig {
@@ -54,6 +59,7 @@ impl PostgresConfig {
             min_connections: 0,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             migrate_on_connect: false,
+            slow_claim: DEFAULT_SLOW_CLAIM,
         }
     }
 
@@ -94,6 +100,24 @@ impl PostgresConfig {
     pub fn migrate_on_connect(mut self, migrate: bool) -> Self {
         self.migrate_on_connect = migrate;
         self
+    }
+
+    /// Sets when a claim's walk of the claim index counts as slow (the URL's
+    /// `slow_claim`, default 1 ms): when its statement ran longer than this on the server,
+    /// plus as much again for each 25 jobs it claimed. After two slow walks from the
+    /// start of a queue in a row, the storage's claims of that queue resume from the
+    /// last job it claimed there for [`CLAIM_ORDER_LAG`](haul_core::CLAIM_ORDER_LAG),
+    /// which a long transaction makes worth it (see the backend's README, "Long
+    /// transactions"). Zero counts every claim that takes a job as slow (tests use it
+    /// to make claims resume); [`Duration::MAX`] never resumes.
+    pub fn slow_claim(mut self, time: Duration) -> Self {
+        self.slow_claim = time;
+        self
+    }
+
+    /// The configured [`PostgresConfig::slow_claim`].
+    pub fn slow_claim_time(&self) -> Duration {
+        self.slow_claim
     }
 
     /// The configured schema.

@@ -13,13 +13,14 @@ mod pool;
 mod queries;
 mod readiness;
 mod row;
-mod slow;
 mod storage;
 mod throughput;
 mod unique;
 mod url;
 
-pub use config::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SCHEMA, PostgresConfig};
+pub use config::{
+    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SCHEMA, DEFAULT_SLOW_CLAIM, PostgresConfig,
+};
 pub use job_tx::JobTransaction;
 pub use storage::PostgresStorage;
 

@@ -200,14 +200,13 @@ impl PostgresStorage {
     /// claim's limited queues, then claims within their caps and rates
     /// (`claim_limited.sql`), then, when the claim came back short and one of them has
     /// a rate, reads how long until a rate that held a job back lets one more start
-    /// (`rate_limited_for.sql`). Returns the rows, whether the claim statement was slow
-    /// (see [`crate::slow`]), and that wait.
+    /// (`rate_limited_for.sql`). Returns the rows and that wait.
     pub(crate) async fn claim_limited(
         &self,
         params: &ClaimParams,
         starts: &[Option<WalkStart>],
         known: &HashSet<String>,
-    ) -> Result<(Vec<PgRow>, bool, Option<Duration>)> {
+    ) -> Result<(Vec<PgRow>, Option<Duration>)> {
         let queries = &self.inner.queries;
         let mut conn = self.inner.pool.acquire().await.map_err(map_sqlx_error)?;
         // The claim statement's snapshot must be taken after the lock (a database or
@@ -255,10 +254,7 @@ impl PostgresStorage {
         if expected != limits.queues.iter().collect::<HashSet<_>>() {
             self.inner.limited_queues.forget();
         }
-        // Never judged slow by the unlimited claims' timings (`crate::slow`): this
-        // statement also counts running jobs (and looks at up to KEY_LIMIT_SCAN jobs of
-        // a key-limited queue), and waits its turn behind the queue's other claims.
-        Ok((rows, false, rate_limited_for))
+        Ok((rows, rate_limited_for))
     }
 
     /// `rate_limited_for.sql`, in the limited claim's transaction, for the claim's

@@ -24,7 +24,6 @@ use crate::{
     pool::open_pool,
     queries::Queries,
     row::{micros, timeout_ms},
-    slow::SlowStatements,
     unique::{EarlierJobs, lock_slots, unique_digest},
     url::PostgresUrl,
 };
@@ -56,8 +55,6 @@ pub(crate) struct Inner {
     pub(crate) notifier: OnceLock<Notifier>,
     /// Where claims start walking each queue (see [`ClaimStarts`]).
     pub(crate) claim_starts: ClaimStarts,
-    /// The baseline that tells slow claims and outcome batches.
-    pub(crate) slow_statements: SlowStatements,
     /// The limited queues (a concurrency limit, a limit per key, or both), as this
     /// storage last read them (see [`crate::limits`]).
     pub(crate) limited_queues: LimitedQueues,
@@ -135,7 +132,7 @@ impl PostgresStorage {
     /// Uses an existing pool with the default schema (`haul`). Tune the pool (size,
     /// timeouts) through [`PgPoolOptions`].
     pub fn from_pool(pool: PgPool) -> Self {
-        Self::build(pool, crate::config::DEFAULT_SCHEMA.to_owned())
+        Self::build(pool, &PostgresConfig::new())
     }
 
     /// Uses an existing pool with `config` ([`Error::InvalidName`] for a bad schema).
@@ -144,10 +141,11 @@ impl PostgresStorage {
     /// [`PostgresStorage::connect_with`].
     pub fn from_pool_with(pool: PgPool, config: PostgresConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self::build(pool, config.schema_name().to_owned()))
+        Ok(Self::build(pool, &config))
     }
 
-    fn build(pool: PgPool, schema: String) -> Self {
+    fn build(pool: PgPool, config: &PostgresConfig) -> Self {
+        let schema = config.schema_name().to_owned();
         let channel = channel_name(&schema);
         let queries = Queries::new(&schema, &channel);
         Self {
@@ -159,8 +157,7 @@ impl PostgresStorage {
                 listener: Mutex::new(None),
                 local_wakeups: OnceLock::new(),
                 notifier: OnceLock::new(),
-                claim_starts: ClaimStarts::default(),
-                slow_statements: SlowStatements::default(),
+                claim_starts: ClaimStarts::new(config.slow_claim_time()),
                 limited_queues: LimitedQueues::default(),
             }),
         }

@@ -15,8 +15,8 @@ use sqlx::postgres::PgConnectOptions;
 use crate::{BACKEND, PostgresConfig, error::map_sqlx_error};
 
 /// The query parameters haul reads, as the error messages list them.
-pub(crate) const HAUL_PARAMETERS: [&str; 5] =
-    ["schema", "max_connections", "min_connections", "acquire_timeout", "migrate"];
+pub(crate) const HAUL_PARAMETERS: [&str; 6] =
+    ["schema", "max_connections", "min_connections", "acquire_timeout", "migrate", "slow_claim"];
 
 /// The query parameters sqlx 0.9 reads from a PostgreSQL URL (`sqlx-postgres`'s
 /// `options/parse.rs`), as the error messages list them; `options[<name>]` stands for
@@ -81,6 +81,7 @@ pub(crate) struct UrlSettings {
     min_connections: Option<u32>,
     acquire_timeout: Option<Duration>,
     migrate: Option<bool>,
+    slow_claim: Option<Duration>,
 }
 
 impl UrlSettings {
@@ -101,6 +102,9 @@ impl UrlSettings {
         if let Some(migrate) = self.migrate {
             config = config.migrate_on_connect(migrate);
         }
+        if let Some(time) = self.slow_claim {
+            config = config.slow_claim(time);
+        }
         config
     }
 
@@ -112,6 +116,7 @@ impl UrlSettings {
             "min_connections" => set_once(&mut self.min_connections, name, parse_count(name, value)?)?,
             "acquire_timeout" => set_once(&mut self.acquire_timeout, name, url_param::duration(name, value)?)?,
             "migrate" => set_once(&mut self.migrate, name, url_param::boolean(name, value)?)?,
+            "slow_claim" => set_once(&mut self.slow_claim, name, url_param::duration(name, value)?)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -270,6 +275,13 @@ mod tests {
         assert_eq!(config_of("postgres://h/db?acquire_timeout=2m").connect_timeout(), Duration::from_secs(120));
         assert_eq!(config_of("postgres://h/db?acquire_timeout=7").connect_timeout(), Duration::from_secs(7));
         assert_eq!(config_of("postgres://h/db?acquire_timeout=1h").connect_timeout(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn slow_claim_takes_a_duration() {
+        assert_eq!(config_of("postgres://h/db").slow_claim_time(), crate::config::DEFAULT_SLOW_CLAIM);
+        assert_eq!(config_of("postgres://h/db?slow_claim=20ms").slow_claim_time(), Duration::from_millis(20));
+        assert!(invalid_message("postgres://h/db?slow_claim=fast").contains("slow_claim"));
     }
 
     #[test]

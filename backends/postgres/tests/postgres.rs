@@ -9,8 +9,8 @@ use haul_core::Admin as _;
 use std::{collections::HashSet, time::Duration};
 
 use haul_core::{
-    ClaimParams, EnqueueParams, Error, ErrorKind, JobOutcome, JobState, ListParams, NewJob, Report, ReportParams,
-    RunAt, Storage,
+    ClaimParams, EnqueueParams, Error, ErrorKind, HeartbeatParams, JobOutcome, JobState, ListParams, NewJob, Report,
+    ReportParams, RunAt, Storage,
 };
 use haul_postgres::{PostgresConfig, PostgresStorage};
 use serde_json::json;
@@ -302,6 +302,86 @@ mod claim {
         assert!(available.is_empty());
     }
 
+    /// Whether some session waits for a lock the session `pid` holds.
+    async fn blocks_another_session(storage: &PostgresStorage, pid: i32) -> bool {
+        sqlx::query("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))) AS blocks")
+            .bind(pid)
+            .fetch_one(storage.pool())
+            .await
+            .expect("pg_stat_activity")
+            .get("blocks")
+    }
+
+    /// Three running jobs, and an open transaction that has updated them (as a heartbeat
+    /// or a cancel request does) without committing, with its session's pid.
+    async fn running_jobs_updated_in_an_open_transaction(
+        storage: &PostgresStorage,
+    ) -> (Vec<haul_core::Claim>, sqlx::Transaction<'static, sqlx::Postgres>, i32) {
+        enqueue(storage, "default", 3).await;
+        let claimed = storage.claim(ClaimParams::new(["default"], 3)).await.expect("claim");
+        let claims: Vec<_> = claimed.iter().map(|record| record.claim().expect("a claimed job")).collect();
+        let mut tx = storage.pool().begin().await.expect("begin");
+        let update = format!(
+            "UPDATE \"{}\".jobs SET lease_expires_at = lease_expires_at + interval '1 minute'",
+            storage.schema()
+        );
+        sqlx::query(AssertSqlSafe(update)).execute(&mut *tx).await.expect("update in the open transaction");
+        let pid = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *tx).await.expect("pid");
+        (claims, tx, pid)
+    }
+
+    /// Waits until `task` waits for a lock the session `pid` holds (or has finished).
+    async fn wait_until_blocked<T>(storage: &PostgresStorage, pid: i32, task: &tokio::task::JoinHandle<T>) {
+        timeout(GENEROUS, async {
+            while !task.is_finished() && !blocks_another_session(storage, pid).await {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the statement waits or finishes");
+        assert!(!task.is_finished(), "the statement must wait for the open transaction's row locks");
+    }
+
+    /// An outcome batch that waits for a concurrent update of its jobs applies every
+    /// outcome once that update commits: it locks the newest versions of the rows and
+    /// updates them, found by id (see `queries/report.sql`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outcome_batch_waiting_for_a_concurrent_update_applies_every_outcome() {
+        let (storage, _guard) = common::storage().await;
+        let (claims, tx, pid) = running_jobs_updated_in_an_open_transaction(&storage).await;
+        let reports = claims.iter().map(|claim| Report { claim: *claim, outcome: JobOutcome::Completed }).collect();
+        let report = tokio::spawn({
+            let storage = storage.clone();
+            async move { storage.report(ReportParams::new(reports)).await }
+        });
+        wait_until_blocked(&storage, pid, &report).await;
+        tx.commit().await.expect("commit");
+        let outcome = timeout(GENEROUS, report).await.expect("report finishes").expect("task").expect("report");
+        assert_eq!(outcome.applied.len(), 3, "{outcome:?}");
+        for claim in claims {
+            let record = storage.get(claim.id).await.expect("get").expect("stored");
+            assert_eq!(record.state, JobState::Completed);
+        }
+    }
+
+    /// A heartbeat batch that waits for a concurrent update of its jobs extends every
+    /// lease once that update commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_heartbeat_batch_waiting_for_a_concurrent_update_extends_every_lease() {
+        let (storage, _guard) = common::storage().await;
+        let (claims, tx, pid) = running_jobs_updated_in_an_open_transaction(&storage).await;
+        let heartbeat = tokio::spawn({
+            let (storage, claims) = (storage.clone(), claims.clone());
+            async move { storage.heartbeat(HeartbeatParams::new(claims, Duration::from_secs(600))).await }
+        });
+        wait_until_blocked(&storage, pid, &heartbeat).await;
+        tx.commit().await.expect("commit");
+        let outcome =
+            timeout(GENEROUS, heartbeat).await.expect("heartbeat finishes").expect("task").expect("heartbeat");
+        assert_eq!(outcome.extended.len(), 3, "{outcome:?}");
+        assert!(outcome.lost.is_empty(), "{outcome:?}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_claim_skips_rows_locked_by_another_transaction_instead_of_waiting() {
         let (storage, _guard) = common::storage().await;
@@ -478,6 +558,7 @@ mod plans {
         assert_eq!(plan["Actual Rows"], 1_000, "every outcome applies: {plan}");
         let removed = most_rows_removed_by_join_filter(&plan);
         assert!(removed <= 1_000, "a join compared {removed} row pairs for 1,000 outcomes: {plan}");
+        assert!(!scans_the_jobs_table(&plan), "1,000 outcomes on 20,000 jobs read the whole table: {plan}");
     }
 
     #[tokio::test]
@@ -491,6 +572,7 @@ mod plans {
         assert_eq!(plan["Actual Rows"], 1_000, "every lease is extended: {plan}");
         let removed = most_rows_removed_by_join_filter(&plan);
         assert!(removed <= 1_000, "a join compared {removed} row pairs for 1,000 heartbeats: {plan}");
+        assert!(!scans_the_jobs_table(&plan), "1,000 heartbeats on 20,000 jobs read the whole table: {plan}");
     }
 
     #[tokio::test]
@@ -536,6 +618,43 @@ mod plans {
             return Some(plan);
         }
         plan.get("Plans").and_then(serde_json::Value::as_array)?.iter().find_map(claim_index_scan)
+    }
+
+    /// The jobs table's pages as its planner statistics know them (`pg_class.relpages`)
+    /// and as they are.
+    async fn known_and_actual_pages(storage: &PostgresStorage) -> (i64, i64) {
+        let row = sqlx::query(
+            "SELECT c.relpages::bigint AS known, pg_relation_size(c.oid) / current_setting('block_size')::bigint AS actual \
+             FROM pg_class AS c WHERE c.oid = format('%I.jobs', $1::text)::regclass",
+        )
+        .bind(storage.schema())
+        .fetch_one(storage.pool())
+        .await
+        .expect("pg_class");
+        (row.get("known"), row.get("actual"))
+    }
+
+    /// A maintenance pass (the leader's `promote_due`) analyzes the jobs table once it
+    /// has more than doubled (plus 8 pages) since its statistics were taken, and not
+    /// before: an ANALYZE makes every connection replan its cached plans, so none made
+    /// on a nearly empty table goes on scanning the grown one.
+    #[tokio::test]
+    async fn maintenance_analyzes_the_jobs_table_once_it_has_more_than_doubled() {
+        let (storage, _guard) = common::storage().await;
+        for _ in 0..10 {
+            enqueue(&storage, "default", 1_000).await;
+        }
+        let (known, actual) = known_and_actual_pages(&storage).await;
+        assert!(actual > 2 * known + 8, "the new table has grown past its statistics: {known} of {actual} pages");
+        storage.promote_due(None).await.expect("promote");
+        let (known, actual) = known_and_actual_pages(&storage).await;
+        assert_eq!(known, actual, "analyzed: the statistics know the table's size");
+
+        enqueue(&storage, "default", 1_000).await;
+        storage.promote_due(None).await.expect("promote");
+        let (still_known, grown) = known_and_actual_pages(&storage).await;
+        assert!(grown > actual, "the table grew: {actual} -> {grown} pages");
+        assert_eq!(still_known, known, "not analyzed again before the table has doubled");
     }
 
     /// A claim that starts its walk past the beginning positions the index scan there
