@@ -35,6 +35,7 @@
 mod admin;
 mod backends;
 mod floor;
+mod growth;
 mod long_tx;
 mod middleware;
 mod retention;
@@ -100,6 +101,12 @@ struct Args {
     /// Timed repetitions of each call of the admin workload (after 3 untimed ones).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     admin_reps: u32,
+    /// Backlog sizes of the growth workload's drains, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 100_000, 1_000_000])]
+    growth_sizes: Vec<usize>,
+    /// Finished jobs kept in storage during the growth workload's last drain (0: no such drain).
+    #[arg(long, default_value_t = 1_000_000)]
+    growth_history: usize,
     /// Keep the admin workload's store (PostgreSQL schema, Redis prefix) for inspection;
     /// its name is printed, and deleting it is up to you.
     #[arg(long)]
@@ -139,9 +146,14 @@ pub(crate) enum Workload {
     /// The operators' calls and the dashboard's pages on a store of many jobs: p50 and
     /// p95 per call.
     Admin,
+    /// Drains of `--growth-sizes` pre-enqueued jobs, and one of the smallest size with
+    /// `--growth-history` finished jobs kept: does throughput hold as the backlog or the
+    /// history grows. Runs only when named (it takes minutes per backend).
+    Growth,
 }
 
 impl Workload {
+    /// The default set: every workload but `growth`.
     const ALL: [Workload; 9] = [
         Workload::Enqueue,
         Workload::Drain,
@@ -192,6 +204,10 @@ pub(crate) struct Settings {
     pub(crate) admin_reps: usize,
     /// Whether the admin workload keeps its store.
     pub(crate) admin_keep: bool,
+    /// Backlog sizes of the growth workload's drains.
+    pub(crate) growth_sizes: Vec<usize>,
+    /// Finished jobs kept during the growth workload's last drain.
+    pub(crate) growth_history: usize,
     /// The workloads to run.
     pub(crate) workloads: Vec<Workload>,
 }
@@ -274,7 +290,8 @@ pub(crate) struct Figure {
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_to_before: Option<f64>,
     /// Jobs/s relative to the baseline measured in the same run: for the middleware
-    /// variants, the drain without middleware; for keyed-limits, the unlimited drain.
+    /// variants, the drain without middleware; for keyed-limits, the unlimited drain; for
+    /// growth, the drain of the first size.
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_to_baseline: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -424,6 +441,8 @@ async fn main() -> Result<(), BoxError> {
         admin_jobs,
         admin_reps: usize::try_from(args.admin_reps).unwrap_or(usize::MAX),
         admin_keep: args.admin_keep,
+        growth_sizes: args.growth_sizes.clone(),
+        growth_history: args.growth_history,
         workloads: args.workloads.clone().unwrap_or_else(|| Workload::ALL.to_vec()),
     };
     let long_tx_plan = long_tx::Plan::new(args.long_tx_seconds, args.long_tx_phase_seconds)

@@ -134,6 +134,9 @@ pub(crate) async fn suite<B: Backend>(backend: &mut B, settings: &Settings, ui: 
     if settings.runs(Workload::Steady) {
         figures.push(steady(backend, settings, ui).await?);
     }
+    if settings.runs(Workload::Growth) {
+        figures.extend(crate::growth::run(backend, settings, ui).await?);
+    }
     let scaling: &[usize] = if settings.runs(Workload::Scaling) { &[1, 2, 4] } else { &[] };
     for &instances in scaling {
         let label =
@@ -242,7 +245,7 @@ async fn completed(queue: &Queue) -> Result<usize, BoxError> {
 /// (and jobs claimed ahead: the worker's automatic prefetch unless set), and whether
 /// they carry limit keys.
 #[derive(Clone, Copy, Debug)]
-struct DrainPlan {
+pub(crate) struct DrainPlan {
     jobs: usize,
     instances: usize,
     concurrency: usize,
@@ -250,13 +253,22 @@ struct DrainPlan {
     /// `Some(keys)`: the queue is limited to one running job per limit key, and job `i`
     /// has the key `key-{i % keys}`.
     keys: Option<usize>,
+    /// Finished jobs stored in the queue before its jobs are enqueued, kept while they
+    /// are drained.
+    history: usize,
 }
 
 impl DrainPlan {
     /// `jobs` jobs without limit keys, `instances` workers of `concurrency` slots and the
     /// default (automatic) prefetch.
-    fn new(jobs: usize, instances: usize, concurrency: usize) -> Self {
-        Self { jobs, instances, concurrency, prefetch: None, keys: None }
+    pub(crate) fn new(jobs: usize, instances: usize, concurrency: usize) -> Self {
+        Self { jobs, instances, concurrency, prefetch: None, keys: None, history: 0 }
+    }
+
+    /// `history` finished jobs are stored first, and kept while the jobs are drained.
+    pub(crate) fn history(mut self, history: usize) -> Self {
+        self.history = history;
+        self
     }
 
     /// Each worker claims `prefetch` jobs ahead.
@@ -271,9 +283,12 @@ impl DrainPlan {
         self
     }
 
-    /// Pre-enqueues the plan's jobs on a fresh storage (storing the queue's key limit
-    /// first when the jobs are keyed), counting them in `counter`.
-    async fn enqueue(&self, queue: &Queue, counter: &AtomicUsize) -> Result<(), BoxError> {
+    /// Pre-enqueues the plan's jobs on a fresh storage (storing its finished jobs first,
+    /// and the queue's key limit when the jobs are keyed), counting them in `counter`.
+    async fn enqueue<S: Storage>(&self, storage: &S, queue: &Queue, counter: &AtomicUsize) -> Result<(), BoxError> {
+        if self.history > 0 {
+            crate::growth::store_finished(storage, queue, self.history).await?;
+        }
         match self.keys {
             None => enqueue_noops(queue, self.jobs, counter).await,
             Some(keys) => {
@@ -286,13 +301,18 @@ impl DrainPlan {
 
 /// The pre-enqueued no-op jobs of `plan` worked by its workers, timed until every one is
 /// completed in storage.
-async fn drain<B: Backend>(backend: &mut B, label: &str, plan: DrainPlan, ui: &Ui) -> Result<Figure, BoxError> {
+pub(crate) async fn drain<B: Backend>(
+    backend: &mut B,
+    label: &str,
+    plan: DrainPlan,
+    ui: &Ui,
+) -> Result<Figure, BoxError> {
     let DrainPlan { jobs, instances, concurrency, prefetch, .. } = plan;
     let name = backend.name();
     on_fresh(backend, async |backend, storage| {
         let queue = Queue::new(storage.clone());
         let prepare = ui.bar(name, &format!("{label} (pre-enqueue)"), jobs);
-        plan.enqueue(&queue, prepare.counter()).await?;
+        plan.enqueue(storage, &queue, prepare.counter()).await?;
         backend.settle(storage).await?;
         prepare.clear();
 
@@ -321,7 +341,7 @@ async fn drain<B: Backend>(backend: &mut B, label: &str, plan: DrainPlan, ui: &U
                 return Err("a worker stopped before the jobs were done".into());
             }
         }
-        while completed(&queue).await? < jobs {
+        while completed(&queue).await? < plan.history + jobs {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let elapsed = started.elapsed();
