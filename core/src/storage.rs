@@ -46,8 +46,11 @@ pub trait Storage: Admin + Send + Sync + 'static {
     /// over a job that was already available at `now - CLAIM_ORDER_LAG` to take one
     /// that sorts after it. A job that became available later (a retry, a higher
     /// priority enqueued meanwhile) may wait for a later claim while the backend
-    /// resumes its walks from where its last claim stopped (PostgreSQL does while long
-    /// transactions make walks from the start slow; see its README).
+    /// resumes its walks from where its last claim stopped (PostgreSQL does while its
+    /// walks from the start are slow, as a long transaction makes them; see its
+    /// README, which also gives the bound's two small exceptions there). The lag only
+    /// reorders: a claim never comes back empty while one of its queues holds an
+    /// available job that no limit holds back.
     ///
     /// A queue with a concurrency limit ([`Admin::set_queue_limits`](crate::Admin::set_queue_limits))
     /// never gets more running jobs from a claim than its limit: the claim takes at

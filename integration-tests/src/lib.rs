@@ -57,6 +57,7 @@ macro_rules! conformance_suite {
                 orders_by_priority_then_run_at_then_id,
                 claims_at_most_the_limit_taking_the_first_in_order,
                 a_job_is_passed_over_for_at_most_the_order_lag,
+                a_claim_that_finds_nothing_else_takes_a_passed_over_job,
                 a_limit_of_zero_claims_nothing,
                 claims_only_from_the_requested_queues,
                 records_attempt_lease_and_holder,

@@ -6,8 +6,9 @@
 --
 -- Returns one row: `promoted`, `notified`, and `statistics_stale`: whether the jobs
 -- table has more than doubled in pages (plus 8) since its planner statistics were taken
--- (`pg_class.relpages`, set by ANALYZE and VACUUM), in which case the storage analyzes
--- it (see src/backend.rs, `promote_due`).
+-- (`pg_class.relpages`, set by ANALYZE and VACUUM) and the role may analyze it (it is a
+-- member of the table's owner), in which case the storage analyzes it (see
+-- src/backend.rs, `promote_due`).
 WITH ctx AS (
     SELECT coalesce($1::timestamptz, now()) AS now
 ),
@@ -35,4 +36,5 @@ SELECT (SELECT count(*) FROM promoted) AS promoted,
        (SELECT count(*) FROM notified) AS notified,
        (SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint > 2 * c.relpages::bigint + 8
         FROM pg_class AS c
-        WHERE c.oid = '{schema}.jobs'::regclass) AS statistics_stale
+        WHERE c.oid = '{schema}.jobs'::regclass
+          AND pg_has_role(c.relowner, 'MEMBER')) AS statistics_stale

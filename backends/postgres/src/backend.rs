@@ -2,11 +2,11 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    time::Duration,
+    sync::PoisonError,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
-use chrono::Utc;
 use haul_core::{
     Admin, AdminAction, Claim, ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams,
     JobFilter, JobId, JobOutcome, JobRecord, Leadership, LeadershipParams, LeaseToken, ListParams, PacedClaim,
@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     BACKEND, PostgresStorage,
+    claim_start::{ClaimTime, WalkStart},
     error::map_sqlx_error,
     listen::Listener,
     row::{decode_leadership, decode_record, decode_worker, micros, parse_state},
@@ -60,15 +61,33 @@ fn decode_periodic(row: &PgRow) -> Result<PeriodicRecord> {
 }
 
 impl PostgresStorage {
+    /// One claim statement, on the limited path (see [`crate::limits`]) when one of the
+    /// claim's queues is in `limited`, else the unlimited one; its jobs in claim order,
+    /// learned from by the claim starts (see [`crate::claim_start`]). The limited path's
+    /// walks are never timed: its statement also counts running jobs (and looks at up to
+    /// `KEY_LIMIT_SCAN` jobs of a key-limited queue) and waits its turn behind the
+    /// queue's other claims.
+    async fn claim_once(&self, params: &ClaimParams, limited: &HashSet<String>) -> Result<(Vec<JobRecord>, ClaimRun)> {
+        let run = if params.queues.iter().any(|queue| limited.contains(queue)) {
+            self.claim_limited(params, limited).await?
+        } else {
+            self.claim_unlimited(params).await?
+        };
+        let mut records = run.rows.iter().map(decode_record).collect::<Result<Vec<_>>>()?;
+        records.sort_by_key(|record| (record.priority, record.run_at, record.id));
+        let claim_starts = &self.inner.claim_starts;
+        let slow = claim_starts.is_slow(run.statement_time, records.len());
+        claim_starts.record(&params.queues, &run.starts, &records, slow, run.time);
+        Ok((records, run))
+    }
+
     /// The unlimited path of a claim: one statement (`claim_one_queue.sql` for one
     /// queue, `claim.sql` otherwise), whose guard claims nothing from a limited queue.
-    async fn claim_unlimited(
-        &self,
-        params: &ClaimParams,
-        starts: &[Option<crate::claim_start::WalkStart>],
-    ) -> Result<Vec<PgRow>> {
+    async fn claim_unlimited(&self, params: &ClaimParams) -> Result<ClaimRun> {
         let queries = &self.inner.queries;
-        let query = match (params.queues.as_slice(), starts) {
+        let mut conn = self.inner.pool.acquire().await.map_err(map_sqlx_error)?;
+        let (starts, time) = self.inner.claim_starts.begin(&params.queues, params.now);
+        let query = match (params.queues.as_slice(), starts.as_slice()) {
             ([queue], [start]) => sqlx::query(queries.claim_one_queue.clone())
                 .bind(params.now)
                 .bind(queue)
@@ -86,8 +105,23 @@ impl PostgresStorage {
                 .bind(starts.iter().map(|start| start.map(|start| start.priority)).collect::<Vec<_>>())
                 .bind(starts.iter().map(|start| start.map(|start| start.run_at)).collect::<Vec<_>>()),
         };
-        query.fetch_all(&self.inner.pool).await.map_err(map_sqlx_error)
+        let rows = query.fetch_all(&mut *conn).await.map_err(map_sqlx_error)?;
+        let statement_time = statement_time(&rows)?;
+        Ok(ClaimRun { rows, starts, time, statement_time, rate_limited_for: None })
     }
+}
+
+/// What a claim's statement returned, and how it walked (see [`crate::claim_start`]).
+pub(crate) struct ClaimRun {
+    pub(crate) rows: Vec<PgRow>,
+    /// Where it started in each of its queues.
+    pub(crate) starts: Vec<Option<WalkStart>>,
+    /// When it was sent.
+    pub(crate) time: ClaimTime,
+    /// How long its statement ran on the server (`None`: not timed).
+    pub(crate) statement_time: Option<Duration>,
+    /// How long until a rate limit that held a job back lets one more start.
+    pub(crate) rate_limited_for: Option<Duration>,
 }
 
 impl PostgresStorage {
@@ -97,13 +131,31 @@ impl PostgresStorage {
     /// plan made while the table was nearly empty (a sequential scan is the cheapest plan
     /// for a few pages) would otherwise scan the grown table on every claim and outcome
     /// batch until autovacuum analyzes it. Nothing is sent to any connection's session.
-    async fn analyze_jobs(&self) -> Result<()> {
-        let analyze = format!("ANALYZE (SKIP_LOCKED) \"{}\".jobs", self.inner.schema);
-        tracing::debug!(schema = %self.inner.schema, "the jobs table has more than doubled since its statistics; analyzing it");
-        sqlx::raw_sql(AssertSqlSafe(analyze)).execute(&self.inner.pool).await.map_err(map_sqlx_error)?;
-        Ok(())
+    ///
+    /// A failure (a statement timeout on a large table, say) is logged, never returned:
+    /// the promotion it follows has committed. The next attempt waits
+    /// [`ANALYZE_RETRY_AFTER`].
+    async fn analyze_jobs(&self) {
+        let failed_at = &self.inner.analyze_failed_at;
+        let recently_failed = failed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < ANALYZE_RETRY_AFTER);
+        if recently_failed {
+            return;
+        }
+        let schema = &self.inner.schema;
+        tracing::debug!(%schema, "the jobs table has more than doubled since its statistics; analyzing it");
+        let analyze = format!("ANALYZE (SKIP_LOCKED) \"{schema}\".jobs");
+        if let Err(error) = sqlx::raw_sql(AssertSqlSafe(analyze)).execute(&self.inner.pool).await {
+            tracing::warn!(%schema, %error, "cannot analyze the jobs table; trying again in a minute");
+            *failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
     }
 }
+
+/// How long after a failed ANALYZE of the jobs table the next one waits.
+const ANALYZE_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// How long a claim statement ran on the server: the largest `statement_us` of its rows
 /// (`queries/claim_update.sql`); `None` when it returned no row.
@@ -140,28 +192,16 @@ impl Storage for PostgresStorage {
         if params.limit == 0 || params.queues.is_empty() {
             return Ok(PacedClaim::default());
         }
-        let claim_starts = &self.inner.claim_starts;
-        // The claims' clock, for how long a resumed walk lasts (see crate::claim_start).
-        let now = params.now.unwrap_or_else(Utc::now);
-        let starts = claim_starts.starts(&params.queues, now);
-        // A claim of a limited queue takes the limited path (see crate::limits), whose
-        // walks are never judged slow: its statement also counts running jobs (and looks
-        // at up to KEY_LIMIT_SCAN jobs of a key-limited queue) and waits its turn behind
-        // the queue's other claims.
         let limited = self.limited_queues().await?;
-        let (rows, statement_time, rate_limited_for) = if params.queues.iter().any(|queue| limited.contains(queue)) {
-            let (rows, rate_limited_for) = self.claim_limited(&params, &starts, &limited).await?;
-            (rows, None, rate_limited_for)
-        } else {
-            let rows = self.claim_unlimited(&params, &starts).await?;
-            let statement_time = statement_time(&rows)?;
-            (rows, statement_time, None)
-        };
-        let mut records = rows.iter().map(decode_record).collect::<Result<Vec<_>>>()?;
-        records.sort_by_key(|record| (record.priority, record.run_at, record.id));
-        let slow = claim_starts.is_slow(statement_time, records.len());
-        claim_starts.record(&params.queues, &starts, &records, slow, now);
-        Ok(PacedClaim::new(records).rate_limited_for(rate_limited_for))
+        let (records, run) = self.claim_once(&params, &limited).await?;
+        if records.is_empty() && run.starts.iter().any(Option::is_some) {
+            // The resumed walks found nothing after their starts, which ended their
+            // resumptions: what is left sorts before them. Walk from the beginning now
+            // rather than leave the claimer idle until its next wake-up.
+            let (records, run) = self.claim_once(&params, &limited).await?;
+            return Ok(PacedClaim::new(records).rate_limited_for(run.rate_limited_for));
+        }
+        Ok(PacedClaim::new(records).rate_limited_for(run.rate_limited_for))
     }
 
     async fn report(&self, params: ReportParams) -> Result<ReportOutcome> {
@@ -273,7 +313,7 @@ impl Storage for PostgresStorage {
             .map_err(map_sqlx_error)?;
         let statistics_stale: Option<bool> = row.try_get("statistics_stale").map_err(map_sqlx_error)?;
         if statistics_stale == Some(true) {
-            self.analyze_jobs().await?;
+            self.analyze_jobs().await;
         }
         count(&row, "promoted")
     }

@@ -15,20 +15,29 @@
 //!   that took no job is never slow (nothing in its walk could be taken out of order).
 //! - After [`SLOW_WALKS_TO_RESUME`] slow walks from the beginning in a row, the
 //!   queue's claims start at the priority and run_at of the last job claimed from it
-//!   (an index condition, not a filter), moving along with each claim, for
-//!   [`CLAIM_ORDER_LAG`] by the claims' clock; then one walk from the beginning decides
-//!   again (slow: resume again; fast: walk from the beginning from then on).
+//!   (an index condition, not a filter), moving along with each claim. A walk from the
+//!   beginning that took no job of the queue changes nothing (it cannot be timed).
+//! - A resumption holds for claims sent within [`CLAIM_ORDER_LAG`] of the claim that
+//!   set it (the client's monotonic clock, read once the claim has its connection) and,
+//!   for claims given a clock ([`ClaimParams::now`](haul_core::ClaimParams)), only while
+//!   that clock is within [`CLAIM_ORDER_LAG`] after the setting claim's. A resumed walk
+//!   that takes no job of the queue ends it: what is left sorts before its start. Then
+//!   one walk from the beginning decides again (slow: resume again; fast: walk from the
+//!   beginning from then on).
 //!
 //! That keeps [`Storage::claim`](haul_core::Storage::claim)'s order bound: a resumption
-//! is set by a walk from the beginning and lasts less than [`CLAIM_ORDER_LAG`], so a job
-//! available at `now - CLAIM_ORDER_LAG` was seen by the walk that set the resumption a
-//! claim at `now` uses: that walk took it, or stopped before it (the start is then
-//! before the job, and resumed walks take it before anything after it).
+//! is set by a walk from the beginning and used for less than [`CLAIM_ORDER_LAG`] after
+//! it, so a job available [`CLAIM_ORDER_LAG`] before a claim was seen by the walk that
+//! set the resumption the claim uses: that walk took it, or stopped before it (the start
+//! is then before the job, and resumed walks take it before anything after it). Two
+//! exceptions, both documented: the claim runs on the server up to a network one-way
+//! delay after it was sent, and a job another claim held locked when a walk passed it
+//! (SKIP LOCKED) may be passed over for the lag after that walk.
 
 use std::{
     collections::HashMap,
     sync::{Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use haul_core::{CLAIM_ORDER_LAG, JobRecord, Timestamp};
@@ -42,6 +51,42 @@ pub(crate) const JOBS_PER_SLOW_CLAIM: usize = 25;
 /// How long a resumption lasts: [`CLAIM_ORDER_LAG`] (1 s), as a clock interval.
 fn lag() -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(CLAIM_ORDER_LAG).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+/// When a claim is sent: the client's monotonic clock once the claim has its
+/// connection, and the claim's own clock when the caller gave one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClaimTime {
+    pub(crate) sent: Instant,
+    pub(crate) clock: Option<Timestamp>,
+}
+
+impl ClaimTime {
+    /// A claim sent now, with the caller's `clock` (`ClaimParams::now`).
+    pub(crate) fn now(clock: Option<Timestamp>) -> Self {
+        Self { sent: Instant::now(), clock }
+    }
+}
+
+/// A queue's resumed start, and how long it holds.
+#[derive(Clone, Copy, Debug)]
+struct Resumption {
+    start: WalkStart,
+    /// Claims sent from this instant on walk from the beginning.
+    deadline: Instant,
+    /// The setting claim's clock and that clock plus the lag, when it had one: claims
+    /// given a clock resume only within it.
+    clock_window: Option<(Timestamp, Timestamp)>,
+}
+
+impl Resumption {
+    fn holds_for(&self, time: ClaimTime) -> bool {
+        let in_window = match (self.clock_window, time.clock) {
+            (Some((since, until)), Some(clock)) => since <= clock && clock < until,
+            _ => true,
+        };
+        time.sent < self.deadline && in_window
+    }
 }
 
 /// A point in a queue's claim order: the walk takes jobs at or after it.
@@ -81,9 +126,8 @@ struct Walks {
 struct QueueWalks {
     /// Slow walks from the beginning in a row.
     slow_walks: u32,
-    /// Where the queue's claims start, and since when (by the claims' clock: the
-    /// resumption holds for claims at `since` to `since + CLAIM_ORDER_LAG`, excluded).
-    resume: Option<(WalkStart, Timestamp)>,
+    /// Where the queue's claims start, while they resume.
+    resume: Option<Resumption>,
 }
 
 impl ClaimStarts {
@@ -101,44 +145,57 @@ impl ClaimStarts {
         statement_time.is_some_and(|time| jobs > 0 && time > allowed)
     }
 
-    /// Where a claim at `now` starts in each of `queues` (`None`: at the beginning).
-    pub(crate) fn starts(&self, queues: &[String], now: Timestamp) -> Vec<Option<WalkStart>> {
+    /// A claim of `queues` given the clock `clock`, sent now (call it once the claim has
+    /// its connection): where it starts in each queue, and its [`ClaimTime`].
+    pub(crate) fn begin(&self, queues: &[String], clock: Option<Timestamp>) -> (Vec<Option<WalkStart>>, ClaimTime) {
+        let time = ClaimTime::now(clock);
+        (self.starts(queues, time), time)
+    }
+
+    /// Where a claim sent at `time` starts in each of `queues` (`None`: at the
+    /// beginning).
+    pub(crate) fn starts(&self, queues: &[String], time: ClaimTime) -> Vec<Option<WalkStart>> {
         let walks = self.walks.lock().unwrap_or_else(PoisonError::into_inner);
         queues
             .iter()
             .map(|queue| {
-                let (start, since) = walks.by_queue.get(queue)?.resume?;
-                // A clock that went back (a test's, or a claim with an earlier `now`)
-                // walks from the beginning too.
-                (since <= now && now < since + lag()).then_some(start)
+                let resumption = walks.by_queue.get(queue)?.resume?;
+                resumption.holds_for(time).then_some(resumption.start)
             })
             .collect()
     }
 
-    /// Learns from a claim at `now` that started each of `queues` at `starts`, was `slow`
-    /// or not, and returned `claimed` (sorted in claim order).
+    /// Learns from a claim sent at `time` that started each of `queues` at `starts`, was
+    /// `slow` or not, and returned `claimed` (sorted in claim order).
     pub(crate) fn record(
         &self,
         queues: &[String],
         starts: &[Option<WalkStart>],
         claimed: &[JobRecord],
         slow: bool,
-        now: Timestamp,
+        time: ClaimTime,
     ) {
         let mut walks = self.walks.lock().unwrap_or_else(PoisonError::into_inner);
         let Walks { by_queue, resumptions } = &mut *walks;
         for (queue, start) in queues.iter().zip(starts) {
             let last = claimed.iter().rev().find(|record| record.queue == *queue);
             if let Some(start) = start {
-                // A resumed walk moves its start along, unless a newer resumption replaced it.
-                if let (Some(QueueWalks { resume: Some((current, _)), .. }), Some(last)) =
-                    (by_queue.get_mut(queue), last)
-                    && current.resumption == start.resumption
-                {
-                    *current = WalkStart::of(last, start.resumption);
+                // A resumed walk moves its start along, or ends its resumption when it
+                // took nothing; unless a newer resumption replaced it.
+                let current = by_queue.get_mut(queue).and_then(|walks| walks.resume.as_mut());
+                match (current, last) {
+                    (Some(current), Some(last)) if current.start.resumption == start.resumption => {
+                        current.start = WalkStart::of(last, start.resumption);
+                    }
+                    (Some(current), None) if current.start.resumption == start.resumption => {
+                        by_queue.remove(queue);
+                    }
+                    _ => {}
                 }
                 continue;
             }
+            // A walk from the beginning that took nothing of the queue cannot be judged.
+            let Some(last) = last else { continue };
             if !slow {
                 by_queue.remove(queue);
                 continue;
@@ -146,11 +203,13 @@ impl ClaimStarts {
             let queue_walks = by_queue.entry(queue.clone()).or_default();
             queue_walks.slow_walks = queue_walks.slow_walks.saturating_add(1);
             queue_walks.resume = None;
-            if let Some(last) = last
-                && queue_walks.slow_walks >= SLOW_WALKS_TO_RESUME
-            {
+            if queue_walks.slow_walks >= SLOW_WALKS_TO_RESUME {
                 *resumptions = resumptions.wrapping_add(1);
-                queue_walks.resume = Some((WalkStart::of(last, *resumptions), now));
+                queue_walks.resume = Some(Resumption {
+                    start: WalkStart::of(last, *resumptions),
+                    deadline: time.sent + CLAIM_ORDER_LAG,
+                    clock_window: time.clock.and_then(|since| Some((since, since.checked_add_signed(lag())?))),
+                });
                 tracing::debug!(queue = %queue, "claims walk slowly from the start; resuming from the last claimed job");
             }
         }
@@ -206,11 +265,23 @@ mod tests {
         Some((record.priority, record.run_at))
     }
 
+    /// A claim sent at `sent` without a clock of its own.
+    fn sent(sent: Instant) -> ClaimTime {
+        ClaimTime { sent, clock: None }
+    }
+
+    /// Two slow walks from the beginning of `queues` sent at `time`, each taking `job`.
+    fn resume(starts: &ClaimStarts, queues: &[String], job: &JobRecord, time: ClaimTime) {
+        for _ in 0..2 {
+            starts.record(queues, &vec![None; queues.len()], std::slice::from_ref(job), SLOW, time);
+        }
+    }
+
     #[test]
     fn claims_walk_from_the_beginning_until_two_walks_in_a_row_are_slow() {
         let starts = ClaimStarts::new(SLOW_CLAIM);
         let queues = ["default".to_owned()];
-        let now = Utc::now();
+        let now = sent(Instant::now());
         let job = record("default", 0, 1);
         assert_eq!(points(&starts.starts(&queues, now)), [None]);
 
@@ -220,20 +291,23 @@ mod tests {
         starts.record(&queues, &[None], std::slice::from_ref(&job), SLOW, now);
         assert_eq!(points(&starts.starts(&queues, now)), [None], "a fast walk starts the count again");
 
+        starts.record(&queues, &[None], &[], FAST, now);
         let later = record("default", 0, 2);
         starts.record(&queues, &[None], &[job, later.clone()], SLOW, now);
-        assert_eq!(points(&starts.starts(&queues, now)), [at(&later)], "resumes from the last job claimed");
+        assert_eq!(
+            points(&starts.starts(&queues, now)),
+            [at(&later)],
+            "resumes from the last job claimed; a walk that took nothing did not count"
+        );
     }
 
     #[test]
-    fn a_resumed_walk_moves_its_start_and_a_walk_from_the_beginning_decides_again() {
+    fn a_resumed_walk_moves_its_start_and_ends_the_resumption_when_it_takes_nothing() {
         let starts = ClaimStarts::new(SLOW_CLAIM);
         let queues = ["default".to_owned()];
-        let now = Utc::now();
+        let now = sent(Instant::now());
         let first = record("default", 0, 1);
-        for _ in 0..2 {
-            starts.record(&queues, &[None], std::slice::from_ref(&first), SLOW, now);
-        }
+        resume(&starts, &queues, &first, now);
         let resumed = starts.starts(&queues, now);
         assert_eq!(points(&resumed), [at(&first)]);
 
@@ -241,46 +315,71 @@ mod tests {
         starts.record(&queues, &resumed, std::slice::from_ref(&second), SLOW, now);
         let moved = starts.starts(&queues, now);
         assert_eq!(points(&moved), [at(&second)]);
-        starts.record(&queues, &moved, &[], FAST, now);
-        assert_eq!(points(&starts.starts(&queues, now)), [at(&second)], "an empty claim keeps the start");
 
-        let after = now + lag();
-        assert_eq!(points(&starts.starts(&queues, after)), [None], "the resumption has expired");
-        let before = now - chrono::TimeDelta::milliseconds(1);
+        starts.record(&queues, &moved, &[], FAST, now);
+        assert_eq!(points(&starts.starts(&queues, now)), [None], "nothing after the start: walk from the beginning");
+        starts.record(&queues, &[None], std::slice::from_ref(&second), SLOW, now);
+        assert_eq!(points(&starts.starts(&queues, now)), [None], "and two slow walks again to resume");
+    }
+
+    #[test]
+    fn a_resumption_holds_for_claims_sent_within_the_lag_of_the_claim_that_set_it() {
+        let starts = ClaimStarts::new(SLOW_CLAIM);
+        let queues = ["default".to_owned()];
+        let set_at = Instant::now();
+        let job = record("default", 0, 1);
+        resume(&starts, &queues, &job, sent(set_at));
+        let just_before = set_at + CLAIM_ORDER_LAG - MS;
+        assert_eq!(points(&starts.starts(&queues, sent(just_before))), [at(&job)]);
+        assert_eq!(points(&starts.starts(&queues, sent(set_at + CLAIM_ORDER_LAG))), [None]);
+
+        let after = set_at + CLAIM_ORDER_LAG;
+        starts.record(&queues, &[None], std::slice::from_ref(&job), SLOW, sent(after));
+        assert_eq!(points(&starts.starts(&queues, sent(after))), [at(&job)], "still slow: resumes again");
+        starts.record(&queues, &[None], std::slice::from_ref(&job), FAST, sent(after));
+        assert_eq!(points(&starts.starts(&queues, sent(after))), [None], "fast again: exact order");
+    }
+
+    #[test]
+    fn a_claim_given_a_clock_resumes_only_within_the_lag_of_the_setting_claims_clock() {
+        let starts = ClaimStarts::new(SLOW_CLAIM);
+        let queues = ["default".to_owned()];
+        let (set_at, clock) = (Instant::now(), Utc::now());
+        let job = record("default", 0, 1);
+        resume(&starts, &queues, &job, ClaimTime { sent: set_at, clock: Some(clock) });
+        let with_clock = |clock| ClaimTime { sent: set_at, clock: Some(clock) };
         assert_eq!(
-            points(&starts.starts(&queues, before)),
-            [None],
-            "a claim with an earlier clock walks from the start"
+            points(&starts.starts(&queues, with_clock(clock + lag() - chrono::TimeDelta::milliseconds(1)))),
+            [at(&job)]
         );
-        starts.record(&queues, &[None], std::slice::from_ref(&second), SLOW, after);
-        assert_eq!(points(&starts.starts(&queues, after)), [at(&second)], "still slow: resumes again");
-        starts.record(&queues, &[None], &[], FAST, after);
-        assert_eq!(points(&starts.starts(&queues, after)), [None], "fast again: exact order");
+        assert_eq!(points(&starts.starts(&queues, with_clock(clock + lag()))), [None], "the lag has passed");
+        let earlier = clock - chrono::TimeDelta::milliseconds(1);
+        assert_eq!(points(&starts.starts(&queues, with_clock(earlier))), [None], "a clock that went back");
+        let frozen = ClaimTime { sent: set_at + CLAIM_ORDER_LAG, clock: Some(clock) };
+        assert_eq!(points(&starts.starts(&queues, frozen)), [None], "a frozen clock: the monotonic deadline holds");
     }
 
     #[test]
     fn a_claim_of_an_older_resumption_does_not_move_a_newer_start() {
         let starts = ClaimStarts::new(SLOW_CLAIM);
         let queues = ["default".to_owned()];
-        let now = Utc::now();
+        let now = Instant::now();
         let (early, late) = (record("default", 0, 1), record("default", 0, 9));
-        for _ in 0..2 {
-            starts.record(&queues, &[None], std::slice::from_ref(&early), SLOW, now);
-        }
-        let stale = starts.starts(&queues, now);
+        resume(&starts, &queues, &early, sent(now));
+        let stale = starts.starts(&queues, sent(now));
 
         // The resumption expires; a walk from the beginning, still slow, sets a new start
         // while a claim of the old resumption is in flight.
-        let after = now + lag();
+        let after = sent(now + CLAIM_ORDER_LAG);
         starts.record(&queues, &[None], std::slice::from_ref(&early), SLOW, after);
         starts.record(&queues, &stale, std::slice::from_ref(&late), FAST, after);
         assert_eq!(points(&starts.starts(&queues, after)), [at(&early)]);
+        starts.record(&queues, &stale, &[], FAST, after);
+        assert_eq!(points(&starts.starts(&queues, after)), [at(&early)], "nor end it");
 
         // Nor after a fast walk removed the queue's entry and two slow ones resumed anew.
-        starts.record(&queues, &[None], &[], FAST, after);
-        for _ in 0..2 {
-            starts.record(&queues, &[None], std::slice::from_ref(&early), SLOW, after);
-        }
+        starts.record(&queues, &[None], std::slice::from_ref(&early), FAST, after);
+        resume(&starts, &queues, &early, after);
         starts.record(&queues, &stale, std::slice::from_ref(&late), FAST, after);
         assert_eq!(points(&starts.starts(&queues, after)), [at(&early)]);
     }
@@ -289,7 +388,7 @@ mod tests {
     fn each_queue_has_its_own_start() {
         let starts = ClaimStarts::new(SLOW_CLAIM);
         let queues = ["a".to_owned(), "b".to_owned()];
-        let now = Utc::now();
+        let now = sent(Instant::now());
         let (in_a, in_b) = (record("a", 0, 5), record("b", 0, 1));
         for _ in 0..2 {
             starts.record(&queues, &[None, None], &[in_b.clone(), in_a.clone()], SLOW, now);

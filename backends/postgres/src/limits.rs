@@ -54,7 +54,7 @@ use haul_core::{
 };
 use sqlx::{Connection, Row, postgres::PgRow};
 
-use crate::{PostgresStorage, claim_start::WalkStart, error::map_sqlx_error, row::micros};
+use crate::{PostgresStorage, backend::ClaimRun, error::map_sqlx_error, row::micros};
 
 /// How long storing a limit waits for the `queue_limits` table's lock (every claim of
 /// the schema waits behind it meanwhile) before giving up.
@@ -200,13 +200,9 @@ impl PostgresStorage {
     /// claim's limited queues, then claims within their caps and rates
     /// (`claim_limited.sql`), then, when the claim came back short and one of them has
     /// a rate, reads how long until a rate that held a job back lets one more start
-    /// (`rate_limited_for.sql`). Returns the rows and that wait.
-    pub(crate) async fn claim_limited(
-        &self,
-        params: &ClaimParams,
-        starts: &[Option<WalkStart>],
-        known: &HashSet<String>,
-    ) -> Result<(Vec<PgRow>, Option<Duration>)> {
+    /// (`rate_limited_for.sql`). Its statement is not timed (see
+    /// [`crate::claim_start`]).
+    pub(crate) async fn claim_limited(&self, params: &ClaimParams, known: &HashSet<String>) -> Result<ClaimRun> {
         let queries = &self.inner.queries;
         let mut conn = self.inner.pool.acquire().await.map_err(map_sqlx_error)?;
         // The claim statement's snapshot must be taken after the lock (a database or
@@ -222,6 +218,8 @@ impl PostgresStorage {
             .map_err(map_sqlx_error)?;
         let locked = locked.iter().map(LockedRow::decode).collect::<Result<Vec<_>>>()?;
         let limits = LockedLimits::of(&locked);
+        // Sent now: the lock may have waited for other claims of these queues.
+        let (starts, time) = self.inner.claim_starts.begin(&params.queues, params.now);
         let rows = sqlx::query(queries.claim_limited.clone())
             .bind(params.now)
             .bind(&params.queues)
@@ -254,7 +252,7 @@ impl PostgresStorage {
         if expected != limits.queues.iter().collect::<HashSet<_>>() {
             self.inner.limited_queues.forget();
         }
-        Ok((rows, rate_limited_for))
+        Ok(ClaimRun { rows, starts, time, statement_time: None, rate_limited_for })
     }
 
     /// `rate_limited_for.sql`, in the limited claim's transaction, for the claim's

@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) notifier: OnceLock<Notifier>,
     /// Where claims start walking each queue (see [`ClaimStarts`]).
     pub(crate) claim_starts: ClaimStarts,
+    /// When an ANALYZE of the jobs table last failed (maintenance waits before the next).
+    pub(crate) analyze_failed_at: std::sync::Mutex<Option<std::time::Instant>>,
     /// The limited queues (a concurrency limit, a limit per key, or both), as this
     /// storage last read them (see [`crate::limits`]).
     pub(crate) limited_queues: LimitedQueues,
@@ -158,6 +160,7 @@ impl PostgresStorage {
                 local_wakeups: OnceLock::new(),
                 notifier: OnceLock::new(),
                 claim_starts: ClaimStarts::new(config.slow_claim_time()),
+                analyze_failed_at: std::sync::Mutex::new(None),
                 limited_queues: LimitedQueues::default(),
             }),
         }

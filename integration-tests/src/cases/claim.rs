@@ -69,6 +69,21 @@ pub async fn passes_over_a_new_job_for_at_most_the_order_lag(storage: &TestStora
     passed_over
 }
 
+/// A job passed over is never left behind by a claim that would come back empty: with
+/// every other job claimed, the next claim takes it at once, whatever the lag allows.
+pub async fn a_claim_that_finds_nothing_else_takes_a_passed_over_job(storage: TestStorage) {
+    let ids = ordered_ids(2);
+    let jobs = ids.iter().zip(-10..).map(|(id, second)| job_at("q", at(second)).id(*id)).collect();
+    enqueue(&storage, jobs, at(0)).await;
+    assert_eq!(ids_of(&claim(&storage, &["q"], 1, at(0)).await), [ids[0]]);
+    assert_eq!(ids_of(&claim(&storage, &["q"], 1, at(0)).await), [ids[1]]);
+
+    let early = enqueue_one(&storage, job_at("q", at(-60)), at(0)).await;
+    let soon = at(0) + chrono::Duration::milliseconds(1);
+    assert_eq!(ids_of(&claim(&storage, &["q"], 1, soon).await), [early], "the only available job is claimed");
+    assert!(claim(&storage, &["q"], 1, soon).await.is_empty());
+}
+
 /// A claim of several jobs takes the best ones in claim order and leaves the rest.
 pub async fn claims_at_most_the_limit_taking_the_first_in_order(storage: TestStorage) {
     let ids = ordered_ids(5);
