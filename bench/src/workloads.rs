@@ -597,7 +597,7 @@ mod tests {
         let storage = MemoryStorage::new();
         let queue = Queue::new(storage.clone());
         let counter = AtomicUsize::new(0);
-        DrainPlan::new(2_500, 1, 32).keyed(LIMIT_KEYS).enqueue(&queue, &counter).await.expect("enqueued");
+        DrainPlan::new(2_500, 1, 32).keyed(LIMIT_KEYS).enqueue(&storage, &queue, &counter).await.expect("enqueued");
         assert_eq!(counter.load(Ordering::Relaxed), 2_500);
 
         let limits = storage.queue_limits().await.expect("limits");
@@ -617,10 +617,22 @@ mod tests {
     async fn an_unkeyed_plan_stores_no_limits_and_no_keys() {
         let storage = MemoryStorage::new();
         let queue = Queue::new(storage.clone());
-        DrainPlan::new(10, 1, 32).enqueue(&queue, &AtomicUsize::new(0)).await.expect("enqueued");
+        DrainPlan::new(10, 1, 32).enqueue(&storage, &queue, &AtomicUsize::new(0)).await.expect("enqueued");
         assert!(storage.queue_limits().await.expect("limits").is_empty());
         let jobs = storage.list(ListParams::new()).await.expect("jobs");
         assert_eq!(jobs.len(), 10);
         assert!(jobs.iter().all(|job| job.limit_key.is_none()));
+    }
+
+    #[tokio::test]
+    async fn a_plan_with_history_stores_its_finished_jobs_before_its_jobs() {
+        let storage = MemoryStorage::new();
+        let queue = Queue::new(storage.clone());
+        let counter = AtomicUsize::new(0);
+        DrainPlan::new(10, 1, 32).history(7).enqueue(&storage, &queue, &counter).await.expect("enqueued");
+        assert_eq!(counter.load(Ordering::Relaxed), 10, "the counter counts the plan's jobs only");
+        let jobs = storage.list(ListParams::new()).await.expect("jobs");
+        let in_state = |state| jobs.iter().filter(|job| job.state == state).count();
+        assert_eq!((in_state(JobState::Completed), in_state(JobState::Available), jobs.len()), (7, 10, 17));
     }
 }
