@@ -68,6 +68,12 @@ impl WorkerConfig {
         }
     }
 
+    /// While more outcomes than this wait to be written, the worker claims nothing: two
+    /// report batches (one being written, one filling).
+    pub(crate) fn unwritten_outcome_limit(&self) -> usize {
+        self.flush_batch.saturating_mul(2)
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if self.worker_id.is_empty() || self.worker_id.chars().any(char::is_control) {
             return Err(Error::InvalidArgument(

@@ -3,12 +3,22 @@
 //! Everything is keyed by claim (job id + lease token), never by job id alone: after a
 //! lost lease a worker may claim the same job again while the old claim's handler is
 //! still stopping or its outcome is still queued, and the two must never be mixed up.
+//!
+//! It also counts the outcomes queued and not yet written, so that the claim loops can
+//! wait while too many are ([`HeldClaims::wait_for_unwritten_at_most`]): a storage that
+//! writes outcomes slower than the handlers produce them then slows the claims, instead
+//! of the worker holding ever more finished jobs whose leases its heartbeats must extend.
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Instant,
 };
+
+use tokio::sync::Notify;
 
 use crate::{Claim, JobContext, StopReason};
 
@@ -30,6 +40,11 @@ struct Held {
 #[derive(Default)]
 pub(crate) struct HeldClaims {
     claims: Mutex<HashMap<Claim, Held>>,
+    /// Held claims whose outcome is queued (`reported`): counted up under the `claims`
+    /// lock as a claim is marked reported, down once it is removed.
+    unwritten: AtomicUsize,
+    /// Notified whenever `unwritten` goes down.
+    written: Notify,
 }
 
 impl HeldClaims {
@@ -42,7 +57,23 @@ impl HeldClaims {
     }
 
     pub(crate) fn remove(&self, claim: Claim) {
-        self.lock().remove(&claim);
+        let removed = self.lock().remove(&claim);
+        if removed.is_some_and(|held| held.reported) {
+            self.unwritten.fetch_sub(1, Ordering::Relaxed);
+            self.written.notify_waiters();
+        }
+    }
+
+    /// Waits until at most `most` held claims have an outcome queued and not yet written.
+    pub(crate) async fn wait_for_unwritten_at_most(&self, most: usize) {
+        loop {
+            // Made before the check, so a removal between the two still wakes it.
+            let written = self.written.notified();
+            if self.unwritten.load(Ordering::Relaxed) <= most {
+                return;
+            }
+            written.await;
+        }
     }
 
     /// The claims whose lease still needs extending: a job whose completion was
@@ -74,8 +105,11 @@ impl HeldClaims {
 
     /// Records that the handler of `claim` finished and its outcome is queued.
     pub(crate) fn mark_reported(&self, claim: Claim) {
-        if let Some(held) = self.lock().get_mut(&claim) {
+        if let Some(held) = self.lock().get_mut(&claim)
+            && !held.reported
+        {
             held.reported = true;
+            self.unwritten.fetch_add(1, Ordering::Relaxed);
         }
     }
 

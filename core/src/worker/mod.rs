@@ -63,7 +63,10 @@ const STARTED_IN_MEMORY: &str = "worker started on the memory backend: its jobs 
 /// A claim loop per group of slots (the shared ones, and each queue's own: see
 /// [`WorkerBuilder::queue_concurrency`]) fills its free slots with batched claims; each
 /// handler runs as its own tokio task; outcomes and heartbeats are written in
-/// batches. It checks its settings, its state and the storage when it starts (see
+/// batches (of up to 1,000 outcomes). While more than two such batches of outcomes
+/// wait to be written (2,000), the worker claims nothing: a storage that writes
+/// outcomes more slowly than the handlers finish slows the claims down, and the jobs a
+/// worker holds (whose leases its heartbeats extend) stay bounded. It checks its settings, its state and the storage when it starts (see
 /// [`Worker::run_until`]); after that, storage errors are retried with backoff and
 /// never end the worker.
 ///
@@ -422,6 +425,12 @@ impl Claimer {
         let mut backoff = StorageBackoff::default();
         let mut ahead = ClaimAhead::default();
         loop {
+            // Backpressure from the flusher: no claim while too many outcomes wait.
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = self.executor.held.wait_for_unwritten_at_most(self.config.unwritten_outcome_limit()) => {}
+            }
             let free = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,

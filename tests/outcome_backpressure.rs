@@ -1,0 +1,143 @@
+//! A worker whose outcomes cannot be written stops claiming once two report batches of
+//! them wait (2,000 outcomes), instead of holding ever more finished jobs whose leases
+//! its heartbeats must extend; once writes go through again, it finishes the rest.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use async_trait::async_trait;
+use haul::{
+    prelude::*,
+    storage::{
+        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
+        PeriodicUpdate, PruneParams, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups, WorkerBeat,
+    },
+};
+use tokio::sync::watch;
+
+/// Outcomes wait to be written beyond this many before the worker stops claiming.
+const UNWRITTEN_LIMIT: usize = 2_000;
+
+/// A memory storage whose outcome writes wait while `writes_open` is false, counting
+/// the jobs it hands out to claims.
+#[derive(Clone)]
+struct StalledReports {
+    inner: MemoryStorage,
+    writes_open: watch::Sender<bool>,
+    claimed: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Storage for StalledReports {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+    async fn enqueue(&self, params: EnqueueParams) -> haul::Result<EnqueueOutcome> {
+        self.inner.enqueue(params).await
+    }
+    async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
+        let jobs = self.inner.claim(params).await?;
+        self.claimed.fetch_add(jobs.len(), Ordering::SeqCst);
+        Ok(jobs)
+    }
+    async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
+        self.writes_open.subscribe().wait_for(|open| *open).await.unwrap();
+        self.inner.report(params).await
+    }
+    async fn heartbeat(&self, params: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {
+        self.inner.heartbeat(params).await
+    }
+    async fn promote_due(&self, now: Option<Timestamp>) -> haul::Result<u64> {
+        self.inner.promote_due(now).await
+    }
+    async fn rescue_expired(&self, now: Option<Timestamp>) -> haul::Result<RescueOutcome> {
+        self.inner.rescue_expired(now).await
+    }
+    async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
+        self.inner.prune(params).await
+    }
+    async fn subscribe(&self) -> haul::Result<Wakeups> {
+        self.inner.subscribe().await
+    }
+    async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
+        self.inner.beat_worker(beat).await
+    }
+    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
+        self.inner.remove_worker(id).await
+    }
+    async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
+        self.inner.acquire_leadership(params).await
+    }
+    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
+        self.inner.release_leadership(worker_id, term).await
+    }
+    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
+        self.inner.save_periodic(update).await
+    }
+    async fn record_throughput(
+        &self,
+        samples: Vec<haul::ThroughputSample>,
+        now: Option<Timestamp>,
+    ) -> haul::Result<()> {
+        self.inner.record_throughput(samples, now).await
+    }
+    async fn migrate(&self) -> haul::Result<()> {
+        self.inner.migrate().await
+    }
+    async fn check_ready(&self) -> haul::Result<()> {
+        self.inner.check_ready().await
+    }
+}
+
+haul::forward_admin!(StalledReports, inner);
+
+#[job(queue = "stalled")]
+async fn no_op() -> Result<(), JobError> {
+    Ok(())
+}
+
+/// How many jobs of the queue are in `state`.
+async fn jobs_in(storage: &StalledReports, state: JobState) -> u64 {
+    let counts = storage.inner.counts().await.unwrap();
+    counts.iter().find(|queue| queue.queue == "stalled").map_or(0, |queue| queue.get(state))
+}
+
+// The clock is paused: a sleep of the test ends only once every other task of the
+// runtime is idle, so by then the worker has claimed all that it ever would.
+#[tokio::test(start_paused = true)]
+async fn a_worker_stops_claiming_while_two_batches_of_outcomes_wait() {
+    let storage = StalledReports {
+        inner: MemoryStorage::new(),
+        writes_open: watch::Sender::new(false),
+        claimed: Arc::new(AtomicUsize::new(0)),
+    };
+    let jobs = 3 * UNWRITTEN_LIMIT;
+    Queue::new(storage.clone()).enqueue_many((0..jobs).map(|_| NoOp::new())).await.unwrap();
+    let concurrency = 8;
+    let worker = Worker::builder(storage.clone()).queues(["stalled"]).concurrency(concurrency).build();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let claimed = storage.claimed.load(Ordering::SeqCst);
+    // At the check before its last claim at most 2,000 outcomes waited; that claim takes
+    // at most the slots' held limit (the running slots and the automatic prefetch's 256).
+    let most = UNWRITTEN_LIMIT + concurrency + 256;
+    assert!(claimed > UNWRITTEN_LIMIT, "the worker claimed until the limit: {claimed}");
+    assert!(claimed <= most, "the worker claimed {claimed} jobs while no outcome could be written (at most {most})");
+    assert_eq!(jobs_in(&storage, JobState::Completed).await, 0, "no outcome was written");
+
+    storage.writes_open.send_replace(true);
+    while jobs_in(&storage, JobState::Completed).await < jobs as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(storage.claimed.load(Ordering::SeqCst), jobs, "every job was claimed once");
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
