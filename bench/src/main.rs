@@ -478,7 +478,7 @@ async fn main() -> Result<(), BoxError> {
         postgres_build = pg.server_version().await.ok();
         notes.push(format!(
             "postgres: autovacuum is {} on this server; the harness runs ANALYZE on the jobs table after \
-             pre-enqueueing for each drain (fsync {}, synchronous_commit {}; each workload in a fresh schema)",
+             pre-enqueueing for each drain (VACUUM (ANALYZE) for a drain with finished jobs kept; fsync {}, synchronous_commit {}; each workload in a fresh schema)",
             pg.setting("autovacuum").await,
             pg.setting("fsync").await,
             pg.setting("synchronous_commit").await,
