@@ -364,9 +364,13 @@ impl WorkerBuilder {
     /// `haul_worker_is_leader` is 1). A queue that leaves the counts (no job left, not
     /// paused) is set to zero once.
     ///
-    /// Each sample counts every stored job (on PostgreSQL, one `GROUP BY` over the jobs
-    /// table, finished jobs kept for retention included): raise the interval for very
-    /// large tables, or set it to zero to turn the gauges off.
+    /// A sample that takes long spaces out the next ones: after a sample that took `t`,
+    /// the next comes no sooner than `10 × t` (when that is longer than the interval), so
+    /// sampling keeps storage busy at most a tenth of one connection's time. That matters
+    /// on PostgreSQL, where each sample counts every stored job (one `GROUP BY` over the
+    /// jobs table, finished jobs kept for retention included: about 0.2 s for a million
+    /// rows on a small server); the memory and Redis backends keep counters. Zero turns
+    /// the gauges off.
     pub fn queue_gauge_interval(mut self, interval: Duration) -> Self {
         self.config.queue_gauge_interval = interval;
         self

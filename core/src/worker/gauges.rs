@@ -12,6 +12,10 @@ use crate::{
     worker::{cluster::Leader, storage_errors},
 };
 
+/// After a sample that took `t`, the next waits at least this many times `t` (see
+/// [`crate::WorkerBuilder::queue_gauge_interval`]).
+pub(crate) const SAMPLE_COST_FACTOR: u32 = 10;
+
 pub(crate) struct QueueGauges {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) leader: Arc<Leader>,
@@ -19,29 +23,31 @@ pub(crate) struct QueueGauges {
 }
 
 impl QueueGauges {
-    /// Samples every interval while this worker leads, and at once when it begins to
-    /// lead. A worker that stops leading stops sampling: the gauges keep the last values
-    /// it set.
+    /// Samples every interval while this worker leads, or [`SAMPLE_COST_FACTOR`] times
+    /// as long as the last sample took when that is longer, and at once when it begins
+    /// to lead. A worker that stops leading stops sampling: the gauges keep the last
+    /// values it set.
     pub(crate) async fn run(self, stop: CancellationToken) {
         if self.interval.is_zero() {
             return;
         }
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut began = self.leader.subscribe();
         // The queues the last sample reported: one gone from the counts (no job left, not
         // paused) is set to zero once, not left at its last values.
         let mut shown = BTreeSet::new();
+        let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
+                () = tokio::time::sleep(wait) => {}
                 // The sender lives in `self.leader`: this never fails.
                 _ = began.changed() => {}
             }
+            wait = self.interval;
             if !self.leader.is_leading() {
                 continue;
             }
+            let started = tokio::time::Instant::now();
             match self.storage.counts().await {
                 Ok(counts) => shown = set_gauges(&counts, &shown),
                 Err(error) => {
@@ -49,6 +55,7 @@ impl QueueGauges {
                     tracing::warn!(%error, "sampling the queue counts failed; retrying at the next interval");
                 }
             }
+            wait = wait.max(started.elapsed().saturating_mul(SAMPLE_COST_FACTOR));
         }
     }
 }

@@ -1,6 +1,12 @@
-//! A worker whose outcomes cannot be written stops claiming once two report batches of
-//! them wait (2,000 outcomes), instead of holding ever more finished jobs whose leases
-//! its heartbeats must extend; once writes go through again, it finishes the rest.
+//! A worker on a slow storage keeps its load on it bounded:
+//! - one whose outcomes cannot be written stops claiming once two report batches of them
+//!   wait (2,000 outcomes), instead of holding ever more finished jobs whose leases its
+//!   heartbeats must extend; once writes go through again, it finishes the rest;
+//! - a leader whose queue counts take long samples the gauges less often (the next sample
+//!   waits ten times as long as the last took).
+//!
+//! The clock is paused (`start_paused`): a sleep of a test ends only once every other
+//! task of the runtime is idle, and the storage's slow calls take virtual time.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +20,8 @@ use haul::{
     prelude::*,
     storage::{
         ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        PeriodicUpdate, PruneParams, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups, WorkerBeat,
+        PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome,
+        Timestamp, Wakeups, WorkerBeat, WorkerRecord,
     },
 };
 use tokio::sync::watch;
@@ -22,17 +29,32 @@ use tokio::sync::watch;
 /// Outcomes wait to be written beyond this many before the worker stops claiming.
 const UNWRITTEN_LIMIT: usize = 2_000;
 
-/// A memory storage whose outcome writes wait while `writes_open` is false, counting
-/// the jobs it hands out to claims.
+/// A memory storage whose outcome writes wait while `writes_open` is false, whose
+/// queue counts take `counts_take` (on the runtime's clock), and which counts the jobs it
+/// hands out to claims and the `counts` calls made.
 #[derive(Clone)]
-struct StalledReports {
+struct SlowStorage {
     inner: MemoryStorage,
     writes_open: watch::Sender<bool>,
     claimed: Arc<AtomicUsize>,
+    counts_take: Duration,
+    counts_calls: Arc<AtomicUsize>,
+}
+
+impl SlowStorage {
+    fn new(writes_open: bool, counts_take: Duration) -> Self {
+        Self {
+            inner: MemoryStorage::new(),
+            writes_open: watch::Sender::new(writes_open),
+            claimed: Arc::new(AtomicUsize::new(0)),
+            counts_take,
+            counts_calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
 }
 
 #[async_trait]
-impl Storage for StalledReports {
+impl Storage for SlowStorage {
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
     }
@@ -93,7 +115,56 @@ impl Storage for StalledReports {
     }
 }
 
-haul::forward_admin!(StalledReports, inner);
+#[async_trait]
+impl Admin for SlowStorage {
+    async fn counts(&self) -> haul::Result<Vec<QueueCounts>> {
+        self.counts_calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.counts_take).await;
+        self.inner.counts().await
+    }
+    async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, params: ListParams) -> haul::Result<Vec<JobRecord>> {
+        self.inner.list(params).await
+    }
+    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
+        self.inner.cancel(id, now).await
+    }
+    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
+        self.inner.retry(id, now).await
+    }
+    async fn delete(&self, id: JobId) -> haul::Result<()> {
+        self.inner.delete(id).await
+    }
+    async fn pause_queue(&self, queue: &str) -> haul::Result<()> {
+        self.inner.pause_queue(queue).await
+    }
+    async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
+        self.inner.resume_queue(queue).await
+    }
+    async fn set_queue_limits(&self, queue: &str, limits: haul::QueueLimits) -> haul::Result<()> {
+        self.inner.set_queue_limits(queue, limits).await
+    }
+    async fn queue_limits(&self) -> haul::Result<Vec<haul::QueueLimitsRecord>> {
+        self.inner.queue_limits().await
+    }
+    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
+        self.inner.list_workers(now).await
+    }
+    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
+        self.inner.leader(now).await
+    }
+    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
+        self.inner.list_periodic().await
+    }
+    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
+        self.inner.delete_periodic(name).await
+    }
+    async fn throughput(&self, since: Timestamp) -> haul::Result<Vec<haul::ThroughputSample>> {
+        self.inner.throughput(since).await
+    }
+}
 
 #[job(queue = "stalled")]
 async fn no_op() -> Result<(), JobError> {
@@ -101,20 +172,15 @@ async fn no_op() -> Result<(), JobError> {
 }
 
 /// How many jobs of the queue are in `state`.
-async fn jobs_in(storage: &StalledReports, state: JobState) -> u64 {
+async fn jobs_in(storage: &SlowStorage, state: JobState) -> u64 {
     let counts = storage.inner.counts().await.unwrap();
     counts.iter().find(|queue| queue.queue == "stalled").map_or(0, |queue| queue.get(state))
 }
 
-// The clock is paused: a sleep of the test ends only once every other task of the
-// runtime is idle, so by then the worker has claimed all that it ever would.
+// When the test's first sleep ends, the worker has claimed all that it ever would.
 #[tokio::test(start_paused = true)]
 async fn a_worker_stops_claiming_while_two_batches_of_outcomes_wait() {
-    let storage = StalledReports {
-        inner: MemoryStorage::new(),
-        writes_open: watch::Sender::new(false),
-        claimed: Arc::new(AtomicUsize::new(0)),
-    };
+    let storage = SlowStorage::new(false, Duration::ZERO);
     let jobs = 3 * UNWRITTEN_LIMIT;
     Queue::new(storage.clone()).enqueue_many((0..jobs).map(|_| NoOp::new())).await.unwrap();
     let concurrency = 8;
@@ -138,6 +204,25 @@ async fn a_worker_stops_claiming_while_two_batches_of_outcomes_wait() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(storage.claimed.load(Ordering::SeqCst), jobs, "every job was claimed once");
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_counts_take_long_samples_the_gauges_less_often() {
+    // Counts take 3 s: after each, the next sample waits 30 s, not the interval's 1 s.
+    let storage = SlowStorage::new(true, Duration::from_secs(3));
+    let worker =
+        Worker::builder(storage.clone()).queues(["stalled"]).queue_gauge_interval(Duration::from_secs(1)).build();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let samples = storage.counts_calls.load(Ordering::SeqCst);
+    // Samples start at 0, 33, 66 and 99 s (the first once the worker leads); one every
+    // 4 s (120 / (3 + 1) = 30) without the rule.
+    assert!((3..=5).contains(&samples), "{samples} samples in 120 s");
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
 }
