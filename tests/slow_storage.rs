@@ -12,7 +12,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
 use async_trait::async_trait;
@@ -29,13 +29,16 @@ use tokio::sync::watch;
 /// Outcomes wait to be written beyond this many before the worker stops claiming.
 const UNWRITTEN_LIMIT: usize = 2_000;
 
-/// A memory storage whose outcome writes wait while `writes_open` is false, whose
+/// A memory storage whose outcome writes wait while `writes_open` is false (and then
+/// panic if `report_panics` is set), whose
 /// queue counts take `counts_take` (on the runtime's clock), and which counts the jobs it
 /// hands out to claims and the `counts` calls made.
 #[derive(Clone)]
 struct SlowStorage {
     inner: MemoryStorage,
     writes_open: watch::Sender<bool>,
+    /// Outcome writes panic (once they may go through) while set.
+    report_panics: Arc<AtomicBool>,
     claimed: Arc<AtomicUsize>,
     counts_take: Duration,
     counts_calls: Arc<AtomicUsize>,
@@ -46,6 +49,7 @@ impl SlowStorage {
         Self {
             inner: MemoryStorage::new(),
             writes_open: watch::Sender::new(writes_open),
+            report_panics: Arc::new(AtomicBool::new(false)),
             claimed: Arc::new(AtomicUsize::new(0)),
             counts_take,
             counts_calls: Arc::new(AtomicUsize::new(0)),
@@ -68,6 +72,7 @@ impl Storage for SlowStorage {
     }
     async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
         self.writes_open.subscribe().wait_for(|open| *open).await.unwrap();
+        assert!(!self.report_panics.load(Ordering::SeqCst), "a storage whose outcome writes panic");
         self.inner.report(params).await
     }
     async fn heartbeat(&self, params: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {
@@ -177,33 +182,72 @@ async fn jobs_in(storage: &SlowStorage, state: JobState) -> u64 {
     counts.iter().find(|queue| queue.queue == "stalled").map_or(0, |queue| queue.get(state))
 }
 
-// When the test's first sleep ends, the worker has claimed all that it ever would.
-#[tokio::test(start_paused = true)]
-async fn a_worker_stops_claiming_while_two_batches_of_outcomes_wait() {
-    let storage = SlowStorage::new(false, Duration::ZERO);
-    let jobs = 3 * UNWRITTEN_LIMIT;
+/// A worker of 8 slots on `storage`, started on `jobs` no-op jobs, and what stops it.
+async fn start_worker(
+    storage: &SlowStorage,
+    jobs: usize,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<haul::Result<()>>) {
     Queue::new(storage.clone()).enqueue_many((0..jobs).map(|_| NoOp::new())).await.unwrap();
-    let concurrency = 8;
-    let worker = Worker::builder(storage.clone()).queues(["stalled"]).concurrency(concurrency).build();
+    let worker = Worker::builder(storage.clone()).queues(["stalled"]).concurrency(CONCURRENCY).build();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker.run_until(async move {
         let _ = stopped.await;
     }));
+    (stop, running)
+}
 
+const CONCURRENCY: usize = 8;
+
+/// Waits (on the paused clock) until `done` holds, failing after a virtual minute.
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{what} did not happen within a minute");
+}
+
+/// Asserts that the worker claimed up to the limit and then stopped: once the test's
+/// sleep ends, the worker has claimed all that it ever would while no outcome is written.
+async fn assert_claims_stopped_at_the_limit(storage: &SlowStorage) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let claimed = storage.claimed.load(Ordering::SeqCst);
     // At the check before its last claim at most 2,000 outcomes waited; that claim takes
     // at most the slots' held limit (the running slots and the automatic prefetch's 256).
-    let most = UNWRITTEN_LIMIT + concurrency + 256;
+    let most = UNWRITTEN_LIMIT + CONCURRENCY + 256;
     assert!(claimed > UNWRITTEN_LIMIT, "the worker claimed until the limit: {claimed}");
     assert!(claimed <= most, "the worker claimed {claimed} jobs while no outcome could be written (at most {most})");
-    assert_eq!(jobs_in(&storage, JobState::Completed).await, 0, "no outcome was written");
+    assert_eq!(jobs_in(storage, JobState::Completed).await, 0, "no outcome was written");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_stops_claiming_while_two_batches_of_outcomes_wait() {
+    let storage = SlowStorage::new(false, Duration::ZERO);
+    let jobs = 3 * UNWRITTEN_LIMIT;
+    let (stop, running) = start_worker(&storage, jobs).await;
+    assert_claims_stopped_at_the_limit(&storage).await;
 
     storage.writes_open.send_replace(true);
-    while jobs_in(&storage, JobState::Completed).await < jobs as u64 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("every job's completion", async || jobs_in(&storage, JobState::Completed).await == jobs as u64).await;
     assert_eq!(storage.claimed.load(Ordering::SeqCst), jobs, "every job was claimed once");
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn outcomes_a_dead_flusher_held_no_longer_hold_the_claims_back() {
+    let storage = SlowStorage::new(false, Duration::ZERO);
+    let jobs = 3 * UNWRITTEN_LIMIT;
+    let (stop, running) = start_worker(&storage, jobs).await;
+    assert_claims_stopped_at_the_limit(&storage).await;
+
+    // The next outcome write panics and ends the flusher: the outcomes it held are lost
+    // (their jobs are rescued after their leases), and claiming goes on.
+    storage.report_panics.store(true, Ordering::SeqCst);
+    storage.writes_open.send_replace(true);
+    wait_until("claiming every job", async || storage.claimed.load(Ordering::SeqCst) == jobs).await;
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
 }

@@ -28,40 +28,40 @@ impl Flusher {
     /// is refused in a pass where another outcome was written: proof that storage works
     /// and refuses this outcome. When every outcome is refused (a full disk, a read-only
     /// server), all of them are kept and retried.
-    pub(crate) async fn run(self, mut reports: mpsc::UnboundedReceiver<Report>, give_up: CancellationToken) {
-        let mut pending: Vec<Report> = Vec::new();
+    pub(crate) async fn run(self, reports: mpsc::UnboundedReceiver<Report>, give_up: CancellationToken) {
+        let mut left = Unwritten { held: &self.held, pending: Vec::new(), reports };
         let mut backoff = StorageBackoff::default();
         loop {
-            if pending.is_empty() {
-                match reports.recv().await {
-                    Some(report) => pending.push(report),
+            if left.pending.is_empty() {
+                match left.reports.recv().await {
+                    Some(report) => left.pending.push(report),
                     None => return,
                 }
             }
-            while pending.len() < self.batch {
-                match reports.try_recv() {
-                    Ok(report) => pending.push(report),
+            while left.pending.len() < self.batch {
+                match left.reports.try_recv() {
+                    Ok(report) => left.pending.push(report),
                     Err(_) => break,
                 }
             }
-            let result = match self.report(pending.clone()).await {
+            let result = match self.report(left.pending.clone()).await {
                 Ok(outcome) => {
-                    self.written(&outcome, std::mem::take(&mut pending));
+                    self.written(&outcome, std::mem::take(&mut left.pending));
                     Ok(())
                 }
-                Err(error) if !error.is_transient() => self.one_by_one(&mut pending, error).await,
+                Err(error) if !error.is_transient() => self.one_by_one(&mut left.pending, error).await,
                 Err(error) => Err(error),
             };
             match result {
                 Ok(()) => backoff.reset(),
                 Err(error) => {
                     let delay = backoff.next_delay();
-                    tracing::warn!(%error, pending = pending.len(), ?delay, "writing outcomes failed; retrying");
+                    tracing::warn!(%error, pending = left.pending.len(), ?delay, "writing outcomes failed; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = give_up.cancelled() => {
                             tracing::error!(
-                                pending = pending.len(),
+                                pending = left.pending.len(),
                                 "gave up writing outcomes at shutdown; those jobs will be rescued after their leases"
                             );
                             return;
@@ -137,5 +137,27 @@ impl Flusher {
         );
         metrics::counter!("haul_outcomes_refused_total").increment(1);
         self.held.remove(report.claim);
+    }
+}
+
+/// The outcomes a flusher has not written: the batch in hand and those still queued.
+/// However the flusher ends (given up at shutdown, or a storage that panicked), their
+/// claims are released when it does: no heartbeat extends their leases any more (storage
+/// rescues the jobs), and the claim loops stop waiting for them to be written.
+struct Unwritten<'a> {
+    held: &'a HeldClaims,
+    pending: Vec<Report>,
+    reports: mpsc::UnboundedReceiver<Report>,
+}
+
+impl Drop for Unwritten<'_> {
+    fn drop(&mut self) {
+        self.reports.close();
+        while let Ok(report) = self.reports.try_recv() {
+            self.pending.push(report);
+        }
+        for report in self.pending.drain(..) {
+            self.held.remove(report.claim);
+        }
     }
 }

@@ -41,7 +41,8 @@ struct Held {
 pub(crate) struct HeldClaims {
     claims: Mutex<HashMap<Claim, Held>>,
     /// Held claims whose outcome is queued (`reported`): counted up under the `claims`
-    /// lock as a claim is marked reported, down once it is removed.
+    /// lock as a claim is marked reported (so always before its removal), down once it
+    /// has left the map.
     unwritten: AtomicUsize,
     /// Notified whenever `unwritten` goes down.
     written: Notify,
@@ -53,12 +54,19 @@ impl HeldClaims {
     }
 
     pub(crate) fn insert(&self, claim: Claim, ctx: JobContext, lease_deadline: Instant) {
-        self.lock().insert(claim, Held { ctx, lease_deadline, reported: false });
+        let replaced = self.lock().insert(claim, Held { ctx, lease_deadline, reported: false });
+        // Only a storage that handed out one claim twice gets here.
+        self.forget_if_reported(replaced);
     }
 
     pub(crate) fn remove(&self, claim: Claim) {
         let removed = self.lock().remove(&claim);
-        if removed.is_some_and(|held| held.reported) {
+        self.forget_if_reported(removed);
+    }
+
+    /// Counts out a claim that left the map with its outcome queued.
+    fn forget_if_reported(&self, gone: Option<Held>) {
+        if gone.is_some_and(|held| held.reported) {
             self.unwritten.fetch_sub(1, Ordering::Relaxed);
             self.written.notify_waiters();
         }

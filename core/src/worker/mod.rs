@@ -425,12 +425,6 @@ impl Claimer {
         let mut backoff = StorageBackoff::default();
         let mut ahead = ClaimAhead::default();
         loop {
-            // Backpressure from the flusher: no claim while too many outcomes wait.
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                () = self.executor.held.wait_for_unwritten_at_most(self.config.unwritten_outcome_limit()) => {}
-            }
             let free = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
@@ -446,6 +440,14 @@ impl Claimer {
                 continue;
             }
             let wanted = permits.len();
+            // Backpressure from the flusher: no claim while too many outcomes wait. Checked
+            // right before the claim (holding its permits), so outcomes queued while the
+            // slots were awaited count too.
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = self.executor.held.wait_for_unwritten_at_most(self.config.unwritten_outcome_limit()) => {}
+            }
             // Every lease of this claim ends no earlier than this, by this worker's clock.
             let sent_at = Instant::now();
             let lease_deadline = sent_at + self.config.lease;
