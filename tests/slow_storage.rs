@@ -3,7 +3,7 @@
 //!   wait (2,000 outcomes), instead of holding ever more finished jobs whose leases its
 //!   heartbeats must extend; once writes go through again, it finishes the rest;
 //! - a leader whose queue counts take long samples the gauges less often (the next sample
-//!   waits ten times as long as the last took).
+//!   waits ten times as long as the last took), and a stop does not wait for one.
 //!
 //! The clock is paused (`start_paused`): a sleep of a test ends only once every other
 //! task of the runtime is idle, and the storage's slow calls take virtual time.
@@ -269,4 +269,21 @@ async fn a_leader_whose_counts_take_long_samples_the_gauges_less_often() {
     assert!((3..=5).contains(&samples), "{samples} samples in 120 s");
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_does_not_wait_for_a_sample_in_progress() {
+    // Counts take 1,000 s; the leader's first sample starts as it begins to lead.
+    let storage = SlowStorage::new(true, Duration::from_secs(1_000));
+    let worker = Worker::builder(storage.clone()).queues(["stalled"]).build();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+    wait_until("a sample", async || storage.counts_calls.load(Ordering::SeqCst) == 1).await;
+    let stopping = tokio::time::Instant::now();
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(100), "the worker stopped {took:?} after it was asked");
 }

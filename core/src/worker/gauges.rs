@@ -5,6 +5,7 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -24,9 +25,10 @@ pub(crate) struct QueueGauges {
 
 impl QueueGauges {
     /// Samples every interval while this worker leads, or [`SAMPLE_COST_FACTOR`] times
-    /// as long as the last sample took when that is longer, and at once when it begins
-    /// to lead. A worker that stops leading stops sampling: the gauges keep the last
-    /// values it set.
+    /// as long as the last sample took when that is longer, and when it begins to lead
+    /// (at once, or as soon as the last sample's cost allows). A worker that stops
+    /// leading stops sampling: the gauges keep the last values it set. A stop ends a
+    /// sample in progress.
     pub(crate) async fn run(self, stop: CancellationToken) {
         if self.interval.is_zero() {
             return;
@@ -35,27 +37,38 @@ impl QueueGauges {
         // The queues the last sample reported: one gone from the counts (no job left, not
         // paused) is set to zero once, not left at its last values.
         let mut shown = BTreeSet::new();
-        let mut wait = Duration::ZERO;
+        // When the next sample is due, and the earliest the last one's cost allows.
+        let mut due = Instant::now();
+        let mut earliest = due;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep_until(due) => {}
                 // The sender lives in `self.leader`: this never fails.
-                _ = began.changed() => {}
+                _ = began.changed() => {
+                    due = Instant::now().max(earliest);
+                    continue;
+                }
             }
-            wait = self.interval;
             if !self.leader.is_leading() {
+                due = Instant::now() + self.interval;
                 continue;
             }
-            let started = tokio::time::Instant::now();
-            match self.storage.counts().await {
+            let started = Instant::now();
+            let counted = tokio::select! {
+                () = stop.cancelled() => return,
+                counted = self.storage.counts() => counted,
+            };
+            match counted {
                 Ok(counts) => shown = set_gauges(&counts, &shown),
                 Err(error) => {
                     storage_errors::count("counts");
                     tracing::warn!(%error, "sampling the queue counts failed; retrying at the next interval");
                 }
             }
-            wait = wait.max(started.elapsed().saturating_mul(SAMPLE_COST_FACTOR));
+            let ended = Instant::now();
+            earliest = ended + (ended - started).saturating_mul(SAMPLE_COST_FACTOR);
+            due = earliest.max(ended + self.interval);
         }
     }
 }
