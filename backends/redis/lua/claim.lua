@@ -32,9 +32,12 @@
 --       queue whose promoted jobs are not all claimed, unless its limits keep them
 --       waiting (the release that frees a slot wakes it; for a rate limit, the claim's
 --       wait tells the worker when to come back).
--- Cost: a queue without a limit per key reads the head of its available set, as many
---       members as it may give (one more with a rate limit that leaves it fewer, to
---       tell whether that limit holds a job back). A queue with one (of either kind)
+-- Cost: each claimed job costs one HGETALL and one HSET (one HINCRBY more with a limit
+--       key); the claimed jobs leave the available sets and join the running sets in
+--       one ZREM and one ZADD per queue (per 500 jobs). To find them, a queue without
+--       a limit per key reads the head of its available set, as many members as it
+--       may give (one more with a rate limit that leaves it fewer, to tell whether
+--       that limit holds a job back). A queue with one (of either kind)
 --       reads its available set in pages (the first as large as it may give, each next
 --       one twice the last) until it has found its jobs or looked at `scan`: per page,
 --       one HGET of each job's limit key and (with a limit per key on running jobs) one
@@ -246,6 +249,39 @@ local function record_start(key, rate, token)
   rates[key] = rate
 end
 
+-- Claims the job whose hash is `key` under lease `token` with one HGETALL and one
+-- HSET (attempt + 1, state, attempted_at, the lease fields, claimed_by). Returns its
+-- fields as they now are.
+local function take(key, token)
+  local fields = redis.call('HGETALL', key)
+  local claim = { attempt = '1', state = 'running', attempted_at = num(now), lease_token = token,
+    lease_expires_at = num(deadline), claimed_by = worker }
+  local written = {}
+  for j = 1, #fields, 2 do
+    local name = fields[j]
+    if name == 'attempt' then claim.attempt = num(tonumber(fields[j + 1]) + 1) end
+    local value = claim[name]
+    if value then
+      fields[j + 1] = value
+      written[#written + 1] = name
+      written[#written + 1] = value
+      claim[name] = nil
+    end
+  end
+  -- The fields the job did not have yet (the lease's, after a release deleted them).
+  for name, value in pairs(claim) do
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+    written[#written + 1] = name
+    written[#written + 1] = value
+  end
+  redis.call('HSET', key, unpack(written))
+  return fields
+end
+
+-- The claimed jobs' running-set entries (see add_member), and per group the members
+-- they had in its available set (group.taken), both written once the jobs are taken.
+local running = {}
 local claimed, wait = {}, nil
 for _, candidate in ipairs(candidates) do
   if #claimed >= limit then break end
@@ -255,13 +291,11 @@ for _, candidate in ipairs(candidates) do
     if not wait or candidate[4] < wait then wait = candidate[4] end
   else
     local id = member_id(candidate[2])
-    local key, token = group.prefix .. id, ARGV[tokens + #claimed]
-    redis.call('ZREM', group.available, candidate[2])
-    redis.call('HINCRBY', key, 'attempt', 1)
-    redis.call('HSET', key, 'state', 'running', 'attempted_at', num(now), 'lease_token', token,
-      'lease_expires_at', num(deadline), 'claimed_by', worker)
-    redis.call('ZADD', group.running, num(deadline), id)
-    local fields = redis.call('HGETALL', key)
+    local token = ARGV[tokens + #claimed]
+    local fields = take(group.prefix .. id, token)
+    group.taken = group.taken or {}
+    group.taken[#group.taken + 1] = candidate[2]
+    add_member(running, group.running, num(deadline), id)
     local limit_key = field(fields, 'limit_key')
     if limit_key then redis.call('HINCRBY', group.key_running, limit_key, 1) end
     if group.rate then record_start(group.starts, group.rate, token) end
@@ -269,6 +303,10 @@ for _, candidate in ipairs(candidates) do
     group.claimed = (group.claimed or 0) + 1
     claimed[#claimed + 1] = fields
   end
+end
+flush_members(running)
+for _, group in ipairs(groups) do
+  if group.taken then remove_members(group.available, group.taken) end
 end
 flush_members(starts)
 for _, key in ipairs(starts) do

@@ -28,8 +28,15 @@
 local MAX_TIME = 9007199254740991
 local GROUP_SIZE = 11
 
+-- The text of the last number num() formatted: scripts format the same instant
+-- (now, a lease deadline) once per job, and formatting is costly next to a lookup.
+local num_last, num_text
+
 local function num(n)
-  return string.format('%.0f', n)
+  if n ~= num_last then
+    num_last, num_text = n, string.format('%.0f', n)
+  end
+  return num_text
 end
 
 local function clamp(t)
@@ -121,6 +128,16 @@ local function flush_members(buffers)
   end
 end
 
+-- Removes `members` (a list) from the sorted set `key`, ZADD_CHUNK at a time; returns
+-- how many were there.
+local function remove_members(key, members)
+  local removed = 0
+  for from = 1, #members, ZADD_CHUNK do
+    removed = removed + redis.call('ZREM', key, unpack(members, from, math.min(from + ZADD_CHUNK - 1, #members)))
+  end
+  return removed
+end
+
 -- The clock: `override` (µs, from a clock-override argument) unless it is '', else
 -- the server's TIME in µs.
 local function read_clock(override)
@@ -186,25 +203,47 @@ local function make_waiting(group, key, id, state, run_at)
   redis.call('ZADD', group[state], num(run_at), id)
 end
 
--- completed, discarded or cancelled, at now.
-local function finish(group, key, id, state, now)
+-- completed, discarded or cancelled, at now. With `buffers` (see add_member), the job
+-- joins its state's set when the caller flushes them.
+local function finish(group, key, id, state, now, buffers)
   redis.call('HSET', key, 'state', state, 'finished_at', num(now))
-  redis.call('ZADD', group[state], num(now), id)
+  if buffers then
+    add_member(buffers, group[state], num(now), id)
+  else
+    redis.call('ZADD', group[state], num(now), id)
+  end
 end
 
 -- Ends the claim of a running job (attempted_at stays). `limit_key` is the job's
 -- `limit_key` field (false: none), read by the caller: a job leaving the running set
 -- gives back its key's count (the field goes at 0). `group.key_peak` keeps the
--- highest count a released key had before, for wake_freed.
-local function release(group, key, id, limit_key)
-  local removed = redis.call('ZREM', group.running, id)
-  group.released = group.released + removed
-  if removed == 1 and limit_key then
-    local left = redis.call('HINCRBY', group.key_running, limit_key, -1)
-    if left <= 0 then redis.call('HDEL', group.key_running, limit_key) end
-    if not group.key_peak or left + 1 > group.key_peak then group.key_peak = left + 1 end
+-- highest count a released key had before, for wake_freed. With `batched`, a job
+-- without a limit key is only noted in `group.leaving`: leave_running takes the noted
+-- jobs out of the running set, one ZREM per group.
+local function release(group, key, id, limit_key, batched)
+  if batched and not limit_key then
+    group.leaving = group.leaving or {}
+    group.leaving[#group.leaving + 1] = id
+  else
+    local removed = redis.call('ZREM', group.running, id)
+    group.released = group.released + removed
+    if removed == 1 and limit_key then
+      local left = redis.call('HINCRBY', group.key_running, limit_key, -1)
+      if left <= 0 then redis.call('HDEL', group.key_running, limit_key) end
+      if not group.key_peak or left + 1 > group.key_peak then group.key_peak = left + 1 end
+    end
   end
   redis.call('HDEL', key, 'lease_token', 'lease_expires_at', 'claimed_by')
+end
+
+-- Takes the jobs release() noted out of their groups' running sets.
+local function leave_running(groups)
+  for _, group in ipairs(groups) do
+    if group.leaving then
+      group.released = group.released + remove_members(group.running, group.leaving)
+      group.leaving = nil
+    end
+  end
 end
 
 -- A rate limit as stored: { starts = n, period = ms }, or nil when either field is
