@@ -21,11 +21,11 @@ use haul::{
     JobOutcome, NewJob, Retention, WorkerBuilder,
     prelude::*,
     storage::{
-        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        PeriodicUpdate, PruneParams, Report, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
+        ClaimParams, Leadership, LeadershipParams, PruneParams, Report, ReportParams, RescueOutcome, Timestamp,
         WorkerBeat,
     },
 };
+use haul_test_support::{Hooked, StorageHooks};
 use tokio::{sync::oneshot, task::JoinHandle, time::Instant};
 
 /// A short leader lease, for the cases where the lead must change hands.
@@ -54,8 +54,8 @@ struct Calls {
 }
 
 impl Counting {
-    fn over(inner: &MemoryStorage) -> Self {
-        Self { inner: inner.clone(), calls: Arc::default() }
+    fn over(inner: &MemoryStorage) -> Hooked<Self> {
+        Hooked::new(Self { inner: inner.clone(), calls: Arc::default() })
     }
 
     fn maintenance(&self) -> usize {
@@ -68,21 +68,10 @@ impl Counting {
 }
 
 #[async_trait]
-impl Storage for Counting {
-    fn backend_name(&self) -> &'static str {
-        self.inner.backend_name()
-    }
-    async fn enqueue(&self, params: EnqueueParams) -> haul::Result<EnqueueOutcome> {
-        self.inner.enqueue(params).await
-    }
-    async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
-        self.inner.claim(params).await
-    }
-    async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
-        self.inner.report(params).await
-    }
-    async fn heartbeat(&self, params: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {
-        self.inner.heartbeat(params).await
+impl StorageHooks for Counting {
+    type Inner = MemoryStorage;
+    fn inner(&self) -> &MemoryStorage {
+        &self.inner
     }
     async fn promote_due(&self, now: Option<Timestamp>) -> haul::Result<u64> {
         self.maintained(Instant::now());
@@ -99,15 +88,9 @@ impl Storage for Counting {
         self.calls.prune.fetch_add(1, Ordering::SeqCst);
         self.inner.prune(params).await
     }
-    async fn subscribe(&self) -> haul::Result<Wakeups> {
-        self.inner.subscribe().await
-    }
     async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
         self.calls.beats.fetch_add(1, Ordering::SeqCst);
         self.inner.beat_worker(beat).await
-    }
-    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
-        self.inner.remove_worker(id).await
     }
     async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
         let sent_at = Instant::now();
@@ -126,31 +109,9 @@ impl Storage for Counting {
         }
         Ok(granted)
     }
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
-        self.inner.release_leadership(worker_id, term).await
-    }
-    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
-        self.inner.save_periodic(update).await
-    }
-    async fn record_throughput(
-        &self,
-        samples: Vec<haul::ThroughputSample>,
-        now: Option<haul::storage::Timestamp>,
-    ) -> haul::Result<()> {
-        self.inner.record_throughput(samples, now).await
-    }
-
-    async fn migrate(&self) -> haul::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn check_ready(&self) -> haul::Result<()> {
-        self.inner.check_ready().await
-    }
 }
 
-haul::forward_admin!(Counting, inner);
-
-fn worker(storage: &Counting, id: &str) -> WorkerBuilder {
+fn worker(storage: &Hooked<Counting>, id: &str) -> WorkerBuilder {
     Worker::builder(storage.clone())
         .worker_id(id)
         .queues(["cluster"])

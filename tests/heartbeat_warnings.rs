@@ -13,11 +13,9 @@ use async_trait::async_trait;
 use haul::{
     Claim,
     prelude::*,
-    storage::{
-        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        PeriodicUpdate, PruneParams, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups, WorkerBeat,
-    },
+    storage::{HeartbeatOutcome, HeartbeatParams, ReportOutcome, ReportParams},
 };
+use haul_test_support::{Hooked, StorageHooks};
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// A memory storage whose heartbeats wait until every claim they carry has been
@@ -32,15 +30,10 @@ struct HeartbeatsAfterReports {
 }
 
 #[async_trait]
-impl Storage for HeartbeatsAfterReports {
-    fn backend_name(&self) -> &'static str {
-        self.inner.backend_name()
-    }
-    async fn enqueue(&self, params: EnqueueParams) -> haul::Result<EnqueueOutcome> {
-        self.inner.enqueue(params).await
-    }
-    async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
-        self.inner.claim(params).await
+impl StorageHooks for HeartbeatsAfterReports {
+    type Inner = MemoryStorage;
+    fn inner(&self) -> &MemoryStorage {
+        &self.inner
     }
     async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
         let outcome = self.inner.report(params).await?;
@@ -60,50 +53,7 @@ impl Storage for HeartbeatsAfterReports {
         self.beats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         outcome
     }
-    async fn promote_due(&self, now: Option<Timestamp>) -> haul::Result<u64> {
-        self.inner.promote_due(now).await
-    }
-    async fn rescue_expired(&self, now: Option<Timestamp>) -> haul::Result<RescueOutcome> {
-        self.inner.rescue_expired(now).await
-    }
-    async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
-        self.inner.prune(params).await
-    }
-    async fn subscribe(&self) -> haul::Result<Wakeups> {
-        self.inner.subscribe().await
-    }
-    async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
-        self.inner.beat_worker(beat).await
-    }
-    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
-        self.inner.remove_worker(id).await
-    }
-    async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
-        self.inner.acquire_leadership(params).await
-    }
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
-        self.inner.release_leadership(worker_id, term).await
-    }
-    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
-        self.inner.save_periodic(update).await
-    }
-    async fn record_throughput(
-        &self,
-        samples: Vec<haul::ThroughputSample>,
-        now: Option<haul::storage::Timestamp>,
-    ) -> haul::Result<()> {
-        self.inner.record_throughput(samples, now).await
-    }
-
-    async fn migrate(&self) -> haul::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn check_ready(&self) -> haul::Result<()> {
-        self.inner.check_ready().await
-    }
 }
-
-haul::forward_admin!(HeartbeatsAfterReports, inner);
 
 /// Everything the worker logs, as text.
 #[derive(Clone, Default)]
@@ -132,7 +82,7 @@ async fn a_heartbeat_crossing_a_completion_is_not_a_lost_lease() {
     let writer = captured.clone();
     let _logging = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).set_default();
 
-    let storage = HeartbeatsAfterReports::default();
+    let storage = Hooked::new(HeartbeatsAfterReports::default());
     let queue = Queue::new(storage.clone());
     let ids = queue.enqueue_many((0..5).map(|_| ShortSleep::new())).await.unwrap();
     // Heartbeats every 100 ms, while each job runs for 150 ms: the first beat names

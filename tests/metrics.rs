@@ -21,12 +21,9 @@ use async_trait::async_trait;
 use haul::{
     JobEventKind,
     prelude::*,
-    storage::{
-        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome,
-        Timestamp, Wakeups, WorkerBeat, WorkerRecord,
-    },
+    storage::{ClaimParams, PacedClaim, QueueCounts},
 };
+use haul_test_support::{Hooked, StorageHooks};
 use metrics_util::{
     CompositeKey, MetricKind,
     debugging::{DebugValue, DebuggingRecorder, Snapshotter},
@@ -50,140 +47,33 @@ struct Observed {
 }
 
 impl Observed {
-    fn new(fail_claims: bool) -> Self {
-        Self {
+    fn new(fail_claims: bool) -> Hooked<Self> {
+        Hooked::new(Self {
             inner: MemoryStorage::new(),
             fail_claims: Arc::new(AtomicBool::new(fail_claims)),
             failed_claims: watch::Sender::new(0),
             counted: watch::Sender::new(Vec::new()),
-        }
+        })
     }
 }
 
 #[async_trait]
-impl Storage for Observed {
-    fn backend_name(&self) -> &'static str {
-        self.inner.backend_name()
+impl StorageHooks for Observed {
+    type Inner = MemoryStorage;
+    fn inner(&self) -> &MemoryStorage {
+        &self.inner
     }
-    async fn enqueue(&self, params: EnqueueParams) -> haul::Result<EnqueueOutcome> {
-        self.inner.enqueue(params).await
-    }
-    async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
+    async fn claim_paced(&self, params: ClaimParams) -> haul::Result<PacedClaim> {
         if self.fail_claims.load(Ordering::SeqCst) {
             self.failed_claims.send_modify(|failed| *failed += 1);
             return Err(haul::Error::backend(self.backend_name(), haul::ErrorKind::Connection, "claims are cut", None));
         }
-        self.inner.claim(params).await
+        self.inner.claim_paced(params).await
     }
-    async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
-        self.inner.report(params).await
-    }
-    async fn heartbeat(&self, params: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {
-        self.inner.heartbeat(params).await
-    }
-    async fn promote_due(&self, now: Option<Timestamp>) -> haul::Result<u64> {
-        self.inner.promote_due(now).await
-    }
-    async fn rescue_expired(&self, now: Option<Timestamp>) -> haul::Result<RescueOutcome> {
-        self.inner.rescue_expired(now).await
-    }
-    async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
-        self.inner.prune(params).await
-    }
-    async fn subscribe(&self) -> haul::Result<Wakeups> {
-        self.inner.subscribe().await
-    }
-    async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
-        self.inner.beat_worker(beat).await
-    }
-    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
-        self.inner.remove_worker(id).await
-    }
-    async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
-        self.inner.acquire_leadership(params).await
-    }
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
-        self.inner.release_leadership(worker_id, term).await
-    }
-    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
-        self.inner.save_periodic(update).await
-    }
-    async fn record_throughput(
-        &self,
-        samples: Vec<haul::ThroughputSample>,
-        now: Option<haul::storage::Timestamp>,
-    ) -> haul::Result<()> {
-        self.inner.record_throughput(samples, now).await
-    }
-    async fn migrate(&self) -> haul::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn check_ready(&self) -> haul::Result<()> {
-        self.inner.check_ready().await
-    }
-}
-
-#[async_trait]
-impl Admin for Observed {
-    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.cancel(id, now).await
-    }
-
-    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.retry(id, now).await
-    }
-
-    async fn delete(&self, id: JobId) -> haul::Result<()> {
-        self.inner.delete(id).await
-    }
-
-    async fn pause_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.pause_queue(queue).await
-    }
-
-    async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.resume_queue(queue).await
-    }
-
-    async fn set_queue_limits(&self, queue: &str, limits: haul::QueueLimits) -> haul::Result<()> {
-        self.inner.set_queue_limits(queue, limits).await
-    }
-
-    async fn queue_limits(&self) -> haul::Result<Vec<haul::QueueLimitsRecord>> {
-        self.inner.queue_limits().await
-    }
-
-    async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
-        self.inner.get(id).await
-    }
-
-    async fn list(&self, params: ListParams) -> haul::Result<Vec<JobRecord>> {
-        self.inner.list(params).await
-    }
-
     async fn counts(&self) -> haul::Result<Vec<QueueCounts>> {
         let counts = self.inner.counts().await?;
         self.counted.send_replace(counts.clone());
         Ok(counts)
-    }
-
-    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
-        self.inner.list_workers(now).await
-    }
-
-    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
-        self.inner.leader(now).await
-    }
-
-    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
-        self.inner.list_periodic().await
-    }
-
-    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
-        self.inner.delete_periodic(name).await
-    }
-    async fn throughput(&self, since: haul::storage::Timestamp) -> haul::Result<Vec<haul::ThroughputSample>> {
-        self.inner.throughput(since).await
     }
 }
 

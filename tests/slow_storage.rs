@@ -18,12 +18,9 @@ use std::sync::{
 use async_trait::async_trait;
 use haul::{
     prelude::*,
-    storage::{
-        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        PeriodicRecord, PeriodicUpdate, PruneParams, QueueCounts, ReportOutcome, ReportParams, RescueOutcome,
-        Timestamp, Wakeups, WorkerBeat, WorkerRecord,
-    },
+    storage::{ClaimParams, PacedClaim, QueueCounts, ReportOutcome, ReportParams},
 };
+use haul_test_support::{Hooked, StorageHooks};
 use tokio::sync::watch;
 
 /// Outcomes wait to be written beyond this many before the worker stops claiming.
@@ -45,129 +42,38 @@ struct SlowStorage {
 }
 
 impl SlowStorage {
-    fn new(writes_open: bool, counts_take: Duration) -> Self {
-        Self {
+    fn new(writes_open: bool, counts_take: Duration) -> Hooked<Self> {
+        Hooked::new(Self {
             inner: MemoryStorage::new(),
             writes_open: watch::Sender::new(writes_open),
             report_panics: Arc::new(AtomicBool::new(false)),
             claimed: Arc::new(AtomicUsize::new(0)),
             counts_take,
             counts_calls: Arc::new(AtomicUsize::new(0)),
-        }
+        })
     }
 }
 
 #[async_trait]
-impl Storage for SlowStorage {
-    fn backend_name(&self) -> &'static str {
-        self.inner.backend_name()
+impl StorageHooks for SlowStorage {
+    type Inner = MemoryStorage;
+    fn inner(&self) -> &MemoryStorage {
+        &self.inner
     }
-    async fn enqueue(&self, params: EnqueueParams) -> haul::Result<EnqueueOutcome> {
-        self.inner.enqueue(params).await
-    }
-    async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
-        let jobs = self.inner.claim(params).await?;
-        self.claimed.fetch_add(jobs.len(), Ordering::SeqCst);
-        Ok(jobs)
+    async fn claim_paced(&self, params: ClaimParams) -> haul::Result<PacedClaim> {
+        let claim = self.inner.claim_paced(params).await?;
+        self.claimed.fetch_add(claim.jobs.len(), Ordering::SeqCst);
+        Ok(claim)
     }
     async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
         self.writes_open.subscribe().wait_for(|open| *open).await.unwrap();
         assert!(!self.report_panics.load(Ordering::SeqCst), "a storage whose outcome writes panic");
         self.inner.report(params).await
     }
-    async fn heartbeat(&self, params: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {
-        self.inner.heartbeat(params).await
-    }
-    async fn promote_due(&self, now: Option<Timestamp>) -> haul::Result<u64> {
-        self.inner.promote_due(now).await
-    }
-    async fn rescue_expired(&self, now: Option<Timestamp>) -> haul::Result<RescueOutcome> {
-        self.inner.rescue_expired(now).await
-    }
-    async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
-        self.inner.prune(params).await
-    }
-    async fn subscribe(&self) -> haul::Result<Wakeups> {
-        self.inner.subscribe().await
-    }
-    async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
-        self.inner.beat_worker(beat).await
-    }
-    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
-        self.inner.remove_worker(id).await
-    }
-    async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
-        self.inner.acquire_leadership(params).await
-    }
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
-        self.inner.release_leadership(worker_id, term).await
-    }
-    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
-        self.inner.save_periodic(update).await
-    }
-    async fn record_throughput(
-        &self,
-        samples: Vec<haul::ThroughputSample>,
-        now: Option<Timestamp>,
-    ) -> haul::Result<()> {
-        self.inner.record_throughput(samples, now).await
-    }
-    async fn migrate(&self) -> haul::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn check_ready(&self) -> haul::Result<()> {
-        self.inner.check_ready().await
-    }
-}
-
-#[async_trait]
-impl Admin for SlowStorage {
     async fn counts(&self) -> haul::Result<Vec<QueueCounts>> {
         self.counts_calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.counts_take).await;
         self.inner.counts().await
-    }
-    async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, params: ListParams) -> haul::Result<Vec<JobRecord>> {
-        self.inner.list(params).await
-    }
-    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.cancel(id, now).await
-    }
-    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.retry(id, now).await
-    }
-    async fn delete(&self, id: JobId) -> haul::Result<()> {
-        self.inner.delete(id).await
-    }
-    async fn pause_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.pause_queue(queue).await
-    }
-    async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.resume_queue(queue).await
-    }
-    async fn set_queue_limits(&self, queue: &str, limits: haul::QueueLimits) -> haul::Result<()> {
-        self.inner.set_queue_limits(queue, limits).await
-    }
-    async fn queue_limits(&self) -> haul::Result<Vec<haul::QueueLimitsRecord>> {
-        self.inner.queue_limits().await
-    }
-    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
-        self.inner.list_workers(now).await
-    }
-    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
-        self.inner.leader(now).await
-    }
-    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
-        self.inner.list_periodic().await
-    }
-    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
-        self.inner.delete_periodic(name).await
-    }
-    async fn throughput(&self, since: Timestamp) -> haul::Result<Vec<haul::ThroughputSample>> {
-        self.inner.throughput(since).await
     }
 }
 
@@ -177,14 +83,14 @@ async fn no_op() -> Result<(), JobError> {
 }
 
 /// How many jobs of the queue are in `state`.
-async fn jobs_in(storage: &SlowStorage, state: JobState) -> u64 {
+async fn jobs_in(storage: &Hooked<SlowStorage>, state: JobState) -> u64 {
     let counts = storage.inner.counts().await.unwrap();
     counts.iter().find(|queue| queue.queue == "stalled").map_or(0, |queue| queue.get(state))
 }
 
 /// A worker of 8 slots on `storage`, started on `jobs` no-op jobs, and what stops it.
 async fn start_worker(
-    storage: &SlowStorage,
+    storage: &Hooked<SlowStorage>,
     jobs: usize,
 ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<haul::Result<()>>) {
     Queue::new(storage.clone()).enqueue_many((0..jobs).map(|_| NoOp::new())).await.unwrap();
@@ -211,7 +117,7 @@ async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 
 /// Asserts that the worker claimed up to the limit and then stopped: once the test's
 /// sleep ends, the worker has claimed all that it ever would while no outcome is written.
-async fn assert_claims_stopped_at_the_limit(storage: &SlowStorage) {
+async fn assert_claims_stopped_at_the_limit(storage: &Hooked<SlowStorage>) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let claimed = storage.claimed.load(Ordering::SeqCst);
     // At the check before its last claim at most 2,000 outcomes waited; that claim takes

@@ -16,18 +16,16 @@ use std::{
 use async_trait::async_trait;
 use axum::{Router, http::StatusCode};
 use common::*;
-use haul::{
-    Admin, JobFilter, JobId, JobRecord, JobState, ListParams, QueueCounts, Storage, ThroughputSample,
-    storage::{Leadership, PeriodicRecord, Timestamp, WorkerRecord},
-};
+use haul::{Admin, JobId, JobState, QueueCounts, Storage};
+use haul_test_support::{Hooked, StorageHooks};
 use haul_web::Dashboard;
 use tokio::sync::RwLock;
 
 /// The longest a poll below waits for the dashboard to get somewhere.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// An admin over a storage that counts its `counts()` calls, and holds them at a gate
-/// while a test keeps the gate's write lock.
+/// A storage that counts its `counts()` calls, and holds them at a gate while a test
+/// keeps the gate's write lock.
 struct Counting {
     inner: Arc<dyn Storage>,
     calls: AtomicUsize,
@@ -35,8 +33,8 @@ struct Counting {
 }
 
 impl Counting {
-    fn new(inner: Arc<dyn Storage>) -> Arc<Self> {
-        Arc::new(Self { inner, calls: AtomicUsize::new(0), gate: RwLock::new(()) })
+    fn new(inner: Arc<dyn Storage>) -> Arc<Hooked<Self>> {
+        Arc::new(Hooked::new(Self { inner, calls: AtomicUsize::new(0), gate: RwLock::new(()) }))
     }
 
     fn calls(&self) -> usize {
@@ -44,70 +42,22 @@ impl Counting {
     }
 }
 
-// By hand: `haul::forward_admin!` forwards every call, and `counts` does more here.
 #[async_trait]
-impl Admin for Counting {
+impl StorageHooks for Counting {
+    type Inner = Arc<dyn Storage>;
+    fn inner(&self) -> &Arc<dyn Storage> {
+        &self.inner
+    }
     async fn counts(&self) -> haul::Result<Vec<QueueCounts>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let _open = self.gate.read().await;
         self.inner.counts().await
     }
-    async fn get(&self, id: JobId) -> haul::Result<Option<JobRecord>> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, params: ListParams) -> haul::Result<Vec<JobRecord>> {
-        self.inner.list(params).await
-    }
-    async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.cancel(id, now).await
-    }
-    async fn retry(&self, id: JobId, now: Option<Timestamp>) -> haul::Result<JobRecord> {
-        self.inner.retry(id, now).await
-    }
-    async fn delete(&self, id: JobId) -> haul::Result<()> {
-        self.inner.delete(id).await
-    }
-    async fn pause_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.pause_queue(queue).await
-    }
-    async fn resume_queue(&self, queue: &str) -> haul::Result<()> {
-        self.inner.resume_queue(queue).await
-    }
-    async fn set_queue_limits(&self, queue: &str, limits: haul::QueueLimits) -> haul::Result<()> {
-        self.inner.set_queue_limits(queue, limits).await
-    }
-    async fn queue_limits(&self) -> haul::Result<Vec<haul::QueueLimitsRecord>> {
-        self.inner.queue_limits().await
-    }
-    async fn list_workers(&self, now: Option<Timestamp>) -> haul::Result<Vec<WorkerRecord>> {
-        self.inner.list_workers(now).await
-    }
-    async fn leader(&self, now: Option<Timestamp>) -> haul::Result<Option<Leadership>> {
-        self.inner.leader(now).await
-    }
-    async fn list_periodic(&self) -> haul::Result<Vec<PeriodicRecord>> {
-        self.inner.list_periodic().await
-    }
-    async fn delete_periodic(&self, name: &str) -> haul::Result<bool> {
-        self.inner.delete_periodic(name).await
-    }
-    async fn throughput(&self, since: Timestamp) -> haul::Result<Vec<ThroughputSample>> {
-        self.inner.throughput(since).await
-    }
-    async fn retry_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> haul::Result<u64> {
-        self.inner.retry_jobs(filter, now).await
-    }
-    async fn cancel_jobs(&self, filter: JobFilter, now: Option<Timestamp>) -> haul::Result<u64> {
-        self.inner.cancel_jobs(filter, now).await
-    }
-    async fn delete_jobs(&self, filter: JobFilter) -> haul::Result<u64> {
-        self.inner.delete_jobs(filter).await
-    }
 }
 
 /// A memory storage with one discarded job in `mail`, the counting admin over it, and
 /// the discarded job's id.
-async fn counted_setup() -> (Arc<dyn Storage>, Arc<Counting>, JobId) {
+async fn counted_setup() -> (Arc<dyn Storage>, Arc<Hooked<Counting>>, JobId) {
     let (storage, _) = setup();
     let id = discarded(&storage, job("mail"), "boom").await;
     let counting = Counting::new(Arc::clone(&storage));
@@ -115,7 +65,7 @@ async fn counted_setup() -> (Arc<dyn Storage>, Arc<Counting>, JobId) {
 }
 
 /// The dashboard's router over `counting`, refreshing every `refresh`.
-fn router(counting: &Arc<Counting>, refresh: Duration) -> Router {
+fn router(counting: &Arc<Hooked<Counting>>, refresh: Duration) -> Router {
     let admin: Arc<dyn Admin> = Arc::clone(counting) as Arc<dyn Admin>;
     Dashboard::new(admin).refresh_interval(refresh).router()
 }

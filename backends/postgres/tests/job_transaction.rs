@@ -8,12 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use haul::{StateMap, WorkerBuilder, prelude::*};
-use haul_core::{
-    ClaimParams, EnqueueOutcome, EnqueueParams, Error, HeartbeatOutcome, HeartbeatParams, JobOutcome, Leadership,
-    LeadershipParams, PeriodicUpdate, PruneParams, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
-    WorkerBeat,
-};
+use haul_core::{ClaimParams, Error, JobOutcome, ReportOutcome, ReportParams};
 use haul_postgres::PostgresStorage;
+use haul_test_support::{Hooked, StorageHooks};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,15 +45,10 @@ struct Recording {
 }
 
 #[async_trait]
-impl Storage for Recording {
-    fn backend_name(&self) -> &'static str {
-        self.storage.backend_name()
-    }
-    async fn enqueue(&self, params: EnqueueParams) -> haul::Result<EnqueueOutcome> {
-        self.storage.enqueue(params).await
-    }
-    async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
-        self.storage.claim(params).await
+impl StorageHooks for Recording {
+    type Inner = PostgresStorage;
+    fn inner(&self) -> &PostgresStorage {
+        &self.storage
     }
     async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
         let written: Vec<_> = params.reports.iter().map(|report| (report.claim.id, report.outcome.clone())).collect();
@@ -69,53 +61,7 @@ impl Storage for Recording {
             .extend(outcome.rejected.iter().map(|claim| claim.id));
         Ok(outcome)
     }
-    async fn heartbeat(&self, params: HeartbeatParams) -> haul::Result<HeartbeatOutcome> {
-        self.storage.heartbeat(params).await
-    }
-    async fn promote_due(&self, now: Option<Timestamp>) -> haul::Result<u64> {
-        self.storage.promote_due(now).await
-    }
-    async fn rescue_expired(&self, now: Option<Timestamp>) -> haul::Result<RescueOutcome> {
-        self.storage.rescue_expired(now).await
-    }
-    async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
-        self.storage.prune(params).await
-    }
-    async fn subscribe(&self) -> haul::Result<Wakeups> {
-        self.storage.subscribe().await
-    }
-    async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
-        self.storage.beat_worker(beat).await
-    }
-    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
-        self.storage.remove_worker(id).await
-    }
-    async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
-        self.storage.acquire_leadership(params).await
-    }
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
-        self.storage.release_leadership(worker_id, term).await
-    }
-    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
-        self.storage.save_periodic(update).await
-    }
-    async fn record_throughput(
-        &self,
-        samples: Vec<haul::ThroughputSample>,
-        now: Option<haul::storage::Timestamp>,
-    ) -> haul::Result<()> {
-        self.storage.record_throughput(samples, now).await
-    }
-
-    async fn migrate(&self) -> haul::Result<()> {
-        self.storage.migrate().await
-    }
-    async fn check_ready(&self) -> haul::Result<()> {
-        self.storage.check_ready().await
-    }
 }
-
-haul_core::forward_admin!(Recording, storage);
 
 /// Tells the test that the handler is about to return.
 struct Done {
@@ -207,7 +153,7 @@ async fn notes_of(storage: &PostgresStorage, table: &str, id: JobId) -> Vec<Stri
 /// every state they take (a worker missing one fails at start): placeholders for
 /// `Done` and `Steps`, which a test replaces with the one it watches.
 fn worker(storage: &PostgresStorage, reports: &Reports) -> WorkerBuilder {
-    let recording = Recording { storage: storage.clone(), reports: reports.clone() };
+    let recording = Hooked::new(Recording { storage: storage.clone(), reports: reports.clone() });
     let steps = Steps {
         written: mpsc::unbounded_channel().0,
         go: tokio::sync::Mutex::new(None),

@@ -8,12 +8,9 @@ use std::time::Duration;
 
 use haul::{
     JobId, JobRecord, JobState, NewJob, Queue, Worker, WorkerBuilder,
-    storage::{
-        ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, Leadership, LeadershipParams,
-        ListParams, PeriodicUpdate, PruneParams, ReportOutcome, ReportParams, RescueOutcome, Timestamp, Wakeups,
-        WorkerBeat,
-    },
+    storage::{ClaimParams, HeartbeatOutcome, HeartbeatParams, ListParams, PacedClaim, ReportOutcome, ReportParams},
 };
+use haul_test_support::{Hooked, StorageHooks};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 use super::{
@@ -334,7 +331,7 @@ pub async fn a_panicking_claim_loop_stops_the_worker_and_hands_its_jobs_back(sto
     let hung = enqueue_scripts(&storage, fine, vec![Script::Hang]).await[0];
     let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let faulty = FaultyStorage { claim_panics_on: Some((broken, armed.clone())), ..FaultyStorage::new(&storage) };
-    let faulty: TestStorage = std::sync::Arc::new(faulty);
+    let faulty: TestStorage = std::sync::Arc::new(Hooked::new(faulty));
     let worker = RunningWorker::start(&faulty, fine, &tracker, |builder| {
         builder.queues([fine, broken]).queue_concurrency(broken, 1).shutdown_grace(Duration::from_millis(200))
     });
@@ -398,8 +395,10 @@ pub async fn a_default_worker_claims_ahead_for_short_jobs(storage: TestStorage) 
     let tracker = Tracker::new();
     let ids = enqueue_scripts(&storage, queue, vec![Script::Complete; 300]).await;
     let recording = ClaimLimits::default();
-    let wrapped: TestStorage =
-        std::sync::Arc::new(FaultyStorage { claim_limits: Some(recording.clone()), ..FaultyStorage::new(&storage) });
+    let wrapped: TestStorage = std::sync::Arc::new(Hooked::new(FaultyStorage {
+        claim_limits: Some(recording.clone()),
+        ..FaultyStorage::new(&storage)
+    }));
     let worker = RunningWorker::start(&wrapped, queue, &tracker, |builder| builder.concurrency(2));
     wait_for_all(&storage, queue, ids.len(), JobState::Completed).await;
     worker.stop().await;
@@ -418,8 +417,10 @@ pub async fn a_default_worker_does_not_claim_ahead_for_long_jobs(storage: TestSt
     let tracker = Tracker::new();
     let ids = enqueue_scripts(&storage, queue, vec![Script::Sleep { ms: 1_000 }; 6]).await;
     let recording = ClaimLimits::default();
-    let wrapped: TestStorage =
-        std::sync::Arc::new(FaultyStorage { claim_limits: Some(recording.clone()), ..FaultyStorage::new(&storage) });
+    let wrapped: TestStorage = std::sync::Arc::new(Hooked::new(FaultyStorage {
+        claim_limits: Some(recording.clone()),
+        ..FaultyStorage::new(&storage)
+    }));
     let worker = RunningWorker::start(&wrapped, queue, &tracker, |builder| builder.concurrency(2));
     wait_for_all(&storage, queue, ids.len(), JobState::Completed).await;
     worker.stop().await;
@@ -662,14 +663,12 @@ impl FaultyStorage {
 }
 
 #[async_trait::async_trait]
-impl haul::Storage for FaultyStorage {
-    fn backend_name(&self) -> &'static str {
-        self.inner.backend_name()
+impl StorageHooks for FaultyStorage {
+    type Inner = TestStorage;
+    fn inner(&self) -> &TestStorage {
+        &self.inner
     }
-    async fn enqueue(&self, params: EnqueueParams) -> haul::Result<EnqueueOutcome> {
-        self.inner.enqueue(params).await
-    }
-    async fn claim(&self, params: ClaimParams) -> haul::Result<Vec<JobRecord>> {
+    async fn claim_paced(&self, params: ClaimParams) -> haul::Result<PacedClaim> {
         if let Some((queue, armed)) = &self.claim_panics_on
             && armed.load(std::sync::atomic::Ordering::SeqCst)
             && params.queues.iter().any(|claimed| claimed == queue)
@@ -679,7 +678,7 @@ impl haul::Storage for FaultyStorage {
         if let Some(limits) = &self.claim_limits {
             limits.record(params.limit);
         }
-        self.inner.claim(params).await
+        self.inner.claim_paced(params).await
     }
     async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
         if self.refuses(&params) {
@@ -698,50 +697,7 @@ impl haul::Storage for FaultyStorage {
         }
         self.inner.heartbeat(params).await
     }
-    async fn promote_due(&self, now: Option<Timestamp>) -> haul::Result<u64> {
-        self.inner.promote_due(now).await
-    }
-    async fn rescue_expired(&self, now: Option<Timestamp>) -> haul::Result<RescueOutcome> {
-        self.inner.rescue_expired(now).await
-    }
-    async fn prune(&self, params: PruneParams) -> haul::Result<u64> {
-        self.inner.prune(params).await
-    }
-    async fn subscribe(&self) -> haul::Result<Wakeups> {
-        self.inner.subscribe().await
-    }
-    async fn beat_worker(&self, beat: WorkerBeat) -> haul::Result<()> {
-        self.inner.beat_worker(beat).await
-    }
-    async fn remove_worker(&self, id: &str) -> haul::Result<()> {
-        self.inner.remove_worker(id).await
-    }
-    async fn acquire_leadership(&self, params: LeadershipParams) -> haul::Result<Option<Leadership>> {
-        self.inner.acquire_leadership(params).await
-    }
-    async fn release_leadership(&self, worker_id: &str, term: u64) -> haul::Result<()> {
-        self.inner.release_leadership(worker_id, term).await
-    }
-    async fn save_periodic(&self, update: PeriodicUpdate) -> haul::Result<()> {
-        self.inner.save_periodic(update).await
-    }
-    async fn record_throughput(
-        &self,
-        samples: Vec<haul::ThroughputSample>,
-        now: Option<haul::storage::Timestamp>,
-    ) -> haul::Result<()> {
-        self.inner.record_throughput(samples, now).await
-    }
-
-    async fn migrate(&self) -> haul::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn check_ready(&self) -> haul::Result<()> {
-        self.inner.check_ready().await
-    }
 }
-
-haul::forward_admin!(FaultyStorage, inner);
 
 /// A job claimed ahead (prefetched) whose lease ends while it waits for a slot is never
 /// started under that claim: another worker may hold it by then. Here heartbeats fail,
@@ -750,7 +706,8 @@ pub async fn a_claim_whose_lease_ended_before_its_start_never_starts(storage: Te
     let queue = "w.expired_start";
     let tracker = Tracker::new();
     let ids = enqueue_scripts(&storage, queue, vec![Script::Sleep { ms: 1_000 }; 2]).await;
-    let cut: TestStorage = std::sync::Arc::new(FaultyStorage { heartbeats_fail: true, ..FaultyStorage::new(&storage) });
+    let cut: TestStorage =
+        std::sync::Arc::new(Hooked::new(FaultyStorage { heartbeats_fail: true, ..FaultyStorage::new(&storage) }));
     let worker = RunningWorker::start(&cut, queue, &tracker, |builder| {
         builder.concurrency(1).prefetch(1).lease(Duration::from_millis(300))
     });
@@ -796,7 +753,7 @@ pub async fn an_outcome_storage_refuses_does_not_hold_back_the_others(storage: T
     let queue = "w.refused_outcome";
     let tracker = Tracker::new();
     let refused = FaultyStorage { refused_reason: Some("refuse me"), ..FaultyStorage::new(&storage) };
-    let refused: TestStorage = std::sync::Arc::new(refused);
+    let refused: TestStorage = std::sync::Arc::new(Hooked::new(refused));
     let worker = RunningWorker::start(&refused, queue, &tracker, |builder| {
         builder.concurrency(8).lease(Duration::from_millis(500))
     });
