@@ -84,9 +84,7 @@ impl Flusher {
             tracing::warn!(id = %claim.id, "outcome rejected: this worker no longer holds the job");
         }
         metrics::counter!("haul_outcomes_rejected_total").increment(outcome.rejected.len() as u64);
-        for report in reports {
-            self.held.remove(report.claim);
-        }
+        self.held.remove_all(reports.iter().map(|report| report.claim));
     }
 
     /// Writes `pending` one outcome at a time after storage refused the whole batch
@@ -156,8 +154,6 @@ impl Drop for Unwritten<'_> {
         while let Ok(report) = self.reports.try_recv() {
             self.pending.push(report);
         }
-        for report in self.pending.drain(..) {
-            self.held.remove(report.claim);
-        }
+        self.held.remove_all(self.pending.drain(..).map(|report| report.claim));
     }
 }

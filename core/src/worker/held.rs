@@ -24,13 +24,21 @@ use crate::{Claim, JobContext, StopReason};
 
 /// One held claim.
 struct Held {
-    ctx: JobContext,
+    /// The context of the claim's handler, until its outcome is queued for the flusher
+    /// (`None` after: the handler has finished, so nothing is left to stop, and the
+    /// context is freed by the task that ran it rather than by the flusher).
+    ctx: Option<JobContext>,
     /// When the lease ends by this worker's clock: counted from just before the claim
     /// (or the last heartbeat that extended it) was sent, so it never ends later than
     /// the storage's own deadline.
     lease_deadline: Instant,
-    /// The attempt's outcome is queued for the flusher: the handler has finished.
-    reported: bool,
+}
+
+impl Held {
+    /// The attempt's outcome is queued for the flusher.
+    fn reported(&self) -> bool {
+        self.ctx.is_none()
+    }
 }
 
 /// Claims held by this worker, with the context of each one's handler.
@@ -40,7 +48,7 @@ struct Held {
 #[derive(Default)]
 pub(crate) struct HeldClaims {
     claims: Mutex<HashMap<Claim, Held>>,
-    /// Held claims whose outcome is queued (`reported`): counted up under the `claims`
+    /// Held claims whose outcome is queued (see [`Held::reported`]): counted up under the `claims`
     /// lock as a claim is marked reported (so always before its removal), down once it
     /// has left the map.
     unwritten: AtomicUsize,
@@ -54,20 +62,28 @@ impl HeldClaims {
     }
 
     pub(crate) fn insert(&self, claim: Claim, ctx: JobContext, lease_deadline: Instant) {
-        let replaced = self.lock().insert(claim, Held { ctx, lease_deadline, reported: false });
+        let replaced = self.lock().insert(claim, Held { ctx: Some(ctx), lease_deadline });
         // Only a storage that handed out one claim twice gets here.
-        self.forget_if_reported(replaced);
+        self.forget_written(usize::from(replaced.is_some_and(|held| held.reported())));
     }
 
     pub(crate) fn remove(&self, claim: Claim) {
-        let removed = self.lock().remove(&claim);
-        self.forget_if_reported(removed);
+        self.remove_all([claim]);
     }
 
-    /// Counts out a claim that left the map with its outcome queued.
-    fn forget_if_reported(&self, gone: Option<Held>) {
-        if gone.is_some_and(|held| held.reported) {
-            self.unwritten.fetch_sub(1, Ordering::Relaxed);
+    /// Releases `claims` under one lock (the flusher's written batch).
+    pub(crate) fn remove_all(&self, claims: impl IntoIterator<Item = Claim>) {
+        let written = {
+            let mut held = self.lock();
+            claims.into_iter().filter_map(|claim| held.remove(&claim)).filter(Held::reported).count()
+        };
+        self.forget_written(written);
+    }
+
+    /// Counts out `written` claims that left the map with their outcome queued.
+    fn forget_written(&self, written: usize) {
+        if written > 0 {
+            self.unwritten.fetch_sub(written, Ordering::Relaxed);
             self.written.notify_waiters();
         }
     }
@@ -87,13 +103,19 @@ impl HeldClaims {
     /// The claims whose lease still needs extending: a job whose completion was
     /// already committed (a job-scoped transaction) holds no lease any more.
     pub(crate) fn claims_to_extend(&self) -> Vec<Claim> {
-        self.lock().iter().filter(|(_, held)| !held.ctx.is_marked_completed()).map(|(claim, _)| *claim).collect()
+        self.lock()
+            .iter()
+            .filter(|(_, held)| !held.ctx.as_ref().is_some_and(JobContext::is_marked_completed))
+            .map(|(claim, _)| *claim)
+            .collect()
     }
 
     /// Whether a claim of job `id` is held, its handler has not finished and nothing has
     /// asked it to stop yet.
     pub(crate) fn runs_job(&self, id: crate::JobId) -> bool {
-        self.lock().iter().any(|(claim, held)| claim.id == id && !held.reported && held.ctx.stop_reason().is_none())
+        self.lock()
+            .iter()
+            .any(|(claim, held)| claim.id == id && held.ctx.as_ref().is_some_and(|ctx| ctx.stop_reason().is_none()))
     }
 
     /// Records that storage extended `claims` until at least `deadline` (this worker's clock).
@@ -113,24 +135,28 @@ impl HeldClaims {
 
     /// Records that the handler of `claim` finished and its outcome is queued.
     pub(crate) fn mark_reported(&self, claim: Claim) {
-        if let Some(held) = self.lock().get_mut(&claim)
-            && !held.reported
-        {
-            held.reported = true;
-            self.unwritten.fetch_add(1, Ordering::Relaxed);
-        }
+        let ended = {
+            let mut held = self.lock();
+            let ended = held.get_mut(&claim).and_then(|held| held.ctx.take());
+            if ended.is_some() {
+                self.unwritten.fetch_add(1, Ordering::Relaxed);
+            }
+            ended
+        };
+        // Dropped here, outside the lock, by the task that ran the job.
+        drop(ended);
     }
 
     /// Storage says `claim` no longer holds its job. Stops its handler if it is still
     /// running and returns true; a claim whose outcome is already queued (or written)
     /// is left alone, since its outcome's own fencing settles it.
     pub(crate) fn lost(&self, claim: Claim) -> bool {
-        match self.lock().get(&claim) {
-            Some(held) if !held.reported => {
-                held.ctx.stop(StopReason::LeaseLost);
+        match self.lock().get(&claim).and_then(|held| held.ctx.as_ref()) {
+            Some(ctx) => {
+                ctx.stop(StopReason::LeaseLost);
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
@@ -140,15 +166,15 @@ impl HeldClaims {
 
     /// Asks the handler of one claim to stop.
     pub(crate) fn stop(&self, claim: Claim, reason: StopReason) {
-        if let Some(held) = self.lock().get(&claim) {
-            held.ctx.stop(reason);
+        if let Some(ctx) = self.lock().get(&claim).and_then(|held| held.ctx.as_ref()) {
+            ctx.stop(reason);
         }
     }
 
     /// Asks every running handler to stop.
     pub(crate) fn stop_all(&self, reason: StopReason) {
-        for held in self.lock().values() {
-            held.ctx.stop(reason);
+        for ctx in self.lock().values().filter_map(|held| held.ctx.as_ref()) {
+            ctx.stop(reason);
         }
     }
 }
@@ -193,6 +219,25 @@ mod tests {
         assert!(!held.lost(Claim { id: JobId::new(), token: LeaseToken::new() }));
         assert_eq!(running_ctx.stop_reason(), Some(StopReason::LeaseLost));
         assert_eq!(reported_ctx.stop_reason(), None);
+    }
+
+    #[test]
+    fn a_batch_of_written_claims_is_counted_out_at_once() {
+        let held = HeldClaims::default();
+        let later = Instant::now() + Duration::from_secs(30);
+        let claims: Vec<Claim> = (0..3).map(|_| Claim { id: JobId::new(), token: LeaseToken::new() }).collect();
+        for &claim in &claims {
+            held.insert(claim, context(claim), later);
+        }
+        held.mark_reported(claims[0]);
+        held.mark_reported(claims[1]);
+        held.mark_reported(claims[1]);
+        assert_eq!(held.unwritten.load(Ordering::Relaxed), 2, "a claim is counted once, however often it is marked");
+        // The reported claims stay held (their leases are still extended) until written.
+        assert_eq!(held.claims_to_extend().len(), 3);
+        held.remove_all([claims[0], claims[1], claims[2]]);
+        assert_eq!(held.unwritten.load(Ordering::Relaxed), 0, "the claim still running was not counted out");
+        assert_eq!(held.len(), 0);
     }
 
     #[test]
