@@ -259,7 +259,7 @@ local function take(key, token)
   local written = {}
   for j = 1, #fields, 2 do
     local name = fields[j]
-    if name == 'attempt' then claim.attempt = num(tonumber(fields[j + 1]) + 1) end
+    if name == 'attempt' then claim.attempt = num((tonumber(fields[j + 1]) or 0) + 1) end
     local value = claim[name]
     if value then
       fields[j + 1] = value
@@ -283,31 +283,39 @@ end
 -- they had in its available set (group.taken), both written once the jobs are taken.
 local running = {}
 local claimed, wait = {}, nil
-for _, candidate in ipairs(candidates) do
-  if #claimed >= limit then break end
-  local group = candidate[3]
-  if candidate[4] then
-    -- Held back by a rate limit, and within the claim's limit: it would be claimed.
-    if not wait or candidate[4] < wait then wait = candidate[4] end
-  else
-    local id = member_id(candidate[2])
-    local token = ARGV[tokens + #claimed]
-    local fields = take(group.prefix .. id, token)
-    group.taken = group.taken or {}
-    group.taken[#group.taken + 1] = candidate[2]
-    add_member(running, group.running, num(deadline), id)
-    local limit_key = field(fields, 'limit_key')
-    if limit_key then redis.call('HINCRBY', group.key_running, limit_key, 1) end
-    if group.rate then record_start(group.starts, group.rate, token) end
-    if limit_key and group.key_rate then record_start(key_starts(group, limit_key), group.key_rate, token) end
-    group.claimed = (group.claimed or 0) + 1
-    claimed[#claimed + 1] = fields
+-- Claims the candidates; run under pcall so that, should a job raise an error, the
+-- jobs taken before it still move to the running sets below (a script's writes are
+-- not undone, and a job marked running must be where rescue finds it).
+local function claim_all()
+  for _, candidate in ipairs(candidates) do
+    if #claimed >= limit then break end
+    local group = candidate[3]
+    if candidate[4] then
+      -- Held back by a rate limit, and within the claim's limit: it would be claimed.
+      if not wait or candidate[4] < wait then wait = candidate[4] end
+    else
+      local id = member_id(candidate[2])
+      local token = ARGV[tokens + #claimed]
+      local fields = take(group.prefix .. id, token)
+      group.taken = group.taken or {}
+      group.taken[#group.taken + 1] = candidate[2]
+      add_member(running, group.running, num(deadline), id)
+      local limit_key = field(fields, 'limit_key')
+      if limit_key then redis.call('HINCRBY', group.key_running, limit_key, 1) end
+      if group.rate then record_start(group.starts, group.rate, token) end
+      if limit_key and group.key_rate then record_start(key_starts(group, limit_key), group.key_rate, token) end
+      group.claimed = (group.claimed or 0) + 1
+      claimed[#claimed + 1] = fields
+    end
   end
 end
+
+local claimed_all, failure = pcall(claim_all)
 flush_members(running)
 for _, group in ipairs(groups) do
   if group.taken then remove_members(group.available, group.taken) end
 end
+if not claimed_all then error(failure) end
 flush_members(starts)
 for _, key in ipairs(starts) do
   local rate = rates[key]

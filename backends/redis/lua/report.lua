@@ -25,47 +25,54 @@ local now, channel, _, groups, first = read_head()
 
 -- The finished jobs' set entries, added at the end (see add_member).
 local finished, results = {}, {}
-for j = first, #ARGV, 6 do
-  local group, id, token, outcome = groups[tonumber(ARGV[j])], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]
-  local key = group.prefix .. id
-  local f = redis.call('HMGET', key, 'state', 'lease_token', 'attempt', 'max_attempts', 'cancel_requested_at',
-    'priority', 'limit_key')
-  if f[1] ~= 'running' or f[2] ~= token then
-    results[#results + 1] = 0
-  else
-    release(group, key, id, f[7], true)
-    local attempt, cancel = tonumber(f[3]), f[5] ~= false
-    if outcome == 'completed' then
-      finish(group, key, id, 'completed', now, finished)
-    elseif outcome == 'failed' then
-      record_error(key, attempt, now, ARGV[j + 4])
-      if cancel then
-        finish(group, key, id, 'cancelled', now, finished)
-      elseif attempt >= tonumber(f[4]) then
-        finish(group, key, id, 'discarded', now, finished)
-      else
-        make_waiting(group, key, id, 'retryable', clamp(now + tonumber(ARGV[j + 5])))
-      end
-    elseif outcome == 'discarded' then
-      record_error(key, attempt, now, ARGV[j + 4])
-      finish(group, key, id, 'discarded', now, finished)
-    elseif outcome == 'cancelled' or cancel then
-      finish(group, key, id, 'cancelled', now, finished)
+-- Applies every outcome; run under pcall so that, if a job's hash is corrupt and an
+-- outcome raises an error, the outcomes applied before it still get their set moves
+-- below (a script's writes are not undone).
+local function apply()
+  for j = first, #ARGV, 6 do
+    local group, id, token, outcome = groups[tonumber(ARGV[j])], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]
+    local key = group.prefix .. id
+    local f = redis.call('HMGET', key, 'state', 'lease_token', 'attempt', 'max_attempts', 'cancel_requested_at',
+      'priority', 'limit_key')
+    if f[1] ~= 'running' or f[2] ~= token then
+      results[#results + 1] = 0
     else
-      local delay = tonumber(ARGV[j + 5])
-      redis.call('HSET', key, 'attempt', num(math.max(attempt - 1, 0)))
-      if delay == 0 then
-        make_available(group, key, id, f[6], now)
+      release(group, key, id, f[7], true)
+      local attempt, cancel = tonumber(f[3]), f[5] ~= false
+      if outcome == 'completed' then
+        finish(group, key, id, 'completed', now, finished)
+      elseif outcome == 'failed' then
+        record_error(key, attempt, now, ARGV[j + 4])
+        if cancel then
+          finish(group, key, id, 'cancelled', now, finished)
+        elseif attempt >= tonumber(f[4]) then
+          finish(group, key, id, 'discarded', now, finished)
+        else
+          make_waiting(group, key, id, 'retryable', clamp(now + tonumber(ARGV[j + 5])))
+        end
+      elseif outcome == 'discarded' then
+        record_error(key, attempt, now, ARGV[j + 4])
+        finish(group, key, id, 'discarded', now, finished)
+      elseif outcome == 'cancelled' or cancel then
+        finish(group, key, id, 'cancelled', now, finished)
       else
-        make_waiting(group, key, id, 'scheduled', clamp(now + delay))
+        local delay = tonumber(ARGV[j + 5])
+        redis.call('HSET', key, 'attempt', num(math.max(attempt - 1, 0)))
+        if delay == 0 then
+          make_available(group, key, id, f[6], now)
+        else
+          make_waiting(group, key, id, 'scheduled', clamp(now + delay))
+        end
       end
+      results[#results + 1] = 1
     end
-    results[#results + 1] = 1
   end
 end
 
+local applied, failure = pcall(apply)
 flush_members(finished)
 leave_running(groups)
+if not applied then error(failure) end
 wake_freed(groups)
 publish(channel, groups)
 return results

@@ -5,7 +5,10 @@
 mod common;
 
 use haul_core::Admin as _;
-use haul_core::{EnqueueParams, Error, ErrorKind, NewJob, PeriodicUpdate, Storage};
+use haul_core::{
+    ClaimParams, EnqueueParams, Error, ErrorKind, JobOutcome, JobState, NewJob, PeriodicUpdate, Report, ReportParams,
+    Storage,
+};
 use haul_redis::{RedisConfig, RedisStorage};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -57,6 +60,89 @@ async fn a_stored_job_that_was_tampered_with_is_corrupt_data_or_unreadable_argum
     let error = storage.get(ids[1]).await.unwrap_err();
     assert_eq!(error.kind(), Some(ErrorKind::CorruptData), "{error:?}");
     assert!(!error.is_transient());
+}
+
+/// A claim writes its jobs one by one and moves them to the running set at its end; a
+/// job whose stored `attempt` is not a number is claimed as a first attempt.
+#[tokio::test]
+async fn a_job_whose_attempt_count_was_mangled_is_claimed_as_a_first_attempt() {
+    let (storage, guard) = common::storage().await;
+    let ids = storage.enqueue(EnqueueParams::new(vec![NewJob::new("plain", json!({})).queue("q")])).await.unwrap().ids;
+    let mut conn = common::raw().await;
+    let _: () = conn.hset(format!("haul:{{{}:q}}:job:{}", guard.prefix, ids[0]), "attempt", "x").await.unwrap();
+
+    let claimed = storage.claim(ClaimParams::new(["q"], 10)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempt, 1);
+    let running: Option<f64> =
+        conn.zscore(format!("haul:{{{}:q}}:running", guard.prefix), ids[0].to_string()).await.unwrap();
+    assert!(running.is_some(), "the claimed job is in the running set, where rescue finds it");
+}
+
+/// A claim that fails on a job it cannot read (here a key that is no longer a hash) still
+/// moves the jobs it took before that one to the running set: they are marked running,
+/// and rescue finds them there once their leases expire.
+#[tokio::test]
+async fn jobs_a_failing_claim_took_before_its_error_are_where_rescue_finds_them() {
+    let (storage, guard) = common::storage().await;
+    let ids = storage
+        .enqueue(EnqueueParams::new(vec![
+            NewJob::new("plain", json!({})).queue("q"),
+            NewJob::new("plain", json!({})).queue("q"),
+        ]))
+        .await
+        .unwrap()
+        .ids;
+    let mut conn = common::raw().await;
+    let key = |suffix: String| format!("haul:{{{}:q}}:{suffix}", guard.prefix);
+    // The second job in claim order (same priority and run_at, the later id).
+    let _: () = conn.del(key(format!("job:{}", ids[1]))).await.unwrap();
+    let _: () = conn.set(key(format!("job:{}", ids[1])), "not a hash").await.unwrap();
+
+    assert!(storage.claim(ClaimParams::new(["q"], 2)).await.is_err());
+    let taken = storage.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(taken.state, JobState::Running);
+    let running: Option<f64> = conn.zscore(key("running".into()), ids[0].to_string()).await.unwrap();
+    assert!(running.is_some(), "the job taken before the error is in the running set");
+    let available: i64 = conn.zcard(key("available".into())).await.unwrap();
+    assert_eq!(available, 1, "only the unreadable job is left available");
+}
+
+/// A report applies its outcomes one by one and moves their jobs between the sets at
+/// its end: an outcome that fails on a corrupt job hash must not strand the outcomes
+/// applied before it outside their sets.
+#[tokio::test]
+async fn outcomes_applied_before_a_corrupt_job_stops_the_report_keep_their_set_moves() {
+    let (storage, guard) = common::storage().await;
+    storage
+        .enqueue(EnqueueParams::new(vec![
+            NewJob::new("plain", json!({})).queue("q"),
+            NewJob::new("plain", json!({})).queue("q"),
+        ]))
+        .await
+        .unwrap();
+    let claimed = storage.claim(ClaimParams::new(["q"], 2)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let (done, corrupt) = (&claimed[0], &claimed[1]);
+    let mut conn = common::raw().await;
+    let key = |suffix: &str| format!("haul:{{{}:q}}:{suffix}", guard.prefix);
+    // A failure compares the attempt with `max_attempts`, which is gone.
+    let _: () = conn.hdel(key(&format!("job:{}", corrupt.id)), "max_attempts").await.unwrap();
+
+    let reports = vec![
+        Report { claim: done.claim().unwrap(), outcome: JobOutcome::Completed },
+        Report {
+            claim: corrupt.claim().unwrap(),
+            outcome: JobOutcome::Failed { error: "boom".into(), retry_in: std::time::Duration::ZERO },
+        },
+    ];
+    assert!(storage.report(ReportParams::new(reports)).await.is_err(), "the corrupt job's outcome fails the call");
+
+    assert_eq!(storage.get(done.id).await.unwrap().unwrap().state, JobState::Completed);
+    let completed: Option<f64> = conn.zscore(key("completed"), done.id.to_string()).await.unwrap();
+    let running: Option<f64> = conn.zscore(key("running"), done.id.to_string()).await.unwrap();
+    assert!(completed.is_some(), "the completed job is in the completed set");
+    assert!(running.is_none(), "the completed job left the running set");
 }
 
 #[cfg(feature = "tls")]
