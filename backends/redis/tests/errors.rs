@@ -6,12 +6,18 @@ mod common;
 
 use haul_core::Admin as _;
 use haul_core::{
-    ClaimParams, EnqueueParams, Error, ErrorKind, JobOutcome, JobState, NewJob, PeriodicUpdate, Report, ReportParams,
-    Storage,
+    ClaimParams, EnqueueParams, Error, ErrorKind, JobId, JobOutcome, JobState, NewJob, PeriodicUpdate, Report,
+    ReportParams, Storage,
 };
 use haul_redis::{RedisConfig, RedisStorage};
 use redis::AsyncCommands;
 use serde_json::json;
+
+/// Enqueues `n` jobs of kind `plain` on queue `q`; their ids, in enqueue order.
+async fn enqueue_plain(storage: &RedisStorage, n: usize) -> Vec<JobId> {
+    let jobs = (0..n).map(|_| NewJob::new("plain", json!({})).queue("q")).collect();
+    storage.enqueue(EnqueueParams::new(jobs)).await.unwrap().ids
+}
 
 #[tokio::test]
 async fn a_server_that_cannot_be_reached_is_a_connection_error() {
@@ -39,16 +45,9 @@ async fn a_url_that_is_not_a_redis_url_is_refused() {
 #[tokio::test]
 async fn a_stored_job_that_was_tampered_with_is_corrupt_data_or_unreadable_arguments() {
     let (storage, guard) = common::storage().await;
-    let ids = storage
-        .enqueue(EnqueueParams::new(vec![
-            NewJob::new("plain", json!({})).queue("q"),
-            NewJob::new("plain", json!({})).queue("q"),
-        ]))
-        .await
-        .unwrap()
-        .ids;
+    let ids = enqueue_plain(&storage, 2).await;
     let mut conn = common::raw().await;
-    let key = |id| format!("haul:{{{}:q}}:job:{id}", guard.prefix);
+    let key = |id| guard.queue_key("q", &format!("job:{id}"));
     let _: () = conn.hset(key(ids[0]), "args", "{not json").await.unwrap();
     let _: () = conn.hset(key(ids[1]), "state", "sleeping").await.unwrap();
 
@@ -67,15 +66,14 @@ async fn a_stored_job_that_was_tampered_with_is_corrupt_data_or_unreadable_argum
 #[tokio::test]
 async fn a_job_whose_attempt_count_was_mangled_is_claimed_as_a_first_attempt() {
     let (storage, guard) = common::storage().await;
-    let ids = storage.enqueue(EnqueueParams::new(vec![NewJob::new("plain", json!({})).queue("q")])).await.unwrap().ids;
+    let ids = enqueue_plain(&storage, 1).await;
     let mut conn = common::raw().await;
-    let _: () = conn.hset(format!("haul:{{{}:q}}:job:{}", guard.prefix, ids[0]), "attempt", "x").await.unwrap();
+    let _: () = conn.hset(guard.queue_key("q", &format!("job:{}", ids[0])), "attempt", "x").await.unwrap();
 
     let claimed = storage.claim(ClaimParams::new(["q"], 10)).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].attempt, 1);
-    let running: Option<f64> =
-        conn.zscore(format!("haul:{{{}:q}}:running", guard.prefix), ids[0].to_string()).await.unwrap();
+    let running: Option<f64> = conn.zscore(guard.queue_key("q", "running"), ids[0].to_string()).await.unwrap();
     assert!(running.is_some(), "the claimed job is in the running set, where rescue finds it");
 }
 
@@ -85,26 +83,19 @@ async fn a_job_whose_attempt_count_was_mangled_is_claimed_as_a_first_attempt() {
 #[tokio::test]
 async fn jobs_a_failing_claim_took_before_its_error_are_where_rescue_finds_them() {
     let (storage, guard) = common::storage().await;
-    let ids = storage
-        .enqueue(EnqueueParams::new(vec![
-            NewJob::new("plain", json!({})).queue("q"),
-            NewJob::new("plain", json!({})).queue("q"),
-        ]))
-        .await
-        .unwrap()
-        .ids;
+    let ids = enqueue_plain(&storage, 2).await;
     let mut conn = common::raw().await;
-    let key = |suffix: String| format!("haul:{{{}:q}}:{suffix}", guard.prefix);
+    let key = |suffix: &str| guard.queue_key("q", suffix);
     // The second job in claim order (same priority and run_at, the later id).
-    let _: () = conn.del(key(format!("job:{}", ids[1]))).await.unwrap();
-    let _: () = conn.set(key(format!("job:{}", ids[1])), "not a hash").await.unwrap();
+    let _: () = conn.del(key(&format!("job:{}", ids[1]))).await.unwrap();
+    let _: () = conn.set(key(&format!("job:{}", ids[1])), "not a hash").await.unwrap();
 
     assert!(storage.claim(ClaimParams::new(["q"], 2)).await.is_err());
     let taken = storage.get(ids[0]).await.unwrap().unwrap();
     assert_eq!(taken.state, JobState::Running);
-    let running: Option<f64> = conn.zscore(key("running".into()), ids[0].to_string()).await.unwrap();
+    let running: Option<f64> = conn.zscore(key("running"), ids[0].to_string()).await.unwrap();
     assert!(running.is_some(), "the job taken before the error is in the running set");
-    let available: i64 = conn.zcard(key("available".into())).await.unwrap();
+    let available: i64 = conn.zcard(key("available")).await.unwrap();
     assert_eq!(available, 1, "only the unreadable job is left available");
 }
 
@@ -114,18 +105,12 @@ async fn jobs_a_failing_claim_took_before_its_error_are_where_rescue_finds_them(
 #[tokio::test]
 async fn outcomes_applied_before_a_corrupt_job_stops_the_report_keep_their_set_moves() {
     let (storage, guard) = common::storage().await;
-    storage
-        .enqueue(EnqueueParams::new(vec![
-            NewJob::new("plain", json!({})).queue("q"),
-            NewJob::new("plain", json!({})).queue("q"),
-        ]))
-        .await
-        .unwrap();
+    enqueue_plain(&storage, 2).await;
     let claimed = storage.claim(ClaimParams::new(["q"], 2)).await.unwrap();
     assert_eq!(claimed.len(), 2);
     let (done, corrupt) = (&claimed[0], &claimed[1]);
     let mut conn = common::raw().await;
-    let key = |suffix: &str| format!("haul:{{{}:q}}:{suffix}", guard.prefix);
+    let key = |suffix: &str| guard.queue_key("q", suffix);
     // A failure compares the attempt with `max_attempts`, which is gone.
     let _: () = conn.hdel(key(&format!("job:{}", corrupt.id)), "max_attempts").await.unwrap();
 

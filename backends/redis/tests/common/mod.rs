@@ -45,6 +45,14 @@ pub struct KeysGuard {
     pub prefix: String,
 }
 
+impl KeysGuard {
+    /// The key of queue `queue` named `suffix` under this prefix, e.g. `running` or
+    /// `job:<id>`: `haul:{<prefix>:<queue>}:<suffix>`.
+    pub fn queue_key(&self, queue: &str, suffix: &str) -> String {
+        format!("haul:{{{}:{queue}}}:{suffix}", self.prefix)
+    }
+}
+
 impl Drop for KeysGuard {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
