@@ -92,6 +92,7 @@ macro_rules! conformance_suite {
                 an_outcome_with_a_foreign_token_is_rejected,
                 an_outcome_reported_twice_is_applied_once,
                 a_report_batch_applies_held_outcomes_and_rejects_the_rest,
+                a_large_report_batch_applies_every_outcome,
                 each_claim_of_one_job_is_judged_by_its_own_token,
             }
             failure [current] {

@@ -23,6 +23,7 @@ use crate::{
     error::map_sqlx_error,
     listen::Listener,
     row::{decode_leadership, decode_record, decode_worker, micros, parse_state},
+    statement_size,
     storage::WakeUp,
 };
 
@@ -169,6 +170,69 @@ fn statement_time(rows: &[PgRow]) -> Result<Option<Duration>> {
     Ok(longest)
 }
 
+impl PostgresStorage {
+    /// One statement of `report.sql` applying `outcomes`: the claims it applied.
+    async fn report_statement<'e>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+        now: Option<Timestamp>,
+        outcomes: &[OutcomeParams<'_>],
+    ) -> Result<HashSet<Claim>> {
+        let ids: Vec<Uuid> = outcomes.iter().map(|outcome| outcome.id).collect();
+        let tokens: Vec<Uuid> = outcomes.iter().map(|outcome| outcome.token).collect();
+        let names: Vec<&str> = outcomes.iter().map(|outcome| outcome.outcome).collect();
+        let messages: Vec<Option<&str>> = outcomes.iter().map(|outcome| outcome.message.as_deref()).collect();
+        let delays: Vec<Option<i64>> = outcomes.iter().map(|outcome| outcome.delay_us).collect();
+        let rows = sqlx::query(self.inner.queries.report.clone())
+            .bind(now)
+            .bind(&ids)
+            .bind(&tokens)
+            .bind(&names)
+            .bind(&messages)
+            .bind(&delays)
+            .fetch_all(executor)
+            .await
+            .map_err(map_sqlx_error)?;
+        rows.iter()
+            .map(|row| {
+                let id = row.try_get::<Uuid, _>("id").map_err(map_sqlx_error)?;
+                let token = row.try_get::<Uuid, _>("token").map_err(map_sqlx_error)?;
+                Ok(Claim { id: JobId(id), token: LeaseToken(token) })
+            })
+            .collect()
+    }
+}
+
+/// One outcome as `report.sql` takes it.
+struct OutcomeParams<'a> {
+    id: Uuid,
+    token: Uuid,
+    outcome: &'static str,
+    message: Option<std::borrow::Cow<'a, str>>,
+    delay_us: Option<i64>,
+}
+
+impl<'a> OutcomeParams<'a> {
+    fn of(report: &'a haul_core::Report) -> Result<Self> {
+        let (outcome, message, delay_us) = match &report.outcome {
+            JobOutcome::Completed => ("completed", None, None),
+            // PostgreSQL cannot store NUL in text or jsonb.
+            JobOutcome::Failed { error, retry_in } => ("failed", Some(storable_text(error)), Some(micros(*retry_in))),
+            JobOutcome::Discarded { reason } => ("discarded", Some(storable_text(reason)), None),
+            JobOutcome::Cancelled => ("cancelled", None, None),
+            JobOutcome::Snoozed { delay } => ("snoozed", None, Some(micros(*delay))),
+            other => return Err(Error::InvalidArgument(format!("unsupported job outcome {other:?}").into())),
+        };
+        Ok(Self { id: report.claim.id.0, token: report.claim.token.0, outcome, message, delay_us })
+    }
+
+    /// The bytes it adds to the statement's parameters: each array element is its
+    /// length (4 bytes) and its value (none for a NULL).
+    fn size(&self) -> usize {
+        2 * (4 + 16) + 4 + self.outcome.len() + 4 + self.message.as_ref().map_or(0, |message| message.len()) + 4 + 8
+    }
+}
+
 #[async_trait]
 impl Storage for PostgresStorage {
     fn backend_name(&self) -> &'static str {
@@ -206,50 +270,30 @@ impl Storage for PostgresStorage {
 
     async fn report(&self, params: ReportParams) -> Result<ReportOutcome> {
         let mut seen = HashSet::new();
-        let (mut ids, mut tokens, mut outcomes, mut messages, mut delays) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut outcomes = Vec::with_capacity(params.reports.len());
         for report in &params.reports {
             // A second outcome of the same claim in one batch finds the claim already spent.
             // Two claims of one job (an old, lost one and a new one) both go in: only the
             // one whose token the job holds matches.
-            if !seen.insert(report.claim) {
-                continue;
+            if seen.insert(report.claim) {
+                outcomes.push(OutcomeParams::of(report)?);
             }
-            let (outcome, message, delay) = match &report.outcome {
-                JobOutcome::Completed => ("completed", None, None),
-                // PostgreSQL cannot store NUL in text or jsonb.
-                JobOutcome::Failed { error, retry_in } => {
-                    ("failed", Some(storable_text(error)), Some(micros(*retry_in)))
+        }
+        // In id order across the statements of one batch too (see report.sql).
+        outcomes.sort_by_key(|outcome| outcome.id);
+        let applied_claims = match statement_size::split(&outcomes, OutcomeParams::size)[..] {
+            [] => HashSet::new(),
+            [all] => self.report_statement(&self.inner.pool, params.now, all).await?,
+            ref runs => {
+                let mut tx = self.inner.pool.begin().await.map_err(map_sqlx_error)?;
+                let mut applied = HashSet::new();
+                for run in runs {
+                    applied.extend(self.report_statement(&mut *tx, params.now, run).await?);
                 }
-                JobOutcome::Discarded { reason } => ("discarded", Some(storable_text(reason)), None),
-                JobOutcome::Cancelled => ("cancelled", None, None),
-                JobOutcome::Snoozed { delay } => ("snoozed", None, Some(micros(*delay))),
-                other => return Err(Error::InvalidArgument(format!("unsupported job outcome {other:?}").into())),
-            };
-            ids.push(report.claim.id.0);
-            tokens.push(report.claim.token.0);
-            outcomes.push(outcome);
-            messages.push(message);
-            delays.push(delay);
-        }
-        if ids.is_empty() {
-            return Ok(ReportOutcome::default());
-        }
-        let query = sqlx::query(self.inner.queries.report.clone())
-            .bind(params.now)
-            .bind(&ids)
-            .bind(&tokens)
-            .bind(&outcomes)
-            .bind(&messages)
-            .bind(&delays);
-        let rows = query.fetch_all(&self.inner.pool).await.map_err(map_sqlx_error)?;
-        let applied_claims = rows
-            .iter()
-            .map(|row| {
-                let id = row.try_get::<Uuid, _>("id").map_err(map_sqlx_error)?;
-                let token = row.try_get::<Uuid, _>("token").map_err(map_sqlx_error)?;
-                Ok(Claim { id: JobId(id), token: LeaseToken(token) })
-            })
-            .collect::<Result<HashSet<_>>>()?;
+                tx.commit().await.map_err(map_sqlx_error)?;
+                applied
+            }
+        };
         let mut applied = Vec::new();
         let mut rejected = Vec::new();
         let mut seen = HashSet::new();

@@ -252,6 +252,44 @@ pub async fn a_report_batch_applies_held_outcomes_and_rejects_the_rest(storage: 
     assert!(stale.errors.is_empty());
 }
 
+/// A batch of a thousand outcomes of every kind, with error messages (more than a
+/// backend may send in one request), is applied whole, each outcome to its own job;
+/// the one stale claim among them is rejected.
+pub async fn a_large_report_batch_applies_every_outcome(storage: TestStorage) {
+    const JOBS: usize = 1_000;
+    enqueue(&storage, (0..JOBS).map(|_| job("q")).collect(), at(0)).await;
+    let claimed = claim(&storage, &["q"], JOBS, at(1)).await;
+    assert_eq!(claimed.len(), JOBS);
+    let message = "the handler said no ".repeat(10);
+    let outcome_of = |index: usize| match index % 4 {
+        0 => JobOutcome::Completed,
+        1 => failed(&message, secs(60)),
+        2 => JobOutcome::Discarded { reason: message.clone() },
+        _ => JobOutcome::Snoozed { delay: secs(60) },
+    };
+    let stale = Claim { id: claimed[JOBS / 2].id, token: haul::storage::LeaseToken::new() };
+    let mut reports: Vec<Report> = claimed
+        .iter()
+        .enumerate()
+        .map(|(index, record)| Report { claim: claim_of(record), outcome: outcome_of(index) })
+        .collect();
+    reports.insert(JOBS / 3, Report { claim: stale, outcome: JobOutcome::Completed });
+
+    let outcome = report_all(&storage, reports, at(2)).await;
+    assert_eq!(outcome.applied.len(), JOBS);
+    assert_eq!(outcome.rejected, vec![stale]);
+    let expected = [JobState::Completed, JobState::Retryable, JobState::Discarded, JobState::Scheduled];
+    for (index, record) in claimed.iter().enumerate() {
+        let stored = get(&storage, record.id).await;
+        assert_eq!(stored.state, expected[index % 4], "job {index}");
+        assert_eq!(stored.lease_token, None, "job {index} holds no lease");
+        if matches!(index % 4, 1 | 2) {
+            assert_eq!(stored.errors.len(), 1, "job {index}");
+            assert_eq!(stored.errors[0].message, message, "job {index}");
+        }
+    }
+}
+
 /// A report batch and a heartbeat that carry an old (rescued) and a new claim of one
 /// job judge each by its own token, in either order: the new claim's outcome applies and
 /// its lease is extended; the old claim is rejected and lost.
