@@ -50,7 +50,7 @@ pub use periodic::{DueTicks, Missed, Periodic, PeriodicRecord, PeriodicScheduler
 pub use queue::{DEFAULT_MAX_ARGS_BYTES, Enqueue, EnqueueJob, Queue};
 pub use record::{AttemptError, JobRecord, JobState, NewJob, RunAt, Timestamp, Unique};
 pub use retry::RetryPolicy;
-pub use storable::{MAX_ARGS_DEPTH, storable_text};
+pub use storable::{MAX_ARGS_DEPTH, json_len, storable_text};
 pub use storage::{
     CLAIM_ORDER_LAG, ClaimParams, EnqueueOutcome, EnqueueParams, HeartbeatOutcome, HeartbeatParams, JobOutcome,
     PacedClaim, PruneParams, Report, ReportOutcome, ReportParams, RescueOutcome, Retention, Storage,

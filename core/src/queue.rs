@@ -192,30 +192,12 @@ pub(crate) fn prepare_job<J: EnqueueJob>(job: &J, max_args_bytes: usize) -> Resu
 /// ([`Error::PayloadTooLarge`]).
 pub(crate) fn check_args_sizes(jobs: &[NewJob], limit: usize) -> Result<()> {
     for job in jobs {
-        let size = serialized_len(&job.args);
+        let size = crate::json_len(&job.args);
         if size > limit {
             return Err(Error::PayloadTooLarge { kind: job.kind.clone(), size, limit });
         }
     }
     Ok(())
-}
-
-/// The length of `value` serialized as JSON, without building the string.
-fn serialized_len(value: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a `Value` into a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }
 
 impl std::fmt::Debug for Queue {

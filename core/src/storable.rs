@@ -165,6 +165,30 @@ pub(crate) fn drop_without_recursion(value: Value) {
     }
 }
 
+/// The length of `value` serialized as JSON (as `serde_json::to_vec` writes it), without
+/// building the string.
+///
+/// ```
+/// let args = serde_json::json!({ "to": "ada@example.com", "tries": [1, 2] });
+/// assert_eq!(haul_core::json_len(&args), serde_json::to_vec(&args).map(|json| json.len()).unwrap_or(0));
+/// ```
+pub fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

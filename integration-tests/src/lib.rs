@@ -51,6 +51,7 @@ macro_rules! conformance_suite {
                 a_future_run_at_makes_the_job_scheduled,
                 a_past_or_present_run_at_makes_the_job_available,
                 a_batch_that_fails_stores_none_of_its_jobs,
+                a_large_batch_is_stored_whole_or_not_at_all,
                 an_empty_batch_stores_nothing,
             }
             claim [current] {

@@ -7,7 +7,7 @@ use haul_core::{
     WakeupSender,
 };
 use sqlx::{
-    Acquire, PgConnection, Postgres, Row,
+    Acquire, Connection, PgConnection, Postgres, Row,
     migrate::Migrator,
     postgres::{PgPool, PgPoolOptions},
     types::Json,
@@ -24,6 +24,7 @@ use crate::{
     pool::open_pool,
     queries::Queries,
     row::{micros, timeout_ms},
+    statement_size,
     unique::{EarlierJobs, lock_slots, unique_digest},
     url::PostgresUrl,
 };
@@ -291,16 +292,36 @@ impl PostgresStorage {
             return Ok(Inserted { outcome: EnqueueOutcome::new(Vec::new()), available: Vec::new() });
         }
         NewJob::validate_batch(&jobs)?;
+        if jobs.iter().all(|job| job.unique.is_none()) {
+            // Statements of at most `STATEMENT_BYTES` each (see `statement_size`), all
+            // checked before the first is sent, in one transaction when there are several.
+            let runs = statement_size::split(&jobs, parameter_bytes)
+                .into_iter()
+                .map(EnqueueColumns::of)
+                .collect::<Result<Vec<_>>>()?;
+            let mut conn = conn.acquire().await.map_err(map_sqlx_error)?;
+            let available = match &runs[..] {
+                [all] => self.insert_columns(&mut conn, params.now, all, wake_up).await?,
+                runs => {
+                    let mut tx = Connection::begin(&mut *conn).await.map_err(map_sqlx_error)?;
+                    let mut available = Vec::new();
+                    for run in runs {
+                        available.extend(self.insert_columns(&mut tx, params.now, run, wake_up).await?);
+                    }
+                    tx.commit().await.map_err(map_sqlx_error)?;
+                    available.sort_unstable();
+                    available.dedup();
+                    available
+                }
+            };
+            return Ok(Inserted { outcome: EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()), available });
+        }
         let digests: Vec<Option<Vec<u8>>> =
             jobs.iter().map(|job| job.unique.as_ref().map(|unique| unique_digest(&unique.key))).collect();
+        // Refuses what PostgreSQL cannot store before any statement.
         let mut columns = EnqueueColumns::with_capacity(jobs.len());
         for (job, digest) in jobs.iter().zip(&digests) {
             columns.push(job, digest.as_deref())?;
-        }
-        if jobs.iter().all(|job| job.unique.is_none()) {
-            let mut conn = conn.acquire().await.map_err(map_sqlx_error)?;
-            let available = self.insert_columns(&mut conn, params.now, &columns, wake_up).await?;
-            return Ok(Inserted { outcome: EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()), available });
         }
         let mut tx = conn.begin().await.map_err(map_sqlx_error)?;
         let inserted = self.insert_unique(&mut tx, &jobs, &digests, params.now, wake_up).await?;
@@ -483,6 +504,15 @@ impl EnqueueColumns {
         }
     }
 
+    /// The columns of `jobs`, none of them unique (checked by [`NewJob::validate_batch`]).
+    fn of(jobs: &[NewJob]) -> Result<Self> {
+        let mut columns = Self::with_capacity(jobs.len());
+        for job in jobs {
+            columns.push(job, None)?;
+        }
+        Ok(columns)
+    }
+
     /// Appends `job` (checked by [`NewJob::validate_batch`]) with the digest of its
     /// uniqueness key, refusing what PostgreSQL cannot store.
     fn push(&mut self, job: &NewJob, unique_digest: Option<&[u8]>) -> Result<()> {
@@ -514,6 +544,23 @@ impl EnqueueColumns {
         self.limit_keys.push(job.limit_key.clone());
         Ok(())
     }
+}
+
+/// The bytes a job without a uniqueness key adds to the enqueue statement's parameters:
+/// each of its 13 array elements is a 4-byte length and its value (none for a NULL).
+fn parameter_bytes(job: &NewJob) -> usize {
+    const ELEMENTS: usize = 13;
+    // id, priority, run_at, delay, max_attempts, timeout.
+    const FIXED: usize = 16 + 2 + 8 + 8 + 4 + 8;
+    let metadata = job.metadata.iter().map(|(key, value)| key.len() + value.len() + 6).sum::<usize>();
+    ELEMENTS * 4
+        + FIXED
+        + job.kind.len()
+        + 1
+        + haul_core::json_len(&job.args)
+        + job.queue.len()
+        + metadata
+        + job.limit_key.as_ref().map_or(0, String::len)
 }
 
 /// Whether a JSON value holds the NUL character in a string or a key (jsonb rejects it).

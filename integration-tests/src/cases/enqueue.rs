@@ -122,6 +122,47 @@ pub async fn a_batch_that_fails_stores_none_of_its_jobs(storage: TestStorage) {
     assert_eq!(counts[0].get(JobState::Available), 1);
 }
 
+/// A batch of a thousand jobs with sizeable arguments and metadata (more than a backend
+/// may send in one request) is stored whole, each job as given; the same batch with a
+/// stored job's id as its last job stores none of its jobs.
+pub async fn a_large_batch_is_stored_whole_or_not_at_all(storage: TestStorage) {
+    const JOBS: usize = 1_000;
+    let padding = "p".repeat(100);
+    let large_batch = |ids: &[JobId]| -> Vec<NewJob> {
+        ids.iter()
+            .enumerate()
+            .map(|(index, id)| {
+                NewJob::new(KIND, json!({ "n": index, "padding": padding }))
+                    .queue(if index % 2 == 0 { "even" } else { "odd" })
+                    .id(*id)
+                    .metadata("request", format!("request-{index}"))
+            })
+            .collect()
+    };
+    let ids = ordered_ids(JOBS);
+    assert_eq!(enqueue(&storage, large_batch(&ids), at(0)).await, ids);
+    for (index, id) in ids.iter().enumerate() {
+        let stored = get(&storage, *id).await;
+        assert_eq!(stored.args, json!({ "n": index, "padding": padding }), "job {index}");
+        assert_eq!(stored.metadata.get("request").map(String::as_str), Some(format!("request-{index}").as_str()));
+        assert_eq!(stored.state, JobState::Available);
+    }
+
+    let mut refused = ordered_ids(JOBS);
+    refused[JOBS - 1] = ids[0];
+    let result = storage.enqueue(EnqueueParams::new(large_batch(&refused)).now(at(1))).await;
+    assert!(
+        matches!(result, Err(haul::Error::DuplicateId(id)) if id == ids[0]),
+        "a batch reusing a stored id is rejected with DuplicateId: {result:?}"
+    );
+    for id in &refused[..JOBS - 1] {
+        assert_eq!(storage.get(*id).await.expect("get succeeds"), None, "no job of the failed batch is stored");
+    }
+    let counts = storage.counts().await.expect("counts succeed");
+    let stored: u64 = counts.iter().map(|queue| queue.get(JobState::Available)).sum();
+    assert_eq!(stored, JOBS as u64, "only the first batch's jobs are stored: {counts:?}");
+}
+
 /// An empty batch succeeds and stores nothing.
 pub async fn an_empty_batch_stores_nothing(storage: TestStorage) {
     let outcome = storage.enqueue(EnqueueParams::new(Vec::new()).now(at(0))).await.expect("enqueue succeeds");
