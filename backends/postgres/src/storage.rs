@@ -242,6 +242,10 @@ impl PostgresStorage {
     /// `REPEATABLE READ` or above it cannot see a job of the key committed after the
     /// transaction began.
     ///
+    /// Open the transaction with sqlx (`pool.begin()`, `conn.begin()`), not with a `BEGIN`
+    /// statement: a batch of unique jobs, or one sent as several statements, runs in a
+    /// savepoint that sqlx opens only inside a transaction it knows of.
+    ///
     /// ```no_run
     /// # async fn example(storage: haul_postgres::PostgresStorage) -> Result<(), Box<dyn std::error::Error>> {
     /// use haul_core::NewJob;
@@ -276,7 +280,8 @@ impl PostgresStorage {
             .request(queues);
     }
 
-    /// Validates and inserts a batch. Without unique jobs: one statement. With unique
+    /// Validates and inserts a batch. Without unique jobs: one statement, or several of
+    /// at most [`statement_size::STATEMENT_BYTES`] in one transaction. With unique
     /// jobs: a short transaction (a savepoint inside the caller's) that locks the keys'
     /// slots, finds the blocking jobs, and inserts the jobs that nothing blocks. With
     /// [`WakeUp::AfterCommit`] it sends no NOTIFY: the caller wakes

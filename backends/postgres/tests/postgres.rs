@@ -219,6 +219,33 @@ mod duplicate_ids {
         assert_eq!(storage.get(fresh_id).await.expect("get"), None);
     }
 
+    /// A batch sent as several statements (see `statement_size`): the stored id in its
+    /// last job undoes the statements before it, and only them.
+    #[tokio::test]
+    async fn a_stored_id_in_a_batch_of_several_statements_undoes_only_the_batch() {
+        let (storage, _guard) = common::storage().await;
+        let existing = enqueue(&storage, "default", 1).await[0];
+        let padding = "p".repeat(200);
+        let mut batch: Vec<NewJob> =
+            (0..300).map(|n| NewJob::new("test_job", json!({ "n": n, "padding": padding }))).collect();
+        let fresh: Vec<_> = batch.iter().map(|job| job.id).collect();
+        batch.push(job("default").id(existing));
+
+        let mut tx = storage.pool().begin().await.expect("begin");
+        let before = job("default");
+        let before_id = before.id;
+        storage.enqueue_in_tx(&mut tx, vec![before]).await.expect("an earlier enqueue of the transaction");
+        let result = storage.enqueue_in_tx(&mut tx, batch).await;
+        assert!(matches!(result, Err(Error::DuplicateId(id)) if id == existing), "{result:?}");
+        let alive: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *tx).await.expect("the transaction is usable");
+        assert_eq!(alive, 1);
+        tx.commit().await.expect("commit");
+        assert!(storage.get(before_id).await.expect("get").is_some(), "the transaction's earlier job is kept");
+        for id in fresh {
+            assert_eq!(storage.get(id).await.expect("get"), None, "no job of the failed batch is stored");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_loser_of_two_batches_racing_on_one_id_gets_duplicate_id() {
         let (storage, _guard) = common::storage().await;
