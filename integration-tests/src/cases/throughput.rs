@@ -225,8 +225,10 @@ pub async fn a_running_worker_records_its_counts_every_interval(storage: TestSto
     let queue = "tp.interval";
     let since = chrono::Utc::now();
     let tracker = Tracker::new();
+    // A write may take at most the interval, and one that takes longer loses its counts
+    // (see `ThroughputRecorder`): 50 ms was too short for a loaded CI machine.
     let worker = RunningWorker::start(&storage, queue, &tracker, |builder| {
-        builder.throughput_interval(Duration::from_millis(50))
+        builder.throughput_interval(Duration::from_millis(500))
     });
 
     enqueue_scripts(&storage, queue, vec![Script::Complete; 3]).await;
