@@ -17,7 +17,12 @@ use crate::{
     events::EventSender,
     job::decode_job,
     middleware::{Middleware, Next},
-    worker::{claim_ahead::HandlerTimes, held::HeldClaims, throughput::ThroughputTally},
+    worker::{
+        claim_ahead::HandlerTimes,
+        held::HeldClaims,
+        job_metrics::{JobMetrics, JobMetricsByKind},
+        throughput::ThroughputTally,
+    },
 };
 
 /// A job as the claimer hands it to an executor.
@@ -42,6 +47,8 @@ pub(crate) struct Executor {
     pub(crate) events: EventSender,
     /// Completed and failed attempts per queue, for storage's throughput.
     pub(crate) throughput: Arc<ThroughputTally>,
+    /// The per-attempt metrics' keys, by queue and kind.
+    pub(crate) job_metrics: Arc<JobMetricsByKind>,
     /// How long handlers ran, for the automatic prefetch.
     pub(crate) handler_times: Arc<HandlerTimes>,
     /// How long a job claimed ahead may wait for a running slot before it is handed
@@ -69,6 +76,7 @@ impl Executor {
     }
 
     async fn run_held(&self, claim: Claim, record: &JobRecord, ctx: JobContext) {
+        let metric_keys = self.job_metrics.of(&record.queue, &record.kind);
         // A prefetched job waits here for a running slot.
         let slot = tokio::select! {
             biased;
@@ -86,7 +94,7 @@ impl Executor {
             let reason = ctx.stop_reason().unwrap_or(StopReason::Shutdown);
             let outcome = stopped_outcome(Some(reason), None, &RetryPolicy::default(), record.attempt);
             let attempt = Attempt { outcome, timeout: None, duration: Duration::ZERO, stopped: Some(reason) };
-            self.end(record, &attempt);
+            self.end(record, &metric_keys, &attempt);
             self.queue_report(claim, attempt.outcome);
             return;
         };
@@ -102,7 +110,7 @@ impl Executor {
                 duration: Duration::ZERO,
                 stopped: Some(StopReason::LeaseLost),
             };
-            self.end(record, &lost);
+            self.end(record, &metric_keys, &lost);
             self.held.remove(claim);
             return;
         }
@@ -116,10 +124,9 @@ impl Executor {
         #[cfg(feature = "opentelemetry")]
         crate::otel::continue_trace(&span, ctx.metadata());
         let waited = (chrono::Utc::now() - record.run_at).to_std().unwrap_or_default();
-        metrics::histogram!("haul_job_wait_seconds", "queue" => record.queue.clone(), "kind" => record.kind.clone())
-            .record(waited.as_secs_f64());
+        metric_keys.record_wait(waited.as_secs_f64());
         self.events.send(record, || JobEventKind::Started);
-        let attempt = execute(record, ctx.clone(), &self.middleware).instrument(span.clone()).await;
+        let attempt = execute(record, ctx.clone(), &self.middleware, &metric_keys).instrument(span.clone()).await;
         // An attempt that ended before any handler ran (arguments that cannot be read, a
         // kind this worker does not know) took no time: it says nothing of the handlers.
         if !attempt.duration.is_zero() {
@@ -133,25 +140,19 @@ impl Executor {
                 tracing::warn!(id = %record.id, "the job's completion was already committed; ignoring what followed it");
             }
             let completed = Attempt { outcome: Some(JobOutcome::Completed), ..attempt };
-            span.in_scope(|| self.end(record, &completed));
+            span.in_scope(|| self.end(record, &metric_keys, &completed));
             self.held.remove(claim);
             return;
         }
-        span.in_scope(|| self.end(record, &attempt));
+        span.in_scope(|| self.end(record, &metric_keys, &attempt));
         self.queue_report(claim, attempt.outcome);
     }
 
     /// Logs, counts and publishes how an attempt ended.
-    fn end(&self, record: &JobRecord, attempt: &Attempt) {
+    fn end(&self, record: &JobRecord, metric_keys: &JobMetrics, attempt: &Attempt) {
         let ending = ending_of(record, attempt);
         log_ending(record, &ending);
-        metrics::counter!(
-            "haul_jobs_finished_total",
-            "queue" => record.queue.clone(),
-            "kind" => record.kind.clone(),
-            "outcome" => ending.label(),
-        )
-        .increment(1);
+        metric_keys.count_ending(ending.label());
         self.throughput.count(&record.queue, &ending);
         self.events.send(record, || ending);
     }
@@ -206,8 +207,14 @@ pub(crate) struct Attempt {
     pub(crate) stopped: Option<StopReason>,
 }
 
-/// Runs one attempt through `middleware` (outermost first) and the handler.
-pub(crate) async fn execute(record: &JobRecord, ctx: JobContext, middleware: &Arc<[Arc<dyn Middleware>]>) -> Attempt {
+/// Runs one attempt through `middleware` (outermost first) and the handler, and records
+/// its duration in `metric_keys`.
+pub(crate) async fn execute(
+    record: &JobRecord,
+    ctx: JobContext,
+    middleware: &Arc<[Arc<dyn Middleware>]>,
+    metric_keys: &JobMetrics,
+) -> Attempt {
     let ended = |outcome| Attempt { outcome: Some(outcome), timeout: None, duration: Duration::ZERO, stopped: None };
     if let Some(reason) = &record.unreadable_args {
         // No deployment can run it: discarded at once, with the reason kept.
@@ -244,8 +251,7 @@ pub(crate) async fn execute(record: &JobRecord, ctx: JobContext, middleware: &Ar
         () = ctx.stop_token().cancelled() => None,
     };
     let duration = started.elapsed();
-    metrics::histogram!("haul_job_duration_seconds", "queue" => record.queue.clone(), "kind" => record.kind.clone())
-        .record(duration.as_secs_f64());
+    metric_keys.record_duration(duration.as_secs_f64());
     let attempt = |outcome, stopped| Attempt { outcome, timeout, duration, stopped };
     let Some(joined) = finished else {
         let stopped = ctx.stop_reason();

@@ -10,6 +10,7 @@ mod flusher;
 mod gauges;
 mod heartbeat;
 mod held;
+mod job_metrics;
 mod maintenance;
 mod periodic;
 mod storage_errors;
@@ -46,6 +47,8 @@ use flusher::Flusher;
 use gauges::QueueGauges;
 use heartbeat::Heartbeat;
 use held::HeldClaims;
+pub(crate) use job_metrics::JobMetrics;
+use job_metrics::JobMetricsByKind;
 use maintenance::Maintenance;
 use periodic::PeriodicRunner;
 use throughput::{ThroughputRecorder, ThroughputTally};
@@ -234,6 +237,7 @@ impl Worker {
 
         let stop_claiming = CancellationToken::new();
         let middleware: Arc<[Arc<dyn Middleware>]> = self.middleware;
+        let job_metrics = Arc::new(JobMetricsByKind::default());
         // Each group of slots has its own claim loop, running slots and held slots.
         let claimers: Vec<Claimer> = config
             .claim_groups()
@@ -249,6 +253,7 @@ impl Worker {
                     middleware: Arc::clone(&middleware),
                     events: self.events.clone(),
                     throughput: Arc::clone(&tally),
+                    job_metrics: Arc::clone(&job_metrics),
                     handler_times: Arc::clone(&handler_times),
                     slot_wait: (group.prefetch == Prefetch::Auto).then_some(claim_ahead::AUTO_PREFETCH_WAIT),
                 });
