@@ -518,17 +518,12 @@ impl EnqueueColumns {
         Ok(columns)
     }
 
-    /// Appends `job` (checked by [`NewJob::validate_batch`]) with the digest of its
-    /// uniqueness key, refusing what PostgreSQL cannot store.
+    /// Appends `job` (checked by [`NewJob::validate_batch`], which also refuses NUL
+    /// characters, which jsonb cannot hold) with the digest of its uniqueness key,
+    /// refusing a `max_attempts` past PostgreSQL's `integer`.
     fn push(&mut self, job: &NewJob, unique_digest: Option<&[u8]>) -> Result<()> {
         let max_attempts = i32::try_from(job.max_attempts)
             .map_err(|_| Error::InvalidArgument(format!("max_attempts must be at most {}", i32::MAX).into()))?;
-        if contains_nul(&job.args) {
-            return Err(Error::InvalidArgument(
-                format!("arguments of `{}` contain a NUL character (\\u0000), which PostgreSQL cannot store", job.kind)
-                    .into(),
-            ));
-        }
         let (run_at, delay_us) = match job.run_at {
             RunAt::Now => (None, 0),
             RunAt::At(at) => (Some(at), 0),
@@ -566,35 +561,4 @@ fn parameter_bytes(job: &NewJob) -> usize {
         + job.queue.len()
         + metadata
         + job.limit_key.as_ref().map_or(0, String::len)
-}
-
-/// Whether a JSON value holds the NUL character in a string or a key (jsonb rejects it).
-fn contains_nul(value: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match value {
-        Value::String(text) => text.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(fields) => fields.iter().any(|(key, value)| key.contains('\0') || contains_nul(value)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arguments_holding_a_nul_character_are_rejected_before_any_sql() {
-        let mut columns = EnqueueColumns::with_capacity(1);
-        for args in [
-            serde_json::json!({ "a": "x\u{0}y" }),
-            serde_json::json!({ "a\u{0}": 1 }),
-            serde_json::json!({ "a": [["\u{0}"]] }),
-        ] {
-            let job = NewJob::new("kind", args);
-            assert!(matches!(columns.push(&job, None), Err(Error::InvalidArgument(_))));
-        }
-        assert!(columns.push(&NewJob::new("kind", serde_json::json!({ "a": "x y" })), None).is_ok());
-        assert_eq!(columns.ids.len(), 1);
-    }
 }

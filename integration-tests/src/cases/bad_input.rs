@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use haul::{Error, JobFilter, JobOutcome, JobState, ListParams, NewJob, Queue, storage::Report};
+use haul::{
+    Error, JobFilter, JobOutcome, JobState, ListParams, NewJob, Queue,
+    storage::{EnqueueParams, Report},
+};
 use serde_json::json;
 
 use super::{
@@ -168,7 +171,8 @@ fn drop_flat(value: serde_json::Value) {
 
 /// Arguments a stored job could never be read back with are refused before anything is
 /// stored, on every enqueue path: nested deeper than `MAX_ARGS_DEPTH` (even 10,000
-/// levels, without overflowing the stack), a NaN or infinite number, a NUL character;
+/// levels, without overflowing the stack), a NaN or infinite number, a NUL character
+/// (refused by storage itself too);
 /// so are a zero timeout, and prepared jobs over the size limit.
 pub async fn arguments_that_cannot_be_read_back_are_refused(storage: TestStorage) {
     let producer = Queue::new(storage.clone()).max_args_bytes(4096);
@@ -187,6 +191,11 @@ pub async fn arguments_that_cannot_be_read_back_are_refused(storage: TestStorage
     }
     let error = producer.enqueue(Carrier::new(json!({ "name": "a\u{0}b" }), 1.0)).await.expect_err("NUL");
     assert!(matches!(error, Error::InvalidArgument(_)), "{error:?}");
+    // Storage refuses them too, for a caller that does not go through a `Queue`.
+    for args in [json!({ "a": "x\u{0}y" }), json!({ "a\u{0}": 1 }), json!({ "a": [["\u{0}"]] })] {
+        let error = storage.enqueue(EnqueueParams::new(vec![NewJob::new(CARRIER_KIND, args.clone())])).await;
+        assert!(matches!(error, Err(Error::InvalidArgument(_))), "{args}: {error:?}");
+    }
     let error = producer.enqueue(Carrier::new(json!({}), 1.0)).timeout(Duration::ZERO).await.expect_err("zero");
     assert!(matches!(error, Error::InvalidArgument(_)), "{error:?}");
     let big = NewJob::new(CARRIER_KIND, json!({ "value": "x".repeat(5000), "number": 1.0 }));
