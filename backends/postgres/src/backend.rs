@@ -23,7 +23,7 @@ use crate::{
     error::map_sqlx_error,
     listen::Listener,
     row::{decode_leadership, decode_record, decode_worker, micros, parse_state},
-    statement_size,
+    statement_size::{self, Statements},
     storage::WakeUp,
 };
 
@@ -281,19 +281,16 @@ impl Storage for PostgresStorage {
         }
         // In id order across the statements of one batch too (see report.sql).
         outcomes.sort_by_key(|outcome| outcome.id);
-        let applied_claims = match statement_size::split(&outcomes, OutcomeParams::size)[..] {
-            [] => HashSet::new(),
-            [all] => self.report_statement(&self.inner.pool, params.now, all).await?,
-            ref runs => {
-                let mut tx = self.inner.pool.begin().await.map_err(map_sqlx_error)?;
-                let mut applied = HashSet::new();
-                for run in runs {
-                    applied.extend(self.report_statement(&mut *tx, params.now, run).await?);
-                }
-                tx.commit().await.map_err(map_sqlx_error)?;
-                applied
+        let runs = statement_size::split(&outcomes, OutcomeParams::size);
+        let mut applied_claims = HashSet::new();
+        if !runs.is_empty() {
+            let mut conn = self.inner.pool.acquire().await.map_err(map_sqlx_error)?;
+            let mut statements = Statements::begin(&mut conn, runs.len()).await?;
+            for run in runs {
+                applied_claims.extend(self.report_statement(statements.conn(), params.now, run).await?);
             }
-        };
+            statements.commit().await?;
+        }
         let mut applied = Vec::new();
         let mut rejected = Vec::new();
         let mut seen = HashSet::new();

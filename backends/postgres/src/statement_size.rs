@@ -11,8 +11,13 @@
 //! server.
 //!
 //! So a batch whose parameters would pass [`STATEMENT_BYTES`] is sent as several
-//! statements in one transaction, each under it (an item larger than that alone goes
-//! in a statement of its own).
+//! statements in one transaction ([`Statements`]), each under it (an item larger than
+//! that alone goes in a statement of its own).
+
+use haul_core::Result;
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+
+use crate::error::map_sqlx_error;
 
 /// The most parameter bytes one statement of a batch carries: 12 KiB, under the 16 KiB
 /// a socket takes at once with room for the statement's own framing.
@@ -35,6 +40,42 @@ pub(crate) fn split<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
         runs.push(&items[start..]);
     }
     runs
+}
+
+/// Where the statements of one batch go: straight to the connection when there is one,
+/// in a transaction when there are several (a savepoint when the connection is in a
+/// transaction already), so that the batch is applied whole or not at all.
+pub(crate) enum Statements<'c> {
+    /// One statement, on its own.
+    One(&'c mut PgConnection),
+    /// Several statements, in one transaction.
+    Several(Transaction<'c, Postgres>),
+}
+
+impl<'c> Statements<'c> {
+    /// Begins a transaction on `conn` if the batch has more than one statement.
+    pub(crate) async fn begin(conn: &'c mut PgConnection, statements: usize) -> Result<Self> {
+        if statements <= 1 {
+            return Ok(Self::One(conn));
+        }
+        Ok(Self::Several(Connection::begin(conn).await.map_err(map_sqlx_error)?))
+    }
+
+    /// The connection to send the next statement on.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        match self {
+            Self::One(conn) => conn,
+            Self::Several(tx) => tx,
+        }
+    }
+
+    /// Commits the transaction, if there is one.
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self {
+            Self::One(_) => Ok(()),
+            Self::Several(tx) => tx.commit().await.map_err(map_sqlx_error),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use haul_core::{
     WakeupSender,
 };
 use sqlx::{
-    Acquire, Connection, PgConnection, Postgres, Row,
+    Acquire, PgConnection, Postgres, Row,
     migrate::Migrator,
     postgres::{PgPool, PgPoolOptions},
     types::Json,
@@ -24,7 +24,7 @@ use crate::{
     pool::open_pool,
     queries::Queries,
     row::{micros, timeout_ms},
-    statement_size,
+    statement_size::{self, Statements},
     unique::{EarlierJobs, lock_slots, unique_digest},
     url::PostgresUrl,
 };
@@ -305,20 +305,14 @@ impl PostgresStorage {
                 .map(EnqueueColumns::of)
                 .collect::<Result<Vec<_>>>()?;
             let mut conn = conn.acquire().await.map_err(map_sqlx_error)?;
-            let available = match &runs[..] {
-                [all] => self.insert_columns(&mut conn, params.now, all, wake_up).await?,
-                runs => {
-                    let mut tx = Connection::begin(&mut *conn).await.map_err(map_sqlx_error)?;
-                    let mut available = Vec::new();
-                    for run in runs {
-                        available.extend(self.insert_columns(&mut tx, params.now, run, wake_up).await?);
-                    }
-                    tx.commit().await.map_err(map_sqlx_error)?;
-                    available.sort_unstable();
-                    available.dedup();
-                    available
-                }
-            };
+            let mut statements = Statements::begin(&mut conn, runs.len()).await?;
+            let mut available = Vec::new();
+            for run in &runs {
+                available.extend(self.insert_columns(statements.conn(), params.now, run, wake_up).await?);
+            }
+            statements.commit().await?;
+            available.sort_unstable();
+            available.dedup();
             return Ok(Inserted { outcome: EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()), available });
         }
         let digests: Vec<Option<Vec<u8>>> =
