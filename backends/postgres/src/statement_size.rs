@@ -44,7 +44,9 @@ pub(crate) fn split<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
 
 /// Where the statements of one batch go: straight to the connection when there is one,
 /// in a transaction when there are several (a savepoint when the connection is in a
-/// transaction already), so that the batch is applied whole or not at all.
+/// transaction already), so that the batch is applied whole or not at all. Without
+/// [`Statements::commit`], several statements are rolled back.
+#[must_use = "several statements are rolled back unless committed"]
 pub(crate) enum Statements<'c> {
     /// One statement, on its own.
     One(&'c mut PgConnection),

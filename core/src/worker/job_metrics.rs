@@ -98,6 +98,22 @@ mod tests {
     use super::*;
     use crate::JobEventKind;
 
+    /// Stops compiling when `JobEventKind` gains a variant: give its label a key in
+    /// `ENDINGS` and a line in the test below.
+    fn _every_variant_is_listed(kind: &JobEventKind) {
+        match kind {
+            JobEventKind::Started
+            | JobEventKind::Completed { .. }
+            | JobEventKind::Failed { .. }
+            | JobEventKind::TimedOut { .. }
+            | JobEventKind::Discarded { .. }
+            | JobEventKind::Snoozed { .. }
+            | JobEventKind::Cancelled
+            | JobEventKind::HandedBack
+            | JobEventKind::LeaseLost => {}
+        }
+    }
+
     #[test]
     fn every_ending_has_a_key() {
         let endings = [
