@@ -307,9 +307,10 @@ pub async fn a_cancelled_running_job_gives_cancelled(storage: TestStorage) {
 
 /// Cancelling a running job reaches its handler at once: storage signals the holder
 /// through its wake-up channel (NOTIFY, pub/sub, in process) and the holder beats at
-/// once, so the handler is stopped within 200 ms although its next regular heartbeat is
-/// 20 s away (a 60 s lease).
-pub async fn a_cancel_reaches_the_running_handler_within_200_ms(storage: TestStorage) {
+/// once, so the handler is stopped within a second although its next regular heartbeat
+/// is 20 s away (a 60 s lease). It takes a few milliseconds; the bound leaves room for a
+/// loaded machine (200 ms was once missed by 13 ms in CI, with PostgreSQL in a container).
+pub async fn a_cancel_reaches_the_running_handler_within_a_second(storage: TestStorage) {
     let queue = "ev.cancel_signal";
     let tracker = Tracker::new();
     let (worker, mut log) = start_watched(&storage, queue, &tracker, |builder| builder.lease(Duration::from_secs(60)));
@@ -329,7 +330,7 @@ pub async fn a_cancel_reaches_the_running_handler_within_200_ms(storage: TestSto
     log.finish().await;
 
     log.expect(id, &["started", "cancelled"]);
-    assert!(took < Duration::from_millis(200), "the handler was stopped {took:?} after the cancel, not within 200 ms");
+    assert!(took < Duration::from_secs(1), "the handler was stopped {took:?} after the cancel, not within a second");
 }
 
 /// A worker shut down while a long job runs gives it `HandedBack` once the grace
