@@ -9,7 +9,7 @@ use std::{
 use super::Shared;
 use crate::{
     ClaimParams, Error, JobContext, JobOutcome, JobRecord, JobState, Report, ReportParams, Result, Storage,
-    worker::{JobMetrics, execute},
+    worker::execute,
 };
 
 /// The worker id recorded on the jobs a drain claims.
@@ -156,7 +156,7 @@ async fn run_one(shared: &Shared, record: JobRecord) -> Result<Option<JobState>>
     };
     let ctx = JobContext::for_claimed(&record, claim.token, shared.states.current());
     let middleware = Arc::clone(&*shared.middleware.lock().unwrap_or_else(PoisonError::into_inner));
-    let metrics = JobMetrics::new(&record.queue, &record.kind);
+    let metrics = shared.job_metrics.of(&record.queue, &record.kind);
     let outcome = execute(&record, ctx.clone(), &middleware, &metrics).await.outcome;
     if ctx.is_marked_completed() {
         // A backend extension already stored the completion with the handler's writes.

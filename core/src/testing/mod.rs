@@ -41,7 +41,7 @@ use std::{
 
 pub use drain::DrainSummary;
 
-use crate::{Result, Storage, Timestamp, middleware::Middleware};
+use crate::{Result, Storage, Timestamp, middleware::Middleware, worker::JobMetricsByKind};
 use clock::TestClock;
 use drain::{Promote, Queues};
 use states::TestStates;
@@ -70,6 +70,8 @@ struct Shared {
     /// Whether an enqueue runs the jobs at once.
     inline: bool,
     drain_limit: AtomicUsize,
+    /// The metric keys of the jobs drains ran, as a worker keeps them.
+    job_metrics: JobMetricsByKind,
 }
 
 impl Shared {
@@ -109,6 +111,7 @@ impl TestJobs {
                 middleware: Mutex::new(Arc::new([])),
                 inline,
                 drain_limit: AtomicUsize::new(DEFAULT_DRAIN_LIMIT),
+                job_metrics: JobMetricsByKind::default(),
             }),
         }
     }

@@ -152,7 +152,7 @@ impl Executor {
     fn end(&self, record: &JobRecord, metric_keys: &JobMetrics, attempt: &Attempt) {
         let ending = ending_of(record, attempt);
         log_ending(record, &ending);
-        metric_keys.count_ending(ending.label());
+        metric_keys.count_ending(&ending);
         self.throughput.count(&record.queue, &ending);
         self.events.send(record, || ending);
     }
