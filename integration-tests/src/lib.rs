@@ -88,6 +88,7 @@ macro_rules! conformance_suite {
                 heartbeat_reports_a_rescued_claim_as_lost,
                 heartbeat_reports_a_finished_job_as_lost,
                 heartbeat_sorts_a_batch_into_extended_and_lost,
+                a_large_heartbeat_sorts_every_claim,
                 a_stale_holder_cannot_complete_a_job_someone_else_holds,
                 a_stale_holder_cannot_fail_a_job,
                 an_outcome_with_a_foreign_token_is_rejected,

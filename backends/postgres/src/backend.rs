@@ -158,6 +158,11 @@ impl PostgresStorage {
 /// How long after a failed ANALYZE of the jobs table the next one waits.
 const ANALYZE_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// The parameter bytes one claim adds to a heartbeat statement: its id and its lease
+/// token, each array element a 4-byte length and 16 bytes (about 300 claims per
+/// statement, see [`statement_size`]).
+const HEARTBEAT_CLAIM_BYTES: usize = 2 * (4 + 16);
+
 /// How long a claim statement ran on the server: the largest `statement_us` of its rows
 /// (`queries/claim_update.sql`); `None` when it returned no row.
 fn statement_time(rows: &[PgRow]) -> Result<Option<Duration>> {
@@ -311,22 +316,26 @@ impl Storage for PostgresStorage {
         }
         let mut seen = HashSet::new();
         let claims: Vec<Claim> = params.claims.iter().copied().filter(|claim| seen.insert(*claim)).collect();
-        let ids: Vec<Uuid> = claims.iter().map(|claim| claim.id.0).collect();
-        let tokens: Vec<Uuid> = claims.iter().map(|claim| claim.token.0).collect();
-        let rows = sqlx::query(self.inner.queries.heartbeat.clone())
-            .bind(params.now)
-            .bind(&ids)
-            .bind(&tokens)
-            .bind(micros(params.lease))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        let mut held = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let id: Uuid = row.try_get("id").map_err(map_sqlx_error)?;
-            let token: Uuid = row.try_get("token").map_err(map_sqlx_error)?;
-            let cancel_requested: bool = row.try_get("cancel_requested").map_err(map_sqlx_error)?;
-            held.insert(Claim { id: JobId(id), token: LeaseToken(token) }, cancel_requested);
+        // Each claim's lease is extended on its own, so the statements of a large
+        // heartbeat need no common transaction.
+        let mut held = HashMap::with_capacity(claims.len());
+        for run in statement_size::split(&claims, |_| HEARTBEAT_CLAIM_BYTES) {
+            let ids: Vec<Uuid> = run.iter().map(|claim| claim.id.0).collect();
+            let tokens: Vec<Uuid> = run.iter().map(|claim| claim.token.0).collect();
+            let rows = sqlx::query(self.inner.queries.heartbeat.clone())
+                .bind(params.now)
+                .bind(&ids)
+                .bind(&tokens)
+                .bind(micros(params.lease))
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(map_sqlx_error)?;
+            for row in &rows {
+                let id: Uuid = row.try_get("id").map_err(map_sqlx_error)?;
+                let token: Uuid = row.try_get("token").map_err(map_sqlx_error)?;
+                let cancel_requested: bool = row.try_get("cancel_requested").map_err(map_sqlx_error)?;
+                held.insert(Claim { id: JobId(id), token: LeaseToken(token) }, cancel_requested);
+            }
         }
         let mut outcome = HeartbeatOutcome::default();
         for claim in claims {

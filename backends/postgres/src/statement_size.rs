@@ -11,8 +11,9 @@
 //! server.
 //!
 //! So a batch whose parameters would pass [`STATEMENT_BYTES`] is sent as several
-//! statements in one transaction ([`Statements`]), each under it (an item larger than
-//! that alone goes in a statement of its own).
+//! statements, each under it (an item larger than that alone goes in a statement of its
+//! own): in one transaction ([`Statements`]) when the batch is applied whole or not at
+//! all (reports, enqueues), on their own when each item stands alone (heartbeats).
 
 use haul_core::Result;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};

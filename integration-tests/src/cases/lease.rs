@@ -149,6 +149,43 @@ pub async fn heartbeat_sorts_a_batch_into_extended_and_lost(storage: TestStorage
     assert_eq!(lost, expected);
 }
 
+/// A heartbeat of more claims than one statement carries (on PostgreSQL, a thousand
+/// claims go as several) extends every held claim and reports every other one lost.
+pub async fn a_large_heartbeat_sorts_every_claim(storage: TestStorage) {
+    const JOBS: usize = 1_000;
+    enqueue(&storage, (0..JOBS).map(|_| job("q")).collect(), at(0)).await;
+    let claimed = claim(&storage, &["q"], JOBS, at(0)).await;
+    assert_eq!(claimed.len(), JOBS);
+    // Every tenth job finished, and every tenth claim is one nobody holds.
+    let mut claims = Vec::with_capacity(JOBS + JOBS / 10);
+    let (mut held, mut lost) = (Vec::new(), Vec::new());
+    for (index, record) in claimed.iter().enumerate() {
+        if index % 10 == 3 {
+            report_applied(&storage, claim_of(record), JobOutcome::Completed, at(1)).await;
+            lost.push(claim_of(record));
+        } else {
+            held.push(claim_of(record));
+        }
+        claims.push(claim_of(record));
+        if index % 10 == 7 {
+            let unknown = Claim { id: haul::JobId::new(), token: haul::storage::LeaseToken::new() };
+            lost.push(unknown);
+            claims.push(unknown);
+        }
+    }
+
+    let beat = storage.heartbeat(HeartbeatParams::new(claims, secs(30)).now(at(2))).await.expect("heartbeat succeeds");
+    let sorted = |mut claims: Vec<Claim>| {
+        claims.sort_by_key(|claim| (claim.id, claim.token.0));
+        claims
+    };
+    assert_eq!(sorted(beat.extended), sorted(held.clone()), "every held claim is extended");
+    assert_eq!(sorted(beat.lost), sorted(lost), "every other claim is lost");
+    for claim in [held[0], held[held.len() / 2], held[held.len() - 1]] {
+        assert_eq!(get(&storage, claim.id).await.lease_expires_at, Some(at(32)), "the lease runs from the beat");
+    }
+}
+
 /// A holder whose lease expired cannot complete the job once someone else holds it:
 /// the outcome is rejected and the new holder's claim is untouched.
 pub async fn a_stale_holder_cannot_complete_a_job_someone_else_holds(storage: TestStorage) {
