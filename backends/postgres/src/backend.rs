@@ -14,7 +14,7 @@ use haul_core::{
     ReportParams, RescueOutcome, Result, Storage, ThroughputSample, Timestamp, Wakeups, WorkerBeat, WorkerRecord,
     storable_text, validate_queue_name,
 };
-use sqlx::{AssertSqlSafe, Row, postgres::PgRow};
+use sqlx::{AssertSqlSafe, Row, SqlStr, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
@@ -62,6 +62,27 @@ fn decode_periodic(row: &PgRow) -> Result<PeriodicRecord> {
 }
 
 impl PostgresStorage {
+    /// Runs an operator's change of one job (`queries/cancel.sql`, `queries/retry.sql`:
+    /// bound to the id and the clock, returning the job's `previous_state` and, when it
+    /// changed, the job): the changed job, [`Error::NotFound`], or [`Error::InvalidState`]
+    /// naming `operation` and the states it `expected`.
+    async fn change_one(
+        &self,
+        query: SqlStr,
+        id: JobId,
+        now: Option<Timestamp>,
+        operation: &'static str,
+        expected: &'static str,
+    ) -> Result<JobRecord> {
+        let row =
+            sqlx::query(query).bind(id.0).bind(now).fetch_optional(&self.inner.pool).await.map_err(map_sqlx_error)?;
+        match decode_change(row)? {
+            None => Err(Error::NotFound(id)),
+            Some((_, Some(record))) => Ok(record),
+            Some((state, None)) => Err(Error::InvalidState { id, state, operation, expected }),
+        }
+    }
+
     /// One claim statement, on the limited path (see [`crate::limits`]) when one of the
     /// claim's queues is in `limited`, else the unlimited one; its jobs in claim order,
     /// learned from by the claim starts (see [`crate::claim_start`]). The limited path's
@@ -530,41 +551,14 @@ impl Admin for PostgresStorage {
     }
 
     async fn cancel(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-        let row = sqlx::query(self.inner.queries.cancel.clone())
-            .bind(id.0)
-            .bind(now)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        match decode_change(row)? {
-            None => Err(Error::NotFound(id)),
-            Some((_, Some(record))) => Ok(record),
-            Some((state, None)) => Err(Error::InvalidState {
-                id,
-                state,
-                operation: "cancel",
-                expected: "scheduled, available, retryable or running",
-            }),
-        }
+        let query = self.inner.queries.cancel.clone();
+        self.change_one(query, id, now, "cancel", "scheduled, available, retryable or running").await
     }
 
     async fn retry(&self, id: JobId, now: Option<Timestamp>) -> Result<JobRecord> {
-        let row = sqlx::query(self.inner.queries.retry.clone())
-            .bind(id.0)
-            .bind(now)
-            .fetch_optional(&self.inner.pool)
+        let query = self.inner.queries.retry.clone();
+        self.change_one(query, id, now, "retry", "scheduled, available, retryable, completed, discarded or cancelled")
             .await
-            .map_err(map_sqlx_error)?;
-        match decode_change(row)? {
-            None => Err(Error::NotFound(id)),
-            Some((_, Some(record))) => Ok(record),
-            Some((state, None)) => Err(Error::InvalidState {
-                id,
-                state,
-                operation: "retry",
-                expected: "scheduled, available, retryable, completed, discarded or cancelled",
-            }),
-        }
     }
 
     async fn pause_queue(&self, queue: &str) -> Result<()> {
