@@ -3,13 +3,13 @@
 //! The runtime's behaviour over every backend (retries, panics, timeouts, snooze,
 //! discard, cancellation, shutdown) is covered by the conformance suite's `worker`
 //! cases; these tests cover what it does not: fencing of a stale worker end to end,
-//! `RetryAfter`, and a missing `State<T>`.
+//! `RetryAfter`, a missing `State<T>`, and shutdown beside a handler that never yields.
 
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{
     Arc,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
 use haul::{
@@ -90,6 +90,84 @@ async fn a_stale_worker_cannot_complete_a_job_it_lost() {
         .await
         .unwrap();
     assert_eq!(outcome.applied, vec![new_claim]);
+}
+
+/// A job claimed ahead that waits for a slot is handed back at shutdown, even when a
+/// slot frees up before it notices the shutdown (one thread, so the order is the
+/// test's: the stop signal, then the running handler's return).
+#[tokio::test]
+async fn a_job_waiting_for_a_slot_at_shutdown_is_handed_back_not_started() {
+    let storage = MemoryStorage::new();
+    let queue = Queue::new(storage.clone());
+    let first = queue.enqueue(Gated::new()).await.unwrap();
+    let gate = Arc::new(Gate { blocked: true, ..Gate::default() });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = worker(&storage, "gated")
+        .concurrency(1)
+        .prefetch(1)
+        .shutdown_grace(Duration::from_secs(30))
+        .shared_state(Arc::clone(&gate))
+        .build();
+    let running = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    job_in_state(&queue, first, JobState::Running).await;
+    eventually("the first handler to start", || async { (gate.started.load(Ordering::SeqCst) == 1).then_some(()) })
+        .await;
+    let waiting = queue.enqueue(Gated::new()).await.unwrap();
+    job_in_state(&queue, waiting, JobState::Running).await;
+
+    // The shutdown first, then the slot: the waiting job sees both at once.
+    stop.send(()).unwrap();
+    gate.release.notify_one();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(gate.started.load(Ordering::SeqCst), 1, "the waiting job's handler never started");
+    assert_eq!(queue.get(first).await.unwrap().unwrap().state, JobState::Completed);
+    let handed_back = queue.get(waiting).await.unwrap().unwrap();
+    assert_eq!(handed_back.state, JobState::Available, "the waiting job is handed back");
+    assert_eq!(handed_back.attempt, 0, "without spending its attempt");
+}
+
+/// Lets the test decide when a handler that blocks its thread (never awaits) returns.
+#[derive(Default)]
+struct ThreadGate {
+    started: AtomicBool,
+    released: AtomicBool,
+}
+
+#[job(queue = "blocking")]
+async fn blocks_its_thread(gate: State<ThreadGate>) -> Result<(), JobError> {
+    gate.started.store(true, Ordering::SeqCst);
+    while !gate.released.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// A handler that never yields cannot be stopped; shutdown still returns (after the
+/// grace, the wait for stopped handlers and the final flush's timeout) and leaves its
+/// job to its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_returns_while_a_handler_blocks_its_thread() {
+    let storage = MemoryStorage::new();
+    let queue = Queue::new(storage.clone());
+    let id = queue.enqueue(BlocksItsThread::new()).await.unwrap();
+    let gate = Arc::new(ThreadGate::default());
+    let running = RunningWorker::start(
+        worker(&storage, "blocking").shutdown_grace(Duration::from_millis(50)).shared_state(Arc::clone(&gate)).build(),
+    );
+    eventually("the handler to start", || async { gate.started.load(Ordering::SeqCst).then_some(()) }).await;
+
+    // About 15 s: the grace, 5 s for stopped handlers to return, the final flush's 10 s.
+    let stopped = tokio::time::timeout(Duration::from_secs(60), running.stop()).await;
+    gate.released.store(true, Ordering::SeqCst);
+    stopped.expect("run_until should return although a handler never yields").unwrap();
+
+    let job = queue.get(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Running, "the job is left to its lease");
+    let rescued = storage.rescue_expired(job.lease_expires_at).await.unwrap();
+    assert_eq!(rescued.rescued, 1, "the job is rescued once its lease is over");
 }
 
 #[job(queue = "retry_after", max_attempts = 3)]

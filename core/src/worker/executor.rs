@@ -89,8 +89,9 @@ impl Executor {
                 None
             }
         };
-        // A stop asked while the slot was being taken (a cancel, a lost lease) wins too.
-        let Some(_slot) = slot.filter(|_| ctx.stop_reason().is_none()) else {
+        // A stop asked while the slot was being taken (a cancel, a lost lease, the
+        // shutdown: a slot freed as it began is not taken up) wins too.
+        let Some(_slot) = slot.filter(|_| ctx.stop_reason().is_none() && !self.handing_back.is_cancelled()) else {
             let reason = ctx.stop_reason().unwrap_or(StopReason::Shutdown);
             let outcome = stopped_outcome(Some(reason), None, &RetryPolicy::default(), record.attempt);
             let attempt = Attempt { outcome, timeout: None, duration: Duration::ZERO, stopped: Some(reason) };

@@ -17,9 +17,10 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    /// Flushes until the channel is closed and drained. An outcome that cannot be
-    /// written is retried, never dropped, until `give_up` fires (then its job stays
-    /// running in storage and is rescued when its lease expires).
+    /// Flushes until the channel is closed and drained, or until `give_up` fires and
+    /// nothing is queued (an executor that never returns holds the channel open). An
+    /// outcome that cannot be written is retried, never dropped, until `give_up` fires
+    /// (then its job stays running in storage and is rescued when its lease expires).
     ///
     /// A batch that storage refuses for a reason other than a lost connection, a
     /// timeout or a conflict is written one outcome at a time, so one outcome that
@@ -33,7 +34,14 @@ impl Flusher {
         let mut backoff = StorageBackoff::default();
         loop {
             if left.pending.is_empty() {
-                match left.reports.recv().await {
+                // Outcomes already queued are still written after `give_up`; waiting
+                // for more is not: a handler that never yields keeps the channel open.
+                let next = tokio::select! {
+                    biased;
+                    report = left.reports.recv() => report,
+                    () = give_up.cancelled() => None,
+                };
+                match next {
                     Some(report) => left.pending.push(report),
                     None => return,
                 }
