@@ -1,6 +1,6 @@
 -- cancel.lua: cancels one job.
 --
--- KEYS: the 10 keys of the job's queue group (see lib.lua); no global key.
+-- KEYS: the 11 keys of the job's queue group (see lib.lua); no global key.
 -- ARGV: the common head (lib.lua, one group), then the job id, then optionally the
 --       states the job must be in (comma-separated; '' or absent: any), as a bulk
 --       call whose filter names states passes them.

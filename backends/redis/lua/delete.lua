@@ -2,7 +2,7 @@
 --
 -- KEYS: [1] the jobs index, [2] the queue set, [3] the unique index (when ARGV[3] = 3;
 --       absent when 0, on a cluster, where the caller removes the returned members
---       from the indexes), then the 10 keys of the job's queue group (see lib.lua).
+--       from the indexes), then the 11 keys of the job's queue group (see lib.lua).
 -- ARGV: the common head (lib.lua, one group), then the job id, then optionally the
 --       states the job must be in (comma-separated; '' or absent: any), as a bulk
 --       call whose filter names states passes them.

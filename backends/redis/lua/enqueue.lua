@@ -2,7 +2,7 @@
 --
 -- KEYS: [1] the jobs index, [2] the queue set, [3] the unique index (when ARGV[3] = 3;
 --       absent when 0, on a cluster, where reserve.lua indexes the batch first), then
---       10 keys per queue group (see lib.lua).
+--       11 keys per queue group (see lib.lua).
 -- ARGV: the common head (lib.lua), then C, the number of uniqueness checks, and per
 --       check: a unique-index member prefix '<digest>:', n, and the n members of
 --       that prefix the client saw when it decided which jobs to skip (only with the

@@ -1,6 +1,6 @@
 -- heartbeat.lua: extends the leases still held.
 --
--- KEYS: 10 keys per queue group (see lib.lua); no global key.
+-- KEYS: 11 keys per queue group (see lib.lua); no global key.
 -- ARGV: the common head (lib.lua), then the lease (µs), then 3 values per claim:
 --       group number, job id, lease token.
 -- Returns: one integer per claim, in order: 0 lost (the job is not running under this

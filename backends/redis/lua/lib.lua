@@ -21,6 +21,11 @@
 -- named by key_starts() below, in the same slot. The script-specific ARGV starts
 -- after the head.
 --
+-- A count or a priority read from a job hash that is not a number (a hash written by
+-- hand) counts as 0, so that no transition stops halfway through a job: a failure or
+-- a rescue of a job whose `max_attempts` does not read discards it, and a job whose
+-- `priority` does not read is available at priority 0.
+--
 -- Instants are integers in µs since the Unix epoch, clamped to ±(2^53 - 1) so that
 -- every one of them is an exact Lua number; they are written with num(), never with
 -- tostring() (which rounds to 14 digits).
@@ -193,7 +198,7 @@ end
 
 local function make_available(group, key, id, priority, run_at)
   redis.call('HSET', key, 'state', 'available', 'run_at', num(run_at))
-  redis.call('ZADD', group.available, priority, ready_member(run_at, id))
+  redis.call('ZADD', group.available, tonumber(priority) or 0, ready_member(run_at, id))
   group.woken = true
 end
 
@@ -331,7 +336,7 @@ local function promote(group, now, limit)
       redis.call('ZREM', group[state], id)
       local f = redis.call('HMGET', key, 'state', 'priority', 'run_at')
       if f[1] == state then
-        make_available(group, key, id, f[2], tonumber(f[3]))
+        make_available(group, key, id, f[2], tonumber(f[3]) or now)
         moved = moved + 1
       end
     end

@@ -1,6 +1,6 @@
 -- promote.lua: makes due scheduled and retryable jobs available.
 --
--- KEYS: 10 keys per queue group (see lib.lua); no global key.
+-- KEYS: 11 keys per queue group (see lib.lua); no global key.
 -- ARGV: the common head (lib.lua), then the most jobs to move per set and group.
 -- Returns: {moved, more}: how many jobs became available, and 1 when a set had more
 --       due jobs than the limit (call again), else 0.

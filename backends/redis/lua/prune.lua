@@ -5,7 +5,7 @@
 --
 -- KEYS: [1] the jobs index, [2] the queue set, [3] the unique index (when ARGV[3] = 3;
 --       absent when 0, on a cluster, where the caller removes the returned members
---       from the indexes), then 10 keys per queue group (see lib.lua).
+--       from the indexes), then 11 keys per queue group (see lib.lua).
 -- ARGV: the common head (lib.lua), then: limit, and how long (µs) completed, discarded
 --       and cancelled jobs are kept; a job goes once finished_at <= now - that.
 -- Returns: two values per deleted job: its jobs-index member '<id>:<queue>', and its

@@ -1,6 +1,6 @@
 -- report.lua: applies the outcomes of attempts, each fenced by its claim.
 --
--- KEYS: 10 keys per queue group (see lib.lua); no global key.
+-- KEYS: 11 keys per queue group (see lib.lua); no global key.
 -- ARGV: the common head (lib.lua), then 6 values per outcome:
 --       group number, job id, lease token, outcome, text, µs
 --       outcome is 'completed', 'failed' (text = the error, µs = retry in),
@@ -38,14 +38,14 @@ local function apply()
       results[#results + 1] = 0
     else
       release(group, key, id, f[7], true)
-      local attempt, cancel = tonumber(f[3]), f[5] ~= false
+      local attempt, max_attempts, cancel = tonumber(f[3]) or 0, tonumber(f[4]) or 0, f[5] ~= false
       if outcome == 'completed' then
         finish(group, key, id, 'completed', now, finished)
       elseif outcome == 'failed' then
         record_error(key, attempt, now, ARGV[j + 4])
         if cancel then
           finish(group, key, id, 'cancelled', now, finished)
-        elseif attempt >= tonumber(f[4]) then
+        elseif attempt >= max_attempts then
           finish(group, key, id, 'discarded', now, finished)
         else
           make_waiting(group, key, id, 'retryable', clamp(now + tonumber(ARGV[j + 5])))

@@ -1,6 +1,6 @@
 -- rescue.lua: ends the leases whose deadline is at or before now.
 --
--- KEYS: 10 keys per queue group (see lib.lua); no global key.
+-- KEYS: 11 keys per queue group (see lib.lua); no global key.
 -- ARGV: the common head (lib.lua), then the most jobs per group, then the error to
 --       record for a lost attempt.
 -- Returns: {rescued, discarded, cancelled, more}; more is 1 when a group had more
@@ -30,9 +30,9 @@ for _, group in ipairs(groups) do
         finish(group, key, id, 'cancelled', now)
         cancelled = cancelled + 1
       else
-        local attempt = tonumber(f[2])
+        local attempt = tonumber(f[2]) or 0
         record_error(key, attempt, now, message)
-        if attempt >= tonumber(f[3]) then
+        if attempt >= (tonumber(f[3]) or 0) then
           finish(group, key, id, 'discarded', now)
           discarded = discarded + 1
         else

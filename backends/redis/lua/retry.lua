@@ -1,6 +1,6 @@
 -- retry.lua: makes one job that is not running available now.
 --
--- KEYS: the 10 keys of the job's queue group (see lib.lua); no global key.
+-- KEYS: the 11 keys of the job's queue group (see lib.lua); no global key.
 -- ARGV: the common head (lib.lua, one group), then the job id, then optionally the
 --       states the job must be in (comma-separated; '' or absent: any), as a bulk
 --       call whose filter names states passes them.
@@ -25,8 +25,8 @@ if state == 'running' or not state_allowed(state, allowed) then
 end
 unindex(group, id, state, f[2])
 redis.call('HDEL', key, 'finished_at', 'cancel_requested_at', 'lease_token', 'lease_expires_at', 'claimed_by')
-local attempt = tonumber(f[3])
-if attempt >= tonumber(f[4]) then
+local attempt = tonumber(f[3]) or 0
+if attempt >= (tonumber(f[4]) or 0) then
   redis.call('HSET', key, 'max_attempts', num(attempt + 1))
 end
 make_available(group, key, id, f[5], now)

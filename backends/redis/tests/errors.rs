@@ -111,8 +111,9 @@ async fn outcomes_applied_before_a_corrupt_job_stops_the_report_keep_their_set_m
     let (done, corrupt) = (&claimed[0], &claimed[1]);
     let mut conn = common::raw().await;
     let key = |suffix: &str| guard.queue_key("q", suffix);
-    // A failure compares the attempt with `max_attempts`, which is gone.
-    let _: () = conn.hdel(key(&format!("job:{}", corrupt.id)), "max_attempts").await.unwrap();
+    // A report reads each job's hash, and this key no longer holds one.
+    let _: () = conn.del(key(&format!("job:{}", corrupt.id))).await.unwrap();
+    let _: () = conn.set(key(&format!("job:{}", corrupt.id)), "not a hash").await.unwrap();
 
     let reports = vec![
         Report { claim: done.claim().unwrap(), outcome: JobOutcome::Completed },
@@ -128,6 +129,63 @@ async fn outcomes_applied_before_a_corrupt_job_stops_the_report_keep_their_set_m
     let running: Option<f64> = conn.zscore(key("running"), done.id.to_string()).await.unwrap();
     assert!(completed.is_some(), "the completed job is in the completed set");
     assert!(running.is_none(), "the completed job left the running set");
+}
+
+/// A job hash written by hand whose `max_attempts` is not a number: a failure, or a
+/// rescue, discards the job instead of stopping halfway (which once left it marked
+/// running in no set, where nothing would ever find it again).
+#[tokio::test]
+async fn a_job_whose_max_attempts_does_not_read_is_discarded_by_a_failure_or_a_rescue() {
+    let (storage, guard) = common::storage().await;
+    enqueue_plain(&storage, 2).await;
+    let claimed = storage.claim(ClaimParams::new(["q"], 2)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let (failed, lost) = (&claimed[0], &claimed[1]);
+    let mut conn = common::raw().await;
+    let key = |suffix: &str| guard.queue_key("q", suffix);
+    for job in [failed, lost] {
+        let _: () = conn.hset(key(&format!("job:{}", job.id)), "max_attempts", "many").await.unwrap();
+    }
+
+    let outcome = JobOutcome::Failed { error: "boom".into(), retry_in: std::time::Duration::ZERO };
+    let reported = storage.report(ReportParams::new(vec![Report { claim: failed.claim().unwrap(), outcome }]));
+    assert_eq!(reported.await.unwrap().applied.len(), 1);
+    let rescued = storage.rescue_expired(lost.lease_expires_at).await.unwrap();
+    assert_eq!((rescued.rescued, rescued.discarded), (0, 1));
+
+    for job in [failed, lost] {
+        let state: String = conn.hget(key(&format!("job:{}", job.id)), "state").await.unwrap();
+        assert_eq!(state, "discarded", "job {}", job.id);
+        let discarded: Option<f64> = conn.zscore(key("discarded"), job.id.to_string()).await.unwrap();
+        let running: Option<f64> = conn.zscore(key("running"), job.id.to_string()).await.unwrap();
+        assert!(discarded.is_some() && running.is_none(), "job {} is in the discarded set alone", job.id);
+    }
+}
+
+/// A claimed job that does not read back as a record (a field haul writes, here
+/// `created_at`, written by hand) is discarded with the reason; the jobs claimed with it
+/// are handed over, instead of the whole claim failing after storage marked them all
+/// running.
+#[tokio::test]
+async fn a_claimed_job_that_does_not_read_back_is_discarded_and_the_others_are_handed_over() {
+    let (storage, guard) = common::storage().await;
+    let ids = enqueue_plain(&storage, 3).await;
+    let mut conn = common::raw().await;
+    let key = |suffix: &str| guard.queue_key("q", suffix);
+    let _: () = conn.hset(key(&format!("job:{}", ids[1])), "created_at", "yesterday").await.unwrap();
+
+    let claimed = storage.claim(ClaimParams::new(["q"], 3)).await.unwrap();
+    let mut handed_over: Vec<JobId> = claimed.iter().map(|job| job.id).collect();
+    handed_over.sort();
+    assert_eq!(handed_over, vec![ids[0], ids[2]]);
+
+    let bad = key(&format!("job:{}", ids[1]));
+    let state: String = conn.hget(&bad, "state").await.unwrap();
+    assert_eq!(state, "discarded");
+    let errors: String = conn.hget(&bad, "errors").await.unwrap();
+    assert!(errors.contains("the stored job cannot be read") && errors.contains("created_at"), "{errors}");
+    let running: Option<f64> = conn.zscore(key("running"), ids[1].to_string()).await.unwrap();
+    assert!(running.is_none(), "the unreadable job is not left running");
 }
 
 #[cfg(feature = "tls")]

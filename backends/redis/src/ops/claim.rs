@@ -4,19 +4,27 @@
 
 use std::time::Duration;
 
-use haul_core::{ClaimParams, JobRecord, KEY_LIMIT_SCAN, LeaseToken, PacedClaim, Result, validate_queue_name};
+use haul_core::{
+    Claim, ClaimParams, Error, JobId, JobOutcome, KEY_LIMIT_SCAN, LeaseToken, PacedClaim, Report, ReportParams, Result,
+    validate_queue_name,
+};
 use redis::Value;
+use uuid::Uuid;
 
 use super::distinct;
 use crate::{
     RedisStorage,
-    codec::{duration_micros, reply},
+    codec::{Fields, duration_micros, record_from_fields, reply},
     keys::QueueKeys,
     scripts::{scripts, with_head},
 };
 
 /// The most jobs one claim call returns.
 pub(crate) const MAX_CLAIM: usize = 10_000;
+
+/// Claimed jobs that do not read back as records, each with its claim when that reads,
+/// and why.
+type Unreadable = Vec<(Option<Claim>, Error)>;
 
 /// The most due jobs a claim promotes per queue and set before claiming.
 const CLAIM_PROMOTE_LIMIT: usize = 1_000;
@@ -53,7 +61,33 @@ impl RedisStorage {
         for _ in 0..limit {
             call.arg(LeaseToken::new().to_string());
         }
-        paced_claim(self.run(&call).await?)
+        let (claimed, unreadable) = paced_claim(self.run(&call).await?)?;
+        self.discard_unreadable(unreadable, params).await;
+        Ok(claimed)
+    }
+
+    /// Discards the jobs a claim took but cannot hand over, because a field haul writes
+    /// does not read back (a job hash written by hand): each gets the reason, so that it
+    /// neither fails the claim of the jobs taken with it nor comes back after its lease.
+    /// A job whose id or lease token cannot be read, or whose discard fails, is left to
+    /// its lease.
+    async fn discard_unreadable(&self, unreadable: Unreadable, params: &ClaimParams) {
+        let mut reports = Vec::new();
+        for (claim, error) in unreadable {
+            tracing::error!(id = ?claim.map(|claim| claim.id), %error, "a claimed job cannot be read; discarding it");
+            if let Some(claim) = claim {
+                let reason = format!("the stored job cannot be read: {error}");
+                reports.push(Report { claim, outcome: JobOutcome::Discarded { reason } });
+            }
+        }
+        if !reports.is_empty() {
+            let mut report = ReportParams::new(reports);
+            report.now = params.now;
+            if let Err(error) = self.report_outcomes(report).await {
+                // The jobs claimed with them are handed over all the same.
+                tracing::warn!(%error, "could not discard unreadable claimed jobs; they are rescued after their leases");
+            }
+        }
     }
 
     /// On a cluster, the queues live in different slots: look at the heads of their
@@ -131,14 +165,28 @@ impl RedisStorage {
 }
 
 /// A claim's reply from `claim.lua`: `{wait, jobs}`, where `wait` is how many ms until
-/// a rate limit that held back a job lets one more start, or -1 when none did.
-fn paced_claim(value: Value) -> Result<PacedClaim> {
+/// a rate limit that held back a job lets one more start, or -1 when none did. Also
+/// the jobs that do not read back as records, each with its claim when that reads.
+fn paced_claim(value: Value) -> Result<(PacedClaim, Unreadable)> {
     let mut parts = reply::array(value)?.into_iter();
     let wait = parts.next().map(reply::int).transpose()?.unwrap_or(-1);
-    let jobs = parts.next().map(reply::array).transpose()?.unwrap_or_default();
-    let jobs = jobs.into_iter().map(reply::record).collect::<Result<Vec<JobRecord>>>()?;
+    let replies = parts.next().map(reply::array).transpose()?.unwrap_or_default();
+    let (mut jobs, mut unreadable) = (Vec::with_capacity(replies.len()), Vec::new());
+    for job in replies {
+        let fields = reply::fields(job)?;
+        match record_from_fields(&fields) {
+            Ok(record) => jobs.push(record),
+            Err(error) => unreadable.push((claim_of(&fields), error)),
+        }
+    }
     let wait = u64::try_from(wait).ok().map(Duration::from_millis);
-    Ok(PacedClaim::new(jobs).rate_limited_for(wait))
+    Ok((PacedClaim::new(jobs).rate_limited_for(wait), unreadable))
+}
+
+/// The claim of a claimed job's fields, when its id and lease token read.
+fn claim_of(fields: &Fields) -> Option<Claim> {
+    let uuid = |name: &str| fields.get(name).and_then(|text| Uuid::parse_str(text).ok());
+    Some(Claim { id: JobId(uuid("id")?), token: LeaseToken(uuid("lease_token")?) })
 }
 
 /// The claims of two runs as one: the jobs of both, in order, and the sooner of their
