@@ -129,6 +129,29 @@ async fn a_job_waiting_for_a_slot_at_shutdown_is_handed_back_not_started() {
     assert_eq!(handed_back.attempt, 0, "without spending its attempt");
 }
 
+#[job(queue = "cancels_its_token", max_attempts = 2, backoff = RetryPolicy::fixed(Duration::ZERO))]
+async fn cancels_its_own_stop_token(ctx: JobContext) -> Result<(), JobError> {
+    ctx.stop_token().cancel();
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// A handler that cancels its own stop token (not the worker: no stop reason) spends
+/// its attempt, so a job that always does it runs out of attempts instead of being
+/// handed back forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_cancels_its_own_stop_token_spends_its_attempts() {
+    let storage = MemoryStorage::new();
+    let queue = Queue::new(storage.clone());
+    let id = queue.enqueue(CancelsItsOwnStopToken::new()).await.unwrap();
+    let running = RunningWorker::start(worker(&storage, "cancels_its_token").build());
+    let job = job_in_state(&queue, id, JobState::Discarded).await;
+    running.stop().await.unwrap();
+    assert_eq!(job.attempt, 2);
+    assert_eq!(job.errors.len(), 2);
+    assert!(job.errors[1].message.contains("stop token was cancelled, not by the worker"), "{:?}", job.errors);
+}
+
 /// Lets the test decide when a handler that blocks its thread (never awaits) returns.
 #[derive(Default)]
 struct ThreadGate {

@@ -360,6 +360,10 @@ fn failed(message: &str, retry: &RetryPolicy, attempt: u32) -> JobOutcome {
     JobOutcome::Failed { error: message.to_owned(), retry_in: retry.delay(attempt) }
 }
 
+/// The error of an attempt whose stop token was cancelled without a reason.
+const UNEXPLAINED_STOP: &str =
+    "the job's stop token was cancelled, not by the worker; a handler that gives up should return an error";
+
 fn stopped_outcome(
     reason: Option<StopReason>,
     timeout: Option<Duration>,
@@ -372,7 +376,11 @@ fn stopped_outcome(
         }
         Some(StopReason::Cancelled) => Some(JobOutcome::Cancelled),
         // Handed back without spending the attempt.
-        Some(StopReason::Shutdown) | None => Some(JobOutcome::Snoozed { delay: Duration::ZERO }),
+        Some(StopReason::Shutdown) => Some(JobOutcome::Snoozed { delay: Duration::ZERO }),
+        // The token was cancelled by code other than the worker (the handler or one of
+        // its tasks): a failed attempt, so that a job doing it every time runs out of
+        // attempts instead of being handed back forever.
+        None => Some(failed(UNEXPLAINED_STOP, retry, attempt)),
         Some(StopReason::LeaseLost) => None,
     }
 }
