@@ -197,9 +197,9 @@ impl JobContext {
     /// Fires when the handler should stop: shutdown after the grace period, timeout,
     /// cancellation, or a lost lease. Handlers doing long work should watch it.
     ///
-    /// It is for watching: a handler that cancels it itself (there is then no
-    /// [`StopReason`]) is stopped and its attempt counts as failed. To give up, return
-    /// an error.
+    /// It is for watching: a handler still running when it cancels the token itself
+    /// (there is then no [`StopReason`]) is stopped, and its attempt counts as failed.
+    /// To give up, return an error.
     pub fn stop_token(&self) -> &CancellationToken {
         &self.inner.stop
     }

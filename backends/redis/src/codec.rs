@@ -218,10 +218,29 @@ pub(crate) mod reply {
         }
     }
 
+    /// A string reply, with U+FFFD in place of bytes that are not UTF-8.
+    fn lossy_string(value: Value) -> Result<String> {
+        match value {
+            Value::BulkString(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            other => string(other),
+        }
+    }
+
     /// A HGETALL field list (flat, or a RESP3 map).
     pub(crate) fn fields(value: Value) -> Result<Fields> {
+        fields_read_with(value, string)
+    }
+
+    /// A HGETALL field list whose values that are not UTF-8 read with U+FFFD in place
+    /// of their bad bytes (a job hash written by hand), so that the fields that do read
+    /// still say which job it is.
+    pub(crate) fn lossy_fields(value: Value) -> Result<Fields> {
+        fields_read_with(value, lossy_string)
+    }
+
+    fn fields_read_with(value: Value, read: fn(Value) -> Result<String>) -> Result<Fields> {
         if let Value::Map(pairs) = value {
-            return pairs.into_iter().map(|(field, value)| Ok((string(field)?, string(value)?))).collect();
+            return pairs.into_iter().map(|(field, value)| Ok((read(field)?, read(value)?))).collect();
         }
         let items = array(value)?;
         if items.len() % 2 != 0 {
@@ -230,7 +249,7 @@ pub(crate) mod reply {
         let mut fields = Fields::with_capacity(items.len() / 2);
         let mut items = items.into_iter();
         while let (Some(field), Some(value)) = (items.next(), items.next()) {
-            fields.insert(string(field)?, string(value)?);
+            fields.insert(read(field)?, read(value)?);
         }
         Ok(fields)
     }

@@ -165,19 +165,24 @@ async fn a_job_whose_max_attempts_does_not_read_is_discarded_by_a_failure_or_a_r
 /// A claimed job that does not read back as a record (a field haul writes, here
 /// `created_at`, written by hand) is discarded with the reason; the jobs claimed with it
 /// are handed over, instead of the whole claim failing after storage marked them all
-/// running.
+/// running. Binary arguments do not fail the claim either.
 #[tokio::test]
 async fn a_claimed_job_that_does_not_read_back_is_discarded_and_the_others_are_handed_over() {
     let (storage, guard) = common::storage().await;
-    let ids = enqueue_plain(&storage, 3).await;
+    let ids = enqueue_plain(&storage, 4).await;
     let mut conn = common::raw().await;
     let key = |suffix: &str| guard.queue_key("q", suffix);
     let _: () = conn.hset(key(&format!("job:{}", ids[1])), "created_at", "yesterday").await.unwrap();
+    // Arguments that are not UTF-8 (binary, from another language) are the worker's to
+    // discard as unreadable arguments: the job is handed over, saying why.
+    let _: () = conn.hset(key(&format!("job:{}", ids[3])), "args", vec![0xff_u8, 0xfe]).await.unwrap();
 
-    let claimed = storage.claim(ClaimParams::new(["q"], 3)).await.unwrap();
+    let claimed = storage.claim(ClaimParams::new(["q"], 4)).await.unwrap();
     let mut handed_over: Vec<JobId> = claimed.iter().map(|job| job.id).collect();
     handed_over.sort();
-    assert_eq!(handed_over, vec![ids[0], ids[2]]);
+    assert_eq!(handed_over, vec![ids[0], ids[2], ids[3]]);
+    let binary = claimed.iter().find(|job| job.id == ids[3]).unwrap();
+    assert!(binary.unreadable_args.is_some(), "{binary:?}");
 
     let bad = key(&format!("job:{}", ids[1]));
     let state: String = conn.hget(&bad, "state").await.unwrap();

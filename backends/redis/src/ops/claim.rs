@@ -83,9 +83,16 @@ impl RedisStorage {
         if !reports.is_empty() {
             let mut report = ReportParams::new(reports);
             report.now = params.now;
-            if let Err(error) = self.report_outcomes(report).await {
-                // The jobs claimed with them are handed over all the same.
-                tracing::warn!(%error, "could not discard unreadable claimed jobs; they are rescued after their leases");
+            // The jobs claimed with them are handed over all the same.
+            match self.report_outcomes(report).await {
+                Ok(outcome) => {
+                    for claim in outcome.rejected {
+                        tracing::warn!(id = %claim.id, "could not find an unreadable claimed job to discard it; it is rescued after its lease");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not discard unreadable claimed jobs; they are rescued after their leases");
+                }
             }
         }
     }
@@ -173,7 +180,7 @@ fn paced_claim(value: Value) -> Result<(PacedClaim, Unreadable)> {
     let replies = parts.next().map(reply::array).transpose()?.unwrap_or_default();
     let (mut jobs, mut unreadable) = (Vec::with_capacity(replies.len()), Vec::new());
     for job in replies {
-        let fields = reply::fields(job)?;
+        let fields = reply::lossy_fields(job)?;
         match record_from_fields(&fields) {
             Ok(record) => jobs.push(record),
             Err(error) => unreadable.push((claim_of(&fields), error)),
