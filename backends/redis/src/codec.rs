@@ -126,7 +126,7 @@ fn optional<T: FromStr>(fields: &Fields, name: &str) -> Result<Option<T>> {
     if fields.contains_key(name) { parse(fields, name).map(Some) } else { Ok(None) }
 }
 
-fn parse_uuid(fields: &Fields, name: &str) -> Result<Uuid> {
+pub(crate) fn parse_uuid(fields: &Fields, name: &str) -> Result<Uuid> {
     parse(fields, name)
 }
 

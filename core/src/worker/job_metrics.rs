@@ -54,9 +54,8 @@ pub(crate) struct JobMetrics {
 }
 
 impl JobMetrics {
-    /// Builds the keys of `queue` and `kind` (for a caller that runs a job now and then;
-    /// a worker shares them through [`JobMetricsByKind`]).
-    pub(crate) fn new(queue: &str, kind: &str) -> Self {
+    /// Builds the keys of `queue` and `kind` (shared through [`JobMetricsByKind`]).
+    fn new(queue: &str, kind: &str) -> Self {
         let labels = || vec![Label::new("queue", queue.to_owned()), Label::new("kind", kind.to_owned())];
         Self {
             wait: Key::from_parts(WAIT, labels()),

@@ -9,12 +9,11 @@ use haul_core::{
     validate_queue_name,
 };
 use redis::Value;
-use uuid::Uuid;
 
 use super::distinct;
 use crate::{
     RedisStorage,
-    codec::{Fields, duration_micros, record_from_fields, reply},
+    codec::{Fields, duration_micros, parse_uuid, record_from_fields, reply},
     keys::QueueKeys,
     scripts::{scripts, with_head},
 };
@@ -192,7 +191,7 @@ fn paced_claim(value: Value) -> Result<(PacedClaim, Unreadable)> {
 
 /// The claim of a claimed job's fields, when its id and lease token read.
 fn claim_of(fields: &Fields) -> Option<Claim> {
-    let uuid = |name: &str| fields.get(name).and_then(|text| Uuid::parse_str(text).ok());
+    let uuid = |name: &str| parse_uuid(fields, name).ok();
     Some(Claim { id: JobId(uuid("id")?), token: LeaseToken(uuid("lease_token")?) })
 }
 
