@@ -14,12 +14,16 @@
 -- ARGV: the common head (lib.lua), then: limit, lease (µs), worker id, the most jobs to
 --       promote per set, scan (haul_core::KEY_LIMIT_SCAN), then `limit` fresh lease
 --       tokens.
--- Returns: { wait, jobs }: wait is -1, or, when a rate limit held back a job the claim
+-- Returns: { wait, jobs[, failure] }: wait is -1, or, when a rate limit held back a job the claim
 --       would otherwise have taken (room in `limit`, in the concurrency limits, within
 --       `scan`), the least, over the scopes (queue or limit key) that held one back, of
 --       the ms until the scope lets one more start: its `starts`-th most recent start
 --       (this claim's included) + period - t. jobs: the claimed jobs in claim order,
---       each as its HGETALL field/value list.
+--       each as its HGETALL field/value list. An error at a job (its key is not a
+--       hash, say) ends the claim there: with jobs taken, failure says at which job
+--       and why, and everything else happens as for the jobs taken alone (they are
+--       marked running, so they are handed over); with none, the script fails with that
+--       error. A job that could not be taken stays available.
 -- Effects: each claimed job is `running` with attempt + 1, attempted_at = now,
 --       lease_token, lease_expires_at = now + lease and claimed_by set, and moves from
 --       the available set to the running set (scored by its lease deadline); a job
@@ -283,9 +287,11 @@ end
 -- they had in its available set (group.taken), both written once the jobs are taken.
 local running = {}
 local claimed, wait = {}, nil
+-- The member of the job being claimed, for the failure that stops at it.
+local current
 -- Claims the candidates; run under pcall so that, should a job raise an error, the
--- jobs taken before it still move to the running sets below (a script's writes are
--- not undone, and a job marked running must be where rescue finds it).
+-- jobs taken before it still move to the running sets below and are handed over (a
+-- script's writes are not undone, and a job marked running must reach a worker).
 local function claim_all()
   for _, candidate in ipairs(candidates) do
     if #claimed >= limit then break end
@@ -294,18 +300,19 @@ local function claim_all()
       -- Held back by a rate limit, and within the claim's limit: it would be claimed.
       if not wait or candidate[4] < wait then wait = candidate[4] end
     else
-      local id = member_id(candidate[2])
+      current = candidate[2]
+      local id = member_id(current)
       local token = ARGV[tokens + #claimed]
       local fields = take(group.prefix .. id, token)
       group.taken = group.taken or {}
-      group.taken[#group.taken + 1] = candidate[2]
+      group.taken[#group.taken + 1] = current
       add_member(running, group.running, num(deadline), id)
-      local limit_key = field(fields, 'limit_key')
-      if limit_key then redis.call('HINCRBY', group.key_running, limit_key, 1) end
-      if group.rate then record_start(group.starts, group.rate, token) end
-      if limit_key and group.key_rate then record_start(key_starts(group, limit_key), group.key_rate, token) end
       group.claimed = (group.claimed or 0) + 1
       claimed[#claimed + 1] = fields
+      local limit_key = field(fields, 'limit_key')
+      if group.rate then record_start(group.starts, group.rate, token) end
+      if limit_key and group.key_rate then record_start(key_starts(group, limit_key), group.key_rate, token) end
+      if limit_key then redis.call('HINCRBY', group.key_running, limit_key, 1) end
     end
   end
 end
@@ -315,7 +322,14 @@ flush_members(running)
 for _, group in ipairs(groups) do
   if group.taken then remove_members(group.available, group.taken) end
 end
-if not claimed_all then error(failure) end
+if not claimed_all then
+  if #claimed == 0 then error(failure) end
+  -- Redis 7's pcall gives the error as a string (a table with `err` on older servers).
+  local reason = type(failure) == 'table' and failure.err or failure
+  failure = 'failed at job ' .. member_id(current) .. ': ' .. tostring(reason)
+else
+  failure = nil
+end
 flush_members(starts)
 for _, key in ipairs(starts) do
   local rate = rates[key]
@@ -332,4 +346,5 @@ for _, group in ipairs(groups) do
   end
 end
 publish(channel, groups)
+if failure then return { wait or -1, claimed, failure } end
 return { wait or -1, claimed }

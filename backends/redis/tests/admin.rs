@@ -383,13 +383,6 @@ async fn measure_list_on_many_jobs() {
     eprintln!("purged in {:.1?}", started.elapsed());
 }
 
-/// The nodes of the Redis Cluster in `HAUL_TEST_REDIS_CLUSTER_URLS` (comma-separated).
-fn cluster_nodes() -> Vec<String> {
-    let urls = std::env::var("HAUL_TEST_REDIS_CLUSTER_URLS")
-        .unwrap_or_else(|_| panic!("set HAUL_TEST_REDIS_CLUSTER_URLS to the nodes of a Redis Cluster"));
-    urls.split(',').map(str::to_owned).collect()
-}
-
 /// On a cluster `delete.lua` stays in the queue's slot and the client removes the
 /// index members after it: nothing of a deleted job is left, one by one or in bulk.
 /// Run with `HAUL_TEST_REDIS_CLUSTER_URLS=redis://127.0.0.1:7000,… cargo test -p
@@ -402,9 +395,10 @@ async fn on_a_cluster_delete_leaves_nothing_of_the_job() {
 
     let prefix = common::fresh_prefix();
     let config = haul_redis::RedisConfig::new().prefix(&prefix);
-    let storage = RedisStorage::connect_cluster(cluster_nodes(), config).await.unwrap();
+    let storage = RedisStorage::connect_cluster(common::cluster_nodes(), config).await.unwrap();
     assert!(storage.is_cluster());
-    let mut raw = redis::cluster::ClusterClient::new(cluster_nodes()).unwrap().get_async_connection().await.unwrap();
+    let mut raw =
+        redis::cluster::ClusterClient::new(common::cluster_nodes()).unwrap().get_async_connection().await.unwrap();
     let unique = |queue: &str, key: &str| NewJob::new("plain", json!({})).queue(queue).unique(Unique::new(key));
 
     let jobs =

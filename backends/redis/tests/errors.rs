@@ -6,8 +6,8 @@ mod common;
 
 use haul_core::Admin as _;
 use haul_core::{
-    ClaimParams, EnqueueParams, Error, ErrorKind, JobId, JobOutcome, JobState, NewJob, PeriodicUpdate, Report,
-    ReportParams, Storage,
+    ClaimParams, EnqueueParams, Error, ErrorKind, JobId, JobOutcome, JobState, NewJob, PeriodicUpdate, QueueLimits,
+    RateLimit, Report, ReportParams, Storage,
 };
 use haul_redis::{RedisConfig, RedisStorage};
 use redis::AsyncCommands;
@@ -77,26 +77,83 @@ async fn a_job_whose_attempt_count_was_mangled_is_claimed_as_a_first_attempt() {
     assert!(running.is_some(), "the claimed job is in the running set, where rescue finds it");
 }
 
-/// A claim that fails on a job it cannot read (here a key that is no longer a hash) still
-/// moves the jobs it took before that one to the running set: they are marked running,
-/// and rescue finds them there once their leases expire.
+/// A claim that stops at a job it cannot take (here a key that is no longer a hash)
+/// hands over the jobs it took before that one: they are marked running, sit in the
+/// running set and count as starts for the queue's rate limit. The job it stopped at
+/// stays available, and a claim that meets it first fails, taking nothing.
 #[tokio::test]
-async fn jobs_a_failing_claim_took_before_its_error_are_where_rescue_finds_them() {
+async fn a_claim_that_stops_at_a_job_it_cannot_take_hands_over_the_jobs_taken_before_it() {
     let (storage, guard) = common::storage().await;
-    let ids = enqueue_plain(&storage, 2).await;
+    storage.set_queue_limits("q", QueueLimits::new().rate(RateLimit::per_minute(10))).await.unwrap();
+    let ids = enqueue_plain(&storage, 3).await;
     let mut conn = common::raw().await;
     let key = |suffix: &str| guard.queue_key("q", suffix);
-    // The second job in claim order (same priority and run_at, the later id).
+    // The second job in claim order (same priority and run_at, ids in enqueue order).
     let _: () = conn.del(key(&format!("job:{}", ids[1]))).await.unwrap();
     let _: () = conn.set(key(&format!("job:{}", ids[1])), "not a hash").await.unwrap();
 
-    assert!(storage.claim(ClaimParams::new(["q"], 2)).await.is_err());
+    let claimed = storage.claim(ClaimParams::new(["q"], 3)).await.unwrap();
+    assert_eq!(claimed.iter().map(|job| job.id).collect::<Vec<_>>(), [ids[0]]);
     let taken = storage.get(ids[0]).await.unwrap().unwrap();
-    assert_eq!(taken.state, JobState::Running);
+    assert_eq!((taken.state, taken.lease_token), (JobState::Running, Some(claimed[0].claim().unwrap().token)));
     let running: Option<f64> = conn.zscore(key("running"), ids[0].to_string()).await.unwrap();
-    assert!(running.is_some(), "the job taken before the error is in the running set");
-    let available: i64 = conn.zcard(key("available")).await.unwrap();
-    assert_eq!(available, 1, "only the unreadable job is left available");
+    assert!(running.is_some(), "the job handed over is in the running set");
+    let starts: i64 = conn.zcard(key("starts")).await.unwrap();
+    assert_eq!(starts, 1, "the job handed over is a start of the rate limit");
+    let available: Vec<String> = conn.zrange(key("available"), 0, -1).await.unwrap();
+    assert_eq!(available.len(), 2, "the job it stopped at and the one after stay available: {available:?}");
+
+    assert!(storage.claim(ClaimParams::new(["q"], 3)).await.is_err(), "a claim that takes nothing fails");
+    let starts: i64 = conn.zcard(key("starts")).await.unwrap();
+    assert_eq!(starts, 1);
+    assert_eq!(storage.get(ids[2]).await.unwrap().unwrap().state, JobState::Available);
+}
+
+/// On a cluster a claim over queues in different slots runs one script per queue: a
+/// queue whose script fails is left out of the claim, and the jobs of the other queues
+/// are handed over, whichever comes first. Run with
+/// `HAUL_TEST_REDIS_CLUSTER_URLS=redis://127.0.0.1:7000,… cargo test -p haul-redis --test
+/// errors -- --ignored on_a_cluster`.
+#[tokio::test]
+#[ignore = "needs a Redis Cluster: HAUL_TEST_REDIS_CLUSTER_URLS"]
+async fn on_a_cluster_a_queue_whose_claim_fails_is_left_out_and_the_others_are_handed_over() {
+    let prefix = common::fresh_prefix();
+    let config = RedisConfig::new().prefix(&prefix);
+    let storage = RedisStorage::connect_cluster(common::cluster_nodes(), config).await.unwrap();
+    assert!(storage.is_cluster());
+    let mut raw =
+        redis::cluster::ClusterClient::new(common::cluster_nodes()).unwrap().get_async_connection().await.unwrap();
+    let enqueue = |queue: &'static str| {
+        let storage = storage.clone();
+        async move {
+            storage.enqueue(EnqueueParams::new(vec![NewJob::new("plain", json!({})).queue(queue)])).await.unwrap().ids
+                [0]
+        }
+    };
+    let (first, second) = (enqueue("q").await, enqueue("r").await);
+    // The claim from `r` fails, whether it runs before or after `q`'s.
+    let broken = format!("haul:{{{prefix}:r}}:job:{second}");
+    let _: () = raw.del(&broken).await.unwrap();
+    let _: () = raw.set(&broken, "not a hash").await.unwrap();
+
+    for queues in [["r", "q"], ["q", "r"]] {
+        let claimed = storage.claim(ClaimParams::new(queues, 2)).await.unwrap();
+        assert_eq!(claimed.iter().map(|job| job.id).collect::<Vec<_>>(), [first], "{queues:?}");
+        assert_eq!(storage.get(first).await.unwrap().unwrap().state, JobState::Running);
+        // Back to available, for the next order.
+        storage
+            .report(ReportParams::new(vec![Report {
+                claim: claimed[0].claim().unwrap(),
+                outcome: JobOutcome::Snoozed { delay: std::time::Duration::ZERO },
+            }]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(storage.claim(ClaimParams::new(["q"], 1)).await.unwrap().len(), 1);
+    assert!(storage.claim(ClaimParams::new(["q", "r"], 2)).await.is_err(), "a claim that takes nothing fails");
+
+    let _: () = raw.del(&broken).await.unwrap();
+    storage.purge().await.unwrap();
 }
 
 /// A report applies its outcomes one by one and moves their jobs between the sets at

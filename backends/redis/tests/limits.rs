@@ -434,13 +434,6 @@ async fn a_claim_whose_other_queues_take_the_key_limited_queue_s_jobs_places_wak
     assert_eq!(listener.before("marker").await, ["per_key"], "jobs left by the merge, not by the keys, wake the queue");
 }
 
-/// The nodes of the Redis Cluster in `HAUL_TEST_REDIS_CLUSTER_URLS` (comma-separated).
-fn cluster_nodes() -> Vec<String> {
-    let urls = std::env::var("HAUL_TEST_REDIS_CLUSTER_URLS")
-        .unwrap_or_else(|_| panic!("set HAUL_TEST_REDIS_CLUSTER_URLS to the nodes of a Redis Cluster"));
-    urls.split(',').map(str::to_owned).collect()
-}
-
 /// On a cluster the index of limited queues is written after each queue's limits, in
 /// another slot; a claim across slots shares its limit out within each queue's free
 /// slots; purge finds the limits of a queue that never had jobs. Run with
@@ -451,9 +444,10 @@ fn cluster_nodes() -> Vec<String> {
 async fn on_a_cluster_limits_are_listed_obeyed_and_purged() {
     let prefix = common::fresh_prefix();
     let config = haul_redis::RedisConfig::new().prefix(&prefix);
-    let storage = RedisStorage::connect_cluster(cluster_nodes(), config).await.unwrap();
+    let storage = RedisStorage::connect_cluster(common::cluster_nodes(), config).await.unwrap();
     assert!(storage.is_cluster());
-    let mut raw = redis::cluster::ClusterClient::new(cluster_nodes()).unwrap().get_async_connection().await.unwrap();
+    let mut raw =
+        redis::cluster::ClusterClient::new(common::cluster_nodes()).unwrap().get_async_connection().await.unwrap();
 
     set_limit(&storage, "lim", 2).await;
     set_limit(&storage, "quiet", 1).await;
@@ -490,8 +484,9 @@ async fn on_a_cluster_limits_are_listed_obeyed_and_purged() {
 async fn on_a_cluster_key_limits_are_listed_and_obeyed() {
     let prefix = common::fresh_prefix();
     let config = haul_redis::RedisConfig::new().prefix(&prefix);
-    let storage = RedisStorage::connect_cluster(cluster_nodes(), config).await.unwrap();
-    let mut raw = redis::cluster::ClusterClient::new(cluster_nodes()).unwrap().get_async_connection().await.unwrap();
+    let storage = RedisStorage::connect_cluster(common::cluster_nodes(), config).await.unwrap();
+    let mut raw =
+        redis::cluster::ClusterClient::new(common::cluster_nodes()).unwrap().get_async_connection().await.unwrap();
 
     set_key_limit(&storage, "keyed", 1).await;
     let index: Vec<String> = raw.zrange(format!("haul:{{{prefix}}}:limits"), 0, -1).await.unwrap();

@@ -389,13 +389,6 @@ async fn racing_claimers_never_start_more_of_a_key_than_its_rate_in_any_window()
     }
 }
 
-/// The nodes of the Redis Cluster in `HAUL_TEST_REDIS_CLUSTER_URLS` (comma-separated).
-fn cluster_nodes() -> Vec<String> {
-    let urls = std::env::var("HAUL_TEST_REDIS_CLUSTER_URLS")
-        .unwrap_or_else(|_| panic!("set HAUL_TEST_REDIS_CLUSTER_URLS to the nodes of a Redis Cluster"));
-    urls.split(',').map(str::to_owned).collect()
-}
-
 /// On a cluster each queue's script enforces its rate limits in its slot (the start
 /// sets, per key too, live there), a claim across slots fills up from the other
 /// queues, and tells the sooner wait of its queues. Run with
@@ -406,8 +399,9 @@ fn cluster_nodes() -> Vec<String> {
 async fn on_a_cluster_rate_limits_are_listed_and_obeyed() {
     let prefix = common::fresh_prefix();
     let config = haul_redis::RedisConfig::new().prefix(&prefix);
-    let storage = RedisStorage::connect_cluster(cluster_nodes(), config).await.unwrap();
-    let mut raw = redis::cluster::ClusterClient::new(cluster_nodes()).unwrap().get_async_connection().await.unwrap();
+    let storage = RedisStorage::connect_cluster(common::cluster_nodes(), config).await.unwrap();
+    let mut raw =
+        redis::cluster::ClusterClient::new(common::cluster_nodes()).unwrap().get_async_connection().await.unwrap();
 
     set(&storage, "paced", QueueLimits::new().rate(RateLimit::new(2, secs(10)))).await;
     set(&storage, "keyed", QueueLimits::new().key_rate(RateLimit::new(1, secs(4)))).await;

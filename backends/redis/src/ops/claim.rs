@@ -60,7 +60,12 @@ impl RedisStorage {
         for _ in 0..limit {
             call.arg(LeaseToken::new().to_string());
         }
-        let (claimed, unreadable) = paced_claim(self.run(&call).await?)?;
+        let (claimed, unreadable, stopped) = paced_claim(self.run(&call).await?)?;
+        if let Some(failure) = stopped {
+            // The jobs taken are marked running: hand them over. A job that could not
+            // be taken stays available, and the next claim meets it again.
+            tracing::error!(%failure, taken = claimed.jobs.len(), "a claim stopped at an error; the jobs it took are handed over");
+        }
         self.discard_unreadable(unreadable, params).await;
         Ok(claimed)
     }
@@ -104,7 +109,9 @@ impl RedisStorage {
     /// out the queues that gave less than their share: their script found no more.
     /// Each claim checks its queue's limits again, atomically, rate limits included
     /// (the start sets live in the queue's slot), and the claim tells the sooner of
-    /// the runs' waits for a rate limit.
+    /// the runs' waits for a rate limit. A queue whose run fails is left out of the rest
+    /// of the claim, and the other queues' jobs are handed over: the claim fails only
+    /// when no run took a job.
     async fn claim_across_slots(&self, queues: &[QueueKeys], limit: usize, params: &ClaimParams) -> Result<PacedClaim> {
         /// Per queue: the paused flag, the limits, the running jobs, the head.
         const PER_QUEUE: usize = 4;
@@ -149,34 +156,59 @@ impl RedisStorage {
         }
 
         let mut claimed = PacedClaim::new(Vec::new());
+        let mut failed = vec![false; queues.len()];
+        let mut first_error = None;
         let mut drained = vec![false; queues.len()];
-        for ((queue, share), drained) in queues.iter().zip(&shares).zip(&mut drained) {
-            if *share > 0 {
-                let part = self.claim_from(&[queue], *share, params).await?;
-                *drained = part.jobs.len() < *share;
-                claimed = merge(claimed, part);
+        for ((queue, &share), (drained, failed)) in queues.iter().zip(&shares).zip(drained.iter_mut().zip(&mut failed))
+        {
+            if share > 0 {
+                match self.claim_from(&[queue], share, params).await {
+                    Ok(part) => {
+                        *drained = part.jobs.len() < share;
+                        claimed = merge(claimed, part);
+                    }
+                    Err(error) => {
+                        *failed = true;
+                        first_error.get_or_insert(error);
+                    }
+                }
             }
         }
-        for (queue, drained) in queues.iter().zip(drained) {
+        for ((queue, drained), failed) in queues.iter().zip(drained).zip(failed) {
             if claimed.jobs.len() >= limit {
                 break;
             }
-            if !drained {
-                let part = self.claim_from(&[queue], limit - claimed.jobs.len(), params).await?;
-                claimed = merge(claimed, part);
+            if !drained && !failed {
+                match self.claim_from(&[queue], limit - claimed.jobs.len(), params).await {
+                    Ok(part) => claimed = merge(claimed, part),
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
             }
         }
-        Ok(claimed)
+        match first_error {
+            Some(error) if claimed.jobs.is_empty() => Err(error),
+            Some(error) => {
+                // The jobs claimed from the other queues are marked running: hand them over.
+                tracing::error!(%error, taken = claimed.jobs.len(), "claiming from a queue failed; the jobs claimed from the other queues are handed over");
+                Ok(claimed)
+            }
+            None => Ok(claimed),
+        }
     }
 }
 
-/// A claim's reply from `claim.lua`: `{wait, jobs}`, where `wait` is how many ms until
-/// a rate limit that held back a job lets one more start, or -1 when none did. Also
-/// the jobs that do not read back as records, each with its claim when that reads.
-fn paced_claim(value: Value) -> Result<(PacedClaim, Unreadable)> {
+/// A claim's reply from `claim.lua`: `{wait, jobs[, failure]}`, where `wait` is how many
+/// ms until a rate limit that held back a job lets one more start, or -1 when none did,
+/// and `failure` why the claim stopped at a job. Also the jobs that
+/// do not read back as records, each with its claim when that reads.
+fn paced_claim(value: Value) -> Result<(PacedClaim, Unreadable, Option<String>)> {
     let mut parts = reply::array(value)?.into_iter();
     let wait = parts.next().map(reply::int).transpose()?.unwrap_or(-1);
     let replies = parts.next().map(reply::array).transpose()?.unwrap_or_default();
+    // Read whatever it holds: the jobs are handed over either way.
+    let stopped = parts.next().map(|failure| reply::string(failure).unwrap_or_else(|error| error.to_string()));
     let (mut jobs, mut unreadable) = (Vec::with_capacity(replies.len()), Vec::new());
     for job in replies {
         let fields = reply::lossy_fields(job)?;
@@ -186,7 +218,7 @@ fn paced_claim(value: Value) -> Result<(PacedClaim, Unreadable)> {
         }
     }
     let wait = u64::try_from(wait).ok().map(Duration::from_millis);
-    Ok((PacedClaim::new(jobs).rate_limited_for(wait), unreadable))
+    Ok((PacedClaim::new(jobs).rate_limited_for(wait), unreadable, stopped))
 }
 
 /// The claim of a claimed job's fields, when its id and lease token read.

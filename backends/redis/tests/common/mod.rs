@@ -16,6 +16,14 @@ pub fn fresh_prefix() -> String {
     format!("haul_test_{}", &uuid::Uuid::now_v7().simple().to_string()[16..])
 }
 
+/// The nodes of the Redis Cluster in `HAUL_TEST_REDIS_CLUSTER_URLS` (comma-separated),
+/// for the tests ignored without one (`-- --ignored on_a_cluster`).
+pub fn cluster_nodes() -> Vec<String> {
+    let urls = std::env::var("HAUL_TEST_REDIS_CLUSTER_URLS")
+        .unwrap_or_else(|_| panic!("set HAUL_TEST_REDIS_CLUSTER_URLS to the nodes of a Redis Cluster"));
+    urls.split(',').map(str::to_owned).collect()
+}
+
 /// A storage on a fresh prefix and the guard that deletes its keys.
 pub async fn storage() -> (RedisStorage, KeysGuard) {
     let prefix = fresh_prefix();
