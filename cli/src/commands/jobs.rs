@@ -7,7 +7,7 @@ use crate::{
     args::ListArgs,
     error::CliError,
     format, json,
-    table::{Align, Table},
+    table::{self, Align, Table},
 };
 
 /// How many characters of the last error `jobs list` shows.
@@ -150,5 +150,35 @@ fn describe(job: &JobRecord) -> Vec<String> {
             lines.extend(message.map(|line| format!("    {line}")));
         }
     }
-    lines
+    // Stored text (metadata, error messages, ids written by other programs) reaches the
+    // terminal without its control characters, as in the tables.
+    lines.iter().map(|line| table::single_line(line)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use haul::{AttemptError, JobRecord};
+
+    use super::*;
+
+    #[test]
+    fn a_shown_job_carries_no_control_characters_from_stored_text() {
+        let mut job = JobRecord::new(JobId::new(), "mail", serde_json::json!({ "to": "a\u{1b}[2Kb" }));
+        job.metadata = Arc::new([("tenant".to_owned(), "x\u{1b}]52;c;Zm9v\u{7}y\r\nz".to_owned())].into());
+        job.claimed_by = Some("worker\u{1b}[31m".to_owned());
+        job.errors.push(AttemptError {
+            attempt: 1,
+            at: job.created_at,
+            message: "first line\u{1b}[2K\rfake\nsecond\u{8}line".to_owned(),
+        });
+        let lines = describe(&job);
+        for line in &lines {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+        }
+        assert!(lines.iter().any(|line| line.contains("tenant = x ]52;c;Zm9v y  z")), "{lines:#?}");
+        assert!(lines.iter().any(|line| line.ends_with("first line [2K fake")), "{lines:#?}");
+        assert!(lines.iter().any(|line| line.trim() == "second line"), "{lines:#?}");
+    }
 }

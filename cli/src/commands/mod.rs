@@ -54,6 +54,6 @@ pub(crate) async fn execute(cli: &Cli, shared: Arc<dyn Storage>, io: &mut Io<'_>
         Command::Prune(args) => prune::run(storage, io, json, args).await,
         Command::Workers => workers::run(storage, io, json).await,
         Command::Cron => cron::run(storage, io, json).await,
-        Command::Web(args) => web::run(shared.clone(), io, args, haul::shutdown_signal()).await,
+        Command::Web(args) => web::run(shared.clone(), io, json, args, haul::shutdown_signal()).await,
     }
 }

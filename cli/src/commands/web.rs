@@ -14,6 +14,7 @@ use crate::{Exit, Io, args::WebArgs, error::CliError};
 pub(super) async fn run(
     storage: Arc<dyn Storage>,
     io: &mut Io<'_>,
+    json: bool,
     args: &WebArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Exit, CliError> {
@@ -38,15 +39,21 @@ pub(super) async fn run(
         Ok(addr) => addr,
         Err(error) => return failed(io, &WebError::Serve(error)),
     };
-    let mut note = format!("serving the haul dashboard at http://{addr}/");
-    if args.read_only {
-        note.push_str(" (read-only)");
+    let url = format!("http://{addr}/");
+    if json {
+        io.json_line(&serde_json::json!({ "url": url, "read_only": args.read_only, "token": args.token.is_some() }))?;
+        io.err_line("press Ctrl-C to stop")?;
+    } else {
+        let mut note = format!("serving the haul dashboard at {url}");
+        if args.read_only {
+            note.push_str(" (read-only)");
+        }
+        if args.token.is_some() {
+            note.push_str("; open it once with ?token=<token> in the URL");
+        }
+        io.out_line(&note)?;
+        io.out_line("press Ctrl-C to stop")?;
     }
-    if args.token.is_some() {
-        note.push_str("; open it once with ?token=<token> in the URL");
-    }
-    io.out_line(&note)?;
-    io.out_line("press Ctrl-C to stop")?;
     io.flush()?;
     match haul_web::serve_until(dashboard, listener, shutdown).await {
         Ok(()) => Ok(Exit::Success),
@@ -71,11 +78,15 @@ mod tests {
     }
 
     async fn serve(args: &WebArgs) -> (Result<Exit, CliError>, String, String) {
+        serve_as(args, false).await
+    }
+
+    async fn serve_as(args: &WebArgs, json: bool) -> (Result<Exit, CliError>, String, String) {
         let (mut out, mut err, mut input) = (Vec::new(), Vec::new(), std::io::empty());
         let mut input = std::io::BufReader::new(&mut input);
         let outcome = {
             let mut io = Io::new(&mut out, &mut err, &mut input);
-            run(Arc::new(MemoryStorage::new()), &mut io, args, async {}).await
+            run(Arc::new(MemoryStorage::new()), &mut io, json, args, async {}).await
         };
         (outcome, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
     }
@@ -85,6 +96,17 @@ mod tests {
         let (outcome, out, _) = serve(&args("127.0.0.1:0")).await;
         assert!(matches!(outcome, Ok(Exit::Success)));
         assert!(out.starts_with("serving the haul dashboard at http://127.0.0.1:"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn with_json_it_prints_one_json_object_and_its_note_on_stderr() {
+        let (outcome, out, err) = serve_as(&args("127.0.0.1:0"), true).await;
+        assert!(matches!(outcome, Ok(Exit::Success)));
+        let lines: Vec<serde_json::Value> = out.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        assert!(lines[0]["url"].as_str().is_some_and(|url| url.starts_with("http://127.0.0.1:")), "{out}");
+        assert_eq!((&lines[0]["read_only"], &lines[0]["token"]), (&false.into(), &false.into()));
+        assert_eq!(err, "press Ctrl-C to stop\n");
     }
 
     #[tokio::test]
