@@ -132,10 +132,11 @@ pub trait Storage: Admin + Send + Sync + 'static {
     async fn release_leadership(&self, worker_id: &str, term: u64) -> Result<()>;
 
     /// Saves what a scheduler did with a periodic schedule. The stored `last_tick` never
-    /// moves back: an update whose `last_tick` is earlier than the stored one changes
-    /// nothing; otherwise the record takes the update's spec and next tick, the later
-    /// of the two last ticks (`None` keeps the stored one), and `updated_at = now`
-    /// ([`PeriodicUpdate::apply`] states the rule in code). Atomic per record.
+    /// moves back: an update of the stored spec whose `last_tick` is earlier than the
+    /// stored one changes nothing; otherwise (another spec included) the record takes
+    /// the update's spec and next tick, the later of the two last ticks (`None` keeps
+    /// the stored one), and `updated_at = now` ([`PeriodicUpdate::apply`] states the
+    /// rule in code). Atomic per record.
     async fn save_periodic(&self, update: PeriodicUpdate) -> Result<()>;
 
     /// Adds worker-counted attempt endings to the per-queue, per-minute counts that

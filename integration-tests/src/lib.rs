@@ -342,6 +342,7 @@ macro_rules! conformance_suite {
             periodic [multi_thread] {
                 a_saved_record_is_listed_with_every_field_as_given,
                 an_update_with_an_earlier_tick_changes_nothing,
+                an_update_of_another_spec_takes_the_record_whatever_its_tick,
                 an_update_without_a_tick_keeps_the_stored_one_and_a_later_tick_replaces_it,
                 an_update_at_the_stored_tick_takes_the_new_spec_and_next_tick,
                 a_deleted_record_is_gone_until_saved_again,
@@ -357,6 +358,7 @@ macro_rules! conformance_suite {
                 upcoming_runs_and_the_recorded_next_tick_follow_the_schedule requires(UniqueJobs),
                 a_schedule_whose_record_was_deleted_starts_again_without_a_job requires(UniqueJobs),
                 a_schedule_changed_under_the_same_name_starts_afresh requires(UniqueJobs),
+                a_schedule_changed_to_sparser_ticks_starts_at_its_next_tick requires(UniqueJobs),
                 workers_sharing_a_schedule_store_each_tick_once requires(UniqueJobs),
                 periodic_jobs_sharing_a_name_fail_the_worker_at_start,
                 an_invalid_cron_expression_is_refused_with_its_reason,

@@ -104,8 +104,20 @@ mod tests {
         let mut periodics = Periodics::default();
         periodics.save(&PeriodicUpdate::new("p", "every 60s").last_tick(t(60)).next_tick(t(120)), t(61));
         let before = only(&periodics);
-        periodics.save(&PeriodicUpdate::new("p", "every 30s").last_tick(t(0)).next_tick(t(30)), t(70));
+        periodics.save(&PeriodicUpdate::new("p", "every 60s").last_tick(t(0)).next_tick(t(30)), t(70));
         assert_eq!(only(&periodics), before);
+    }
+
+    #[test]
+    fn another_spec_with_an_earlier_tick_takes_the_record_and_keeps_the_later_tick() {
+        let mut periodics = Periodics::default();
+        periodics.save(&PeriodicUpdate::new("p", "every 60s").last_tick(t(60)).next_tick(t(120)), t(61));
+        periodics.save(&PeriodicUpdate::new("p", "every 30s").last_tick(t(0)).next_tick(t(30)), t(70));
+        let record = only(&periodics);
+        assert_eq!(
+            (record.spec.as_str(), record.last_tick, record.next_tick, record.updated_at),
+            ("every 30s", Some(t(60)), Some(t(30)), t(70))
+        );
     }
 
     #[test]
@@ -175,7 +187,7 @@ mod tests {
             .map(|n| {
                 let storage = storage.clone();
                 tokio::spawn(async move {
-                    let update = PeriodicUpdate::new("p", format!("every {n}s")).last_tick(t(n)).now(t(n));
+                    let update = PeriodicUpdate::new("p", "every 1s").last_tick(t(n)).now(t(n)).next_tick(t(n + 1));
                     storage.save_periodic(update).await
                 })
             })
@@ -185,6 +197,6 @@ mod tests {
         }
         let listed = storage.list_periodic().await.unwrap();
         assert_eq!(listed.len(), 1);
-        assert_eq!((listed[0].last_tick, listed[0].spec.as_str()), (Some(t(63)), "every 63s"));
+        assert_eq!((listed[0].last_tick, listed[0].next_tick), (Some(t(63)), Some(t(64))));
     }
 }

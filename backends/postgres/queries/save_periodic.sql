@@ -1,7 +1,7 @@
 -- Saves what a scheduler did with a schedule, in one statement: atomic under
 -- concurrency. The first save inserts the row; later ones update it unless they are
--- stale (their last tick is before the stored one), so the stored last tick never
--- moves back. A save that is not stale takes the spec and the next tick, keeps the
+-- stale (the stored spec, and a last tick before the stored one), so the stored last
+-- tick never moves back. A save of another spec (a changed schedule) is never stale. A save that is not stale takes the spec and the next tick, keeps the
 -- later of the two last ticks (`greatest` ignores a NULL: a save without a last tick
 -- keeps the stored one), and is stamped at now. Two concurrent first saves are
 -- serialized by the primary key: the second updates the first's row, and the WHERE
@@ -22,3 +22,4 @@ SET spec       = excluded.spec,
 WHERE excluded.last_tick IS NULL
    OR p.last_tick IS NULL
    OR excluded.last_tick >= p.last_tick
+   OR excluded.spec <> p.spec

@@ -9,7 +9,8 @@
 -- (an empty one for a tick that is not set), then the spec as the whole remainder, so
 -- a spec holding '|' reads back unchanged.
 -- Returns: 1 saved, 0 stale (nothing written).
--- Effects: when the stored last tick is later than ARGV[3], nothing. Otherwise the
+-- Effects: when the stored record has the spec ARGV[5] and a last tick later than
+--       ARGV[3], nothing (a record of another spec never makes a save stale). Otherwise the
 --       record becomes the update's next tick and spec, the later of the two last
 --       ticks, and updated_at = now. A stored value that is not a record (written by
 --       hand) counts as no record and is replaced.
@@ -21,10 +22,11 @@ if ARGV[3] ~= '' then given = tonumber(ARGV[3]) end
 local last = given
 local stored = redis.call('HGET', KEYS[1], ARGV[2])
 if stored then
-  local kept = tonumber(string.match(stored, '^(-?%d+)|') or '')
+  local kept, spec = string.match(stored, '^(-?%d+)|[^|]*|[^|]*|(.*)$')
+  kept = tonumber(kept or '')
   if kept then
-    if given and given < kept then return 0 end
-    if not given then last = kept end
+    if given and given < kept and spec == ARGV[5] then return 0 end
+    if not given or given < kept then last = kept end
   end
 end
 

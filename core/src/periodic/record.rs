@@ -73,10 +73,14 @@ impl PeriodicUpdate {
         self
     }
 
-    /// Whether this update changes nothing because `stored` dealt with a later tick
-    /// (the rule every backend applies; see [`crate::Storage::save_periodic`]).
+    /// Whether this update changes nothing because `stored`, a record of the same spec,
+    /// dealt with a later tick (the rule every backend applies; see
+    /// [`crate::Storage::save_periodic`]). A record of another spec is never newer: a
+    /// changed schedule takes its record over whatever the ticks, or it could not be
+    /// saved until its own ticks passed the old schedule's last one.
     pub fn is_stale_against(&self, stored: &PeriodicRecord) -> bool {
-        matches!((self.last_tick, stored.last_tick), (Some(given), Some(kept)) if given < kept)
+        self.spec == stored.spec
+            && matches!((self.last_tick, stored.last_tick), (Some(given), Some(kept)) if given < kept)
     }
 
     /// The record this update leaves, given the stored one (if any) and the time `now`:

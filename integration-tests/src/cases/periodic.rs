@@ -142,16 +142,30 @@ pub async fn a_saved_record_is_listed_with_every_field_as_given(storage: TestSto
     );
 }
 
-/// An update whose `last_tick` is earlier than the stored one changes nothing: not the
-/// spec, not the next tick, not `updated_at`.
+/// An update of the stored spec whose `last_tick` is earlier than the stored one
+/// changes nothing: not the next tick, not `updated_at`.
 pub async fn an_update_with_an_earlier_tick_changes_nothing(storage: TestStorage) {
     save(&storage, update("nightly", "every 60s", Some(at(120)), Some(at(180)), at(121))).await;
-    save(&storage, update("nightly", "every 30s", Some(at(60)), Some(at(90)), at(150))).await;
+    save(&storage, update("nightly", "every 60s", Some(at(60)), Some(at(90)), at(150))).await;
 
     assert_eq!(
         records(&storage).await.iter().map(fields).collect::<Vec<_>>(),
         vec![expected("nightly", "every 60s", Some(at(120)), Some(at(180)), at(121))],
         "the stale update left the record as it was"
+    );
+}
+
+/// An update of another spec (a changed schedule) is never stale: with an earlier
+/// `last_tick` it takes the spec, next tick and `updated_at`, and the later last tick
+/// stays.
+pub async fn an_update_of_another_spec_takes_the_record_whatever_its_tick(storage: TestStorage) {
+    save(&storage, update("nightly", "every 60s", Some(at(120)), Some(at(180)), at(121))).await;
+    save(&storage, update("nightly", "every 1h", Some(at(0)), Some(at(3_600)), at(150))).await;
+
+    assert_eq!(
+        records(&storage).await.iter().map(fields).collect::<Vec<_>>(),
+        vec![expected("nightly", "every 1h", Some(at(120)), Some(at(3_600)), at(150))],
+        "the new spec's record, the stored tick kept"
     );
 }
 
@@ -208,8 +222,8 @@ pub async fn a_deleted_record_is_gone_until_saved_again(storage: TestStorage) {
 }
 
 /// Sixteen saves of one record racing, each with its own tick: the record ends with
-/// the latest tick, and with the rest of that update (the later ones that applied
-/// before it were stale once it applied).
+/// the latest tick, and with the rest of that update (the earlier ones that applied
+/// after it were stale).
 pub async fn racing_saves_keep_the_latest_tick(storage: TestStorage) {
     const RACERS: i64 = 16;
     let start = Arc::new(Barrier::new(usize::try_from(RACERS).expect("a small count")));
@@ -218,7 +232,7 @@ pub async fn racing_saves_keep_the_latest_tick(storage: TestStorage) {
         let storage = storage.clone();
         let start = Arc::clone(&start);
         racers.push(tokio::spawn(async move {
-            let racer = update("raced", &format!("spec of racer {n}"), Some(at(n * 60)), Some(at(n * 60 + 1)), at(n));
+            let racer = update("raced", "every 60s", Some(at(n * 60)), Some(at(n * 60 + 1)), at(n));
             start.wait().await;
             save(&storage, racer).await;
         }));
@@ -230,13 +244,7 @@ pub async fn racing_saves_keep_the_latest_tick(storage: TestStorage) {
     let last = RACERS - 1;
     assert_eq!(
         records(&storage).await.iter().map(fields).collect::<Vec<_>>(),
-        vec![expected(
-            "raced",
-            &format!("spec of racer {last}"),
-            Some(at(last * 60)),
-            Some(at(last * 60 + 1)),
-            at(last)
-        )],
+        vec![expected("raced", "every 60s", Some(at(last * 60)), Some(at(last * 60 + 1)), at(last))],
         "one record, the latest tick's"
     );
 }
@@ -521,6 +529,28 @@ pub async fn a_schedule_changed_under_the_same_name_starts_afresh(storage: TestS
 
     let due = run_due(&scheduler(vec![reshaped.clone()]), &storage, at(41)).await;
     assert_eq!(due.enqueued.iter().map(|(_, tick, _)| *tick).collect::<Vec<_>>(), vec![at(40)]);
+}
+
+/// A schedule changed to one whose latest tick is before the old record's last tick
+/// (every minute, then every two minutes) is recorded with its new spec at once, and
+/// its next tick gets its job: the old record does not hold it back.
+pub async fn a_schedule_changed_to_sparser_ticks_starts_at_its_next_tick(storage: TestStorage) {
+    run_due(&scheduler(vec![every_minute("slowed")]), &storage, at(70)).await;
+    assert_eq!(record(&storage, "slowed").await.last_tick, Some(at(60)));
+    let every_two_minutes = Schedule::every(Duration::from_secs(120)).expect("two minutes is a valid interval");
+    let spec = every_two_minutes.to_string();
+    let slowed = Periodic::new("slowed", every_two_minutes, PeriodicTick::new("slowed")).expect("a valid periodic job");
+    let slowed = scheduler(vec![slowed]);
+
+    let due = run_due(&slowed, &storage, at(100)).await;
+    assert_eq!(due.first_seen, vec!["slowed"], "{due:?}");
+    assert_eq!(record(&storage, "slowed").await.spec, spec, "the new spec is recorded at its first pass");
+    let due = run_due(&slowed, &storage, at(110)).await;
+    assert!(due.first_seen.is_empty() && due.enqueued.is_empty(), "{due:?}");
+
+    let due = run_due(&slowed, &storage, at(121)).await;
+    assert_eq!(due.enqueued.iter().map(|(_, tick, _)| *tick).collect::<Vec<_>>(), vec![at(120)]);
+    assert_eq!(stored_jobs(&storage).await.len(), 1);
 }
 
 // The runtime.
