@@ -83,7 +83,9 @@ pub(super) async fn run(
 }
 
 /// Applies the one-job call to each id and reports each outcome; the exit code is
-/// [`Exit::combine`] of theirs.
+/// [`Exit::combine`] of theirs. Every id is acted on even when the output closes
+/// partway (`| head -n 1`): the exit code still tells whether one failed, and only a
+/// run where every call succeeded reports the output's error.
 async fn by_ids(
     action: AdminAction,
     storage: &dyn Storage,
@@ -92,44 +94,73 @@ async fn by_ids(
     ids: &[JobId],
 ) -> Result<Exit, CliError> {
     let mut exits = Vec::with_capacity(ids.len());
+    let mut output = Ok(());
     for &id in ids {
         let result = match action {
             AdminAction::Retry => storage.retry(id, None).await.map(Some),
             AdminAction::Cancel => storage.cancel(id, None).await.map(Some),
             AdminAction::Delete => storage.delete(id).await.map(|()| None),
         };
-        match result {
+        let written = match result {
             Ok(job) => {
                 exits.push(Exit::Success);
-                if json {
-                    let state = job.as_ref().map(|job| job.state.as_str());
-                    io.json_line(
-                        &json!({ "id": id.to_string(), "action": action.verb(), "ok": true, "state": state }),
-                    )?;
-                } else {
-                    io.out_line(&describe_done(action, id, job.as_ref()))?;
-                }
+                report_done(io, json, action, id, job.as_ref())
             }
             Err(failure) => {
                 let exit = error::storage_exit(&failure);
                 exits.push(exit);
-                if json {
-                    io.json_line(&json!({
-                        "id": id.to_string(),
-                        "action": action.verb(),
-                        "ok": false,
-                        "error": failure.to_string(),
-                        "exit_code": exit.code(),
-                    }))?;
-                }
-                io.err_line(&format!("error: could not {} {id}: {failure}", action.verb()))?;
-                if let Some(hint) = error::storage_hint(&failure) {
-                    io.err_line(&format!("hint: {hint}"))?;
-                }
+                report_failure(io, json, action, id, &failure, exit)
             }
+        };
+        if output.is_ok() {
+            output = written;
         }
     }
-    Ok(Exit::combine(exits))
+    match Exit::combine(exits) {
+        Exit::Success => output.map(|()| Exit::Success).map_err(CliError::from),
+        failed => Ok(failed),
+    }
+}
+
+/// Prints what a successful one-job call did.
+fn report_done(
+    io: &mut Io<'_>,
+    json: bool,
+    action: AdminAction,
+    id: JobId,
+    job: Option<&JobRecord>,
+) -> std::io::Result<()> {
+    if json {
+        let state = job.map(|job| job.state.as_str());
+        io.json_line(&json!({ "id": id.to_string(), "action": action.verb(), "ok": true, "state": state }))
+    } else {
+        io.out_line(&describe_done(action, id, job))
+    }
+}
+
+/// Prints why a one-job call failed (on stdout too with `--json`).
+fn report_failure(
+    io: &mut Io<'_>,
+    json: bool,
+    action: AdminAction,
+    id: JobId,
+    failure: &haul::Error,
+    exit: Exit,
+) -> std::io::Result<()> {
+    if json {
+        io.json_line(&json!({
+            "id": id.to_string(),
+            "action": action.verb(),
+            "ok": false,
+            "error": failure.to_string(),
+            "exit_code": exit.code(),
+        }))?;
+    }
+    io.err_line(&format!("error: could not {} {id}: {failure}", action.verb()))?;
+    if let Some(hint) = error::storage_hint(failure) {
+        io.err_line(&format!("hint: {hint}"))?;
+    }
+    Ok(())
 }
 
 /// What a successful one-job call did.
@@ -252,4 +283,56 @@ async fn count(storage: &dyn Storage, filter: &JobFilter, action: AdminAction) -
 /// `one` when `count` is 1, else `many`.
 fn plural(count: u64, one: &'static str, many: &'static str) -> &'static str {
     if count == 1 { one } else { many }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use haul::{Admin as _, MemoryStorage, NewJob, storage::EnqueueParams};
+
+    use super::*;
+
+    /// An output whose reader goes away after its first line.
+    struct ClosesAfterOneLine(usize);
+
+    impl Write for ClosesAfterOneLine {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 >= 1 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            self.0 += buf.iter().filter(|&&byte| byte == b'\n').count();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_id_is_acted_on_and_a_failure_still_tells_when_the_output_closes() {
+        let storage = MemoryStorage::new();
+        let jobs = vec![NewJob::new("plain", json!({})), NewJob::new("plain", json!({}))];
+        let ids = storage.enqueue(EnqueueParams::new(jobs)).await.unwrap().ids;
+        let (mut out, mut err, mut input) = (ClosesAfterOneLine(0), Vec::new(), std::io::empty());
+        let mut input = std::io::BufReader::new(&mut input);
+        let mut io = Io::new(&mut out, &mut err, &mut input);
+
+        let targets = [ids[0], JobId::new(), ids[1]];
+        let exit = by_ids(AdminAction::Delete, &storage, &mut io, true, &targets).await.unwrap();
+        assert_eq!(exit, Exit::NotFound, "the missing id's exit code");
+        for id in ids {
+            assert!(storage.get(id).await.unwrap().is_none(), "{id} was deleted");
+        }
+
+        // Every call succeeded: the closed output is what is reported.
+        let job = storage.enqueue(EnqueueParams::new(vec![NewJob::new("plain", json!({}))])).await.unwrap().ids;
+        let (mut out, mut input) = (ClosesAfterOneLine(1), std::io::empty());
+        let mut input = std::io::BufReader::new(&mut input);
+        let mut io = Io::new(&mut out, &mut err, &mut input);
+        let outcome = by_ids(AdminAction::Delete, &storage, &mut io, true, &job).await;
+        assert!(matches!(outcome, Err(CliError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe));
+        assert!(storage.get(job[0]).await.unwrap().is_none());
+    }
 }
