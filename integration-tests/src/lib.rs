@@ -245,6 +245,7 @@ macro_rules! conformance_suite {
                 a_queue_with_slots_of_its_own_never_takes_the_shared_ones,
                 a_worker_whose_every_queue_has_slots_of_its_own_keeps_each_limit,
                 a_panicking_claim_loop_stops_the_worker_and_hands_its_jobs_back,
+                a_panicking_background_task_stops_the_worker_and_hands_its_jobs_back,
                 a_panicking_handler_is_recorded_as_a_failed_attempt,
                 a_timed_out_handler_is_retried,
                 a_failing_handler_is_retried_until_it_succeeds,

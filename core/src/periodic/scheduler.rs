@@ -162,7 +162,7 @@ impl PeriodicScheduler {
                 missed = missed_between,
                 %last,
                 %tick,
-                "ticks were missed while no leader ran; they get no job of their own"
+                "ticks passed with no pass of the scheduler at them (no leader, or a slow pass); they get no job of their own"
             );
         }
         let late = (clock - tick).to_std().is_ok_and(|age| age > self.late_after);

@@ -14,6 +14,7 @@ mod job_metrics;
 mod maintenance;
 mod periodic;
 mod storage_errors;
+mod supervised;
 mod throughput;
 
 use std::{
@@ -140,6 +141,11 @@ impl Worker {
     /// them back to storage (without spending their attempt), and writes every
     /// outcome before returning.
     ///
+    /// A panic in one of the worker's own tasks (a claim loop, the heartbeat, the
+    /// flusher, leader maintenance, periodic jobs, the registry) shuts the worker down
+    /// the same way, then resumes out of this call; panics of handlers are failed
+    /// attempts instead.
+    ///
     /// # Start checks
     ///
     /// Before anything runs, it fails at once, returning the error, when:
@@ -184,13 +190,20 @@ impl Worker {
         let stop_cluster = stop_background.child_token();
         let _stop_cluster_on_drop = stop_cluster.clone().drop_guard();
         let leader = Arc::new(Leader::default());
+        // Stops the claim loops: at the signal, or when a claim loop or a background
+        // task panics (see `supervised`).
+        let stop_claiming = CancellationToken::new();
 
-        let flusher = tokio::spawn(
+        let flusher = supervised::spawn(
+            "flusher",
+            &stop_claiming,
             Flusher { storage: Arc::clone(&self.storage), held: Arc::clone(&held), batch: config.flush_batch }
                 .run(report_rx, give_up_flushing.clone()),
         );
         let cancels = heartbeat::subscribe_to_cancels(self.storage.as_ref()).await;
-        let heartbeat = tokio::spawn(
+        let heartbeat = supervised::spawn(
+            "heartbeat",
+            &stop_claiming,
             Heartbeat {
                 storage: Arc::clone(&self.storage),
                 held: Arc::clone(&held),
@@ -200,7 +213,9 @@ impl Worker {
             }
             .run(stop_background.clone()),
         );
-        let maintenance = tokio::spawn(
+        let maintenance = supervised::spawn(
+            "maintenance",
+            &stop_claiming,
             Maintenance {
                 storage: Arc::clone(&self.storage),
                 leader: Arc::clone(&leader),
@@ -210,7 +225,9 @@ impl Worker {
             }
             .run(stop_cluster.clone()),
         );
-        let gauges = tokio::spawn(
+        let gauges = supervised::spawn(
+            "queue gauges",
+            &stop_claiming,
             QueueGauges {
                 storage: Arc::clone(&self.storage),
                 leader: Arc::clone(&leader),
@@ -218,13 +235,17 @@ impl Worker {
             }
             .run(stop_cluster.clone()),
         );
-        let periodic = tokio::spawn(
+        let periodic = supervised::spawn(
+            "periodic jobs",
+            &stop_claiming,
             PeriodicRunner { storage: Arc::clone(&self.storage), leader: Arc::clone(&leader), scheduler }
                 .run(stop_cluster.clone()),
         );
 
         let tally = Arc::new(ThroughputTally::new(&config.queues));
-        let throughput = tokio::spawn(
+        let throughput = supervised::spawn(
+            "throughput",
+            &stop_claiming,
             ThroughputRecorder {
                 storage: Arc::clone(&self.storage),
                 tally: Arc::clone(&tally),
@@ -234,7 +255,6 @@ impl Worker {
             .run(stop_background.clone()),
         );
 
-        let stop_claiming = CancellationToken::new();
         let middleware: Arc<[Arc<dyn Middleware>]> = self.middleware;
         let job_metrics = Arc::new(JobMetricsByKind::default());
         // Each group of slots has its own claim loop, running slots and held slots.
@@ -289,7 +309,9 @@ impl Worker {
         );
         // Beats and takes the lead at once: a lone worker leads right from the start, and
         // maintenance, woken by the new lead, runs at once.
-        let membership = tokio::spawn(
+        let membership = supervised::spawn(
+            "membership",
+            &stop_claiming,
             Membership {
                 storage: Arc::clone(&self.storage),
                 held: Arc::clone(&held),
@@ -353,24 +375,29 @@ impl Worker {
         // Every executor has queued its outcome; the flusher drains and ends.
         let flush_deadline = tokio::time::sleep(config.final_flush_timeout);
         tokio::pin!(flush_deadline);
+        let mut first_panic = claim_loop_panic;
         let mut flusher = flusher;
-        tokio::select! {
-            _ = &mut flusher => {}
+        let flushed = tokio::select! {
+            flushed = &mut flusher => flushed,
             () = &mut flush_deadline => {
                 give_up_flushing.cancel();
-                let _ = flusher.await;
+                flusher.await
             }
-        }
+        };
+        supervised::output(flushed, &mut first_panic);
         stop_background.cancel();
-        let (_, _, _, _, _, membership) =
+        let (heartbeat, maintenance, gauges, periodic, throughput, membership) =
             tokio::join!(heartbeat, maintenance, gauges, periodic, throughput, membership);
+        for joined in [heartbeat, maintenance, gauges, periodic, throughput] {
+            supervised::output(joined, &mut first_panic);
+        }
         // Nothing acts as leader any more: give the lead up and leave the registry.
-        if let Ok(membership) = membership
+        if let Some(membership) = supervised::output(membership, &mut first_panic)
             && tokio::time::timeout(config.final_flush_timeout, membership.leave()).await.is_err()
         {
             tracing::warn!("leaving the cluster timed out; the lead and the registry record end with their lease");
         }
-        if let Some(panic) = claim_loop_panic {
+        if let Some(panic) = first_panic {
             std::panic::resume_unwind(panic);
         }
         tracing::info!("worker stopped");

@@ -185,6 +185,9 @@ pub async fn shutdown_after_the_grace_period_hands_running_jobs_back(storage: Te
         builder.concurrency(3).shutdown_grace(Duration::from_millis(200))
     });
     wait_for_all(&storage, "w.handback", 3, JobState::Running).await;
+    // Running in storage once claimed; the handlers start just after.
+    eventually("every handler to start", || async { ids.iter().all(|id| !tracker.runs(*id).is_empty()).then_some(()) })
+        .await;
     worker.stop().await;
 
     for id in &ids {
@@ -337,6 +340,29 @@ pub async fn a_panicking_claim_loop_stops_the_worker_and_hands_its_jobs_back(sto
     });
     eventually("the fine queue's job to run", || async { (!tracker.runs(hung).is_empty()).then_some(()) }).await;
     // The broken queue's next claim (within a poll interval) panics.
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ended = worker.ended().await;
+    assert!(ended.as_ref().is_err_and(tokio::task::JoinError::is_panic), "the panic comes out: {ended:?}");
+    let record = get(&storage, hung).await;
+    assert_eq!((record.state, record.attempt), (JobState::Available, 0), "the running job is handed back");
+}
+
+/// A panic in one of the worker's own background tasks (here leader maintenance, whose
+/// promotion panics) stops the worker as a claim loop's does: the running job is handed
+/// back and the panic comes out of `run_until`, instead of a leader that never promotes
+/// or rescues again while the worker goes on claiming.
+pub async fn a_panicking_background_task_stops_the_worker_and_hands_its_jobs_back(storage: TestStorage) {
+    let queue = "w.background_panic";
+    let tracker = Tracker::new();
+    let hung = enqueue_scripts(&storage, queue, vec![Script::Hang]).await[0];
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let faulty = FaultyStorage { promote_panics: Some(armed.clone()), ..FaultyStorage::new(&storage) };
+    let faulty: TestStorage = std::sync::Arc::new(Hooked::new(faulty));
+    let worker = RunningWorker::start(&faulty, queue, &tracker, |builder| {
+        builder.maintenance_interval(Duration::from_millis(20)).shutdown_grace(Duration::from_millis(200))
+    });
+    eventually("the job to run", || async { (!tracker.runs(hung).is_empty()).then_some(()) }).await;
+    // The leader's next maintenance pass panics.
     armed.store(true, std::sync::atomic::Ordering::SeqCst);
     let ended = worker.ended().await;
     assert!(ended.as_ref().is_err_and(tokio::task::JoinError::is_panic), "the panic comes out: {ended:?}");
@@ -642,6 +668,8 @@ struct FaultyStorage {
     claim_panics_on: Option<(&'static str, std::sync::Arc<std::sync::atomic::AtomicBool>)>,
     /// Where each claim's limit is recorded.
     claim_limits: Option<ClaimLimits>,
+    /// Promoting due jobs (leader maintenance) panics once the flag is set.
+    promote_panics: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl FaultyStorage {
@@ -652,6 +680,7 @@ impl FaultyStorage {
             refused_reason: None,
             claim_panics_on: None,
             claim_limits: None,
+            promote_panics: None,
         }
     }
 
@@ -679,6 +708,12 @@ impl StorageHooks for FaultyStorage {
             limits.record(params.limit);
         }
         self.inner.claim_paced(params).await
+    }
+    async fn promote_due(&self, now: Option<haul::storage::Timestamp>) -> haul::Result<u64> {
+        if self.promote_panics.as_ref().is_some_and(|armed| armed.load(std::sync::atomic::Ordering::SeqCst)) {
+            panic!("promoting due jobs panics");
+        }
+        self.inner.promote_due(now).await
     }
     async fn report(&self, params: ReportParams) -> haul::Result<ReportOutcome> {
         if self.refuses(&params) {
