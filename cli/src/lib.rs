@@ -57,9 +57,13 @@ pub async fn connect_and_run(cli: Cli, io: &mut Io<'_>) -> Exit {
 }
 
 /// Reports a failure on the error stream, flushes, and turns the outcome into an exit
-/// code. A closed output (`haul jobs list | head`) ends the command quietly.
+/// code. A closed output (`haul jobs list | head`) ends the command quietly, with the
+/// exit code the command had (a failed id of several still tells).
 fn finish(outcome: Result<Exit, CliError>, io: &mut Io<'_>) -> Exit {
-    let outcome = outcome.and_then(|exit| io.flush().map(|()| exit).map_err(CliError::from));
+    let outcome = outcome.and_then(|exit| match io.flush() {
+        Err(error) if error.kind() != ErrorKind::BrokenPipe => Err(CliError::from(error)),
+        _ => Ok(exit),
+    });
     match outcome {
         Ok(exit) => exit,
         Err(CliError::Io(error)) if error.kind() == ErrorKind::BrokenPipe => Exit::Success,
@@ -73,5 +77,34 @@ fn finish(outcome: Result<Exit, CliError>, io: &mut Io<'_>) -> Exit {
             let _ = io.flush();
             error.exit()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An output whose reader is gone, with a line still buffered: every write and
+    /// flush fails.
+    struct Gone;
+
+    impl std::io::Write for Gone {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(ErrorKind::BrokenPipe.into())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    #[test]
+    fn a_closed_output_keeps_the_commands_exit_code() {
+        let (mut out, mut err, mut input) = (Gone, Vec::new(), std::io::empty());
+        let mut input = std::io::BufReader::new(&mut input);
+        let mut io = Io::new(&mut out, &mut err, &mut input);
+        assert_eq!(finish(Ok(Exit::NotFound), &mut io), Exit::NotFound, "a failed id still tells");
+        assert_eq!(finish(Ok(Exit::Success), &mut io), Exit::Success);
+        assert_eq!(finish(Err(std::io::Error::from(ErrorKind::BrokenPipe).into()), &mut io), Exit::Success);
     }
 }

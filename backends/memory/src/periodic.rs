@@ -16,7 +16,7 @@ pub(crate) struct Periodics {
 
 impl Periodics {
     /// Applies `update` to its record (creating it if needed) at `now`; a stale update
-    /// (one whose last tick is before the stored one) changes nothing.
+    /// (of the stored spec, with a last tick before the stored one) changes nothing.
     pub(crate) fn save(&mut self, update: &PeriodicUpdate, now: Timestamp) {
         let record = update.apply(self.records.get(&update.name), now);
         self.records.insert(record.name.clone(), record);

@@ -138,7 +138,8 @@ fn report_done(
     }
 }
 
-/// Prints why a one-job call failed (on stdout too with `--json`).
+/// Prints why a one-job call failed, on the error stream first (it stays open when
+/// the output closes), then on the output too with `--json`.
 fn report_failure(
     io: &mut Io<'_>,
     json: bool,
@@ -147,6 +148,10 @@ fn report_failure(
     failure: &haul::Error,
     exit: Exit,
 ) -> std::io::Result<()> {
+    io.err_line(&format!("error: could not {} {id}: {failure}", action.verb()))?;
+    if let Some(hint) = error::storage_hint(failure) {
+        io.err_line(&format!("hint: {hint}"))?;
+    }
     if json {
         io.json_line(&json!({
             "id": id.to_string(),
@@ -155,10 +160,6 @@ fn report_failure(
             "error": failure.to_string(),
             "exit_code": exit.code(),
         }))?;
-    }
-    io.err_line(&format!("error: could not {} {id}: {failure}", action.verb()))?;
-    if let Some(hint) = error::storage_hint(failure) {
-        io.err_line(&format!("hint: {hint}"))?;
     }
     Ok(())
 }
