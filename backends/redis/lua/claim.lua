@@ -19,7 +19,9 @@
 --       `scan`), the least, over the scopes (queue or limit key) that held one back, of
 --       the ms until the scope lets one more start: its `starts`-th most recent start
 --       (this claim's included) + period - t. jobs: the claimed jobs in claim order,
---       each as its HGETALL field/value list. An error at a job (its key is not a
+--       as one JSON text (cjson's): an array of each job's field/value list (its
+--       HGETALL with the claim's values), each an array of strings, whose bytes are
+--       the stored ones (cjson does not check UTF-8). An error at a job (its key is not a
 --       hash, say) ends the claim there: with jobs taken, failure says at which job
 --       and why, and everything else happens as for the jobs taken alone (they are
 --       marked running, so they are handed over); with none, the script fails with that
@@ -253,33 +255,39 @@ local function record_start(key, rate, token)
   rates[key] = rate
 end
 
+-- What a claim writes in a job's hash (see take), in pairs, and where each field's
+-- value sits: refilled per job with its attempt and lease token.
+local CLAIM_SLOTS = { state = 2, attempt = 4, attempted_at = 6, lease_token = 8, lease_expires_at = 10, claimed_by = 12 }
+local claim_values = { 'state', 'running', 'attempt', '', 'attempted_at', num(now), 'lease_token', '',
+  'lease_expires_at', num(deadline), 'claimed_by', worker }
+
 -- Claims the job whose hash is `key` under lease `token` with one HGETALL and one
 -- HSET (attempt + 1, state, attempted_at, the lease fields, claimed_by). Returns its
 -- fields as they now are.
 local function take(key, token)
   local fields = redis.call('HGETALL', key)
-  local claim = { attempt = '1', state = 'running', attempted_at = num(now), lease_token = token,
-    lease_expires_at = num(deadline), claimed_by = worker }
-  local written = {}
+  claim_values[4], claim_values[8] = '1', token
+  local found = 0
   for j = 1, #fields, 2 do
-    local name = fields[j]
-    if name == 'attempt' then claim.attempt = num((tonumber(fields[j + 1]) or 0) + 1) end
-    local value = claim[name]
-    if value then
-      fields[j + 1] = value
-      written[#written + 1] = name
-      written[#written + 1] = value
-      claim[name] = nil
+    local slot = CLAIM_SLOTS[fields[j]]
+    if slot then
+      if slot == 4 then claim_values[4] = num((tonumber(fields[j + 1]) or 0) + 1) end
+      fields[j + 1] = claim_values[slot]
+      found = found + 1
     end
   end
-  -- The fields the job did not have yet (the lease's, after a release deleted them).
-  for name, value in pairs(claim) do
-    fields[#fields + 1] = name
-    fields[#fields + 1] = value
-    written[#written + 1] = name
-    written[#written + 1] = value
+  if found < #claim_values / 2 then
+    -- The fields the job did not have yet (the lease's, after a release deleted them).
+    local present = {}
+    for j = 1, #fields, 2 do present[fields[j]] = true end
+    for j = 1, #claim_values, 2 do
+      if not present[claim_values[j]] then
+        fields[#fields + 1] = claim_values[j]
+        fields[#fields + 1] = claim_values[j + 1]
+      end
+    end
   end
-  redis.call('HSET', key, unpack(written))
+  redis.call('HSET', key, unpack(claim_values))
   return fields
 end
 
@@ -346,5 +354,8 @@ for _, group in ipairs(groups) do
   end
 end
 publish(channel, groups)
-if failure then return { wait or -1, claimed, failure } end
-return { wait or -1, claimed }
+-- The jobs as one JSON text: a reply of nested tables costs the server far more to
+-- write than the one string cjson makes of them.
+local jobs = #claimed == 0 and '[]' or cjson.encode(claimed)
+if failure then return { wait or -1, jobs, failure } end
+return { wait or -1, jobs }

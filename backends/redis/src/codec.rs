@@ -218,32 +218,17 @@ pub(crate) mod reply {
         }
     }
 
-    /// A string reply, with U+FFFD in place of bytes that are not UTF-8.
-    fn lossy_string(value: Value) -> Result<String> {
-        match value {
-            Value::BulkString(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-            other => string(other),
-        }
-    }
-
     /// A HGETALL field list (flat, or a RESP3 map).
     pub(crate) fn fields(value: Value) -> Result<Fields> {
-        fields_read_with(value, string)
-    }
-
-    /// A HGETALL field list whose values that are not UTF-8 read with U+FFFD in place
-    /// of their bad bytes (a job hash written by hand), so that the fields that do read
-    /// still say which job it is.
-    pub(crate) fn lossy_fields(value: Value) -> Result<Fields> {
-        fields_read_with(value, lossy_string)
-    }
-
-    fn fields_read_with(value: Value, read: fn(Value) -> Result<String>) -> Result<Fields> {
         if let Value::Map(pairs) = value {
-            return pairs.into_iter().map(|(field, value)| Ok((read(field)?, read(value)?))).collect();
+            return pairs.into_iter().map(|(field, value)| Ok((string(field)?, string(value)?))).collect();
         }
-        let items = array(value)?;
-        if items.len() % 2 != 0 {
+        paired(array(value)?, string)
+    }
+
+    /// The fields of a flat `[field, value, ...]` list, each item read with `read`.
+    fn paired<T>(items: Vec<T>, read: fn(T) -> Result<String>) -> Result<Fields> {
+        if !items.len().is_multiple_of(2) {
             return Err(corrupt("a field list has an odd length".to_owned()));
         }
         let mut fields = Fields::with_capacity(items.len() / 2);
@@ -252,6 +237,21 @@ pub(crate) mod reply {
             fields.insert(read(field)?, read(value)?);
         }
         Ok(fields)
+    }
+
+    /// Field lists sent as one JSON text, an array of `[field, value, ...]` string
+    /// arrays (`claim.lua`'s jobs); bytes that are not UTF-8 (a job hash written by
+    /// hand) read as U+FFFD, so that the fields that do read still say which job it is.
+    pub(crate) fn field_lists(value: Value) -> Result<Vec<Fields>> {
+        let bytes = match value {
+            Value::BulkString(bytes) => bytes,
+            other => string(other)?.into_bytes(),
+        };
+        let text =
+            String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+        let lists: Vec<Vec<String>> =
+            serde_json::from_str(&text).map_err(|error| corrupt(format!("a list of jobs does not read: {error}")))?;
+        lists.into_iter().map(|list| paired(list, Ok)).collect()
     }
 
     /// A leadership from a `{worker_id, term, expires_at}` reply; `None` for nil.
@@ -396,5 +396,23 @@ mod tests {
         let stored = fields(&[("id", &JobId::new().to_string()), ("kind", "k"), ("args", "{}")]);
         let error = record_from_fields(&stored).expect_err("incomplete");
         assert_eq!(error.kind(), Some(haul_core::ErrorKind::CorruptData));
+    }
+
+    #[test]
+    fn job_lists_in_one_json_text_read_with_cjson_escapes_and_bad_bytes_replaced() {
+        // As cjson writes them: `/` escaped, control characters as \u00XX, other bytes as
+        // stored (here two that are not UTF-8).
+        let mut text = br#"[["id","a","kind","k\/1","limit_key","tab\tbell\u0007\"q\"","args",""#.to_vec();
+        text.extend_from_slice(&[0xff, 0xfe]);
+        text.extend_from_slice(br#""],["id","b"]]"#);
+        let lists = reply::field_lists(Value::BulkString(text)).expect("reads");
+        assert_eq!(lists.len(), 2);
+        assert_eq!(lists[0]["kind"], "k/1");
+        assert_eq!(lists[0]["limit_key"], "tab\tbell\u{7}\"q\"");
+        assert_eq!(lists[0]["args"], "\u{FFFD}\u{FFFD}");
+        assert_eq!(lists[1]["id"], "b");
+        assert!(reply::field_lists(Value::BulkString(b"[]".to_vec())).expect("none").is_empty());
+        let odd = reply::field_lists(Value::BulkString(br#"[["id"]]"#.to_vec())).expect_err("odd");
+        assert_eq!(odd.kind(), Some(haul_core::ErrorKind::CorruptData));
     }
 }

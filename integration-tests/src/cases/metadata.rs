@@ -26,7 +26,8 @@ fn with_metadata(job: NewJob, metadata: &Metadata) -> NewJob {
 }
 
 /// Metadata whose keys and values hold what a storage format might split on or escape:
-/// unicode, spaces, quotes, backslashes, `|`, `=`, `:`, newlines, JSON-looking text.
+/// unicode, spaces, quotes, backslashes, slashes, `|`, `=`, `:`, newlines and other
+/// control characters, JSON-looking text.
 fn awkward_metadata() -> Metadata {
     metadata_of(&[
         ("tenant", "acme"),
@@ -38,6 +39,7 @@ fn awkward_metadata() -> Metadata {
         ("pipe|and=equals", "a|b|c=d=e"),
         ("colon:key", "x:y:{z}"),
         ("lines", "first\nsecond\r\nthird\t(tab)\n"),
+        ("controls", "bell\u{7} escape\u{1b} delete\u{7f} a/b </x>"),
         ("json", "{\"k\": [1, \"2\"], \"n\": null}"),
         ("empty", ""),
     ])

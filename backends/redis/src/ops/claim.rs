@@ -206,12 +206,11 @@ impl RedisStorage {
 fn paced_claim(value: Value) -> Result<(PacedClaim, Unreadable, Option<String>)> {
     let mut parts = reply::array(value)?.into_iter();
     let wait = parts.next().map(reply::int).transpose()?.unwrap_or(-1);
-    let replies = parts.next().map(reply::array).transpose()?.unwrap_or_default();
+    let listed = parts.next().map(reply::field_lists).transpose()?.unwrap_or_default();
     // Read whatever it holds: the jobs are handed over either way.
     let stopped = parts.next().map(|failure| reply::string(failure).unwrap_or_else(|error| error.to_string()));
-    let (mut jobs, mut unreadable) = (Vec::with_capacity(replies.len()), Vec::new());
-    for job in replies {
-        let fields = reply::lossy_fields(job)?;
+    let (mut jobs, mut unreadable) = (Vec::with_capacity(listed.len()), Vec::new());
+    for fields in listed {
         match record_from_fields(&fields) {
             Ok(record) => jobs.push(record),
             Err(error) => unreadable.push((claim_of(&fields), error)),
