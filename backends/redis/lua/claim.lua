@@ -57,8 +57,11 @@ local now, channel, _, groups, first = read_head()
 local limit, lease, worker = tonumber(ARGV[first]), tonumber(ARGV[first + 1]), ARGV[first + 2]
 local promote_limit, scan, tokens = tonumber(ARGV[first + 3]), tonumber(ARGV[first + 4]), first + 5
 local deadline = clamp(now + lease)
+-- Formatted once: num() keeps only the last number, and each job's attempt replaces it.
+local now_text, deadline_text = num(now), num(deadline)
 -- The claim's time in ms: the time of the starts it records.
 local t = math.floor(now / 1000)
+local t_text = num(t)
 
 -- How many starts of the start set `key` fall in the window (t - period, t] of `rate`;
 -- starts after t (a clock that went back) count too, so they keep holding jobs back.
@@ -251,15 +254,15 @@ end
 -- The starts to record: the start sets (in `buffers`, see add_member) and their rates.
 local starts, rates = {}, {}
 local function record_start(key, rate, token)
-  add_member(starts, key, num(t), token)
+  add_member(starts, key, t_text, token)
   rates[key] = rate
 end
 
 -- What a claim writes in a job's hash (see take), in pairs, and where each field's
 -- value sits: refilled per job with its attempt and lease token.
 local CLAIM_SLOTS = { state = 2, attempt = 4, attempted_at = 6, lease_token = 8, lease_expires_at = 10, claimed_by = 12 }
-local claim_values = { 'state', 'running', 'attempt', '', 'attempted_at', num(now), 'lease_token', '',
-  'lease_expires_at', num(deadline), 'claimed_by', worker }
+local claim_values = { 'state', 'running', 'attempt', '', 'attempted_at', now_text, 'lease_token', '',
+  'lease_expires_at', deadline_text, 'claimed_by', worker }
 
 -- Claims the job whose hash is `key` under lease `token` with one HGETALL and one
 -- HSET (attempt + 1, state, attempted_at, the lease fields, claimed_by). Returns its
@@ -314,7 +317,7 @@ local function claim_all()
       local fields = take(group.prefix .. id, token)
       group.taken = group.taken or {}
       group.taken[#group.taken + 1] = current
-      add_member(running, group.running, num(deadline), id)
+      add_member(running, group.running, deadline_text, id)
       group.claimed = (group.claimed or 0) + 1
       claimed[#claimed + 1] = fields
       local limit_key = field(fields, 'limit_key')
