@@ -14,18 +14,22 @@
 -- ARGV: the common head (lib.lua), then: limit, lease (µs), worker id, the most jobs to
 --       promote per set, scan (haul_core::KEY_LIMIT_SCAN), then `limit` fresh lease
 --       tokens.
--- Returns: { wait, jobs[, failure] }: wait is -1, or, when a rate limit held back a job the claim
---       would otherwise have taken (room in `limit`, in the concurrency limits, within
---       `scan`), the least, over the scopes (queue or limit key) that held one back, of
---       the ms until the scope lets one more start: its `starts`-th most recent start
---       (this claim's included) + period - t. jobs: the claimed jobs in claim order,
---       as one JSON text (cjson's): an array of each job's field/value list (its
---       HGETALL with the claim's values), each an array of strings, whose bytes are
---       the stored ones (cjson does not check UTF-8). An error at a job (its key is not a
---       hash, say) ends the claim there: with jobs taken, failure says at which job
---       and why, and everything else happens as for the jobs taken alone (they are
---       marked running, so they are handed over); with none, the script fails with that
---       error. A job that could not be taken stays available.
+-- Returns: { wait, now, deadline, jobs[, failure] }: wait is -1, or, when a rate limit
+--       held back a job the claim would otherwise have taken (room in `limit`, in the
+--       concurrency limits, within `scan`), the least, over the scopes (queue or limit
+--       key) that held one back, of the ms until the scope lets one more start: its
+--       `starts`-th most recent start (this claim's included) + period - t. now and
+--       deadline: the claim's attempted_at and lease_expires_at, as written (µs).
+--       jobs: the claimed jobs in claim order, as one JSON text (cjson's): an array of
+--       each job's field/value list as read (its HGETALL, with the new attempt), each an
+--       array of strings whose bytes are the stored ones (cjson does not check UTF-8).
+--       The n-th job is claimed under the n-th token, and its other fields written are
+--       the same for every job (state running, now, deadline, the worker id): the
+--       lists have them as they were before the claim, for the reader to set. An error at a job (its key is not a hash, say) ends the
+--       claim there: with jobs taken, failure says at which job and why, and everything
+--       else happens as for the jobs taken alone (they are marked running, so they are
+--       handed over); with none, the script fails with that error. A job that could not
+--       be taken stays available.
 -- Effects: each claimed job is `running` with attempt + 1, attempted_at = now,
 --       lease_token, lease_expires_at = now + lease and claimed_by set, and moves from
 --       the available set to the running set (scored by its lease deadline); a job
@@ -258,38 +262,38 @@ local function record_start(key, rate, token)
   rates[key] = rate
 end
 
--- What a claim writes in a job's hash (see take), in pairs, and where each field's
--- value sits: refilled per job with its attempt and lease token.
-local CLAIM_SLOTS = { state = 2, attempt = 4, attempted_at = 6, lease_token = 8, lease_expires_at = 10, claimed_by = 12 }
+-- What a claim writes in a job's hash (see take), refilled per job with its attempt and
+-- lease token.
 local claim_values = { 'state', 'running', 'attempt', '', 'attempted_at', now_text, 'lease_token', '',
   'lease_expires_at', deadline_text, 'claimed_by', worker }
+-- The text of each attempt number met (num() keeps only the last number's).
+local attempt_texts = {}
 
 -- Claims the job whose hash is `key` under lease `token` with one HGETALL and one
 -- HSET (attempt + 1, state, attempted_at, the lease fields, claimed_by). Returns its
--- fields as they now are.
+-- fields as read, with the new attempt: the others the claim wrote are the same for
+-- every job but the token, so the reply gives them once (the worker knows the tokens).
 local function take(key, token)
   local fields = redis.call('HGETALL', key)
-  claim_values[4], claim_values[8] = '1', token
-  local found = 0
+  local attempt, at = 1, nil
   for j = 1, #fields, 2 do
-    local slot = CLAIM_SLOTS[fields[j]]
-    if slot then
-      if slot == 4 then claim_values[4] = num((tonumber(fields[j + 1]) or 0) + 1) end
-      fields[j + 1] = claim_values[slot]
-      found = found + 1
+    if fields[j] == 'attempt' then
+      at, attempt = j + 1, (tonumber(fields[j + 1]) or 0) + 1
+      break
     end
   end
-  if found < #claim_values / 2 then
-    -- The fields the job did not have yet (the lease's, after a release deleted them).
-    local present = {}
-    for j = 1, #fields, 2 do present[fields[j]] = true end
-    for j = 1, #claim_values, 2 do
-      if not present[claim_values[j]] then
-        fields[#fields + 1] = claim_values[j]
-        fields[#fields + 1] = claim_values[j + 1]
-      end
-    end
+  local text = attempt_texts[attempt]
+  if not text then
+    text = num(attempt)
+    attempt_texts[attempt] = text
   end
+  if at then
+    fields[at] = text
+  else
+    fields[#fields + 1] = 'attempt'
+    fields[#fields + 1] = text
+  end
+  claim_values[4], claim_values[8] = text, token
   redis.call('HSET', key, unpack(claim_values))
   return fields
 end
@@ -360,5 +364,5 @@ publish(channel, groups)
 -- The jobs as one JSON text: a reply of nested tables costs the server far more to
 -- write than the one string cjson makes of them.
 local jobs = #claimed == 0 and '[]' or cjson.encode(claimed)
-if failure then return { wait or -1, jobs, failure } end
-return { wait or -1, jobs }
+if failure then return { wait or -1, now_text, deadline_text, jobs, failure } end
+return { wait or -1, now_text, deadline_text, jobs }

@@ -14,6 +14,7 @@ use super::distinct;
 use crate::{
     RedisStorage,
     codec::{Fields, duration_micros, parse_uuid, record_from_fields, reply},
+    error::corrupt,
     keys::QueueKeys,
     scripts::{scripts, with_head},
 };
@@ -57,10 +58,11 @@ impl RedisStorage {
             .arg(&params.worker_id)
             .arg(CLAIM_PROMOTE_LIMIT)
             .arg(KEY_LIMIT_SCAN);
-        for _ in 0..limit {
-            call.arg(LeaseToken::new().to_string());
+        let tokens: Vec<String> = (0..limit).map(|_| LeaseToken::new().to_string()).collect();
+        for token in &tokens {
+            call.arg(token);
         }
-        let (claimed, unreadable, stopped) = paced_claim(self.run(&call).await?)?;
+        let (claimed, unreadable, stopped) = paced_claim(self.run(&call).await?, tokens, &params.worker_id)?;
         if let Some(failure) = stopped {
             // The jobs taken are marked running: hand them over. A job that could not
             // be taken stays available, and the next claim meets it again.
@@ -199,18 +201,35 @@ impl RedisStorage {
     }
 }
 
-/// A claim's reply from `claim.lua`: `{wait, jobs[, failure]}`, where `wait` is how many
-/// ms until a rate limit that held back a job lets one more start, or -1 when none did,
-/// and `failure` why the claim stopped at a job. Also the jobs that
-/// do not read back as records, each with its claim when that reads.
-fn paced_claim(value: Value) -> Result<(PacedClaim, Unreadable, Option<String>)> {
+/// A claim's reply from `claim.lua`: `{wait, now, deadline, jobs[, failure]}`, where
+/// `wait` is how many ms until a rate limit that held back a job lets one more start, or
+/// -1 when none did, `jobs` the claimed jobs' fields as read before the claim (but the
+/// attempt), the n-th claimed under the n-th of `tokens`, and `failure` why the claim
+/// stopped at a job. Also the jobs that do not read back as records, each with its claim
+/// when that reads.
+fn paced_claim(value: Value, tokens: Vec<String>, worker: &str) -> Result<(PacedClaim, Unreadable, Option<String>)> {
     let mut parts = reply::array(value)?.into_iter();
     let wait = parts.next().map(reply::int).transpose()?.unwrap_or(-1);
+    let now = parts.next().map(reply::string).transpose()?.unwrap_or_default();
+    let deadline = parts.next().map(reply::string).transpose()?.unwrap_or_default();
     let listed = parts.next().map(reply::field_lists).transpose()?.unwrap_or_default();
     // Read whatever it holds: the jobs are handed over either way.
     let stopped = parts.next().map(|failure| reply::string(failure).unwrap_or_else(|error| error.to_string()));
+    if listed.len() > tokens.len() {
+        return Err(corrupt(format!("a claim of at most {} jobs returned {}", tokens.len(), listed.len())));
+    }
     let (mut jobs, mut unreadable) = (Vec::with_capacity(listed.len()), Vec::new());
-    for fields in listed {
+    for (mut fields, token) in listed.into_iter().zip(tokens) {
+        // What the claim wrote besides the attempt, as the script wrote it.
+        for (name, value) in [
+            ("state", "running"),
+            ("attempted_at", now.as_str()),
+            ("lease_expires_at", deadline.as_str()),
+            ("claimed_by", worker),
+        ] {
+            fields.insert(name.to_owned(), value.to_owned());
+        }
+        fields.insert("lease_token".to_owned(), token);
         match record_from_fields(&fields) {
             Ok(record) => jobs.push(record),
             Err(error) => unreadable.push((claim_of(&fields), error)),
