@@ -22,7 +22,7 @@
 --       deadline: the claim's attempted_at and lease_expires_at, as written (µs).
 --       jobs: the claimed jobs in claim order, as one JSON text (cjson's): an array of
 --       each job's field/value list as read (its HGETALL, with the new attempt), each an
---       array of strings whose bytes are the stored ones (cjson does not check UTF-8).
+--       array of JSON strings holding the stored bytes (cjson does not check UTF-8).
 --       The n-th job is claimed under the n-th token, and its other fields written are
 --       the same for every job (state running, now, deadline, the worker id): the
 --       lists have them as they were before the claim, for the reader to set. An error at a job (its key is not a hash, say) ends the
@@ -285,7 +285,9 @@ local function take(key, token)
   local text = attempt_texts[attempt]
   if not text then
     text = num(attempt)
-    attempt_texts[attempt] = text
+    -- NaN (an attempt of 'nan' written by hand) cannot be a table key: the job is
+    -- claimed with it, then discarded by the worker as a job that does not read back.
+    if attempt == attempt then attempt_texts[attempt] = text end
   end
   if at then
     fields[at] = text

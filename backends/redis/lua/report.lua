@@ -45,7 +45,9 @@ local function apply()
       results[#results + 1] = 0
     else
       release(group, key, id, f[3], true)
-      local attempt, max_attempts, cancel = tonumber(f[4]) or 0, tonumber(f[5]) or 0, f[6] ~= false
+      -- A completion did not read the others (f[4] to f[7] are nil).
+      local attempt, max_attempts = tonumber(f[4]) or 0, tonumber(f[5]) or 0
+      local cancel = outcome ~= 'completed' and f[6] ~= false
       if outcome == 'completed' then
         finish(group, key, id, 'completed', now, finished)
       elseif outcome == 'failed' then

@@ -250,6 +250,26 @@ async fn a_claimed_job_that_does_not_read_back_is_discarded_and_the_others_are_h
     assert!(running.is_none(), "the unreadable job is not left running");
 }
 
+/// A job at the head of its queue whose attempt count, written by hand, reads as NaN in
+/// Lua ("nan") is claimed and discarded like any job that does not read back, and the
+/// jobs behind it are handed over: it does not fail the claim, which would block the
+/// queue behind it.
+#[tokio::test]
+async fn a_job_whose_attempt_reads_as_nan_does_not_block_its_queue() {
+    let (storage, guard) = common::storage().await;
+    let ids = enqueue_plain(&storage, 3).await;
+    let mut conn = common::raw().await;
+    let key = |suffix: &str| guard.queue_key("q", suffix);
+    let head = key(&format!("job:{}", ids[0]));
+    let _: () = conn.hset(&head, "attempt", "nan").await.unwrap();
+
+    let claimed = storage.claim(ClaimParams::new(["q"], 3)).await.expect("the claim succeeds");
+    let handed_over: Vec<JobId> = claimed.iter().map(|job| job.id).collect();
+    assert_eq!(handed_over, vec![ids[1], ids[2]]);
+    let state: String = conn.hget(&head, "state").await.unwrap();
+    assert_eq!(state, "discarded");
+}
+
 #[cfg(feature = "tls")]
 #[tokio::test]
 async fn a_tls_url_is_understood_and_an_unreachable_tls_server_is_a_connection_error() {
