@@ -32,6 +32,12 @@
 //! is dropped at its end. Redis is reached at `HAUL_BENCH_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`), each workload under a fresh key prefix that is purged at its end.
 
+/// With the `mimalloc` feature, the bench allocates with mimalloc instead of the
+/// system's allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod backends;
 mod floor;
