@@ -25,11 +25,13 @@
 --       array of JSON strings holding the stored bytes (cjson does not check UTF-8).
 --       The n-th job is claimed under the n-th token, and its other fields written are
 --       the same for every job (state running, now, deadline, the worker id): the
---       lists have them as they were before the claim, for the reader to set. An error at a job (its key is not a hash, say) ends the
---       claim there: with jobs taken, failure says at which job and why, and everything
---       else happens as for the jobs taken alone (they are marked running, so they are
---       handed over); with none, the script fails with that error. A job that could not
---       be taken stays available.
+--       lists have them as they were before the claim, for the reader to set. A member
+--       whose key is not a hash is no job: the claim takes it out of its available set
+--       (the key stays), goes on past it, and failure names it. Another error at a job
+--       ends the claim there: failure says at which job and why, and everything else
+--       happens as for the jobs taken alone (they are marked running, so they are
+--       handed over); when it took no job and no member out, the script fails with
+--       that error. A job that could not be taken stays available.
 -- Effects: each claimed job is `running` with attempt + 1, attempted_at = now,
 --       lease_token, lease_expires_at = now + lease and claimed_by set, and moves from
 --       the available set to the running set (scored by its lease deadline); a job
@@ -117,7 +119,10 @@ end
 local function read_keys(group, members, counts, stored)
   local keys, unknown = {}, {}
   for j = 1, #members, 2 do
-    local limit_key = redis.call('HGET', group.prefix .. member_id(members[j]), 'limit_key')
+    local limit_key = redis.pcall('HGET', group.prefix .. member_id(members[j]), 'limit_key')
+    -- A key that is not a hash (an error reply) is a candidate without a limit key,
+    -- which the claim then takes out of the queue (see claim_all).
+    if type(limit_key) == 'table' then limit_key = false end
     keys[#keys + 1] = limit_key
     if limit_key and not counts[limit_key] then
       counts[limit_key] = 0
@@ -304,25 +309,27 @@ end
 -- they had in its available set (group.taken), both written once the jobs are taken.
 local running = {}
 local claimed, wait = {}, nil
--- The member of the job being claimed, for the failure that stops at it.
+-- The index in `candidates` of the job being claimed, for the failure that stops at it.
 local current
--- Claims the candidates; run under pcall so that, should a job raise an error, the
--- jobs taken before it still move to the running sets below and are handed over (a
--- script's writes are not undone, and a job marked running must reach a worker).
-local function claim_all()
-  for _, candidate in ipairs(candidates) do
+-- Claims the candidates from the `first`; run under pcall so that, should a job raise
+-- an error, the jobs taken before it still move to the running sets below and are
+-- handed over (a script's writes are not undone, and a job marked running must reach
+-- a worker).
+local function claim_all(first)
+  for i = first, #candidates do
+    local candidate = candidates[i]
     if #claimed >= limit then break end
     local group = candidate[3]
     if candidate[4] then
       -- Held back by a rate limit, and within the claim's limit: it would be claimed.
       if not wait or candidate[4] < wait then wait = candidate[4] end
     else
-      current = candidate[2]
-      local id = member_id(current)
+      current = i
+      local id = member_id(candidate[2])
       local token = ARGV[tokens + #claimed]
       local fields = take(group.prefix .. id, token)
       group.taken = group.taken or {}
-      group.taken[#group.taken + 1] = current
+      group.taken[#group.taken + 1] = candidate[2]
       add_member(running, group.running, deadline_text, id)
       group.claimed = (group.claimed or 0) + 1
       claimed[#claimed + 1] = fields
@@ -334,19 +341,36 @@ local function claim_all()
   end
 end
 
-local claimed_all, failure = pcall(claim_all)
+-- A member whose key is not a hash is no job: the claim takes it out of its available
+-- set (leaving the key as it is), says so, and goes on past it; without this it would
+-- stay at the head and fail every claim of its queue. Its type is read only then.
+local not_jobs = {}
+local claimed_all, failure = pcall(claim_all, 1)
+while not claimed_all do
+  local candidate = current and candidates[current]
+  if not candidate then break end
+  local key_type = redis.call('TYPE', candidate[3].prefix .. member_id(candidate[2])).ok
+  if key_type == 'hash' or key_type == 'none' then break end
+  redis.call('ZREM', candidate[3].available, candidate[2])
+  not_jobs[#not_jobs + 1] = member_id(candidate[2]) .. ' (its key holds a ' .. key_type .. ')'
+  claimed_all, failure = pcall(claim_all, current + 1)
+end
 flush_members(running)
 for _, group in ipairs(groups) do
   if group.taken then remove_members(group.available, group.taken) end
 end
+local notes = {}
+if #not_jobs > 0 then
+  notes[1] = 'took out of the queue, as no job: ' .. table.concat(not_jobs, ', ')
+end
 if not claimed_all then
-  if #claimed == 0 then error(failure) end
+  if #claimed == 0 and #notes == 0 then error(failure) end
   -- Redis 7's pcall gives the error as a string (a table with `err` on older servers).
   local reason = type(failure) == 'table' and failure.err or failure
-  failure = 'failed at job ' .. member_id(current) .. ': ' .. tostring(reason)
-else
-  failure = nil
+  notes[#notes + 1] = 'failed at job ' .. member_id(candidates[current][2]) .. ': ' .. tostring(reason)
+  if #claimed == 0 then error(table.concat(notes, '; ')) end
 end
+failure = #notes > 0 and table.concat(notes, '; ') or nil
 flush_members(starts)
 for _, key in ipairs(starts) do
   local rate = rates[key]

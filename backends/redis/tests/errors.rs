@@ -77,20 +77,20 @@ async fn a_job_whose_attempt_count_was_mangled_is_claimed_as_a_first_attempt() {
     assert!(running.is_some(), "the claimed job is in the running set, where rescue finds it");
 }
 
-/// A claim that stops at a job it cannot take (here a key that is no longer a hash)
-/// hands over the jobs it took before that one: they are marked running, sit in the
-/// running set and count as starts for the queue's rate limit. The job it stopped at
-/// stays available, and a claim that meets it first fails, taking nothing.
+/// A claim that stops at a job it cannot take (here the queue's running-per-key hash,
+/// replaced by a string, fails the job's count right after the job was taken) hands
+/// over the jobs it took, that one included: they are marked running, sit in the
+/// running set and count as starts for the queue's rate limit. The jobs after it stay
+/// available, for the next claim.
 #[tokio::test]
-async fn a_claim_that_stops_at_a_job_it_cannot_take_hands_over_the_jobs_taken_before_it() {
+async fn a_claim_that_stops_at_an_error_hands_over_the_jobs_it_took() {
     let (storage, guard) = common::storage().await;
     storage.set_queue_limits("q", QueueLimits::new().rate(RateLimit::per_minute(10))).await.unwrap();
-    let ids = enqueue_plain(&storage, 3).await;
+    let jobs = (0..3).map(|i| NewJob::new("plain", json!({})).queue("q").limit_key(format!("k{i}"))).collect();
+    let ids = storage.enqueue(EnqueueParams::new(jobs)).await.unwrap().ids;
     let mut conn = common::raw().await;
     let key = |suffix: &str| guard.queue_key("q", suffix);
-    // The second job in claim order (same priority and run_at, ids in enqueue order).
-    let _: () = conn.del(key(&format!("job:{}", ids[1]))).await.unwrap();
-    let _: () = conn.set(key(&format!("job:{}", ids[1])), "not a hash").await.unwrap();
+    let _: () = conn.set(key("key_running"), "not a hash").await.unwrap();
 
     let claimed = storage.claim(ClaimParams::new(["q"], 3)).await.unwrap();
     assert_eq!(claimed.iter().map(|job| job.id).collect::<Vec<_>>(), [ids[0]]);
@@ -101,12 +101,43 @@ async fn a_claim_that_stops_at_a_job_it_cannot_take_hands_over_the_jobs_taken_be
     let starts: i64 = conn.zcard(key("starts")).await.unwrap();
     assert_eq!(starts, 1, "the job handed over is a start of the rate limit");
     let available: Vec<String> = conn.zrange(key("available"), 0, -1).await.unwrap();
-    assert_eq!(available.len(), 2, "the job it stopped at and the one after stay available: {available:?}");
-
-    assert!(storage.claim(ClaimParams::new(["q"], 3)).await.is_err(), "a claim that takes nothing fails");
-    let starts: i64 = conn.zcard(key("starts")).await.unwrap();
-    assert_eq!(starts, 1);
+    assert_eq!(available.len(), 2, "the jobs after it stay available: {available:?}");
     assert_eq!(storage.get(ids[2]).await.unwrap().unwrap().state, JobState::Available);
+
+    let next = storage.claim(ClaimParams::new(["q"], 3)).await.unwrap();
+    assert_eq!(next.iter().map(|job| job.id).collect::<Vec<_>>(), [ids[1]], "the next claim goes on from there");
+}
+
+/// A member of a queue whose key is not a hash (written by hand) is no job: a claim
+/// that meets it takes it out of the queue, leaves the key alone, and claims the jobs
+/// behind it. Without this it stayed at the head and failed every claim of its queue.
+#[tokio::test]
+async fn a_member_whose_key_is_not_a_hash_is_taken_out_of_its_queue_and_the_claim_goes_on() {
+    for (limits, what) in [
+        (None, "a queue without limits"),
+        (Some(QueueLimits::new().key_concurrency(1)), "a queue with a limit per key"),
+    ] {
+        let (storage, guard) = common::storage().await;
+        if let Some(limits) = limits {
+            storage.set_queue_limits("q", limits).await.unwrap();
+        }
+        let ids = enqueue_plain(&storage, 4).await;
+        let mut conn = common::raw().await;
+        let key = |suffix: &str| guard.queue_key("q", suffix);
+        // The first and the third job in claim order become strings.
+        for broken in [ids[0], ids[2]] {
+            let _: () = conn.del(key(&format!("job:{broken}"))).await.unwrap();
+            let _: () = conn.set(key(&format!("job:{broken}")), "not a hash").await.unwrap();
+        }
+
+        let claimed = storage.claim(ClaimParams::new(["q"], 4)).await.expect(what);
+        assert_eq!(claimed.iter().map(|job| job.id).collect::<Vec<_>>(), [ids[1], ids[3]], "{what}");
+        let available: Vec<String> = conn.zrange(key("available"), 0, -1).await.unwrap();
+        assert!(available.is_empty(), "{what}: the members that are no job left the queue: {available:?}");
+        let kept: String = conn.get(key(&format!("job:{}", ids[0]))).await.unwrap();
+        assert_eq!(kept, "not a hash", "{what}: the key is left as it was");
+        assert!(storage.claim(ClaimParams::new(["q"], 4)).await.unwrap().is_empty(), "{what}");
+    }
 }
 
 /// On a cluster a claim over queues in different slots runs one script per queue: a

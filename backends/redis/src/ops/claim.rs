@@ -64,9 +64,10 @@ impl RedisStorage {
         }
         let (claimed, unreadable, stopped) = paced_claim(self.run(&call).await?, tokens, &params.worker_id)?;
         if let Some(failure) = stopped {
-            // The jobs taken are marked running: hand them over. A job that could not
-            // be taken stays available, and the next claim meets it again.
-            tracing::error!(%failure, taken = claimed.jobs.len(), "a claim stopped at an error; the jobs it took are handed over");
+            // The jobs taken are marked running: hand them over. A member that is no job
+            // (its key is not a hash) was taken out of its queue; a job that could not be
+            // taken for another reason stays available, and the next claim meets it again.
+            tracing::error!(%failure, taken = claimed.jobs.len(), "a claim met what it could not take; the jobs it took are handed over");
         }
         self.discard_unreadable(unreadable, params).await;
         Ok(claimed)
