@@ -26,12 +26,14 @@
 --       The n-th job is claimed under the n-th token, and its other fields written are
 --       the same for every job (state running, now, deadline, the worker id): the
 --       lists have them as they were before the claim, for the reader to set. A member
---       whose key is not a hash is no job: the claim takes it out of its available set
---       (the key stays), goes on past it, and failure names it. Another error at a job
---       ends the claim there: failure says at which job and why, and everything else
---       happens as for the jobs taken alone (they are marked running, so they are
---       handed over); when it took no job and no member out, the script fails with
---       that error. A job that could not be taken stays available.
+--       whose key holds another type than a hash is no job: the claim takes it out of
+--       its available set (the key stays), goes on with the other candidates it read
+--       (it reads no more in its place, and a rate limit's wait counts it as claimed),
+--       and failure names it. Another error at a job ends the claim there: failure says
+--       at which job and why, and everything else happens as for the jobs taken alone
+--       (they are marked running, so they are handed over); when it took no job, the
+--       script fails with that error (and the names of the members taken out). A job
+--       that could not be taken stays available.
 -- Effects: each claimed job is `running` with attempt + 1, attempted_at = now,
 --       lease_token, lease_expires_at = now + lease and claimed_by set, and moves from
 --       the available set to the running set (scored by its lease deadline); a job

@@ -205,8 +205,9 @@ impl RedisStorage {
 /// A claim's reply from `claim.lua`: `{wait, now, deadline, jobs[, failure]}`, where
 /// `wait` is how many ms until a rate limit that held back a job lets one more start, or
 /// -1 when none did, `jobs` the claimed jobs' fields as read before the claim (but the
-/// attempt), the n-th claimed under the n-th of `tokens`, and `failure` why the claim
-/// stopped at a job. Also the jobs that do not read back as records, each with its claim
+/// attempt), the n-th claimed under the n-th of `tokens`, and `failure` what the claim
+/// could not take: the members it took out of their queues as no job, the job it
+/// stopped at and why. Also the jobs that do not read back as records, each with its claim
 /// when that reads.
 fn paced_claim(value: Value, tokens: Vec<String>, worker: &str) -> Result<(PacedClaim, Unreadable, Option<String>)> {
     let mut parts = reply::array(value)?.into_iter();
