@@ -162,9 +162,9 @@ async fn on_a_cluster_a_queue_whose_claim_fails_is_left_out_and_the_others_are_h
         }
     };
     let (first, second) = (enqueue("q").await, enqueue("r").await);
-    // The claim from `r` fails, whether it runs before or after `q`'s.
-    let broken = format!("haul:{{{prefix}:r}}:job:{second}");
-    let _: () = raw.del(&broken).await.unwrap();
+    // The claim from `r` fails, whether it runs before or after `q`'s: its scheduled
+    // set, which its script reads to promote due jobs, is not a sorted set.
+    let broken = format!("haul:{{{prefix}:r}}:scheduled");
     let _: () = raw.set(&broken, "not a hash").await.unwrap();
 
     for queues in [["r", "q"], ["q", "r"]] {
@@ -180,6 +180,7 @@ async fn on_a_cluster_a_queue_whose_claim_fails_is_left_out_and_the_others_are_h
             .await
             .unwrap();
     }
+    assert_eq!(storage.get(second).await.unwrap().unwrap().state, JobState::Available, "r's job waits");
     assert_eq!(storage.claim(ClaimParams::new(["q"], 1)).await.unwrap().len(), 1);
     assert!(storage.claim(ClaimParams::new(["q", "r"], 2)).await.is_err(), "a claim that takes nothing fails");
 
