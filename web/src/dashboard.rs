@@ -21,7 +21,8 @@ pub enum Auth {
     #[default]
     None,
     /// Requests carry `Authorization: Bearer <token>`, or the cookie a first
-    /// `?token=<token>` sets (HttpOnly, SameSite=Strict).
+    /// `?token=<token>` sets (HttpOnly, SameSite=Strict, and Secure when the request
+    /// came over HTTPS: see the crate's README).
     Token(String),
     /// HTTP Basic authentication (`WWW-Authenticate: Basic`).
     Basic {

@@ -168,8 +168,11 @@ fn token_auth(dashboard: &Dashboard, token: &str, base: &str, request: &Request)
         let path = format!("/{}", path.trim_start_matches('/'));
         let location = if rest.is_empty() { path } else { format!("{path}?{}", paths::query_string(&rest)) };
         let cookie_path = paths::overview_path(base);
-        let cookie =
-            format!("{TOKEN_COOKIE}={}; Path={cookie_path}; HttpOnly; SameSite=Strict", cookie_of(dashboard, token));
+        let secure = if arrived_over_https(request) { "; Secure" } else { "" };
+        let cookie = format!(
+            "{TOKEN_COOKIE}={}; Path={cookie_path}; HttpOnly; SameSite=Strict{secure}",
+            cookie_of(dashboard, token)
+        );
         let mut response = StatusCode::SEE_OTHER.into_response();
         if let (Ok(location), Ok(cookie)) = (HeaderValue::from_str(&location), HeaderValue::from_str(&cookie)) {
             response.headers_mut().insert(header::LOCATION, location);
@@ -185,6 +188,24 @@ fn token_auth(dashboard: &Dashboard, token: &str, base: &str, request: &Request)
     );
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"haul\""));
     Authenticated::No(response)
+}
+
+/// Whether the browser sent `request` over HTTPS: its URI says so, or a reverse proxy
+/// that ended TLS did, with `X-Forwarded-Proto: https` or `Forwarded: proto=https` (the
+/// first hop's). A client that forges either only makes its own cookie `Secure`.
+fn arrived_over_https(request: &Request) -> bool {
+    let first_hop = |name: header::HeaderName| {
+        request.headers().get(name).and_then(|value| value.to_str().ok()).and_then(|value| value.split(',').next())
+    };
+    let forwarded_proto = first_hop(header::FORWARDED).and_then(|hop| {
+        hop.split(';').find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            name.trim().eq_ignore_ascii_case("proto").then(|| value.trim().trim_matches('"'))
+        })
+    });
+    let x_forwarded_proto = first_hop(header::HeaderName::from_static("x-forwarded-proto")).map(str::trim);
+    request.uri().scheme_str() == Some("https")
+        || [forwarded_proto, x_forwarded_proto].into_iter().flatten().any(|proto| proto.eq_ignore_ascii_case("https"))
 }
 
 /// The cookie's value for `token`: a digest of the dashboard's secret and the token,

@@ -110,6 +110,7 @@ async fn token_auth_takes_a_bearer_header_or_a_token_once_then_its_cookie() {
     assert_eq!(reply.location(), "/jobs?state=discarded", "the token leaves the URL");
     let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "over plain HTTP the cookie is not Secure: {cookie}");
     assert!(!cookie.contains("s3cret-token"), "the cookie does not hold the token itself");
     let pair = cookie.split(';').next().unwrap().to_owned();
     let with_cookie = Request::get("/jobs?state=discarded").header(header::COOKIE, pair).body(Body::empty()).unwrap();
@@ -121,6 +122,39 @@ async fn token_auth_takes_a_bearer_header_or_a_token_once_then_its_cookie() {
     assert_eq!(post(&router, "/queues/mail/pause", "csrf=x").await.status, StatusCode::UNAUTHORIZED);
     // The assets hold nothing secret.
     assert_eq!(get(&router, "/assets/app.css").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_token_cookie_is_secure_when_a_proxy_says_the_browser_used_https() {
+    let (_storage, dashboard) = setup();
+    let router = dashboard.auth(Auth::Token("s3cret-token".into())).router();
+    let cookie_behind = |name: &str, value: &str| {
+        let request = Request::get("/jobs?token=s3cret-token").header(name, value).body(Body::empty()).unwrap();
+        let router = router.clone();
+        async move {
+            let reply = send(&router, request).await;
+            assert_eq!(reply.status, StatusCode::SEE_OTHER);
+            reply.headers[header::SET_COOKIE].to_str().unwrap().to_owned()
+        }
+    };
+    for (name, value) in [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-proto", "HTTPS, http"),
+        ("forwarded", "for=192.0.2.60;proto=https;by=203.0.113.43"),
+        ("forwarded", "proto=\"https\", proto=http"),
+    ] {
+        let cookie = cookie_behind(name, value).await;
+        assert!(cookie.ends_with("; Secure"), "{name}: {value} gives {cookie}");
+    }
+    for (name, value) in [
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-proto", "http, https"),
+        ("forwarded", "for=192.0.2.60;proto=http"),
+        ("x-forwarded-host", "https"),
+    ] {
+        let cookie = cookie_behind(name, value).await;
+        assert!(!cookie.contains("Secure"), "{name}: {value} gives {cookie}");
+    }
 }
 
 #[tokio::test]
