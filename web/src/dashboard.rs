@@ -22,7 +22,8 @@ pub enum Auth {
     None,
     /// Requests carry `Authorization: Bearer <token>`, or the cookie a first
     /// `?token=<token>` sets (HttpOnly, SameSite=Strict, and Secure when the request
-    /// came over HTTPS: see the crate's README).
+    /// says it came over HTTPS, as a proxy's `X-Forwarded-Proto: https` does: see the
+    /// crate's README).
     Token(String),
     /// HTTP Basic authentication (`WWW-Authenticate: Basic`).
     Basic {

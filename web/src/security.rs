@@ -190,9 +190,10 @@ fn token_auth(dashboard: &Dashboard, token: &str, base: &str, request: &Request)
     Authenticated::No(response)
 }
 
-/// Whether the browser sent `request` over HTTPS: its URI says so, or a reverse proxy
-/// that ended TLS did, with `X-Forwarded-Proto: https` or `Forwarded: proto=https` (the
-/// first hop's). A client that forges either only makes its own cookie `Secure`.
+/// Whether `request` says the browser sent it over HTTPS: a reverse proxy that ended
+/// TLS says so with `X-Forwarded-Proto: https` or `Forwarded: proto=https` (the first
+/// hop's), and an HTTP/2 request's URI with its `https` scheme (an HTTP/1.1 request's
+/// URI has none). A client that forges either header only makes its own cookie `Secure`.
 fn arrived_over_https(request: &Request) -> bool {
     let first_hop = |name: header::HeaderName| {
         request.headers().get(name).and_then(|value| value.to_str().ok()).and_then(|value| value.split(',').next())

@@ -142,6 +142,7 @@ async fn the_token_cookie_is_secure_when_a_proxy_says_the_browser_used_https() {
         ("x-forwarded-proto", "HTTPS, http"),
         ("forwarded", "for=192.0.2.60;proto=https;by=203.0.113.43"),
         ("forwarded", "proto=\"https\", proto=http"),
+        ("forwarded", "for=192.0.2.60; Proto=HTTPS"),
     ] {
         let cookie = cookie_behind(name, value).await;
         assert!(cookie.ends_with("; Secure"), "{name}: {value} gives {cookie}");
@@ -150,11 +151,18 @@ async fn the_token_cookie_is_secure_when_a_proxy_says_the_browser_used_https() {
         ("x-forwarded-proto", "http"),
         ("x-forwarded-proto", "http, https"),
         ("forwarded", "for=192.0.2.60;proto=http"),
+        ("forwarded", "proto=http, proto=https"),
         ("x-forwarded-host", "https"),
     ] {
         let cookie = cookie_behind(name, value).await;
         assert!(!cookie.contains("Secure"), "{name}: {value} gives {cookie}");
     }
+    // An HTTP/2 request's URI carries its scheme.
+    let over_tls = Request::get("https://localhost/jobs?token=s3cret-token").body(Body::empty()).unwrap();
+    let reply = send(&router, over_tls).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
 }
 
 #[tokio::test]
