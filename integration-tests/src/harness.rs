@@ -221,6 +221,10 @@ impl RedisHarness {
             )
             .into());
         }
+        // One script call stores a batch: the suite's largest (40,000 unique jobs) ran
+        // past the default 10 s on a loaded CI machine, three nodes and the tests
+        // sharing two cores. Give each reply a minute, so that only a hang fails a case.
+        let config = config.response_timeout(std::time::Duration::from_secs(60));
         Ok(haul::RedisStorage::connect_cluster(nodes, config).await?)
     }
 
