@@ -1,5 +1,4 @@
--- Inserts a batch of jobs in one statement (atomic; the storage sends a batch over
--- 12 KiB of parameters as several of these in one transaction). With $12 true it also sends one
+-- Inserts a batch of jobs in one statement (atomic). With $12 true it also sends one
 -- NOTIFY per queue that received available jobs, delivered when the enclosing
 -- transaction commits (the caller's own transaction: enqueue_in_tx). With $12 false it
 -- sends none and the caller notifies after its commit (the pool's enqueue: see

@@ -23,7 +23,6 @@ use crate::{
     error::map_sqlx_error,
     listen::Listener,
     row::{decode_leadership, decode_record, decode_worker, micros, parse_state},
-    statement_size::{self, Statements},
     storage::WakeUp,
 };
 
@@ -179,11 +178,6 @@ impl PostgresStorage {
 /// How long after a failed ANALYZE of the jobs table the next one waits.
 const ANALYZE_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// The parameter bytes one claim adds to a heartbeat statement: its id and its lease
-/// token, each array element a 4-byte length and 16 bytes (about 300 claims per
-/// statement, see [`statement_size`]).
-const HEARTBEAT_CLAIM_BYTES: usize = 2 * (4 + 16);
-
 /// How long a claim statement ran on the server: the largest `statement_us` of its rows
 /// (`queries/claim_update.sql`); `None` when it returned no row.
 fn statement_time(rows: &[PgRow]) -> Result<Option<Duration>> {
@@ -251,12 +245,6 @@ impl<'a> OutcomeParams<'a> {
         };
         Ok(Self { id: report.claim.id.0, token: report.claim.token.0, outcome, message, delay_us })
     }
-
-    /// The bytes it adds to the statement's parameters: each array element is its
-    /// length (4 bytes) and its value (none for a NULL).
-    fn size(&self) -> usize {
-        2 * (4 + 16) + 4 + self.outcome.len() + 4 + self.message.as_ref().map_or(0, |message| message.len()) + 4 + 8
-    }
 }
 
 #[async_trait]
@@ -305,18 +293,13 @@ impl Storage for PostgresStorage {
                 outcomes.push(OutcomeParams::of(report)?);
             }
         }
-        // In id order across the statements of one batch too (see report.sql).
+        // In id order (see report.sql).
         outcomes.sort_by_key(|outcome| outcome.id);
-        let runs = statement_size::split(&outcomes, OutcomeParams::size);
-        let mut applied_claims = HashSet::new();
-        if !runs.is_empty() {
-            let mut conn = self.inner.pool.acquire().await.map_err(map_sqlx_error)?;
-            let mut statements = Statements::begin(&mut conn, runs.len()).await?;
-            for run in runs {
-                applied_claims.extend(self.report_statement(statements.conn(), params.now, run).await?);
-            }
-            statements.commit().await?;
-        }
+        let applied_claims = if outcomes.is_empty() {
+            HashSet::new()
+        } else {
+            self.report_statement(&self.inner.pool, params.now, &outcomes).await?
+        };
         let mut applied = Vec::new();
         let mut rejected = Vec::new();
         let mut seen = HashSet::new();
@@ -337,26 +320,22 @@ impl Storage for PostgresStorage {
         }
         let mut seen = HashSet::new();
         let claims: Vec<Claim> = params.claims.iter().copied().filter(|claim| seen.insert(*claim)).collect();
-        // Each claim's lease is extended on its own, so the statements of a large
-        // heartbeat need no common transaction.
-        let mut held = HashMap::with_capacity(claims.len());
-        for run in statement_size::split(&claims, |_| HEARTBEAT_CLAIM_BYTES) {
-            let ids: Vec<Uuid> = run.iter().map(|claim| claim.id.0).collect();
-            let tokens: Vec<Uuid> = run.iter().map(|claim| claim.token.0).collect();
-            let rows = sqlx::query(self.inner.queries.heartbeat.clone())
-                .bind(params.now)
-                .bind(&ids)
-                .bind(&tokens)
-                .bind(micros(params.lease))
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(map_sqlx_error)?;
-            for row in &rows {
-                let id: Uuid = row.try_get("id").map_err(map_sqlx_error)?;
-                let token: Uuid = row.try_get("token").map_err(map_sqlx_error)?;
-                let cancel_requested: bool = row.try_get("cancel_requested").map_err(map_sqlx_error)?;
-                held.insert(Claim { id: JobId(id), token: LeaseToken(token) }, cancel_requested);
-            }
+        let ids: Vec<Uuid> = claims.iter().map(|claim| claim.id.0).collect();
+        let tokens: Vec<Uuid> = claims.iter().map(|claim| claim.token.0).collect();
+        let rows = sqlx::query(self.inner.queries.heartbeat.clone())
+            .bind(params.now)
+            .bind(&ids)
+            .bind(&tokens)
+            .bind(micros(params.lease))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        let mut held = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: Uuid = row.try_get("id").map_err(map_sqlx_error)?;
+            let token: Uuid = row.try_get("token").map_err(map_sqlx_error)?;
+            let cancel_requested: bool = row.try_get("cancel_requested").map_err(map_sqlx_error)?;
+            held.insert(Claim { id: JobId(id), token: LeaseToken(token) }, cancel_requested);
         }
         let mut outcome = HeartbeatOutcome::default();
         for claim in claims {

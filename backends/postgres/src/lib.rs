@@ -13,7 +13,6 @@ mod pool;
 mod queries;
 mod readiness;
 mod row;
-mod statement_size;
 mod storage;
 mod throughput;
 mod unique;

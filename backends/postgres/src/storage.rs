@@ -24,7 +24,6 @@ use crate::{
     pool::open_pool,
     queries::Queries,
     row::{micros, timeout_ms},
-    statement_size::{self, Statements},
     unique::{EarlierJobs, lock_slots, unique_digest},
     url::PostgresUrl,
 };
@@ -243,8 +242,8 @@ impl PostgresStorage {
     /// transaction began.
     ///
     /// Open the transaction with sqlx (`pool.begin()`, `conn.begin()`), not with a `BEGIN`
-    /// statement: a batch of unique jobs, or one sent as several statements, runs in a
-    /// savepoint that sqlx opens only inside a transaction it knows of.
+    /// statement: a batch of unique jobs runs in a savepoint that sqlx opens only inside
+    /// a transaction it knows of.
     ///
     /// ```no_run
     /// # async fn example(storage: haul_postgres::PostgresStorage) -> Result<(), Box<dyn std::error::Error>> {
@@ -280,8 +279,7 @@ impl PostgresStorage {
             .request(queues);
     }
 
-    /// Validates and inserts a batch. Without unique jobs: one statement, or several of
-    /// at most [`statement_size::STATEMENT_BYTES`] in one transaction. With unique
+    /// Validates and inserts a batch. Without unique jobs: one statement. With unique
     /// jobs: a short transaction (a savepoint inside the caller's) that locks the keys'
     /// slots, finds the blocking jobs, and inserts the jobs that nothing blocks. With
     /// [`WakeUp::AfterCommit`] it sends no NOTIFY: the caller wakes
@@ -298,19 +296,9 @@ impl PostgresStorage {
         }
         NewJob::validate_batch(&jobs)?;
         if jobs.iter().all(|job| job.unique.is_none()) {
-            // Statements of at most `STATEMENT_BYTES` each (see `statement_size`), all
-            // checked before the first is sent, in one transaction when there are several.
-            let runs = statement_size::split(&jobs, parameter_bytes)
-                .into_iter()
-                .map(EnqueueColumns::of)
-                .collect::<Result<Vec<_>>>()?;
+            let columns = EnqueueColumns::of(&jobs)?;
             let mut conn = conn.acquire().await.map_err(map_sqlx_error)?;
-            let mut statements = Statements::begin(&mut conn, runs.len()).await?;
-            let mut available = Vec::new();
-            for run in &runs {
-                available.extend(self.insert_columns(statements.conn(), params.now, run, wake_up).await?);
-            }
-            statements.commit().await?;
+            let mut available = self.insert_columns(&mut conn, params.now, &columns, wake_up).await?;
             available.sort_unstable();
             available.dedup();
             return Ok(Inserted { outcome: EnqueueOutcome::new(jobs.iter().map(|job| job.id).collect()), available });
@@ -538,21 +526,4 @@ impl EnqueueColumns {
         self.limit_keys.push(job.limit_key.clone());
         Ok(())
     }
-}
-
-/// The bytes a job without a uniqueness key adds to the enqueue statement's parameters:
-/// each of its 13 array elements is a 4-byte length and its value (none for a NULL).
-fn parameter_bytes(job: &NewJob) -> usize {
-    const ELEMENTS: usize = 13;
-    // id, priority, run_at, delay, max_attempts, timeout.
-    const FIXED: usize = 16 + 2 + 8 + 8 + 4 + 8;
-    let metadata = job.metadata.iter().map(|(key, value)| key.len() + value.len() + 6).sum::<usize>();
-    ELEMENTS * 4
-        + FIXED
-        + job.kind.len()
-        + 1
-        + haul_core::json_len(&job.args)
-        + job.queue.len()
-        + metadata
-        + job.limit_key.as_ref().map_or(0, String::len)
 }

@@ -219,10 +219,10 @@ mod duplicate_ids {
         assert_eq!(storage.get(fresh_id).await.expect("get"), None);
     }
 
-    /// A batch sent as several statements (see `statement_size`): the stored id in its
-    /// last job undoes the statements before it, and only them.
+    /// A large batch (300 jobs of about 250 bytes) inside a transaction that enqueued
+    /// before: the stored id in its last job undoes the batch, and only it.
     #[tokio::test]
-    async fn a_stored_id_in_a_batch_of_several_statements_undoes_only_the_batch() {
+    async fn a_stored_id_in_a_large_batch_undoes_only_the_batch() {
         let (storage, _guard) = common::storage().await;
         let existing = enqueue(&storage, "default", 1).await[0];
         let padding = "p".repeat(200);
