@@ -43,7 +43,7 @@ const SCHEMES: &str = "memory://, postgres://, postgresql://, redis://, rediss:/
 /// | `sslcert` (`ssl-cert`), `sslkey` (`ssl-key`) | none | Client certificate and key, for servers that ask for one. |
 /// | `options` | none (`PGOPTIONS`) | Session settings, as libpq's: `options=-c%20statement_timeout%3D5s`. |
 /// | `options[<name>]` | none | One session setting: `options[statement_timeout]=5s`. |
-/// | `host`, `hostaddr`, `port`, `dbname`, `user`, `password` | the URL's | Instead of the URL's parts; `host=/run/postgresql` is a Unix socket directory. |
+/// | `host`, `hostaddr`, `port`, `dbname`, `user`, `password` | the URL's | Instead of the URL's parts; `host=/run/postgresql` is a Unix socket directory; `hostaddr` is the address dialled while `host` still names the server for TLS (as libpq's). |
 /// | `statement-cache-capacity` | `100` | Prepared statements cached per connection. |
 ///
 /// Connecting opens one connection before the pool, so that a server that cannot be

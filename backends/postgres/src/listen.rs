@@ -45,15 +45,21 @@ impl Listener {
     }
 }
 
+/// A listener on `channel` that never reconnects by itself: sqlx 0.9.1's `PgListener`
+/// retries a failed reconnect at once, in a loop without a pause, for as long as the
+/// error is an I/O error other than a refused connection (a reset, an unreachable
+/// host, a failed DNS lookup); the relay below reconnects with a backoff instead.
 async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await.map_err(map_sqlx_error)?;
+    listener.eager_reconnect(false);
     listener.listen(channel).await.map_err(map_sqlx_error)?;
     Ok(listener)
 }
 
-/// Relays notifications until `stop` fires. A lost connection is re-established and
-/// re-LISTENed (by `PgListener` itself, or here by a fresh listener after an error);
-/// notifications sent meanwhile are lost, which the workers' poll interval covers.
+/// Relays notifications until `stop` fires. A lost or failed connection is replaced by
+/// a fresh listener, re-LISTENed, after a pause that doubles with each failure in a row
+/// (100 ms to 5 s); notifications sent meanwhile are lost, which the workers' poll
+/// interval covers.
 async fn relay(listener: PgListener, pool: PgPool, channel: String, sender: WakeupSender, stop: CancellationToken) {
     let mut listener = Some(listener);
     let mut backoff = MIN_BACKOFF;
@@ -67,6 +73,7 @@ async fn relay(listener: PgListener, pool: PgPool, channel: String, sender: Wake
             match listen(&pool, &channel).await {
                 Ok(fresh) => {
                     tracing::info!(%channel, "LISTEN connection re-established");
+                    backoff = MIN_BACKOFF;
                     listener = Some(fresh);
                 }
                 Err(error) => tracing::warn!(%channel, %error, "re-establishing the LISTEN connection failed"),
@@ -78,11 +85,11 @@ async fn relay(listener: PgListener, pool: PgPool, channel: String, sender: Wake
             received = current.try_recv() => received,
         };
         match received {
-            Ok(Some(notification)) => {
-                backoff = MIN_BACKOFF;
-                sender.notify(notification.payload());
+            Ok(Some(notification)) => sender.notify(notification.payload()),
+            Ok(None) => {
+                tracing::info!(%channel, "LISTEN connection lost; replacing it");
+                listener = None;
             }
-            Ok(None) => tracing::info!(%channel, "LISTEN connection lost; reconnected"),
             Err(error) => {
                 tracing::warn!(%channel, %error, "LISTEN connection failed; replacing it");
                 // Give the broken connection back before asking the pool of one for another.

@@ -245,6 +245,11 @@ impl PostgresStorage {
     /// statement: a batch of unique jobs runs in a savepoint that sqlx opens only inside
     /// a transaction it knows of.
     ///
+    /// A batch holding an id already stored fails with [`Error::DuplicateId`](haul_core::Error::DuplicateId)
+    /// having stored nothing, and the transaction stays usable. Any other failure of
+    /// the insert (an insert of the same id racing with this one, a timeout) is an error
+    /// of the transaction, which PostgreSQL then aborts, as for any statement of yours.
+    ///
     /// ```no_run
     /// # async fn example(storage: haul_postgres::PostgresStorage) -> Result<(), Box<dyn std::error::Error>> {
     /// use haul_core::NewJob;
