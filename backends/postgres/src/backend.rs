@@ -293,8 +293,7 @@ impl Storage for PostgresStorage {
                 outcomes.push(OutcomeParams::of(report)?);
             }
         }
-        // In id order (see report.sql).
-        outcomes.sort_by_key(|outcome| outcome.id);
+        // report.sql locks the rows in id order itself.
         let applied_claims = if outcomes.is_empty() {
             HashSet::new()
         } else {
