@@ -46,6 +46,7 @@ pub struct PostgresConfig {
     acquire_timeout: Duration,
     migrate_on_connect: bool,
     slow_claim: Duration,
+    async_claim_commit: bool,
 }
 
 impl PostgresConfig {
@@ -60,6 +61,7 @@ impl PostgresConfig {
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             migrate_on_connect: false,
             slow_claim: DEFAULT_SLOW_CLAIM,
+            async_claim_commit: false,
         }
     }
 
@@ -118,6 +120,37 @@ impl PostgresConfig {
     /// The configured [`PostgresConfig::slow_claim`].
     pub fn slow_claim_time(&self) -> Duration {
         self.slow_claim
+    }
+
+    /// Lets claims commit without waiting for the WAL flush (the URL's
+    /// `async_claim_commit=true`; off by default): each claim statement sets
+    /// `synchronous_commit` off for its own transaction. On a loaded server this takes
+    /// about a millisecond off the time from an enqueue to its job's start.
+    ///
+    /// The cost: if the PostgreSQL server crashes (or fails over) within about three
+    /// times its `wal_writer_delay` (600 ms by default) of a claim, before a later
+    /// commit flushes it, the claim is lost. Its job is available again and runs again
+    /// under the same attempt number, while the worker that held it finds its lease
+    /// gone (heartbeats and the outcome are refused). No job is lost and no outcome is
+    /// taken twice, but such an attempt may run twice and count once against
+    /// `max_attempts`. Enqueues, outcomes and heartbeats stay synchronous.
+    ///
+    /// ```
+    /// use haul_postgres::PostgresConfig;
+    ///
+    /// let config = PostgresConfig::new().async_claim_commit(true);
+    /// assert!(config.async_claim_commits());
+    /// assert!(!PostgresConfig::new().async_claim_commits());
+    /// ```
+    pub fn async_claim_commit(mut self, enabled: bool) -> Self {
+        self.async_claim_commit = enabled;
+        self
+    }
+
+    /// Whether claims commit without waiting for the WAL flush
+    /// ([`PostgresConfig::async_claim_commit`]).
+    pub fn async_claim_commits(&self) -> bool {
+        self.async_claim_commit
     }
 
     /// The configured schema.

@@ -57,18 +57,20 @@ impl Queries {
     /// channel as a string literal. The fragments, without their header comments, go in
     /// where a query names them: `{locked_batch}` (`queries/locked_batch.sql`) first,
     /// then `{matching_ids}` ([`matching_ids`]), then `{claim_update}`
-    /// (`queries/claim_update.sql`).
-    pub(crate) fn new(schema: &str, channel: &str) -> Self {
+    /// (`queries/claim_update.sql`), then `{claim_commit}` ([`claim_commit`]).
+    pub(crate) fn new(schema: &str, channel: &str, async_claim_commit: bool) -> Self {
         let schema = format!("\"{schema}\"");
         let channel = format!("'{channel}'");
         let locked_batch = without_header(include_str!("../queries/locked_batch.sql"));
         let matching_ids = matching_ids(without_header(include_str!("../queries/matching_ids.sql")));
         let claim_update = without_header(include_str!("../queries/claim_update.sql"));
+        let claim_commit = claim_commit(async_claim_commit);
         let render = |sql: &str| {
             AssertSqlSafe(
                 sql.replace("{locked_batch}", locked_batch)
                     .replace("{matching_ids}", &matching_ids)
                     .replace("{claim_update}", claim_update)
+                    .replace("{claim_commit}", claim_commit)
                     .replace("{schema}", &schema)
                     .replace("{channel}", &channel),
             )
@@ -122,6 +124,15 @@ impl Queries {
     }
 }
 
+/// The `{claim_commit}` fragment of `queries/claim_update.sql`: nothing, or with
+/// asynchronous claim commits ([`crate::PostgresConfig::async_claim_commit`]) a condition
+/// without columns, which PostgreSQL evaluates once before the update's first row (a
+/// one-time filter), setting `synchronous_commit` off until the end of the claim's
+/// transaction (`set_config`'s third argument: local to the transaction).
+fn claim_commit(async_claim_commit: bool) -> &'static str {
+    if async_claim_commit { "\n  AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'" } else { "" }
+}
+
 /// The `{matching_ids}` fragment, from the one branch of `queries/matching_ids.sql`
 /// (see its header): the branch for "no state named", then one per state naming it as
 /// a constant, merged by id, the first `$7` kept.
@@ -152,7 +163,7 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_filled_in() {
-        let queries = Queries::new("tenant_1", "haul_tenant_1");
+        let queries = Queries::new("tenant_1", "haul_tenant_1", false);
         for sql in [
             &queries.enqueue,
             &queries.notify,
@@ -221,6 +232,27 @@ mod tests {
         }
         for sql in [&queries.record_throughput, &queries.throughput] {
             assert!(sql.as_str().contains("\"tenant_1\".throughput"), "{}", sql.as_str());
+        }
+    }
+
+    #[test]
+    fn only_claims_set_their_commit_asynchronous_and_only_when_asked() {
+        let setting = "set_config('synchronous_commit', 'off', true)";
+        let synchronous = Queries::new("tenant_1", "haul_tenant_1", false);
+        let asynchronous = Queries::new("tenant_1", "haul_tenant_1", true);
+        for queries in [&synchronous, &asynchronous] {
+            for sql in [&queries.enqueue, &queries.report, &queries.complete, &queries.heartbeat] {
+                assert!(!sql.as_str().contains("synchronous_commit"), "{}", sql.as_str());
+            }
+        }
+        for (sync_sql, async_sql) in [
+            (&synchronous.claim, &asynchronous.claim),
+            (&synchronous.claim_one_queue, &asynchronous.claim_one_queue),
+            (&synchronous.claim_limited, &asynchronous.claim_limited),
+        ] {
+            assert!(!sync_sql.as_str().contains("synchronous_commit"), "{}", sync_sql.as_str());
+            assert_eq!(async_sql.as_str().matches(setting).count(), 1, "{}", async_sql.as_str());
+            assert!(!async_sql.as_str().contains('{'), "{}", async_sql.as_str());
         }
     }
 }

@@ -149,7 +149,7 @@ impl PostgresStorage {
     fn build(pool: PgPool, config: &PostgresConfig) -> Self {
         let schema = config.schema_name().to_owned();
         let channel = channel_name(&schema);
-        let queries = Queries::new(&schema, &channel);
+        let queries = Queries::new(&schema, &channel, config.async_claim_commits());
         Self {
             inner: Arc::new(Inner {
                 pool,

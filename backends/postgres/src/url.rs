@@ -15,8 +15,8 @@ use sqlx::postgres::PgConnectOptions;
 use crate::{BACKEND, PostgresConfig, error::map_sqlx_error};
 
 /// The query parameters haul reads, as the error messages list them.
-pub(crate) const HAUL_PARAMETERS: [&str; 6] =
-    ["schema", "max_connections", "min_connections", "acquire_timeout", "migrate", "slow_claim"];
+pub(crate) const HAUL_PARAMETERS: [&str; 7] =
+    ["schema", "max_connections", "min_connections", "acquire_timeout", "migrate", "slow_claim", "async_claim_commit"];
 
 /// The query parameters sqlx 0.9 reads from a PostgreSQL URL (`sqlx-postgres`'s
 /// `options/parse.rs`), as the error messages list them; `options[<name>]` stands for
@@ -82,6 +82,7 @@ pub(crate) struct UrlSettings {
     acquire_timeout: Option<Duration>,
     migrate: Option<bool>,
     slow_claim: Option<Duration>,
+    async_claim_commit: Option<bool>,
 }
 
 impl UrlSettings {
@@ -105,6 +106,9 @@ impl UrlSettings {
         if let Some(time) = self.slow_claim {
             config = config.slow_claim(time);
         }
+        if let Some(enabled) = self.async_claim_commit {
+            config = config.async_claim_commit(enabled);
+        }
         config
     }
 
@@ -117,6 +121,7 @@ impl UrlSettings {
             "acquire_timeout" => set_once(&mut self.acquire_timeout, name, url_param::duration(name, value)?)?,
             "migrate" => set_once(&mut self.migrate, name, url_param::boolean(name, value)?)?,
             "slow_claim" => set_once(&mut self.slow_claim, name, url_param::duration(name, value)?)?,
+            "async_claim_commit" => set_once(&mut self.async_claim_commit, name, url_param::boolean(name, value)?)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -282,6 +287,14 @@ mod tests {
         assert_eq!(config_of("postgres://h/db").slow_claim_time(), crate::config::DEFAULT_SLOW_CLAIM);
         assert_eq!(config_of("postgres://h/db?slow_claim=20ms").slow_claim_time(), Duration::from_millis(20));
         assert!(invalid_message("postgres://h/db?slow_claim=fast").contains("slow_claim"));
+    }
+
+    #[test]
+    fn async_claim_commit_takes_a_boolean() {
+        assert!(!config_of("postgres://h/db").async_claim_commits());
+        assert!(config_of("postgres://h/db?async_claim_commit=true").async_claim_commits());
+        assert!(!config_of("postgres://h/db?async_claim_commit=false").async_claim_commits());
+        assert!(invalid_message("postgres://h/db?async_claim_commit=maybe").contains("async_claim_commit"));
     }
 
     #[test]
