@@ -110,7 +110,8 @@ struct Args {
     /// Backlog sizes of the growth workload's drains, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000, 100_000, 1_000_000])]
     growth_sizes: Vec<usize>,
-    /// Finished jobs kept in storage during the growth workload's last drain (0: no such drain).
+    /// Finished jobs kept in storage during the growth workload's last drain, of the second
+    /// `--growth-sizes` (0: no such drain).
     #[arg(long, default_value_t = 1_000_000)]
     growth_history: usize,
     /// Keep the admin workload's store (PostgreSQL schema, Redis prefix) for inspection;
@@ -152,7 +153,7 @@ pub(crate) enum Workload {
     /// The operators' calls and the dashboard's pages on a store of many jobs: p50 and
     /// p95 per call.
     Admin,
-    /// Drains of `--growth-sizes` pre-enqueued jobs, and one of the smallest size with
+    /// Drains of `--growth-sizes` pre-enqueued jobs, and one of the second size with
     /// `--growth-history` finished jobs kept: does throughput hold as the backlog or the
     /// history grows. Runs only when named (it takes minutes per backend).
     Growth,
@@ -297,7 +298,8 @@ pub(crate) struct Figure {
     ratio_to_before: Option<f64>,
     /// Jobs/s relative to the baseline measured in the same run: for the middleware
     /// variants, the drain without middleware; for keyed-limits, the unlimited drain; for
-    /// growth, the drain of the first size.
+    /// growth, the drain of the first size (for the drain with a history kept, the
+    /// drain of its own size).
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_to_baseline: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

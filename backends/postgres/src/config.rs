@@ -127,13 +127,16 @@ impl PostgresConfig {
     /// `synchronous_commit` off for its own transaction. On a loaded server this takes
     /// about a millisecond off the time from an enqueue to its job's start.
     ///
-    /// The cost: if the PostgreSQL server crashes (or fails over) within about three
-    /// times its `wal_writer_delay` (600 ms by default) of a claim, before a later
-    /// commit flushes it, the claim is lost. Its job is available again and runs again
-    /// under the same attempt number, while the worker that held it finds its lease
-    /// gone (heartbeats and the outcome are refused). No job is lost and no outcome is
-    /// taken twice, but such an attempt may run twice and count once against
-    /// `max_attempts`. Enqueues, outcomes and heartbeats stay synchronous.
+    /// The cost: if the PostgreSQL server crashes within about three times its
+    /// `wal_writer_delay` (600 ms by default) of a claim, before a later commit flushes
+    /// it, the claim is lost (a failover can lose it within the replication lag). Its job
+    /// is available again as soon as the server is back, and runs again under the same
+    /// attempt number, possibly while the first run is still going: the worker that held
+    /// it learns of the loss at its next heartbeat, which is refused, as is its outcome.
+    /// Meanwhile the two runs may together exceed the queue's concurrency limits, and the
+    /// lost claim's start no longer counts against a rate limit. No job is lost and no
+    /// outcome is stored twice; that attempt counts once against `max_attempts`.
+    /// Enqueues, outcomes and heartbeats stay synchronous.
     ///
     /// ```
     /// use haul_postgres::PostgresConfig;

@@ -128,9 +128,10 @@ impl Queries {
 /// asynchronous claim commits ([`crate::PostgresConfig::async_claim_commit`]) a condition
 /// without columns, which PostgreSQL evaluates once before the update's first row (a
 /// one-time filter), setting `synchronous_commit` off until the end of the claim's
-/// transaction (`set_config`'s third argument: local to the transaction).
+/// transaction (`set_config`'s third argument: local to the transaction). It holds
+/// whatever `set_config` returns, so it can never make a claim take nothing.
 fn claim_commit(async_claim_commit: bool) -> &'static str {
-    if async_claim_commit { "\n  AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'" } else { "" }
+    if async_claim_commit { "\n  AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL" } else { "" }
 }
 
 /// The `{matching_ids}` fragment, from the one branch of `queries/matching_ids.sql`
