@@ -13,8 +13,7 @@ use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use tokio::time::timeout;
 
-/// A bound on waits for real asynchrony; never a timing assertion.
-const GENEROUS: Duration = Duration::from_secs(20);
+use common::GENEROUS;
 
 async fn enqueue(storage: &PostgresStorage, queue: &str, count: usize) -> Vec<JobId> {
     let jobs = (0..count).map(|n| NewJob::new("admin_job", json!({ "n": n })).queue(queue)).collect();

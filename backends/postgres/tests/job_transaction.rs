@@ -14,8 +14,7 @@ use haul_test_support::{Hooked, StorageHooks};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::{mpsc, oneshot};
 
-/// A bound on waits for real asynchrony; never a timing assertion.
-const GENEROUS: Duration = Duration::from_secs(20);
+use common::GENEROUS;
 
 /// A lease no test outlives, so no heartbeat runs during a test.
 const LONG_LEASE: Duration = Duration::from_secs(3600);

@@ -26,8 +26,7 @@ use tokio::{
     time::timeout,
 };
 
-/// A bound on waits for real asynchrony; never a timing assertion.
-const GENEROUS: Duration = Duration::from_secs(20);
+use common::GENEROUS;
 
 /// A TCP proxy in front of the test server.
 struct Proxy {

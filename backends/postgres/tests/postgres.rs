@@ -17,8 +17,7 @@ use serde_json::json;
 use sqlx::{AssertSqlSafe, Row};
 use tokio::time::timeout;
 
-/// A bound on waits for real asynchrony; never a timing assertion.
-const GENEROUS: Duration = Duration::from_secs(20);
+use common::GENEROUS;
 
 fn job(queue: &str) -> NewJob {
     NewJob::new("test_job", json!({ "n": 1 })).queue(queue)

@@ -13,8 +13,7 @@ use haul_postgres::PostgresStorage;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::time::timeout;
 
-/// A bound on waits for real asynchrony; never a timing assertion.
-const GENEROUS: Duration = Duration::from_secs(20);
+use common::GENEROUS;
 
 /// A whole minute far from the server's clock: a statement that used the server's clock
 /// instead of the call's `now` would treat every sample of it as expired.

@@ -8,6 +8,9 @@ use sqlx::{
     postgres::{PgPool, PgPoolOptions},
 };
 
+/// A bound on waits for real asynchrony; never a timing assertion.
+pub const GENEROUS: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The server under test: `HAUL_TEST_POSTGRES_URL`.
 pub fn url() -> String {
     std::env::var("HAUL_TEST_POSTGRES_URL").unwrap_or_else(|_| {
