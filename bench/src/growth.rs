@@ -1,8 +1,9 @@
 //! The `growth` workload: does a drain's throughput hold as the backlog or the history
 //! grows? Drains of `--growth-sizes` pre-enqueued jobs (the `drain` workload's worker:
-//! one instance, `--concurrency` slots, default prefetch), then one of the first size with
-//! `--growth-history` finished jobs kept in the same queue. Each figure's note gives its
-//! jobs/s as a ratio to the first size's.
+//! one instance, `--concurrency` slots, default prefetch), then one of the second size
+//! (the first if only one is given) with `--growth-history` finished jobs kept in the
+//! same queue. Each drain's note gives its jobs/s as a ratio to the first size's, the
+//! kept-history drain's as a ratio to the drain of its own size.
 
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ const FINISH_BATCH: usize = 5_000;
 
 /// The growth workload's figures on `backend`: each drain of `--growth-sizes` compared
 /// with the first, then the drain with the history kept, compared with the drain of
-/// the same size ([`history_size`]).
+/// the same size ([`history_drain`]).
 pub(crate) async fn run<B: Backend>(backend: &mut B, settings: &Settings, ui: &Ui) -> Result<Vec<Figure>, BoxError> {
     let concurrency = settings.concurrency;
     let mut figures = Vec::new();
@@ -34,25 +35,22 @@ pub(crate) async fn run<B: Backend>(backend: &mut B, settings: &Settings, ui: &U
             None => figure,
         });
     }
-    let Some(size) = history_size(&settings.growth_sizes) else { return Ok(figures) };
+    let Some(at) = history_drain(&settings.growth_sizes) else { return Ok(figures) };
     if settings.growth_history > 0 {
+        let size = settings.growth_sizes[at];
         let label = format!("growth: drain of {size}, {} finished kept", settings.growth_history);
         let plan = DrainPlan::new(size, 1, concurrency).history(settings.growth_history);
         let figure = drain(backend, &label, plan, ui).await?;
-        let without_history = settings.growth_sizes.iter().position(|&other| other == size).map(|at| &figures[at]);
-        figures.push(match without_history {
-            Some(baseline) => compared(figure, baseline),
-            None => figure,
-        });
+        figures.push(compared(figure, &figures[at]));
     }
     Ok(figures)
 }
 
-/// How many jobs the drain with the history kept drains: the second of `sizes` (the
-/// first when there is one). The first, 10,000 by default, lasts a few tens of ms on
-/// memory, too short a time to tell the history's cost from the machine's noise.
-fn history_size(sizes: &[usize]) -> Option<usize> {
-    sizes.get(1).or(sizes.first()).copied()
+/// Which of `sizes` the drain with the history kept drains (and is compared with): the
+/// second (the first when there is one). The first, 10,000 by default, lasts a few tens
+/// of ms on memory, too short a time to tell the history's cost from the machine's noise.
+fn history_drain(sizes: &[usize]) -> Option<usize> {
+    (!sizes.is_empty()).then(|| usize::from(sizes.len() > 1))
 }
 
 /// `figure` with its jobs/s as a ratio to `baseline`'s.
@@ -90,12 +88,13 @@ pub(crate) async fn store_finished<S: Storage>(storage: &S, queue: &Queue, jobs:
 
 #[cfg(test)]
 mod tests {
-    use super::history_size;
+    use super::history_drain;
 
     #[test]
     fn the_history_drain_takes_the_second_size_or_the_only_one() {
-        assert_eq!(history_size(&[10_000, 100_000, 1_000_000]), Some(100_000));
-        assert_eq!(history_size(&[5_000]), Some(5_000));
-        assert_eq!(history_size(&[]), None);
+        assert_eq!(history_drain(&[10_000, 100_000, 1_000_000]), Some(1));
+        assert_eq!(history_drain(&[100_000, 100_000]), Some(1));
+        assert_eq!(history_drain(&[5_000]), Some(0));
+        assert_eq!(history_drain(&[]), None);
     }
 }

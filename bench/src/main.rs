@@ -110,8 +110,8 @@ struct Args {
     /// Backlog sizes of the growth workload's drains, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000, 100_000, 1_000_000])]
     growth_sizes: Vec<usize>,
-    /// Finished jobs kept in storage during the growth workload's last drain, of the second
-    /// `--growth-sizes` (0: no such drain).
+    /// Finished jobs kept in storage during the growth workload's last drain, which drains
+    /// the second of `--growth-sizes` (the first if only one is given; 0: no such drain).
     #[arg(long, default_value_t = 1_000_000)]
     growth_history: usize,
     /// Keep the admin workload's store (PostgreSQL schema, Redis prefix) for inspection;
@@ -153,9 +153,10 @@ pub(crate) enum Workload {
     /// The operators' calls and the dashboard's pages on a store of many jobs: p50 and
     /// p95 per call.
     Admin,
-    /// Drains of `--growth-sizes` pre-enqueued jobs, and one of the second size with
-    /// `--growth-history` finished jobs kept: does throughput hold as the backlog or the
-    /// history grows. Runs only when named (it takes minutes per backend).
+    /// Drains of `--growth-sizes` pre-enqueued jobs, and one of the second size (the first
+    /// if only one is given) with `--growth-history` finished jobs kept: does throughput
+    /// hold as the backlog or the history grows. Runs only when named (it takes minutes
+    /// per backend).
     Growth,
 }
 
