@@ -133,7 +133,8 @@ struct Args {
 pub(crate) enum Workload {
     /// Batched and one-by-one enqueue.
     Enqueue,
-    /// Pre-enqueued jobs worked by one worker.
+    /// Pre-enqueued jobs worked by one worker: with the default prefetch, with `--prefetch`
+    /// jobs claimed ahead, and keeping no completed jobs (each completion deletes its job).
     Drain,
     /// The drain's jobs with limit keys spread over 1,000 keys, in a queue limited to one
     /// running job per key; beside the unlimited drain (run for it too), with the ratio.

@@ -10,7 +10,7 @@ use std::{
 
 use std::collections::HashMap;
 
-use haul::{JobContext, JobId, JobState, Queue, QueueLimits, Storage, Worker, WorkerBuilder, job};
+use haul::{JobContext, JobId, JobState, Queue, QueueLimits, Retention, Storage, Worker, WorkerBuilder, job};
 use tokio::{
     sync::{Notify, Semaphore},
     task::JoinSet,
@@ -26,6 +26,9 @@ pub(crate) const PRODUCERS: usize = 32;
 pub(crate) const LIMIT_KEYS: usize = 1_000;
 /// Poll interval of the drain workers (wake-ups do the rest).
 const DRAIN_POLL: Duration = Duration::from_millis(100);
+/// How often a drain's workers that delete completed jobs prune the others (the default
+/// interval; nothing is left to prune in a drain).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long the steady-state workload waits for its last jobs once the producers stop.
 pub(crate) const STEADY_GRACE: Duration = Duration::from_secs(30);
 
@@ -142,6 +145,11 @@ pub(crate) async fn suite<B: Backend>(backend: &mut B, settings: &Settings, ui: 
         let plan = DrainPlan::new(settings.jobs, 1, settings.concurrency).prefetch(settings.prefetch);
         figures.push(drain(backend, &label, plan, ui).await?);
     }
+    if settings.runs(Workload::Drain) {
+        let label = format!("drain, c={} completed deleted", settings.concurrency);
+        let plan = DrainPlan::new(settings.jobs, 1, settings.concurrency).deleting_completed();
+        figures.push(drain(backend, &label, plan, ui).await?);
+    }
     if settings.runs(Workload::Steady) {
         figures.push(steady(backend, settings, ui).await?);
     }
@@ -252,6 +260,12 @@ async fn completed(queue: &Queue) -> Result<usize, BoxError> {
     Ok(usize::try_from(total).unwrap_or(usize::MAX))
 }
 
+/// How many jobs are stored, in every state.
+async fn stored(queue: &Queue) -> Result<usize, BoxError> {
+    let total: u64 = queue.counts().await?.iter().flat_map(|c| c.states.values()).sum();
+    Ok(usize::try_from(total).unwrap_or(usize::MAX))
+}
+
 /// How a drain is set up: how many jobs, worked by how many workers of how many slots
 /// (and jobs claimed ahead: the worker's automatic prefetch unless set), and whether
 /// they carry limit keys.
@@ -267,13 +281,21 @@ pub(crate) struct DrainPlan {
     /// Finished jobs stored in the queue before its jobs are enqueued, kept while they
     /// are drained.
     history: usize,
+    /// The workers keep completed jobs for no time: each completion deletes its job.
+    delete_completed: bool,
 }
 
 impl DrainPlan {
     /// `jobs` jobs without limit keys, `instances` workers of `concurrency` slots and the
     /// default (automatic) prefetch.
     pub(crate) fn new(jobs: usize, instances: usize, concurrency: usize) -> Self {
-        Self { jobs, instances, concurrency, prefetch: None, keys: None, history: 0 }
+        Self { jobs, instances, concurrency, prefetch: None, keys: None, history: 0, delete_completed: false }
+    }
+
+    /// The workers keep completed jobs for no time (`Retention::completed(Duration::ZERO)`).
+    fn deleting_completed(mut self) -> Self {
+        self.delete_completed = true;
+        self
     }
 
     /// `history` finished jobs are stored first, and kept while the jobs are drained.
@@ -318,7 +340,7 @@ pub(crate) async fn drain<B: Backend>(
     plan: DrainPlan,
     ui: &Ui,
 ) -> Result<Figure, BoxError> {
-    let DrainPlan { jobs, instances, concurrency, prefetch, .. } = plan;
+    let DrainPlan { jobs, instances, concurrency, prefetch, delete_completed, .. } = plan;
     let name = backend.name();
     on_fresh(backend, async |backend, storage| {
         let queue = Queue::new(storage.clone());
@@ -338,7 +360,13 @@ pub(crate) async fn drain<B: Backend>(
         let started = Instant::now();
         let mut workers = JoinSet::new();
         for handle in &handles {
-            let worker = drain_worker(handle.clone(), concurrency, prefetch, &progress).build();
+            let builder = drain_worker(handle.clone(), concurrency, prefetch, &progress);
+            let builder = if delete_completed {
+                builder.retention(Retention::default().completed(Duration::ZERO), PRUNE_INTERVAL)
+            } else {
+                builder
+            };
+            let worker = builder.build();
             let mut stopped = stopped.clone();
             workers.spawn(worker.run_until(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
@@ -362,9 +390,16 @@ pub(crate) async fn drain<B: Backend>(
         }
         // Checked once the clock has stopped: counting every job can cost more than the
         // drain on a large table.
-        let done = completed(&queue).await?;
-        if done != plan.history + jobs {
-            return Err(format!("{done} jobs completed, not {}", plan.history + jobs).into());
+        if delete_completed {
+            let left = stored(&queue).await?;
+            if left != plan.history {
+                return Err(format!("{left} jobs left after a drain that deletes them, not {}", plan.history).into());
+            }
+        } else {
+            let done = completed(&queue).await?;
+            if done != plan.history + jobs {
+                return Err(format!("{done} jobs completed, not {}", plan.history + jobs).into());
+            }
         }
         for handle in handles {
             backend.detach(handle).await?;

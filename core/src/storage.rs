@@ -89,6 +89,13 @@ pub trait Storage: Admin + Send + Sync + 'static {
     /// judged by its own token, so the new claim's outcome applies and the old one's is
     /// rejected, whatever their order. Text is stored as given, except that NUL
     /// characters become U+FFFD ([`crate::storable_text`]).
+    ///
+    /// With [`ReportParams::delete_completed`], a completion that applies deletes its
+    /// job instead of storing it as `completed`, as [`Storage::prune`] would but at
+    /// once (the job is gone from `get`, listings and counts), unless the job has a
+    /// uniqueness key: that job is stored as `completed`, so that a key whose blocking
+    /// states include finished ones (periodic ticks use one) blocks until prune. Other
+    /// outcomes are stored as without it.
     async fn report(&self, params: ReportParams) -> Result<ReportOutcome>;
 
     /// Extends the leases of held jobs and tells which of them were cancelled or lost,
@@ -340,17 +347,27 @@ pub struct ReportParams {
     pub reports: Vec<Report>,
     /// Clock override.
     pub now: Option<Timestamp>,
+    /// Whether a completion deletes its job instead of keeping it as `completed` (see
+    /// [`Storage::report`]).
+    pub delete_completed: bool,
 }
 
 impl ReportParams {
-    /// Reports `reports`.
+    /// Reports `reports`, keeping completed jobs.
     pub fn new(reports: Vec<Report>) -> Self {
-        Self { reports, now: None }
+        Self { reports, now: None, delete_completed: false }
     }
 
     /// Sets the clock override.
     pub fn now(mut self, now: Timestamp) -> Self {
         self.now = Some(now);
+        self
+    }
+
+    /// Sets whether a completion deletes its job (a worker whose retention of completed
+    /// jobs is zero asks for it).
+    pub fn delete_completed(mut self, delete: bool) -> Self {
+        self.delete_completed = delete;
         self
     }
 }

@@ -169,6 +169,8 @@ macro_rules! conformance_suite {
                 prune_never_removes_unfinished_jobs,
                 prune_removes_at_most_its_limit,
                 retention_counts_from_the_finish_time,
+                a_completion_that_deletes_its_job_leaves_nothing_of_it,
+                a_worker_that_keeps_no_completed_jobs_deletes_them,
             }
             bad_input [multi_thread] {
                 invalid_queue_names_are_rejected,

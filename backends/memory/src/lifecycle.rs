@@ -109,8 +109,16 @@ impl Store {
         PacedClaim::new(claimed).rate_limited_for(rate_limited_until.map(|until| between(now, until)))
     }
 
-    /// Applies each outcome whose claim still holds its job; rejects the others.
-    pub(crate) fn report(&mut self, reports: Vec<Report>, now: Timestamp, wake: &mut Wake) -> Result<ReportOutcome> {
+    /// Applies each outcome whose claim still holds its job; rejects the others. With
+    /// `delete_completed`, a job that completes is deleted, unless it has a uniqueness
+    /// key (kept for prune, so that a key blocking completed jobs still blocks).
+    pub(crate) fn report(
+        &mut self,
+        reports: Vec<Report>,
+        delete_completed: bool,
+        now: Timestamp,
+        wake: &mut Wake,
+    ) -> Result<ReportOutcome> {
         // Convert first, so an outcome this backend does not know fails the whole call
         // before anything changed.
         let reports = reports
@@ -124,10 +132,14 @@ impl Store {
             match self.job_mut(claim.id) {
                 Some(mut job) if holds(job.get(), claim) => {
                     job.change(|job| apply(job, result, now));
-                    if job.get().state == JobState::Available {
+                    let state = job.get().state;
+                    if state == JobState::Available {
                         wake.add(&job.get().queue);
                     } else if any_limit {
                         freed.push(Freed::by(job.get()));
+                    }
+                    if delete_completed && state == JobState::Completed && job.get().unique_key.is_none() {
+                        self.delete(claim.id);
                     }
                     outcome.applied.push(claim);
                 }

@@ -60,7 +60,7 @@ impl Storage for MemoryStorage {
 
     async fn report(&self, params: ReportParams) -> Result<ReportOutcome> {
         let now = now_or_clock(params.now);
-        self.with_wake(|store, wake| store.report(params.reports, now, wake))
+        self.with_wake(|store, wake| store.report(params.reports, params.delete_completed, now, wake))
     }
 
     async fn heartbeat(&self, params: HeartbeatParams) -> Result<HeartbeatOutcome> {

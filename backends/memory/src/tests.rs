@@ -169,7 +169,7 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                         3 => JobOutcome::Cancelled,
                         _ => JobOutcome::Snoozed { delay: secs(rng.below(3)) },
                     };
-                    store.report(vec![Report { claim, outcome }], now, &mut wake).unwrap();
+                    store.report(vec![Report { claim, outcome }], false, now, &mut wake).unwrap();
                 }
             }
             6 => {

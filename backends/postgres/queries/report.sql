@@ -20,7 +20,11 @@
 --
 -- Outcomes: completed, failed (message, delay_us = retry_in), discarded (message),
 -- cancelled, snoozed (delay_us). A pending cancel request turns failed and snoozed
--- into cancelled (a failure's error is still recorded).
+-- into cancelled (a failure's error is still recorded). With $7, a completion deletes
+-- its row (`deleted`, found through the primary key as the update finds its rows)
+-- instead of updating it, unless the job has a uniqueness key (kept as completed, so
+-- that a key blocking completed jobs blocks until prune): a delete writes no index
+-- entry, an update to `completed` writes four.
 --
 -- $1 now        timestamptz  clock override (NULL: the database clock)
 -- $2 ids        uuid[]
@@ -28,6 +32,7 @@
 -- $4 outcomes   text[]
 -- $5 messages   text[]       NULL for outcomes without a message
 -- $6 delays_us  bigint[]     NULL for outcomes without a delay
+-- $7 delete_completed boolean  completions delete their jobs
 --
 -- Returns one row per applied outcome: `id`, `token` (its claim's), `state` (the new
 -- state), `notified`.
@@ -40,10 +45,11 @@ input AS (
         AS t (id, token, outcome, message, delay_us)
 ),
 locked AS (
-    SELECT j.id, i.token, i.outcome, i.message, i.delay_us
+    SELECT j.id, i.token, i.outcome, i.message, i.delay_us,
+           $7::boolean AND i.outcome = 'completed' AND j.unique_key IS NULL AS deletes
     FROM (SELECT * FROM input ORDER BY id) AS i
     CROSS JOIN LATERAL (
-        SELECT j.id
+        SELECT j.id, j.unique_key
         FROM {schema}.jobs AS j
         WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
         FOR UPDATE OF j
@@ -85,8 +91,19 @@ updated AS (
         claimed_by       = NULL
     FROM locked AS i, ctx
     WHERE j.id = i.id
-      AND j.id = ANY (ARRAY(SELECT l.id FROM locked AS l))
+      AND j.id = ANY (ARRAY(SELECT l.id FROM locked AS l WHERE NOT l.deletes))
     RETURNING j.id, i.token, j.queue, j.state, j.limit_key
+),
+deleted AS (
+    DELETE FROM {schema}.jobs AS j
+    WHERE j.id = ANY (ARRAY(SELECT l.id FROM locked AS l WHERE l.deletes))
+    -- `locked` checked the token on the row and holds its lock: it is the claim's.
+    RETURNING j.id, j.lease_token AS token, j.queue, 'completed'::text AS state, j.limit_key
+),
+ended AS (
+    SELECT * FROM updated
+    UNION ALL
+    SELECT * FROM deleted
 ),
 notified AS (
     SELECT pg_notify({channel}, q.queue)
@@ -94,7 +111,7 @@ notified AS (
         SELECT e.queue,
                bool_or(e.state = 'available') AS available,
                bool_or(e.limit_key IS NOT NULL) AS keyed
-        FROM updated AS e
+        FROM ended AS e
         GROUP BY e.queue
     ) AS q
     -- A running job of a limited queue ended: its slot is free for the queue's
@@ -112,4 +129,4 @@ notified AS (
        )
 )
 SELECT u.id, u.token, u.state, (SELECT count(*) FROM notified) AS notified
-FROM updated AS u
+FROM ended AS u

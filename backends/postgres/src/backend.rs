@@ -197,6 +197,7 @@ impl PostgresStorage {
         executor: impl sqlx::PgExecutor<'e>,
         now: Option<Timestamp>,
         outcomes: &[OutcomeParams<'_>],
+        delete_completed: bool,
     ) -> Result<HashSet<Claim>> {
         let ids: Vec<Uuid> = outcomes.iter().map(|outcome| outcome.id).collect();
         let tokens: Vec<Uuid> = outcomes.iter().map(|outcome| outcome.token).collect();
@@ -210,6 +211,7 @@ impl PostgresStorage {
             .bind(&names)
             .bind(&messages)
             .bind(&delays)
+            .bind(delete_completed)
             .fetch_all(executor)
             .await
             .map_err(map_sqlx_error)?;
@@ -297,7 +299,7 @@ impl Storage for PostgresStorage {
         let applied_claims = if outcomes.is_empty() {
             HashSet::new()
         } else {
-            self.report_statement(&self.inner.pool, params.now, &outcomes).await?
+            self.report_statement(&self.inner.pool, params.now, &outcomes, params.delete_completed).await?
         };
         let mut applied = Vec::new();
         let mut rejected = Vec::new();

@@ -133,6 +133,18 @@ local function flush_members(buffers)
   end
 end
 
+-- Calls `command` on `key` (false: none) and `items`, at most 1000 items per call.
+local function call_chunked(command, key, items)
+  for i = 1, #items, 1000 do
+    local last = math.min(i + 999, #items)
+    if key then
+      redis.call(command, key, unpack(items, i, last))
+    else
+      redis.call(command, unpack(items, i, last))
+    end
+  end
+end
+
 -- Removes `members` (a list) from the sorted set `key`, ZADD_CHUNK at a time; returns
 -- how many were there.
 local function remove_members(key, members)

@@ -78,18 +78,6 @@ while #chosen < limit do
   advance(best)
 end
 
--- Calls `command` on `key` (false: none) and `items`, at most 1000 items per call.
-local function call_chunked(command, key, items)
-  for i = 1, #items, 1000 do
-    local last = math.min(i + 999, #items)
-    if key then
-      redis.call(command, key, unpack(items, i, last))
-    else
-      redis.call(command, unpack(items, i, last))
-    end
-  end
-end
-
 local deleted, hashes, members, unique_members = {}, {}, {}, {}
 local by_set = {}
 for _, job in ipairs(chosen) do

@@ -67,6 +67,36 @@ async fn delete_removes_the_hash_the_set_member_and_the_index_members() {
     assert!(again.duplicates.is_empty() && again.ids[0] != id, "the key no longer blocks");
 }
 
+/// A completion reported with `delete_completed` removes the hash of a job without a
+/// uniqueness key and its members of every set and of the jobs index, and gives its
+/// limit key's count back; a job with a uniqueness key is kept as completed, with its
+/// members.
+#[tokio::test]
+async fn a_deleting_completion_removes_the_hash_the_set_members_and_the_index_members() {
+    let _scripts = SCRIPTS.read().await;
+    let (storage, guard) = common::storage().await;
+    let prefix = &guard.prefix;
+    let plain = NewJob::new("plain", json!({})).queue("q");
+    let keyed = NewJob::new("plain", json!({})).queue("q").limit_key("k");
+    let unique = NewJob::new("plain", json!({})).queue("q").unique(Unique::new("only-one"));
+    let ids = storage.enqueue(EnqueueParams::new(vec![plain, keyed, unique])).await.unwrap().ids;
+    let claimed = storage.claim(ClaimParams::new(["q"], 3)).await.unwrap();
+    let reports = claimed.iter().map(|job| Report { claim: job.claim().unwrap(), outcome: JobOutcome::Completed });
+    let outcome = storage.report(ReportParams::new(reports.collect()).delete_completed(true)).await.unwrap();
+    assert_eq!(outcome.applied.len(), 3);
+
+    let kept = ids[2];
+    assert_eq!(scan_count(&format!("haul:{{{prefix}:q}}:job:*")).await, 1, "only the unique job's hash is left");
+    assert_eq!(storage.get(kept).await.unwrap().unwrap().state, JobState::Completed);
+    for set in ["available", "running"] {
+        assert!(zrange(&format!("haul:{{{prefix}:q}}:{set}")).await.is_empty(), "nothing left in {set}");
+    }
+    assert_eq!(zrange(&format!("haul:{{{prefix}:q}}:completed")).await, [kept.to_string()]);
+    assert_eq!(scan_count(&format!("haul:{{{prefix}:q}}:key_running")).await, 0, "the key's count is given back");
+    assert_eq!(zrange(&format!("haul:{{{prefix}}}:jobs")).await, [format!("{kept}:q")]);
+    assert_eq!(zrange(&format!("haul:{{{prefix}}}:unique")).await.len(), 1, "the kept job's key still blocks");
+}
+
 #[tokio::test]
 async fn delete_refuses_a_running_job_and_takes_every_other_state() {
     let _scripts = SCRIPTS.read().await;
@@ -422,5 +452,33 @@ async fn on_a_cluster_delete_leaves_nothing_of_the_job() {
     assert_eq!(uniques.len(), usize::from(ids[1] == running), "only the running job's key, if it has one");
     assert_eq!(listed(&storage, ListParams::new()).await, [running]);
     assert_eq!(listed(&storage, ListParams::new().state(JobState::Running)).await, [running]);
+
+    // A completion that deletes its job leaves nothing of it either, in two queues (two
+    // slots) at once.
+    let plain = |queue: &str| NewJob::new("plain", json!({})).queue(queue);
+    let added = storage.enqueue(EnqueueParams::new(vec![plain("q"), plain("s")])).await.unwrap().ids;
+    let jobs = storage.claim(ClaimParams::new(["q", "s"], 2)).await.unwrap();
+    let reports = jobs.iter().map(|job| Report { claim: job.claim().unwrap(), outcome: JobOutcome::Completed });
+    storage.report(ReportParams::new(reports.collect()).delete_completed(true)).await.unwrap();
+    for id in added {
+        assert_eq!(storage.get(id).await.unwrap(), None);
+    }
+    let index: Vec<String> = raw.zrange(format!("haul:{{{prefix}}}:jobs"), 0, -1).await.unwrap();
+    assert_eq!(index, [format!("{running}:r")], "the completed jobs' members are gone");
+
+    // When the second queue's run fails (a job's key holds no hash), the first queue's
+    // deleted job still leaves the jobs index; the failed run keeps its jobs.
+    let added = storage.enqueue(EnqueueParams::new(vec![plain("q"), plain("s")])).await.unwrap().ids;
+    let jobs = storage.claim(ClaimParams::new(["q", "s"], 2)).await.unwrap();
+    let corrupt = format!("haul:{{{prefix}:s}}:job:{}", added[1]);
+    let _: () = raw.del(&corrupt).await.unwrap();
+    let _: () = raw.set(&corrupt, "not a hash").await.unwrap();
+    let mut reports: Vec<Report> =
+        jobs.iter().map(|job| Report { claim: job.claim().unwrap(), outcome: JobOutcome::Completed }).collect();
+    reports.sort_by_key(|report| report.claim.id != added[0]); // queue q's run first
+    assert!(storage.report(ReportParams::new(reports).delete_completed(true)).await.is_err());
+    assert_eq!(storage.get(added[0]).await.unwrap(), None);
+    let index: Vec<String> = raw.zrange(format!("haul:{{{prefix}}}:jobs"), 0, -1).await.unwrap();
+    assert!(!index.contains(&format!("{}:q", added[0])), "queue q's deleted job left the index: {index:?}");
     storage.purge().await.unwrap();
 }

@@ -190,9 +190,17 @@ async fn on_a_cluster_a_queue_whose_claim_fails_is_left_out_and_the_others_are_h
 
 /// A report applies its outcomes one by one and moves their jobs between the sets at
 /// its end: an outcome that fails on a corrupt job hash must not strand the outcomes
-/// applied before it outside their sets.
+/// applied before it outside their sets. A completion that was to delete its job keeps
+/// it as completed instead (prune deletes it later): the call fails, so on a cluster
+/// the client could not take it out of the indexes.
 #[tokio::test]
 async fn outcomes_applied_before_a_corrupt_job_stops_the_report_keep_their_set_moves() {
+    for delete_completed in [false, true] {
+        corrupt_job_stops_the_report(delete_completed).await;
+    }
+}
+
+async fn corrupt_job_stops_the_report(delete_completed: bool) {
     let (storage, guard) = common::storage().await;
     enqueue_plain(&storage, 2).await;
     let claimed = storage.claim(ClaimParams::new(["q"], 2)).await.unwrap();
@@ -211,7 +219,8 @@ async fn outcomes_applied_before_a_corrupt_job_stops_the_report_keep_their_set_m
             outcome: JobOutcome::Failed { error: "boom".into(), retry_in: std::time::Duration::ZERO },
         },
     ];
-    assert!(storage.report(ReportParams::new(reports)).await.is_err(), "the corrupt job's outcome fails the call");
+    let params = ReportParams::new(reports).delete_completed(delete_completed);
+    assert!(storage.report(params).await.is_err(), "the corrupt job's outcome fails the call");
 
     assert_eq!(storage.get(done.id).await.unwrap().unwrap().state, JobState::Completed);
     let completed: Option<f64> = conn.zscore(key("completed"), done.id.to_string()).await.unwrap();

@@ -399,6 +399,29 @@ impl WorkerBuilder {
     /// The leader prunes: it deletes in batches of 10,000 and repeats until a batch
     /// comes back short (nothing older than the retention is left), then waits for the
     /// next prune interval, so pruning keeps up with any completion rate.
+    ///
+    /// A retention of zero for completed jobs (`Retention::default().completed(Duration::ZERO)`)
+    /// keeps none: this worker deletes each job it completes in the same storage call
+    /// that writes the completion, instead of marking it completed for the leader to
+    /// prune. Nothing of such a job stays to be listed, counted or retried; on
+    /// PostgreSQL this also makes each completion cheaper (see the README's
+    /// *Performance*). Kept and pruned by the retention as before: a completed job with
+    /// a uniqueness key (a key may block finished jobs, as a periodic schedule's ticks
+    /// do, until the job is pruned), a job whose handler committed its completion itself
+    /// (PostgreSQL's job transaction), and discarded and cancelled jobs.
+    ///
+    /// ```
+    /// # fn example(storage: impl haul_core::Storage) {
+    /// use std::time::Duration;
+    /// use haul_core::Retention;
+    ///
+    /// // No history of completed jobs; failures kept a week for a look.
+    /// let keep_failures_only = Retention::default().completed(Duration::ZERO);
+    /// let worker = haul_core::Worker::builder(storage)
+    ///     .retention(keep_failures_only, Duration::from_secs(60))
+    ///     .build();
+    /// # }
+    /// ```
     pub fn retention(mut self, retention: Retention, prune_interval: Duration) -> Self {
         self.config.retention = retention;
         self.config.prune_interval = prune_interval;

@@ -14,6 +14,8 @@ pub(crate) struct Flusher {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) held: Arc<HeldClaims>,
     pub(crate) batch: usize,
+    /// Completions delete their jobs (the worker keeps completed jobs for no time).
+    pub(crate) delete_completed: bool,
 }
 
 impl Flusher {
@@ -83,7 +85,8 @@ impl Flusher {
     /// One storage call writing `reports`; a failure is counted in
     /// `haul_storage_errors_total{operation="report"}`.
     async fn report(&self, reports: Vec<Report>) -> Result<ReportOutcome> {
-        self.storage.report(ReportParams::new(reports)).await.inspect_err(|_| storage_errors::count("report"))
+        let params = ReportParams::new(reports).delete_completed(self.delete_completed);
+        self.storage.report(params).await.inspect_err(|_| storage_errors::count("report"))
     }
 
     /// Releases the claims of written outcomes.

@@ -197,8 +197,13 @@ impl Worker {
         let flusher = supervised::spawn(
             "flusher",
             &stop_claiming,
-            Flusher { storage: Arc::clone(&self.storage), held: Arc::clone(&held), batch: config.flush_batch }
-                .run(report_rx, give_up_flushing.clone()),
+            Flusher {
+                storage: Arc::clone(&self.storage),
+                held: Arc::clone(&held),
+                batch: config.flush_batch,
+                delete_completed: config.retention.completed.is_zero(),
+            }
+            .run(report_rx, give_up_flushing.clone()),
         );
         let cancels = heartbeat::subscribe_to_cancels(self.storage.as_ref()).await;
         let heartbeat = supervised::spawn(

@@ -80,11 +80,6 @@ async fn count_of(storage: &TestStorage, queue: &str, state: JobState) -> u64 {
     counts.iter().find(|counted| counted.queue == queue).map_or(0, |counted| counted.get(state))
 }
 
-/// Every job `counts` counts, over every queue and state.
-async fn total_jobs(storage: &TestStorage) -> u64 {
-    storage.counts().await.expect("counts succeed").iter().flat_map(|counts| counts.states.values()).sum()
-}
-
 /// Enqueues and claims `job` at `now` and reports `outcome` for that attempt at
 /// `now` + 1 s; returns its id. Its queue must hold no other available job.
 async fn attempted_job(storage: &TestStorage, job: NewJob, outcome: JobOutcome, now: Timestamp) -> JobId {

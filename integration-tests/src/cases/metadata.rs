@@ -45,11 +45,6 @@ fn awkward_metadata() -> Metadata {
     ])
 }
 
-/// The jobs stored, over every queue and state.
-async fn total_jobs(storage: &TestStorage) -> u64 {
-    storage.counts().await.expect("counts succeed").iter().flat_map(|counts| counts.states.values()).sum()
-}
-
 /// The listed jobs of `queue`, by id.
 async fn listed(storage: &TestStorage, queue: &str) -> HashMap<JobId, JobRecord> {
     let records = storage.list(ListParams::new().queue(queue).limit(100)).await.expect("list succeeds");

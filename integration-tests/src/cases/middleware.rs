@@ -155,11 +155,6 @@ async fn enqueue_noted(producer: &Queue, queue: &str, act: Act, max_attempts: u3
     producer.enqueue(Noted::new(act)).queue(queue).max_attempts(max_attempts).await.expect("enqueue succeeds")
 }
 
-/// The jobs stored, over every queue and state.
-async fn total_jobs(storage: &TestStorage) -> u64 {
-    storage.counts().await.expect("counts succeed").iter().flat_map(|counts| counts.states.values()).sum()
-}
-
 /// Two middleware run in the order added, the first outermost, around the handler.
 pub async fn middleware_run_in_the_order_added_the_first_outermost(storage: TestStorage) {
     let queue = "mw.order";

@@ -153,6 +153,11 @@ pub fn failed(error: &str, retry_in: Duration) -> JobOutcome {
     JobOutcome::Failed { error: error.to_owned(), retry_in }
 }
 
+/// How many jobs are stored, in every queue and state.
+pub async fn total_jobs(storage: &TestStorage) -> u64 {
+    storage.counts().await.expect("counts succeed").iter().flat_map(|counts| counts.states.values()).sum()
+}
+
 /// The stored job `id`, which must exist.
 pub async fn get(storage: &TestStorage, id: JobId) -> JobRecord {
     storage.get(id).await.expect("get succeeds").unwrap_or_else(|| panic!("job {id} exists"))

@@ -1,8 +1,17 @@
 //! Retention: pruning removes finished jobs older than the policy, and nothing else.
 
-use haul::{JobId, JobOutcome, JobState, Retention, storage::PruneParams};
+use std::time::Duration;
 
-use super::*;
+use haul::{
+    Claim, JobId, JobOutcome, JobState, QueueLimits, Retention, Unique,
+    storage::{EnqueueParams, LeaseToken, PruneParams, Report, ReportParams},
+};
+
+use super::{
+    jobs::{Script, Tracker},
+    worker::{RunningWorker, enqueue_scripts},
+    *,
+};
 
 const HOUR: u64 = 3600;
 
@@ -85,4 +94,77 @@ pub async fn retention_counts_from_the_finish_time(storage: TestStorage) {
     assert_eq!(prune(&storage, retention, 100, at(1800)).await, 0, "finished half an hour ago");
     assert!(exists(&storage, record.id).await);
     assert_eq!(prune(&storage, retention, 100, at(3600)).await, 1);
+}
+
+/// A report that deletes completed jobs leaves nothing of a job without a uniqueness
+/// key that completed: it is gone from `get` and the counts, and its slot under a
+/// concurrency limit is free. A job with a uniqueness key is kept as completed, so a
+/// key that blocks finished jobs still blocks (until prune); the batch's other outcomes
+/// are stored as usual, and a completion whose claim is stale deletes nothing.
+pub async fn a_completion_that_deletes_its_job_leaves_nothing_of_it(storage: TestStorage) {
+    storage.set_queue_limits("one", QueueLimits::new().concurrency(1)).await.expect("limits are stored");
+    let plain = running_job(&storage, job("one"), at(0)).await;
+    let waiting = enqueue_one(&storage, job("one"), at(0)).await;
+    assert!(claim(&storage, &["one"], 1, at(0)).await.is_empty(), "queue one is at its limit");
+    let once = || Unique::new("welcome:ada").states(JobState::ALL);
+    let unique = running_job(&storage, job("q").unique(once()), at(0)).await;
+    let failed_job = running_job(&storage, job("q"), at(0)).await;
+    let discarded = running_job(&storage, job("q"), at(0)).await;
+    let stale = running_job(&storage, job("q"), at(0)).await;
+    let stale_claim = Claim { id: stale.id, token: LeaseToken::new() };
+
+    let reports = vec![
+        Report { claim: claim_of(&plain), outcome: JobOutcome::Completed },
+        Report { claim: claim_of(&unique), outcome: JobOutcome::Completed },
+        Report { claim: claim_of(&failed_job), outcome: failed("boom", secs(60)) },
+        Report { claim: claim_of(&discarded), outcome: JobOutcome::Discarded { reason: "no".to_owned() } },
+        Report { claim: stale_claim, outcome: JobOutcome::Completed },
+    ];
+    let outcome =
+        storage.report(ReportParams::new(reports).now(at(1)).delete_completed(true)).await.expect("report succeeds");
+    let applied = [&plain, &unique, &failed_job, &discarded].map(claim_of);
+    assert_eq!(sorted(outcome.applied), sorted(applied.to_vec()));
+    assert_eq!(outcome.rejected, vec![stale_claim]);
+
+    assert!(!exists(&storage, plain.id).await, "the completed job is deleted");
+    assert_eq!(state_of(&storage, unique.id).await, JobState::Completed, "a job with a key is kept");
+    assert_eq!(state_of(&storage, failed_job.id).await, JobState::Retryable);
+    assert_eq!(state_of(&storage, discarded.id).await, JobState::Discarded);
+    assert_eq!(state_of(&storage, stale.id).await, JobState::Running, "a stale claim deletes nothing");
+    let counts = storage.counts().await.expect("counts succeed");
+    let of = |queue: &str, state| counts.iter().find(|c| c.queue == queue).map_or(0, |c| c.get(state));
+    assert_eq!((of("one", JobState::Completed), of("one", JobState::Available)), (0, 1));
+    assert_eq!((of("q", JobState::Completed), of("q", JobState::Running)), (1, 1));
+    assert_eq!(total_jobs(&storage).await, 5);
+
+    let again =
+        storage.enqueue(EnqueueParams::new(vec![job("q").unique(once())]).now(at(2))).await.expect("enqueue succeeds");
+    assert_eq!(again.duplicates, vec![unique.id], "the kept job's key still blocks");
+    assert_eq!(ids_of(&claim(&storage, &["one"], 1, at(2)).await), vec![waiting], "the deleted job's slot is free");
+}
+
+/// A worker that keeps completed jobs for no time deletes each job it completes: its
+/// jobs run once each, and none is left stored, with nothing to prune.
+pub async fn a_worker_that_keeps_no_completed_jobs_deletes_them(storage: TestStorage) {
+    let tracker = Tracker::new();
+    let ids = enqueue_scripts(&storage, "r.none", vec![Script::Complete; 20]).await;
+    let keep_none = Retention::default().completed(Duration::ZERO);
+    // Pruning is left to a day from now: only the completions can delete the jobs.
+    let worker = RunningWorker::start(&storage, "r.none", &tracker, |builder| {
+        builder.retention(keep_none, Duration::from_secs(24 * 3600))
+    });
+    eventually("every job to be deleted", || {
+        let storage = storage.clone();
+        async move { (total_jobs(&storage).await == 0).then_some(()) }
+    })
+    .await;
+    worker.stop().await;
+    for id in ids {
+        assert_eq!(tracker.runs(id), vec![1], "job {id} ran exactly once");
+    }
+}
+
+fn sorted(mut claims: Vec<Claim>) -> Vec<Claim> {
+    claims.sort_by_key(|claim| claim.id);
+    claims
 }

@@ -5,14 +5,10 @@ use haul::{
     storage::{EnqueueOutcome, EnqueueParams},
 };
 
-use super::{TestStorage, Timestamp, at, claim_of, claim_only, enqueue_one, get, job, report, secs};
+use super::{TestStorage, Timestamp, at, claim_of, claim_only, enqueue_one, get, job, report, secs, total_jobs};
 
 async fn enqueue_outcome(storage: &TestStorage, jobs: Vec<haul::NewJob>, now: Timestamp) -> EnqueueOutcome {
     storage.enqueue(EnqueueParams::new(jobs).now(now)).await.expect("enqueue succeeds")
-}
-
-async fn total_jobs(storage: &TestStorage) -> u64 {
-    storage.counts().await.expect("counts succeed").iter().flat_map(|counts| counts.states.values()).sum()
 }
 
 /// While an unfinished job holds the key, a new one is not stored and the outcome

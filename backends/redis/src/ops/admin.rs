@@ -118,7 +118,8 @@ impl Change {
 }
 
 /// The members of a deleted job in the jobs index and the unique index (empty for
-/// none), as `delete.lua` and `prune.lua` return them, for [`RedisStorage::unindex`].
+/// none), as `delete.lua` and `prune.lua` return them (and `report.lua`, the first
+/// alone), for [`RedisStorage::unindex`].
 pub(crate) struct IndexMembers {
     pub(crate) job: String,
     pub(crate) unique: String,

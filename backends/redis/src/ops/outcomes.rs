@@ -14,6 +14,7 @@ use crate::{
     RedisStorage,
     codec::{duration_micros, reply},
     keys::QueueKeys,
+    ops::admin::IndexMembers,
     scripts::{scripts, with_head},
 };
 
@@ -52,17 +53,21 @@ impl RedisStorage {
     }
 
     /// Runs `script` over the located claims, one run for every queue on one server and
-    /// one per queue on a cluster. `head` adds the arguments that follow the common
-    /// head; `claim_args` adds, after the claim's group number, the arguments of the
-    /// claim at an input position. Returns each located claim's reply with its input
-    /// position (claims whose job does not exist are left out).
+    /// one per queue on a cluster. `global`: with the prefix's global keys on one
+    /// server. `head` adds the arguments that follow the common head; `claim_args`
+    /// adds, after the claim's group number, the arguments of the claim at an input
+    /// position. Returns each located claim's reply with its input position (claims
+    /// whose job does not exist are left out). The values a run's reply holds after its
+    /// claims' go to `after` as each run ends, so a caller has those of the runs that
+    /// ended before one failed.
     async fn run_by_queue(
         &self,
         located: &Located,
         script: &Script,
-        now: Option<Timestamp>,
+        (now, global): (Option<Timestamp>, bool),
         head: impl Fn(&mut ScriptInvocation<'_>),
         claim_args: impl Fn(&mut ScriptInvocation<'_>, usize),
+        after: &mut Vec<Value>,
     ) -> Result<Vec<(usize, Value)>> {
         let runs: Vec<Vec<usize>> = if self.is_cluster() {
             (0..located.queues.len()).map(|group| vec![group]).collect()
@@ -70,9 +75,10 @@ impl RedisStorage {
             vec![(0..located.queues.len()).collect()]
         };
         let mut replies = Vec::new();
+        let global = global && !self.is_cluster();
         for run in runs.into_iter().filter(|run| !run.is_empty()) {
             let queues: Vec<&QueueKeys> = run.iter().map(|&group| &located.queues[group]).collect();
-            let mut call = with_head(script, &self.inner.keys, now, false, &queues);
+            let mut call = with_head(script, &self.inner.keys, now, global, &queues);
             head(&mut call);
             let mut members = Vec::new();
             for (at, group) in located.groups.iter().enumerate() {
@@ -83,23 +89,28 @@ impl RedisStorage {
                 claim_args(&mut call, at);
                 members.push(at);
             }
-            let results = reply::array(self.run(&call).await?)?;
+            let mut results = reply::array(self.run(&call).await?)?;
+            let rest = results.split_off(members.len().min(results.len()));
             replies.extend(members.into_iter().zip(results));
+            after.extend(rest);
         }
         Ok(replies)
     }
 
     pub(crate) async fn report_outcomes(&self, params: ReportParams) -> Result<ReportOutcome> {
-        let ReportParams { reports, now, .. } = params;
+        let ReportParams { reports, now, delete_completed, .. } = params;
         let encoded = reports.iter().map(|report| encode(&report.outcome)).collect::<Result<Vec<_>>>()?;
         let claims: Vec<Claim> = reports.iter().map(|report| report.claim).collect();
         let located = self.locate_claims(&claims).await?;
+        let mut deleted = Vec::new();
         let replies = self
             .run_by_queue(
                 &located,
                 &scripts().report,
-                now,
-                |_| {},
+                (now, true),
+                |call| {
+                    call.arg(if delete_completed { "1" } else { "0" });
+                },
                 |call, at| {
                     let (claim, (name, text, micros)) = (&claims[at], &encoded[at]);
                     call.arg(claim.id.to_string())
@@ -108,8 +119,18 @@ impl RedisStorage {
                         .arg(text.as_ref())
                         .arg(*micros);
                 },
+                &mut deleted,
             )
-            .await?;
+            .await;
+        // On a cluster, the jobs the completions deleted leave the jobs index here, also
+        // when the run of a later queue failed.
+        let deleted = deleted
+            .into_iter()
+            .map(|member| Ok(IndexMembers { job: reply::string(member)?, unique: String::new() }))
+            .collect::<Result<Vec<_>>>()?;
+        let unindexed = self.unindex(&deleted).await;
+        let replies = replies?;
+        unindexed?;
         let mut applied = vec![false; claims.len()];
         for (at, result) in replies {
             applied[at] = reply::int(result)? == 1;
@@ -130,13 +151,14 @@ impl RedisStorage {
             .run_by_queue(
                 &located,
                 &scripts().heartbeat,
-                now,
+                (now, false),
                 |call| {
                     call.arg(lease_micros(lease));
                 },
                 |call, at| {
                     call.arg(claims[at].id.to_string()).arg(claims[at].token.to_string());
                 },
+                &mut Vec::new(),
             )
             .await?;
         // 0 lost, 1 extended, 2 extended and cancel requested.
