@@ -94,8 +94,8 @@ pub trait Storage: Admin + Send + Sync + 'static {
     /// job instead of storing it as `completed`, as [`Storage::prune`] would but at
     /// once (the job is gone from `get`, listings and counts), unless the job has a
     /// uniqueness key: that job is stored as `completed`, so that a key whose blocking
-    /// states include finished ones (periodic ticks use one) blocks until prune. Other
-    /// outcomes are stored as without it.
+    /// states include finished ones (periodic ticks use one) blocks until the job is
+    /// pruned. Other outcomes are stored as without it.
     async fn report(&self, params: ReportParams) -> Result<ReportOutcome>;
 
     /// Extends the leases of held jobs and tells which of them were cancelled or lost,

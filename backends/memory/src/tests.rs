@@ -169,7 +169,8 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                         3 => JobOutcome::Cancelled,
                         _ => JobOutcome::Snoozed { delay: secs(rng.below(3)) },
                     };
-                    store.report(vec![Report { claim, outcome }], false, now, &mut wake).unwrap();
+                    let delete_completed = rng.below(2) == 0;
+                    store.report(vec![Report { claim, outcome }], delete_completed, now, &mut wake).unwrap();
                 }
             }
             6 => {

@@ -24,10 +24,12 @@
 --       and was at its concurrency limit until these outcomes freed a slot, or has a
 --       limit per key that the key of one of these jobs was at.
 -- Cost: per outcome one HMGET (of 3 fields for a completion, 4 for one that may
---       delete, 7 for the others), one HDEL and one HSET (a failure's error one HGET
---       and one HSET more; a deleting completion no HSET); the jobs leave the running
---       sets and join the finished ones in one ZREM and one ZADD per queue (per 500
---       jobs), and deleted jobs go in one DEL and one ZREM (per 1,000). A job with a limit key leaves
+--       delete, 7 for the others) and one HDEL; then one HSET for a job that finishes
+--       (none for a deleted one), one HSET and a ZADD of its own for a retry, two HSETs
+--       and a ZADD for a snooze, and for a failure's error one HGET and one HSET more.
+--       The jobs leave the running sets in one ZREM per queue (per 1,000 jobs), finished
+--       ones join their sets in one ZADD per set (per 500 jobs), and deleted ones go in
+--       one DEL and, on one server, one ZREM of the jobs index (per 1,000). A job with a limit key leaves
 --       the running set by itself, with the HINCRBY of its key's count.
 
 local now, channel, globals, groups, first = read_head()

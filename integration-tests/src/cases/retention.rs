@@ -149,9 +149,9 @@ pub async fn a_worker_that_keeps_no_completed_jobs_deletes_them(storage: TestSto
     let tracker = Tracker::new();
     let ids = enqueue_scripts(&storage, "r.none", vec![Script::Complete; 20]).await;
     let keep_none = Retention::default().completed(Duration::ZERO);
-    // Pruning is left to a day from now: only the completions can delete the jobs.
+    // A worker that never leads never prunes: only its completions can delete the jobs.
     let worker = RunningWorker::start(&storage, "r.none", &tracker, |builder| {
-        builder.retention(keep_none, Duration::from_secs(24 * 3600))
+        builder.retention(keep_none, Duration::from_secs(24 * 3600)).leader_eligible(false)
     });
     eventually("every job to be deleted", || {
         let storage = storage.clone();
