@@ -130,16 +130,26 @@ impl Store {
         let any_limit = !self.limits.is_empty();
         for (claim, result) in reports {
             match self.job_mut(claim.id) {
+                Some(job)
+                    if holds(job.get(), claim)
+                        && delete_completed
+                        && matches!(result, Outcome::Completed)
+                        && job.get().unique_key.is_none() =>
+                {
+                    // Deleted as it stands: moving it to the finished index first would
+                    // be undone at once.
+                    if any_limit {
+                        freed.push(Freed::by(job.get()));
+                    }
+                    self.delete(claim.id);
+                    outcome.applied.push(claim);
+                }
                 Some(mut job) if holds(job.get(), claim) => {
                     job.change(|job| apply(job, result, now));
-                    let state = job.get().state;
-                    if state == JobState::Available {
+                    if job.get().state == JobState::Available {
                         wake.add(&job.get().queue);
                     } else if any_limit {
                         freed.push(Freed::by(job.get()));
-                    }
-                    if delete_completed && state == JobState::Completed && job.get().unique_key.is_none() {
-                        self.delete(claim.id);
                     }
                     outcome.applied.push(claim);
                 }
