@@ -116,7 +116,7 @@ elseif #deletions > 0 then
     hashes[j], members[j] = job[2], job[3] .. ':' .. job[1].queue
   end
   call_chunked('DEL', false, hashes)
-  if index then call_chunked('ZREM', index, members) else returned = members end
+  if index then remove_members(index, members) else returned = members end
 end
 if not applied then error(failure) end
 wake_freed(groups)
