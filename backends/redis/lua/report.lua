@@ -24,8 +24,8 @@
 --       and was at its concurrency limit until these outcomes freed a slot, or has a
 --       limit per key that the key of one of these jobs was at.
 -- Cost: per outcome one HMGET (of 3 fields for a completion, 4 for one that may
---       delete, 7 for the others) and one HDEL; then one HSET for a job that finishes
---       (none for a deleted one), one HSET and a ZADD of its own for a retry, two HSETs
+--       delete, 7 for the others) and, but for a deleted job, one HDEL of the lease
+--       fields; then one HSET for a job that finishes (none for a deleted one), one HSET and a ZADD of its own for a retry, two HSETs
 --       and a ZADD for a snooze, and for a failure's error one HGET and one HSET more.
 --       The jobs leave the running sets in one ZREM per queue (per 1,000 jobs), finished
 --       ones join their sets in one ZADD per set (per 500 jobs), and deleted ones go in
@@ -64,7 +64,7 @@ local function apply()
     if f[1] ~= 'running' or f[2] ~= token then
       results[#results + 1] = 0
     else
-      release(group, key, id, f[3], true)
+      release(group, key, id, f[3], true, delete)
       -- A completion did not read the others (f[4] to f[7] are nil, or f[4] is its
       -- uniqueness key, when it may delete).
       local attempt, max_attempts = tonumber(f[4]) or 0, tonumber(f[5]) or 0
@@ -109,7 +109,10 @@ leave_running(groups)
 -- cluster); prune deletes them later.
 local returned = {}
 if not applied then
-  for _, job in ipairs(deletions) do finish(job[1], job[2], job[3], 'completed', now) end
+  for _, job in ipairs(deletions) do
+    clear_lease(job[2])
+    finish(job[1], job[2], job[3], 'completed', now)
+  end
 elseif #deletions > 0 then
   local hashes, members = {}, {}
   for j, job in ipairs(deletions) do

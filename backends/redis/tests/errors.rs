@@ -227,6 +227,13 @@ async fn corrupt_job_stops_the_report(delete_completed: bool) {
     let running: Option<f64> = conn.zscore(key("running"), done.id.to_string()).await.unwrap();
     assert!(completed.is_some(), "the completed job is in the completed set");
     assert!(running.is_none(), "the completed job left the running set");
+    let lease: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(key(&format!("job:{}", done.id)))
+        .arg(&["lease_token", "lease_expires_at", "claimed_by"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(lease, vec![None, None, None], "the completed job's lease fields are cleared");
 }
 
 /// A job hash written by hand whose `max_attempts` is not a number: a failure, or a
