@@ -2,7 +2,6 @@
 
 use std::{
     any::{Any, TypeId, type_name},
-    collections::HashMap,
     fmt,
     ops::Deref,
     sync::{
@@ -11,6 +10,7 @@ use std::{
     },
 };
 
+use foldhash::HashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Claim, JobError, JobId, LeaseToken, Timestamp};

@@ -6,7 +6,9 @@
 //! so as long as a record only changes between a `remove` and an `insert` (which
 //! [`crate::store::JobMut::change`] guarantees), the indexes cannot drift.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 
 use haul_core::{JobId, JobRecord, JobState, Timestamp};
 

@@ -9,7 +9,9 @@
 //! queue's keys at most once per period), and a queue's logs when its rate limits
 //! are removed, so the logs hold no more than the starts of the last two periods.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use haul_core::{QueueLimits, RateLimit, Timestamp};
 
@@ -79,7 +81,7 @@ impl RateLogs {
             starts.queue = Starts::default();
         }
         if limits.key_rate.is_none() {
-            starts.keys = HashMap::new();
+            starts.keys = HashMap::default();
             starts.next_key_sweep = None;
         }
         if limits.rate.is_none() && limits.key_rate.is_none() {

@@ -6,10 +6,11 @@
 //! with the records.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     ops::Bound,
 };
 
+use foldhash::HashMap;
 use haul_core::{
     Error, JobFilter, JobId, JobRecord, JobState, KEY_LIMIT_SCAN, LeaseToken, ListParams, QueueCounts, QueueLimits,
     Result, Timestamp, Unique,
@@ -276,7 +277,7 @@ impl Store {
         };
         let scan = if limits.limits_keys() { KEY_LIMIT_SCAN } else { usize::MAX };
         let mut takeable = Takeable::default();
-        let mut taken_per_key: HashMap<&str, u64> = HashMap::new();
+        let mut taken_per_key: HashMap<&str, u64> = HashMap::default();
         for &entry in queue.available.iter().take(scan) {
             if takeable.keys.len() >= room {
                 break;

@@ -10,7 +10,6 @@
 //! of the worker holding ever more finished jobs whose leases its heartbeats must extend.
 
 use std::{
-    collections::HashMap,
     sync::{
         Mutex, MutexGuard, PoisonError,
         atomic::{AtomicUsize, Ordering},
@@ -18,6 +17,7 @@ use std::{
     time::Instant,
 };
 
+use foldhash::HashMap;
 use tokio::sync::Notify;
 
 use crate::{Claim, JobContext, StopReason};

@@ -7,11 +7,9 @@
 //! kind, and passed by reference to whichever recorder is installed when the sample is
 //! taken (a recorder installed after the worker started is still used).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, OnceLock, PoisonError},
-};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use foldhash::HashMap;
 use metrics::{Key, Label, Level, Metadata};
 
 use crate::JobEventKind;

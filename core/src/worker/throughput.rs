@@ -2,7 +2,6 @@
 //! per-minute throughput ([`crate::Storage::record_throughput`]) every interval.
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -10,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use foldhash::HashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::{JobEventKind, Storage, ThroughputSample, worker::storage_errors};
