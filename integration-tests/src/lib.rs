@@ -170,6 +170,7 @@ macro_rules! conformance_suite {
                 prune_removes_at_most_its_limit,
                 retention_counts_from_the_finish_time,
                 a_completion_that_deletes_its_job_leaves_nothing_of_it,
+                an_outcome_repeated_in_a_deleting_batch_is_applied_once,
                 a_worker_that_keeps_no_completed_jobs_deletes_them,
             }
             bad_input [multi_thread] {

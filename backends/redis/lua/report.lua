@@ -25,11 +25,12 @@
 --       limit per key that the key of one of these jobs was at.
 -- Cost: per outcome one HMGET (of 3 fields for a completion, 4 for one that may
 --       delete, 7 for the others) and, but for a deleted job, one HDEL of the lease
---       fields; then one HSET for a job that finishes (none for a deleted one), one HSET and a ZADD of its own for a retry, two HSETs
---       and a ZADD for a snooze, and for a failure's error one HGET and one HSET more.
---       The jobs leave the running sets in one ZREM per queue (per 1,000 jobs), finished
---       ones join their sets in one ZADD per set (per 500 jobs), and deleted ones go in
---       one DEL and, on one server, one ZREM of the jobs index (per 1,000). A job with a limit key leaves
+--       fields; then one HSET for a job that finishes (none for a deleted one), one
+--       HSET and a ZADD of its own for a retry, two HSETs and a ZADD for a snooze, and
+--       for a failure's error one HGET and one HSET more. The jobs leave the running
+--       sets in one ZREM per queue (per 1,000 jobs), finished ones join their sets in
+--       one ZADD per set (per 500 jobs), and deleted ones go in one DEL and, on one
+--       server, one ZREM of the jobs index (per 1,000). A job with a limit key leaves
 --       the running set by itself, with the HINCRBY of its key's count.
 
 local now, channel, globals, groups, first = read_head()
@@ -39,8 +40,10 @@ first = first + 1
 
 -- The finished jobs' set entries, added at the end (see add_member).
 local finished, results = {}, {}
--- The jobs whose completions delete them: { group, key, id }.
-local deletions = {}
+-- The jobs whose completions delete them: { group, key, id }; `deleting` has their
+-- keys. Their hashes keep the claim's fields until the DEL at the end, so a repeat of
+-- the claim in this batch is rejected by this table instead.
+local deletions, deleting = {}, {}
 -- Applies every outcome; run under pcall so that, if a job's hash is corrupt and an
 -- outcome raises an error, the outcomes applied before it still get their set moves
 -- below (a script's writes are not undone).
@@ -61,7 +64,7 @@ local function apply()
       f = redis.call('HMGET', key, 'state', 'lease_token', 'limit_key', 'attempt', 'max_attempts',
         'cancel_requested_at', 'priority')
     end
-    if f[1] ~= 'running' or f[2] ~= token then
+    if f[1] ~= 'running' or f[2] ~= token or deleting[key] then
       results[#results + 1] = 0
     else
       release(group, key, id, f[3], true, delete)
@@ -71,6 +74,7 @@ local function apply()
       local cancel = outcome ~= 'completed' and f[6] ~= false
       if delete then
         deletions[#deletions + 1] = { group, key, id }
+        deleting[key] = true
       elseif outcome == 'completed' then
         finish(group, key, id, 'completed', now, finished)
       elseif outcome == 'failed' then

@@ -143,6 +143,36 @@ pub async fn a_completion_that_deletes_its_job_leaves_nothing_of_it(storage: Tes
     assert_eq!(ids_of(&claim(&storage, &["one"], 1, at(2)).await), vec![waiting], "the deleted job's slot is free");
 }
 
+/// A batch that deletes completed jobs applies only the first outcome of a claim: a
+/// repeat (the same completion, or a failure or a snooze after it) finds the claim
+/// spent and is rejected, and leaves nothing of the deleted job behind, no entry that a
+/// later claim could take.
+pub async fn an_outcome_repeated_in_a_deleting_batch_is_applied_once(storage: TestStorage) {
+    let twice = running_job(&storage, job("q"), at(0)).await;
+    let then_failed = running_job(&storage, job("q"), at(0)).await;
+    let then_snoozed = running_job(&storage, job("q"), at(0)).await;
+    let reports = vec![
+        Report { claim: claim_of(&twice), outcome: JobOutcome::Completed },
+        Report { claim: claim_of(&then_failed), outcome: JobOutcome::Completed },
+        Report { claim: claim_of(&then_snoozed), outcome: JobOutcome::Completed },
+        Report { claim: claim_of(&twice), outcome: JobOutcome::Completed },
+        Report { claim: claim_of(&then_failed), outcome: failed("late", secs(0)) },
+        Report { claim: claim_of(&then_snoozed), outcome: JobOutcome::Snoozed { delay: Duration::ZERO } },
+    ];
+    let outcome =
+        storage.report(ReportParams::new(reports).now(at(1)).delete_completed(true)).await.expect("report succeeds");
+    let claims = [&twice, &then_failed, &then_snoozed].map(claim_of).to_vec();
+    assert_eq!(sorted(outcome.applied), sorted(claims.clone()), "each claim's first outcome applies");
+    assert_eq!(sorted(outcome.rejected), sorted(claims), "each repeat is rejected");
+
+    assert_eq!(total_jobs(&storage).await, 0, "every job is deleted");
+    for record in [&twice, &then_failed, &then_snoozed] {
+        assert!(!exists(&storage, record.id).await, "job {} is deleted", record.id);
+    }
+    assert!(claim(&storage, &["q"], 10, at(2)).await.is_empty(), "no claim finds a deleted job");
+    assert_eq!(total_jobs(&storage).await, 0, "nor brings one back");
+}
+
 /// A worker that keeps completed jobs for no time deletes each job it completes: its
 /// jobs run once each, and none is left stored, with nothing to prune.
 pub async fn a_worker_that_keeps_no_completed_jobs_deletes_them(storage: TestStorage) {
