@@ -231,19 +231,13 @@ local function finish(group, key, id, state, now, buffers)
   end
 end
 
--- Clears the lease fields of a job's hash.
-local function clear_lease(key)
-  redis.call('HDEL', key, 'lease_token', 'lease_expires_at', 'claimed_by')
-end
-
 -- Ends the claim of a running job (attempted_at stays). `limit_key` is the job's
 -- `limit_key` field (false: none), read by the caller: a job leaving the running set
 -- gives back its key's count (the field goes at 0). `group.key_peak` keeps the
 -- highest count a released key had before, for wake_freed. With `batched`, a job
 -- without a limit key is only noted in `group.leaving`: leave_running takes the noted
--- jobs out of the running set, one ZREM per group. With `deleting`, the caller deletes
--- the job's hash, so its lease fields are left for that (clear_lease, if it does not).
-local function release(group, key, id, limit_key, batched, deleting)
+-- jobs out of the running set, one ZREM per group.
+local function release(group, key, id, limit_key, batched)
   if batched and not limit_key then
     group.leaving = group.leaving or {}
     group.leaving[#group.leaving + 1] = id
@@ -256,7 +250,7 @@ local function release(group, key, id, limit_key, batched, deleting)
       if not group.key_peak or left + 1 > group.key_peak then group.key_peak = left + 1 end
     end
   end
-  if not deleting then clear_lease(key) end
+  redis.call('HDEL', key, 'lease_token', 'lease_expires_at', 'claimed_by')
 end
 
 -- Takes the jobs release() noted out of their groups' running sets.

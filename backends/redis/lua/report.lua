@@ -24,14 +24,15 @@
 --       and was at its concurrency limit until these outcomes freed a slot, or has a
 --       limit per key that the key of one of these jobs was at.
 -- Cost: per outcome one HMGET (of 3 fields for a completion, 4 for one that may
---       delete, 7 for the others) and, but for a deleted job, one HDEL of the lease
---       fields; then one HSET for a job that finishes (none for a deleted one), one
---       HSET and a ZADD of its own for a retry, two HSETs and a ZADD for a snooze, and
---       for a failure's error one HGET and one HSET more. The jobs leave the running
---       sets in one ZREM per queue (per 1,000 jobs), finished ones join their sets in
---       one ZADD per set (per 500 jobs), and deleted ones go in one DEL and, on one
---       server, one ZREM of the jobs index (per 1,000). A job with a limit key leaves
---       the running set by itself, with the HINCRBY of its key's count.
+--       delete, 7 for the others) and one HDEL of the lease fields (also for a job
+--       deleted later: it fences a repeat of the claim in the batch); then one HSET
+--       for a job that finishes (none for a deleted one), one HSET and a ZADD of its
+--       own for a retry, two HSETs and a ZADD for a snooze, and for a failure's error
+--       one HGET and one HSET more. The jobs leave the running sets in one ZREM per
+--       queue (per 1,000 jobs), finished ones join their sets in one ZADD per set (per
+--       500 jobs), and deleted ones go in one DEL and, on one server, one ZREM of the
+--       jobs index (per 1,000). A job with a limit key leaves the running set by
+--       itself, with the HINCRBY of its key's count.
 
 local now, channel, globals, groups, first = read_head()
 local index = globals == 3 and KEYS[1] or nil
@@ -40,10 +41,8 @@ first = first + 1
 
 -- The finished jobs' set entries, added at the end (see add_member).
 local finished, results = {}, {}
--- The jobs whose completions delete them: { group, key, id }; `deleting` has their
--- keys. Their hashes keep the claim's fields until the DEL at the end, so a repeat of
--- the claim in this batch is rejected by this table instead.
-local deletions, deleting = {}, {}
+-- The jobs whose completions delete them: { group, key, id }.
+local deletions = {}
 -- Applies every outcome; run under pcall so that, if a job's hash is corrupt and an
 -- outcome raises an error, the outcomes applied before it still get their set moves
 -- below (a script's writes are not undone).
@@ -64,17 +63,16 @@ local function apply()
       f = redis.call('HMGET', key, 'state', 'lease_token', 'limit_key', 'attempt', 'max_attempts',
         'cancel_requested_at', 'priority')
     end
-    if f[1] ~= 'running' or f[2] ~= token or deleting[key] then
+    if f[1] ~= 'running' or f[2] ~= token then
       results[#results + 1] = 0
     else
-      release(group, key, id, f[3], true, delete)
+      release(group, key, id, f[3], true)
       -- A completion did not read the others (f[4] to f[7] are nil, or f[4] is its
       -- uniqueness key, when it may delete).
       local attempt, max_attempts = tonumber(f[4]) or 0, tonumber(f[5]) or 0
       local cancel = outcome ~= 'completed' and f[6] ~= false
       if delete then
         deletions[#deletions + 1] = { group, key, id }
-        deleting[key] = true
       elseif outcome == 'completed' then
         finish(group, key, id, 'completed', now, finished)
       elseif outcome == 'failed' then
@@ -113,10 +111,7 @@ leave_running(groups)
 -- cluster); prune deletes them later.
 local returned = {}
 if not applied then
-  for _, job in ipairs(deletions) do
-    clear_lease(job[2])
-    finish(job[1], job[2], job[3], 'completed', now)
-  end
+  for _, job in ipairs(deletions) do finish(job[1], job[2], job[3], 'completed', now) end
 elseif #deletions > 0 then
   local hashes, members = {}, {}
   for j, job in ipairs(deletions) do
