@@ -55,9 +55,7 @@ fn history_drain(sizes: &[usize]) -> Option<usize> {
 
 /// `figure` with its jobs/s as a ratio to `baseline`'s.
 fn compared(figure: Figure, baseline: &Figure) -> Figure {
-    let ratio = figure.jobs_per_second / baseline.jobs_per_second.max(f64::EPSILON);
-    let note = format!("{ratio:.2}x the jobs/s of `{}`", baseline.workload);
-    figure.ratio_to_baseline(ratio).note(note)
+    figure.compared_to("", &baseline.workload, baseline.jobs_per_second)
 }
 
 /// Stores `jobs` finished no-op jobs in the queue `bench`: enqueued in batches of 1,000,

@@ -367,6 +367,13 @@ impl Figure {
         self
     }
 
+    /// This figure's jobs/s as a ratio to `baseline_rate`, the jobs/s of the workload
+    /// `baseline`, with a note saying so (after `prefix`).
+    pub(crate) fn compared_to(self, prefix: &str, baseline: &str, baseline_rate: f64) -> Self {
+        let ratio = self.jobs_per_second / baseline_rate.max(f64::EPSILON);
+        self.ratio_to_baseline(ratio).note(format!("{prefix}{ratio:.2}x the jobs/s of `{baseline}`"))
+    }
+
     pub(crate) fn note(mut self, note: String) -> Self {
         self.note = Some(note);
         self

@@ -13,7 +13,7 @@ use std::{
 use foldhash::HashMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Claim, JobError, JobId, LeaseToken, Timestamp};
+use crate::{Claim, JobError, JobId, JobRecord, LeaseToken, Timestamp};
 
 /// Why a running job was asked to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,13 +41,10 @@ pub struct JobContext {
 }
 
 struct ContextInner {
-    id: JobId,
+    /// The job as claimed: the context owns the worker's copy, so that naming the job
+    /// costs no copy of its kind or queue.
+    record: JobRecord,
     token: LeaseToken,
-    kind: String,
-    queue: String,
-    attempt: u32,
-    max_attempts: u32,
-    enqueued_at: Timestamp,
     stop: CancellationToken,
     stop_reason: Mutex<Option<StopReason>>,
     completed: AtomicBool,
@@ -83,15 +80,20 @@ impl JobContext {
         states: Arc<StateMap>,
         metadata: Arc<crate::Metadata>,
     ) -> Self {
+        let mut record = JobRecord::new(id, kind, serde_json::Value::Null);
+        record.queue = queue.into();
+        record.attempt = attempt;
+        record.max_attempts = max_attempts;
+        record.created_at = enqueued_at;
+        record.metadata = Arc::clone(&metadata);
+        Self::of_record(record, token, states, metadata)
+    }
+
+    fn of_record(record: JobRecord, token: LeaseToken, states: Arc<StateMap>, metadata: Arc<crate::Metadata>) -> Self {
         Self {
             inner: Arc::new(ContextInner {
-                id,
+                record,
                 token,
-                kind: kind.into(),
-                queue: queue.into(),
-                attempt,
-                max_attempts,
-                enqueued_at,
                 stop: CancellationToken::new(),
                 stop_reason: Mutex::new(None),
                 completed: AtomicBool::new(false),
@@ -102,19 +104,16 @@ impl JobContext {
     }
 
     /// The context of the attempt a claim of `record` (under `token`) runs. The context
-    /// shares the record's metadata: nothing copies it.
-    pub(crate) fn for_claimed(record: &crate::JobRecord, token: LeaseToken, states: Arc<StateMap>) -> Self {
-        Self::with_shared_metadata(
-            record.id,
-            token,
-            record.kind.clone(),
-            record.queue.clone(),
-            record.attempt,
-            record.max_attempts,
-            record.created_at,
-            states,
-            Arc::clone(&record.metadata),
-        )
+    /// keeps the record, and shares its metadata: nothing is copied.
+    pub(crate) fn for_claimed(record: JobRecord, token: LeaseToken, states: Arc<StateMap>) -> Self {
+        let metadata = Arc::clone(&record.metadata);
+        Self::of_record(record, token, states, metadata)
+    }
+
+    /// The job as claimed (for a context built by hand, a record with only what
+    /// [`JobContext::new`] was given).
+    pub(crate) fn record(&self) -> &JobRecord {
+        &self.inner.record
     }
 
     /// This context with `metadata` as the job's metadata (for contexts built by hand,
@@ -140,14 +139,14 @@ impl JobContext {
 
     /// The job's id.
     pub fn id(&self) -> JobId {
-        self.inner.id
+        self.inner.record.id
     }
 
     /// The claim this attempt runs under: the job id and the lease token that fences
     /// every write of its outcome. Backend extensions use it to write the outcome
     /// themselves (see [`JobContext::mark_completed`]).
     pub fn claim(&self) -> Claim {
-        Claim { id: self.inner.id, token: self.inner.token }
+        Claim { id: self.inner.record.id, token: self.inner.token }
     }
 
     /// Records that this attempt's completion was already written to storage, fenced
@@ -171,27 +170,27 @@ impl JobContext {
 
     /// The job's kind name.
     pub fn kind(&self) -> &str {
-        &self.inner.kind
+        &self.inner.record.kind
     }
 
     /// The queue it was claimed from.
     pub fn queue(&self) -> &str {
-        &self.inner.queue
+        &self.inner.record.queue
     }
 
     /// This attempt's number, from 1.
     pub fn attempt(&self) -> u32 {
-        self.inner.attempt
+        self.inner.record.attempt
     }
 
     /// How many attempts the job gets.
     pub fn max_attempts(&self) -> u32 {
-        self.inner.max_attempts
+        self.inner.record.max_attempts
     }
 
     /// When the job was enqueued.
     pub fn enqueued_at(&self) -> Timestamp {
-        self.inner.enqueued_at
+        self.inner.record.created_at
     }
 
     /// Fires when the handler should stop: shutdown after the grace period, timeout,
@@ -232,10 +231,10 @@ impl JobContext {
 impl fmt::Debug for JobContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobContext")
-            .field("id", &self.inner.id)
-            .field("kind", &self.inner.kind)
-            .field("queue", &self.inner.queue)
-            .field("attempt", &self.inner.attempt)
+            .field("id", &self.inner.record.id)
+            .field("kind", &self.inner.record.kind)
+            .field("queue", &self.inner.record.queue)
+            .field("attempt", &self.inner.record.attempt)
             .finish_non_exhaustive()
     }
 }

@@ -154,10 +154,11 @@ async fn run_one(shared: &Shared, record: JobRecord) -> Result<Option<JobState>>
                 .into(),
         ));
     };
-    let ctx = JobContext::for_claimed(&record, claim.token, shared.states.current());
+    let ctx = JobContext::for_claimed(record, claim.token, shared.states.current());
+    let record = ctx.record();
     let middleware = Arc::clone(&*shared.middleware.lock().unwrap_or_else(PoisonError::into_inner));
     let metrics = shared.job_metrics.of(&record.queue, &record.kind);
-    let outcome = execute(&record, ctx.clone(), &middleware, &metrics).await.outcome;
+    let outcome = execute(record, ctx.clone(), &middleware, &metrics).await.outcome;
     if ctx.is_marked_completed() {
         // A backend extension already stored the completion with the handler's writes.
         return Ok(Some(JobState::Completed));

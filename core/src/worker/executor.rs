@@ -67,15 +67,16 @@ impl Executor {
             tracing::error!(id = %record.id, "storage returned a claimed job without a lease token; skipping it");
             return;
         };
-        let ctx = JobContext::for_claimed(&record, claim.token, Arc::clone(&self.states));
+        let ctx = JobContext::for_claimed(record, claim.token, Arc::clone(&self.states));
         self.held.insert(claim, ctx.clone(), lease_deadline);
         let mut on_panic = ReleaseOnPanic { held: &self.held, claim, armed: true };
-        self.run_held(claim, &record, ctx).await;
+        self.run_held(claim, &ctx).await;
         // Every way out of `run_held` queued an outcome or released the claim itself.
         on_panic.armed = false;
     }
 
-    async fn run_held(&self, claim: Claim, record: &JobRecord, ctx: JobContext) {
+    async fn run_held(&self, claim: Claim, ctx: &JobContext) {
+        let record = ctx.record();
         let metric_keys = self.job_metrics.of(&record.queue, &record.kind);
         // A prefetched job waits here for a running slot.
         let slot = tokio::select! {
