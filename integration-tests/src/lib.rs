@@ -171,6 +171,8 @@ macro_rules! conformance_suite {
                 retention_counts_from_the_finish_time,
                 a_completion_that_deletes_its_job_leaves_nothing_of_it,
                 an_outcome_repeated_in_a_deleting_batch_is_applied_once,
+                a_deleting_batch_deletes_a_job_only_under_its_current_claim,
+                a_deleted_job_gives_back_its_limit_key_slot,
                 a_worker_that_keeps_no_completed_jobs_deletes_them,
             }
             bad_input [multi_thread] {

@@ -448,6 +448,13 @@ impl Store {
             }
         }
         assert_eq!(self.index, rebuilt, "indexes drifted from the records");
+        let mut unique: HashMap<String, BTreeSet<JobId>> = HashMap::default();
+        for job in self.jobs.values() {
+            if let Some(key) = &job.unique_key {
+                unique.entry(key.clone()).or_default().insert(job.id);
+            }
+        }
+        assert_eq!(self.unique, unique, "the uniqueness index drifted from the records");
         assert!(self.jobs.iter().all(|(id, job)| *id == job.id), "a job is stored under another id");
     }
 }

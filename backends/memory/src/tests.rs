@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use haul_core::{
     Claim, JobId, JobOutcome, JobRecord, JobState, NewJob, QueueLimits, RateLimit, Report, Retention, RunAt, Timestamp,
+    Unique,
 };
 use serde_json::json;
 
@@ -139,10 +140,22 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                             .max_attempts(1 + rng.below(3) as u32)
                             .run_at(run_at);
                         job.limit_key = rng.pick(&LIMIT_KEYS).copied().flatten().map(str::to_owned);
+                        // Some jobs carry one of a few uniqueness keys (a key blocks while a
+                        // job with it is available or completed): stored, skipped as
+                        // duplicates, deleted or kept by a deleting completion, and pruned.
+                        if rng.below(3) == 0 {
+                            let key = format!("key-{}", rng.below(3));
+                            job = job.unique(Unique::new(key).states([JobState::Available, JobState::Completed]));
+                        }
                         job
                     })
                     .collect::<Vec<_>>();
-                ids.extend(store.enqueue(batch, now, &mut wake).unwrap().ids);
+                // A skipped unique job gives the id of the job that blocked it, once more.
+                for id in store.enqueue(batch, now, &mut wake).unwrap().ids {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
             }
             2 | 3 => {
                 let queues: Vec<String> =
@@ -161,7 +174,10 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                 assert_within_rate(&starts, KEY_RATE_QUEUE, KEY_RATE, true, now);
             }
             4 | 5 => {
-                if let Some(&claim) = rng.pick(&claims) {
+                // One to three outcomes, a claim possibly twice (the repeat is rejected).
+                let mut batch = Vec::new();
+                for _ in 0..=rng.below(3) {
+                    let Some(&claim) = rng.pick(&claims) else { break };
                     let outcome = match rng.below(5) {
                         0 => JobOutcome::Completed,
                         1 => JobOutcome::Failed { error: "boom".into(), retry_in: secs(rng.below(10)) },
@@ -169,9 +185,10 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                         3 => JobOutcome::Cancelled,
                         _ => JobOutcome::Snoozed { delay: secs(rng.below(3)) },
                     };
-                    let delete_completed = rng.below(2) == 0;
-                    store.report(vec![Report { claim, outcome }], delete_completed, now, &mut wake).unwrap();
+                    batch.push(Report { claim, outcome });
                 }
+                let delete_completed = rng.below(2) == 0;
+                store.report(batch, delete_completed, now, &mut wake).unwrap();
             }
             6 => {
                 let held: Vec<Claim> = claims.iter().copied().filter(|_| rng.below(2) == 0).collect();

@@ -173,6 +173,44 @@ pub async fn an_outcome_repeated_in_a_deleting_batch_is_applied_once(storage: Te
     assert_eq!(total_jobs(&storage).await, 0, "nor brings one back");
 }
 
+/// A batch that deletes completed jobs judges each claim of a job by its own token, in
+/// either order: the completion under the job's current claim deletes it, and that of an
+/// old (rescued) claim is rejected and deletes nothing, before or after it.
+pub async fn a_deleting_batch_deletes_a_job_only_under_its_current_claim(storage: TestStorage) {
+    for old_first in [true, false] {
+        let stale = running_job(&storage, job("q"), at(0)).await;
+        storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
+        let current = claim_only(&storage, "q", stale.id, at(31)).await;
+        let (old, new) = (claim_of(&stale), claim_of(&current));
+        let claims = if old_first { vec![old, new] } else { vec![new, old] };
+        let reports = claims.into_iter().map(|claim| Report { claim, outcome: JobOutcome::Completed }).collect();
+        let outcome = storage
+            .report(ReportParams::new(reports).now(at(32)).delete_completed(true))
+            .await
+            .expect("report succeeds");
+        assert_eq!((outcome.applied, outcome.rejected), (vec![new], vec![old]), "old claim first: {old_first}");
+        assert!(!exists(&storage, stale.id).await, "old claim first: {old_first}: the job is deleted");
+        assert_eq!(total_jobs(&storage).await, 0, "old claim first: {old_first}: nothing is left");
+    }
+}
+
+/// A completion that deletes a job with a limit key gives its key's slot back: the
+/// key's next job, held back while the deleted one ran, is claimed at once.
+pub async fn a_deleted_job_gives_back_its_limit_key_slot(storage: TestStorage) {
+    storage.set_queue_limits("keyed", QueueLimits::new().key_concurrency(1)).await.expect("limits are stored");
+    let first = running_job(&storage, job("keyed").limit_key("k"), at(0)).await;
+    let next = enqueue_one(&storage, job("keyed").limit_key("k"), at(0)).await;
+    assert!(claim(&storage, &["keyed"], 10, at(0)).await.is_empty(), "key k is at its limit");
+    let completed = Report { claim: claim_of(&first), outcome: JobOutcome::Completed };
+    let outcome = storage
+        .report(ReportParams::new(vec![completed]).now(at(1)).delete_completed(true))
+        .await
+        .expect("report succeeds");
+    assert_eq!(outcome.applied, vec![claim_of(&first)], "the completion applies");
+    assert!(!exists(&storage, first.id).await, "the completed job is deleted");
+    assert_eq!(ids_of(&claim(&storage, &["keyed"], 10, at(2)).await), vec![next], "key k's slot is free");
+}
+
 /// A worker that keeps completed jobs for no time deletes each job it completes: its
 /// jobs run once each, and none is left stored, with nothing to prune.
 pub async fn a_worker_that_keeps_no_completed_jobs_deletes_them(storage: TestStorage) {
