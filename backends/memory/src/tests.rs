@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use haul_core::{
-    Claim, JobId, JobOutcome, JobRecord, JobState, NewJob, QueueLimits, RateLimit, Report, Retention, RunAt, Timestamp,
-    Unique,
+    Claim, JobId, JobOutcome, JobRecord, JobState, NewJob, QueueLimits, RateLimit, Report, ReportOutcome, Retention,
+    RunAt, Timestamp, Unique,
 };
 use serde_json::json;
 
@@ -108,6 +108,39 @@ fn assert_fields_match_state(job: &JobRecord) {
     assert!(job.attempt <= job.max_attempts, "{job:?}");
 }
 
+/// Whether `claim` holds: its job is running under its token.
+fn holds(store: &Store, claim: Claim) -> bool {
+    store.get(claim.id).is_some_and(|job| job.lease_token == Some(claim.token))
+}
+
+/// Checks a report's result against its batch and what held before it (`before`, per
+/// report: whether its claim held, whether its job has a uniqueness key): each outcome
+/// is applied or rejected; a claim that held applies its first outcome only (a repeat
+/// finds it spent), and one that did not applies nothing; with `delete_completed`, an
+/// applied completion deleted its job unless the job has a uniqueness key, which keeps
+/// it as completed.
+fn assert_outcomes_applied_once(
+    store: &Store,
+    batch: &[Report],
+    before: &[(bool, bool)],
+    reported: &ReportOutcome,
+    delete_completed: bool,
+) {
+    assert_eq!(reported.applied.len() + reported.rejected.len(), batch.len(), "{reported:?}");
+    for (index, report) in batch.iter().enumerate() {
+        let (held, keyed) = before[index];
+        let first = batch.iter().position(|r| r.claim == report.claim) == Some(index);
+        let applied = reported.applied.iter().filter(|claim| **claim == report.claim).count();
+        assert_eq!(applied, usize::from(held), "claim {:?} (held: {held})", report.claim);
+        if !first || !held || !matches!(report.outcome, JobOutcome::Completed) {
+            continue;
+        }
+        let stored = store.get(report.claim.id).map(|job| job.state);
+        let expected = if delete_completed && !keyed { None } else { Some(JobState::Completed) };
+        assert_eq!(stored, expected, "completed job {} (keyed: {keyed})", report.claim.id);
+    }
+}
+
 #[test]
 fn indexes_stay_consistent_through_four_thousand_random_transitions() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -115,6 +148,9 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
     let mut now = Utc::now();
     let mut ids: Vec<JobId> = Vec::new();
     let mut claims: Vec<Claim> = Vec::new();
+    // Claims that no longer hold (the job finished, or was rescued and claimed again):
+    // the last few, so that reports also carry old claims, which must be rejected.
+    let mut stale: Vec<Claim> = Vec::new();
     let mut seen_states = std::collections::BTreeSet::new();
     let limits = QueueLimits::new().concurrency(CONCURRENCY).key_concurrency(KEY_CONCURRENCY);
     store.limits.insert(LIMITED_QUEUE.to_owned(), limits);
@@ -142,7 +178,7 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                         job.limit_key = rng.pick(&LIMIT_KEYS).copied().flatten().map(str::to_owned);
                         // Some jobs carry one of a few uniqueness keys (a key blocks while a
                         // job with it is available or completed): stored, skipped as
-                        // duplicates, deleted or kept by a deleting completion, and pruned.
+                        // duplicates, kept as completed by a deleting completion, and pruned.
                         if rng.below(3) == 0 {
                             let key = format!("key-{}", rng.below(3));
                             job = job.unique(Unique::new(key).states([JobState::Available, JobState::Completed]));
@@ -177,7 +213,8 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                 // One to three outcomes, a claim possibly twice (the repeat is rejected).
                 let mut batch = Vec::new();
                 for _ in 0..=rng.below(3) {
-                    let Some(&claim) = rng.pick(&claims) else { break };
+                    let pool = if rng.below(4) == 0 && !stale.is_empty() { &stale } else { &claims };
+                    let Some(&claim) = rng.pick(pool) else { break };
                     let outcome = match rng.below(5) {
                         0 => JobOutcome::Completed,
                         1 => JobOutcome::Failed { error: "boom".into(), retry_in: secs(rng.below(10)) },
@@ -188,7 +225,17 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
                     batch.push(Report { claim, outcome });
                 }
                 let delete_completed = rng.below(2) == 0;
-                store.report(batch, delete_completed, now, &mut wake).unwrap();
+                // Read before the report: whether each claim holds, and whether its job
+                // has a uniqueness key.
+                let before: Vec<(bool, bool)> = batch
+                    .iter()
+                    .map(|r| {
+                        let keyed = store.get(r.claim.id).is_some_and(|job| job.unique_key.is_some());
+                        (holds(&store, r.claim), keyed)
+                    })
+                    .collect();
+                let reported = store.report(batch.clone(), delete_completed, now, &mut wake).unwrap();
+                assert_outcomes_applied_once(&store, &batch, &before, &reported, delete_completed);
             }
             6 => {
                 let held: Vec<Claim> = claims.iter().copied().filter(|_| rng.below(2) == 0).collect();
@@ -224,7 +271,10 @@ fn indexes_stay_consistent_through_four_thousand_random_transitions() {
         // Keep the scans of the test itself short.
         starts.retain(|(_, _, at)| *at > now - TimeDelta::seconds(KEY_RATE.1.max(RATE.1)));
         ids.retain(|&id| store.contains(id));
-        claims.retain(|claim| store.get(claim.id).is_some_and(|job| job.lease_token == Some(claim.token)));
+        let (live, gone): (Vec<Claim>, Vec<Claim>) = claims.into_iter().partition(|claim| holds(&store, *claim));
+        claims = live;
+        stale.extend(gone);
+        stale.drain(..stale.len().saturating_sub(8));
     }
     assert_eq!(seen_states.len(), JobState::ALL.len(), "the walk should visit every state: {seen_states:?}");
 }

@@ -207,6 +207,7 @@ pub async fn a_deleted_job_gives_back_its_limit_key_slot(storage: TestStorage) {
         .await
         .expect("report succeeds");
     assert_eq!(outcome.applied, vec![claim_of(&first)], "the completion applies");
+    assert!(outcome.rejected.is_empty(), "nothing is rejected: {outcome:?}");
     assert!(!exists(&storage, first.id).await, "the completed job is deleted");
     assert_eq!(ids_of(&claim(&storage, &["keyed"], 10, at(2)).await), vec![next], "key k's slot is free");
 }
