@@ -332,10 +332,7 @@ pub async fn a_large_report_batch_applies_every_outcome(storage: TestStorage) {
 /// its lease is extended; the old claim is rejected and lost.
 pub async fn each_claim_of_one_job_is_judged_by_its_own_token(storage: TestStorage) {
     for old_first in [true, false] {
-        let stale = running_job(&storage, job("q"), at(0)).await;
-        storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
-        let current = claim_only(&storage, "q", stale.id, at(31)).await;
-        let (old, new) = (claim_of(&stale), claim_of(&current));
+        let (id, old, new) = old_and_current_claims(&storage, "q").await;
         let claims = if old_first { vec![old, new] } else { vec![new, old] };
 
         let beat = storage
@@ -353,7 +350,7 @@ pub async fn each_claim_of_one_job_is_judged_by_its_own_token(storage: TestStora
             .collect();
         let outcome = report_all(&storage, reports, at(33)).await;
         assert_eq!((outcome.applied, outcome.rejected), (vec![new], vec![old]), "old claim first: {old_first}");
-        let record = get(&storage, stale.id).await;
+        let record = get(&storage, id).await;
         assert_eq!((record.state, record.attempt), (JobState::Completed, 2));
         assert!(
             record.errors.iter().all(|error| error.message != "stale"),

@@ -187,6 +187,16 @@ pub async fn running_job(storage: &TestStorage, job: NewJob, now: Timestamp) -> 
     claim_only(storage, &queue, id, now).await
 }
 
+/// Two claims of one job in queue `queue`: it is claimed at `at(0)`, rescued at
+/// `at(30)` once its lease expired, and claimed again at `at(31)`. Returns the job's id,
+/// its old (rescued) claim and its current one.
+pub async fn old_and_current_claims(storage: &TestStorage, queue: &str) -> (JobId, Claim, Claim) {
+    let stale = running_job(storage, job(queue), at(0)).await;
+    storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
+    let current = claim_only(storage, queue, stale.id, at(31)).await;
+    (stale.id, claim_of(&stale), claim_of(&current))
+}
+
 /// A job due at `run_at` rather than now.
 pub fn job_at(queue: &str, run_at: Timestamp) -> NewJob {
     job(queue).run_at(RunAt::At(run_at))

@@ -178,10 +178,7 @@ pub async fn an_outcome_repeated_in_a_deleting_batch_is_applied_once(storage: Te
 /// old (rescued) claim is rejected and deletes nothing, before or after it.
 pub async fn a_deleting_batch_deletes_a_job_only_under_its_current_claim(storage: TestStorage) {
     for old_first in [true, false] {
-        let stale = running_job(&storage, job("q"), at(0)).await;
-        storage.rescue_expired(Some(at(30))).await.expect("rescue succeeds");
-        let current = claim_only(&storage, "q", stale.id, at(31)).await;
-        let (old, new) = (claim_of(&stale), claim_of(&current));
+        let (id, old, new) = old_and_current_claims(&storage, "q").await;
         let claims = if old_first { vec![old, new] } else { vec![new, old] };
         let reports = claims.into_iter().map(|claim| Report { claim, outcome: JobOutcome::Completed }).collect();
         let outcome = storage
@@ -189,7 +186,7 @@ pub async fn a_deleting_batch_deletes_a_job_only_under_its_current_claim(storage
             .await
             .expect("report succeeds");
         assert_eq!((outcome.applied, outcome.rejected), (vec![new], vec![old]), "old claim first: {old_first}");
-        assert!(!exists(&storage, stale.id).await, "old claim first: {old_first}: the job is deleted");
+        assert!(!exists(&storage, id).await, "old claim first: {old_first}: the job is deleted");
         assert_eq!(total_jobs(&storage).await, 0, "old claim first: {old_first}: nothing is left");
     }
 }
